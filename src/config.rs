@@ -1,0 +1,535 @@
+//! Configuration: every environment variable from DESIGN's contract, parsed once at start-up into a
+//! typed [`Config`]. A bad value fails with one line naming the variable, the value and what is
+//! accepted — the function never starts half-configured.
+
+use std::fmt;
+
+use std::time::Duration;
+
+use crate::delivery::RetryPolicy;
+use crate::mapping::{FieldMapping, MappingError};
+
+/// Where the Data API key comes from. Never printed: `Debug` redacts it.
+#[derive(Clone)]
+pub enum ApiKeySource {
+    /// `MOENGAGE_API_KEY`: the key itself (local use).
+    Literal(ApiKey),
+    /// `MOENGAGE_API_KEY_SECRET_ARN`: a Secrets Manager secret holding the key (deployed use).
+    SecretArn(String),
+}
+
+impl fmt::Debug for ApiKeySource {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            ApiKeySource::Literal(_) => f.write_str("Literal(<redacted>)"),
+            ApiKeySource::SecretArn(arn) => write!(f, "SecretArn({arn})"),
+        }
+    }
+}
+
+/// The MoEngage Data API key. Wrapped so that neither `Debug` nor `Display` can leak it into a log
+/// line or an error message.
+#[derive(Clone, PartialEq, Eq)]
+pub struct ApiKey(String);
+
+impl ApiKey {
+    pub fn new(key: impl Into<String>) -> Self {
+        ApiKey(key.into())
+    }
+    /// The key itself; only the HTTP client's auth header should call this.
+    pub fn expose(&self) -> &str {
+        &self.0
+    }
+}
+
+impl fmt::Debug for ApiKey {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str("<redacted>")
+    }
+}
+
+/// A MoEngage data center. Each has its own API host; a key is only valid on its own DC, which is
+/// why a wrong DC shows up as 401.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct DataCenter(u8);
+
+impl DataCenter {
+    /// The data centers MoEngage documents: DC-01 … DC-06 and DC-101.
+    pub const ALL: [u8; 7] = [1, 2, 3, 4, 5, 6, 101];
+    pub const ACCEPTED: &'static str =
+        "DC-01, DC-02, DC-03, DC-04, DC-05, DC-06 or DC-101 (case-insensitive; `01` also accepted)";
+
+    /// Parses `DC-01`, `dc-1`, `01`, `1`, `DC101`.
+    pub fn parse(value: &str) -> Option<Self> {
+        let v = value.trim();
+        let upper = v.to_ascii_uppercase();
+        let digits = upper.strip_prefix("DC").unwrap_or(&upper);
+        let digits = digits.strip_prefix('-').unwrap_or(digits);
+        if digits.is_empty() || !digits.bytes().all(|b| b.is_ascii_digit()) || digits.len() > 3 {
+            return None;
+        }
+        let n: u8 = digits.parse().ok()?;
+        Self::ALL.contains(&n).then_some(DataCenter(n))
+    }
+
+    /// `DC-01` … `DC-06`, `DC-101`.
+    pub fn name(self) -> String {
+        format!("DC-{:02}", self.0)
+    }
+
+    /// `api-01.moengage.com` … `api-101.moengage.com`.
+    pub fn api_host(self) -> String {
+        format!("api-{:02}.moengage.com", self.0)
+    }
+
+    /// `dashboard-01.moengage.com`: what the user sees in the browser, the way to find their DC.
+    pub fn dashboard_host(self) -> String {
+        format!("dashboard-{:02}.moengage.com", self.0)
+    }
+
+    pub fn base_url(self) -> String {
+        format!("https://{}", self.api_host())
+    }
+}
+
+/// What a row becomes in MoEngage (`OBJECT_TYPE`).
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum ObjectType {
+    /// One Track User call per row.
+    UserAttributes,
+    /// One Create Event call per row.
+    Events,
+    /// Transition calls of up to `BATCH_MAX_RECORDS` customer/event elements.
+    BulkImport,
+}
+
+impl ObjectType {
+    pub const ACCEPTED: &'static str = "user_attributes, events or bulk_import";
+    pub fn parse(value: &str) -> Option<Self> {
+        match value.trim().to_ascii_lowercase().replace([' ', '-'], "_").as_str() {
+            "user_attributes" => Some(ObjectType::UserAttributes),
+            "events" => Some(ObjectType::Events),
+            "bulk_import" => Some(ObjectType::BulkImport),
+            _ => None,
+        }
+    }
+    pub fn as_str(self) -> &'static str {
+        match self {
+            ObjectType::UserAttributes => "user_attributes",
+            ObjectType::Events => "events",
+            ObjectType::BulkImport => "bulk_import",
+        }
+    }
+}
+
+/// How rows relate to what MoEngage already holds (`SYNC_MODE`).
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum SyncMode {
+    /// Create or update (MoEngage's default behaviour).
+    Upsert,
+    /// Only rows never delivered before.
+    Insert,
+    /// Update existing users only (`update_existing_only: true`); never create.
+    Update,
+}
+
+impl SyncMode {
+    pub const ACCEPTED: &'static str = "upsert, insert or update";
+    pub fn parse(value: &str) -> Option<Self> {
+        match value.trim().to_ascii_lowercase().as_str() {
+            "upsert" => Some(SyncMode::Upsert),
+            "insert" => Some(SyncMode::Insert),
+            "update" => Some(SyncMode::Update),
+            _ => None,
+        }
+    }
+}
+
+/// Seed default: ~100 requests per minute on each Data API.
+pub const DEFAULT_RATE_LIMIT_PER_MINUTE: u32 = 100;
+/// Seed default: at most 50 elements per Transition call.
+pub const DEFAULT_BATCH_MAX_RECORDS: usize = 50;
+/// Seed and MoEngage docs: a Transition body stays under 100 KB.
+pub const DEFAULT_BATCH_MAX_BYTES: usize = 100_000;
+/// MoEngage documents 128 KB for Track User / Create Event bodies.
+pub const SINGLE_REQUEST_MAX_BYTES: usize = 128_000;
+pub const DEFAULT_STATE_PREFIX: &str = "moengage-sync/";
+
+/// The validated configuration. Built once in `main`; everything downstream borrows it.
+#[derive(Clone, Debug)]
+pub struct Config {
+    /// `MOENGAGE_DATA_CENTER`: picks the API host and names the DC in error diagnoses.
+    pub data_center: DataCenter,
+    /// `MOENGAGE_WORKSPACE_ID`: the Basic-auth username.
+    pub workspace_id: String,
+    /// `MOENGAGE_APP_ID`: the id in request paths; defaults to the Workspace ID (MoEngage answers
+    /// 409 when they differ).
+    pub app_id: String,
+    /// `MOENGAGE_API_KEY` or `MOENGAGE_API_KEY_SECRET_ARN`.
+    pub api_key: ApiKeySource,
+    /// `MOENGAGE_API_URL` override (e.g. the local emulator), else `https://api-NN.moengage.com`.
+    /// No trailing slash.
+    pub api_base_url: String,
+    /// `OBJECT_TYPE`.
+    pub object_type: ObjectType,
+    /// `SYNC_MODE`, default upsert.
+    pub sync_mode: SyncMode,
+    /// `FIELD_MAPPING` (+ `PRIMARY_KEY`), validated; identity when unset.
+    pub field_mapping: FieldMapping,
+    /// `DEAD_LETTER_QUEUE_URL`: where undeliverable request bodies go.
+    pub dead_letter_queue_url: String,
+    /// `WORK_QUEUE_URL`: continuation work items go here; none → objects stop as `continued`.
+    pub work_queue_url: Option<String>,
+    /// `STATE_BUCKET`: run reports, checkpoints and sync state; `None` → the source bucket.
+    pub state_bucket: Option<String>,
+    /// `STATE_PREFIX`, default `moengage-sync/`, always ending in `/`.
+    pub state_prefix: String,
+    /// `RATE_LIMIT_PER_MINUTE`: requests per minute to MoEngage, default 100.
+    pub rate_limit_per_minute: u32,
+    /// `BATCH_MAX_RECORDS`: elements per Transition call, default 50.
+    pub batch_max_records: usize,
+    /// `BATCH_MAX_BYTES`: bytes per Transition body, default 100,000.
+    pub batch_max_bytes: usize,
+    /// `RETRY_MAX_ATTEMPTS`, `RETRY_BASE_DELAY_MS`, `RETRY_MAX_DELAY_SECS`, `RETRY_MAX_ELAPSED_SECS`.
+    pub retry: RetryPolicy,
+}
+
+/// A configuration problem, always naming the variable and what it accepts.
+#[derive(Debug, thiserror::Error, PartialEq, Eq)]
+pub enum ConfigError {
+    #[error("{variable} is not set; expected {accepted}")]
+    Missing { variable: &'static str, accepted: String },
+    #[error("{variable}={value:?} is not valid; expected {accepted}")]
+    Invalid { variable: &'static str, value: String, accepted: String },
+    #[error("{variable} and {other} are both set; set only one of them")]
+    Conflict { variable: &'static str, other: &'static str },
+}
+
+impl Config {
+    /// Reads the process environment.
+    pub fn from_env() -> Result<Self, ConfigError> {
+        Self::from_lookup(|name| std::env::var(name).ok())
+    }
+
+    /// Reads variables through `lookup`; tests pass a map. Empty values count as unset, since SAM
+    /// passes empty strings for optional Parameters.
+    pub fn from_lookup(lookup: impl Fn(&str) -> Option<String>) -> Result<Self, ConfigError> {
+        let get = |name: &str| lookup(name).filter(|v| !v.trim().is_empty());
+
+        let data_center = {
+            let raw = get("MOENGAGE_DATA_CENTER").ok_or(ConfigError::Missing {
+                variable: "MOENGAGE_DATA_CENTER",
+                accepted: DataCenter::ACCEPTED.into(),
+            })?;
+            DataCenter::parse(&raw).ok_or(ConfigError::Invalid {
+                variable: "MOENGAGE_DATA_CENTER",
+                value: raw,
+                accepted: DataCenter::ACCEPTED.into(),
+            })?
+        };
+        let workspace_id = get("MOENGAGE_WORKSPACE_ID")
+            .map(|v| v.trim().to_string())
+            .ok_or(ConfigError::Missing {
+                variable: "MOENGAGE_WORKSPACE_ID",
+                accepted: "your Workspace ID from Settings > Account > APIs".into(),
+            })?;
+        let app_id = get("MOENGAGE_APP_ID").map(|v| v.trim().to_string()).unwrap_or_else(|| workspace_id.clone());
+
+        let api_key = match (get("MOENGAGE_API_KEY"), get("MOENGAGE_API_KEY_SECRET_ARN")) {
+            (Some(_), Some(_)) => {
+                return Err(ConfigError::Conflict {
+                    variable: "MOENGAGE_API_KEY",
+                    other: "MOENGAGE_API_KEY_SECRET_ARN",
+                })
+            }
+            (Some(key), None) => ApiKeySource::Literal(ApiKey::new(key.trim())),
+            (None, Some(arn)) => {
+                if !arn.starts_with("arn:") {
+                    // The value is an ARN, not the key, so it is safe to echo back.
+                    return Err(ConfigError::Invalid {
+                        variable: "MOENGAGE_API_KEY_SECRET_ARN",
+                        value: arn,
+                        accepted: "a Secrets Manager secret ARN (arn:aws:secretsmanager:…)".into(),
+                    });
+                }
+                ApiKeySource::SecretArn(arn)
+            }
+            (None, None) => {
+                return Err(ConfigError::Missing {
+                    variable: "MOENGAGE_API_KEY",
+                    accepted: "the Data API key, or MOENGAGE_API_KEY_SECRET_ARN naming a secret that holds it"
+                        .into(),
+                })
+            }
+        };
+
+        let api_base_url = match get("MOENGAGE_API_URL") {
+            Some(url) => {
+                let url = url.trim().trim_end_matches('/').to_string();
+                if !(url.starts_with("http://") || url.starts_with("https://")) {
+                    return Err(ConfigError::Invalid {
+                        variable: "MOENGAGE_API_URL",
+                        value: url,
+                        accepted: "an http:// or https:// base URL, e.g. http://127.0.0.1:8080".into(),
+                    });
+                }
+                // Users paste the documented base `https://api-01.moengage.com/v1`; paths add /v1.
+                url.strip_suffix("/v1").map(str::to_string).unwrap_or(url)
+            }
+            None => data_center.base_url(),
+        };
+
+        let object_type = {
+            let raw = get("OBJECT_TYPE").ok_or(ConfigError::Missing {
+                variable: "OBJECT_TYPE",
+                accepted: ObjectType::ACCEPTED.into(),
+            })?;
+            ObjectType::parse(&raw).ok_or(ConfigError::Invalid {
+                variable: "OBJECT_TYPE",
+                value: raw,
+                accepted: ObjectType::ACCEPTED.into(),
+            })?
+        };
+        let sync_mode = match get("SYNC_MODE") {
+            None => SyncMode::Upsert,
+            Some(raw) => SyncMode::parse(&raw).ok_or(ConfigError::Invalid {
+                variable: "SYNC_MODE",
+                value: raw,
+                accepted: SyncMode::ACCEPTED.into(),
+            })?,
+        };
+
+        let primary_key = get("PRIMARY_KEY").map(|v| v.trim().to_string());
+        let field_mapping = FieldMapping::parse(get("FIELD_MAPPING").as_deref(), primary_key, object_type)
+            .map_err(|e| match e {
+                MappingError::Json { value, reason } => ConfigError::Invalid {
+                    variable: "FIELD_MAPPING",
+                    value,
+                    accepted: format!(
+                        "a JSON object of MoEngage field → source column or {{\"column\":…,\"type\":…}} ({reason})"
+                    ),
+                },
+                other => ConfigError::Invalid {
+                    variable: "FIELD_MAPPING",
+                    value: get("FIELD_MAPPING").unwrap_or_default(),
+                    accepted: other.to_string(),
+                },
+            })?;
+
+        let dead_letter_queue_url = get("DEAD_LETTER_QUEUE_URL").ok_or(ConfigError::Missing {
+            variable: "DEAD_LETTER_QUEUE_URL",
+            accepted: "the URL of the SQS queue for undeliverable requests".into(),
+        })?;
+        let work_queue_url = get("WORK_QUEUE_URL");
+        let state_bucket = get("STATE_BUCKET").map(|v| v.trim().to_string());
+        let state_prefix = {
+            let p = get("STATE_PREFIX").unwrap_or_else(|| DEFAULT_STATE_PREFIX.into());
+            let p = p.trim().trim_start_matches('/').to_string();
+            if p.is_empty() || p.ends_with('/') { p } else { format!("{p}/") }
+        };
+
+        let rate_limit_per_minute =
+            parse_number("RATE_LIMIT_PER_MINUTE", get("RATE_LIMIT_PER_MINUTE"), DEFAULT_RATE_LIMIT_PER_MINUTE, 1, 1_000_000)?;
+        let batch_max_records =
+            parse_number("BATCH_MAX_RECORDS", get("BATCH_MAX_RECORDS"), DEFAULT_BATCH_MAX_RECORDS, 1, 10_000)?;
+        let batch_max_bytes =
+            parse_number("BATCH_MAX_BYTES", get("BATCH_MAX_BYTES"), DEFAULT_BATCH_MAX_BYTES, 1_000, 10_000_000)?;
+
+        let defaults = RetryPolicy::default();
+        let retry = RetryPolicy {
+            max_attempts: parse_number("RETRY_MAX_ATTEMPTS", get("RETRY_MAX_ATTEMPTS"), defaults.max_attempts, 1, 100)?,
+            base_delay: Duration::from_millis(parse_number(
+                "RETRY_BASE_DELAY_MS",
+                get("RETRY_BASE_DELAY_MS"),
+                defaults.base_delay.as_millis() as u64,
+                1,
+                600_000,
+            )?),
+            max_delay: Duration::from_secs(parse_number(
+                "RETRY_MAX_DELAY_SECS",
+                get("RETRY_MAX_DELAY_SECS"),
+                defaults.max_delay.as_secs(),
+                1,
+                3_600,
+            )?),
+            max_elapsed: Duration::from_secs(parse_number(
+                "RETRY_MAX_ELAPSED_SECS",
+                get("RETRY_MAX_ELAPSED_SECS"),
+                defaults.max_elapsed.as_secs(),
+                1,
+                3_600,
+            )?),
+        };
+
+        Ok(Config {
+            data_center,
+            workspace_id,
+            app_id,
+            api_key,
+            api_base_url,
+            object_type,
+            sync_mode,
+            field_mapping,
+            dead_letter_queue_url,
+            work_queue_url,
+            state_bucket,
+            state_prefix,
+            rate_limit_per_minute,
+            batch_max_records,
+            batch_max_bytes,
+            retry,
+        })
+    }
+
+    /// Host name shown in diagnoses: the DC's host, or the override's host.
+    pub fn api_host(&self) -> &str {
+        let rest = self.api_base_url.split("://").nth(1).unwrap_or(&self.api_base_url);
+        rest.split('/').next().unwrap_or(rest)
+    }
+}
+
+fn parse_number<T>(variable: &'static str, raw: Option<String>, default: T, min: T, max: T) -> Result<T, ConfigError>
+where
+    T: std::str::FromStr + PartialOrd + fmt::Display + Copy,
+{
+    let Some(raw) = raw else { return Ok(default) };
+    let invalid = || ConfigError::Invalid {
+        variable,
+        value: raw.clone(),
+        accepted: format!("a whole number from {min} to {max}"),
+    };
+    let n: T = raw.trim().replace('_', "").parse().map_err(|_| invalid())?;
+    if n < min || n > max {
+        return Err(invalid());
+    }
+    Ok(n)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use std::collections::HashMap;
+
+    fn base() -> HashMap<&'static str, String> {
+        HashMap::from([
+            ("MOENGAGE_DATA_CENTER", "DC-01".to_string()),
+            ("MOENGAGE_WORKSPACE_ID", "WS1".to_string()),
+            ("MOENGAGE_API_KEY", "key-123".to_string()),
+            ("OBJECT_TYPE", "bulk_import".to_string()),
+            ("DEAD_LETTER_QUEUE_URL", "http://127.0.0.1:1/123/dlq".to_string()),
+        ])
+    }
+
+    fn load(vars: &HashMap<&'static str, String>) -> Result<Config, ConfigError> {
+        Config::from_lookup(|k| vars.get(k).cloned())
+    }
+
+    #[test]
+    fn data_center_table_maps_every_dc_to_its_documented_host() {
+        let table = [
+            ("DC-01", "api-01.moengage.com"),
+            ("DC-02", "api-02.moengage.com"),
+            ("DC-03", "api-03.moengage.com"),
+            ("DC-04", "api-04.moengage.com"),
+            ("DC-05", "api-05.moengage.com"),
+            ("DC-06", "api-06.moengage.com"),
+            ("DC-101", "api-101.moengage.com"),
+            ("dc-02", "api-02.moengage.com"),
+            ("01", "api-01.moengage.com"),
+            ("3", "api-03.moengage.com"),
+            ("DC03", "api-03.moengage.com"),
+        ];
+        for (input, host) in table {
+            let dc = DataCenter::parse(input).unwrap_or_else(|| panic!("{input} should parse"));
+            assert_eq!(dc.api_host(), host, "{input}");
+            let mut vars = base();
+            vars.insert("MOENGAGE_DATA_CENTER", input.to_string());
+            assert_eq!(load(&vars).unwrap().api_base_url, format!("https://{host}"));
+        }
+    }
+
+    #[test]
+    fn unknown_data_center_fails_naming_variable_value_and_accepted() {
+        for bad in ["DC-07", "DC-00", "US", "DC-1011", "", "DC-", "api-01"] {
+            let mut vars = base();
+            vars.insert("MOENGAGE_DATA_CENTER", bad.to_string());
+            let err = load(&vars).unwrap_err().to_string();
+            assert!(err.starts_with("MOENGAGE_DATA_CENTER"), "{err}");
+            assert!(err.contains("DC-01, DC-02"), "{err}");
+            if !bad.is_empty() {
+                assert!(err.contains(&format!("{bad:?}")), "{err}");
+            }
+        }
+    }
+
+    #[test]
+    fn bad_values_fail_with_one_line_naming_the_variable() {
+        let cases: &[(&str, &str, &str)] = &[
+            ("OBJECT_TYPE", "users", "user_attributes, events or bulk_import"),
+            ("SYNC_MODE", "mirror", "upsert, insert or update"),
+            ("RATE_LIMIT_PER_MINUTE", "fast", "whole number"),
+            ("RATE_LIMIT_PER_MINUTE", "0", "whole number from 1"),
+            ("BATCH_MAX_RECORDS", "-5", "whole number"),
+            ("BATCH_MAX_BYTES", "10", "whole number from 1000"),
+            ("MOENGAGE_API_URL", "127.0.0.1:8080", "http://"),
+            ("FIELD_MAPPING", "{not json", "JSON object"),
+            ("FIELD_MAPPING", "{\"email\":42}", "column"),
+            ("MOENGAGE_API_KEY_SECRET_ARN", "mykey", "secret ARN"),
+        ];
+        for (var, value, accepted) in cases {
+            let mut vars = base();
+            if *var == "MOENGAGE_API_KEY_SECRET_ARN" {
+                vars.remove("MOENGAGE_API_KEY");
+            }
+            vars.insert(var, value.to_string());
+            let err = load(&vars).unwrap_err().to_string();
+            assert!(err.starts_with(var), "{var}: {err}");
+            assert!(err.contains(accepted), "{var}: {err}");
+            assert!(!err.contains('\n'), "one line: {err}");
+        }
+    }
+
+    #[test]
+    fn missing_required_variables_are_named() {
+        for var in ["MOENGAGE_DATA_CENTER", "MOENGAGE_WORKSPACE_ID", "OBJECT_TYPE", "DEAD_LETTER_QUEUE_URL", "MOENGAGE_API_KEY"] {
+            let mut vars = base();
+            vars.remove(var);
+            let err = load(&vars).unwrap_err().to_string();
+            assert!(err.starts_with(var) && err.contains("not set"), "{var}: {err}");
+        }
+    }
+
+    #[test]
+    fn api_key_never_appears_in_errors_or_debug() {
+        let mut vars = base();
+        vars.insert("MOENGAGE_API_KEY", "super-secret-key".into());
+        vars.insert("MOENGAGE_API_KEY_SECRET_ARN", "arn:aws:secretsmanager:x".into());
+        let err = load(&vars).unwrap_err().to_string();
+        assert!(!err.contains("super-secret-key"), "{err}");
+        vars.remove("MOENGAGE_API_KEY_SECRET_ARN");
+        let cfg = load(&vars).unwrap();
+        assert!(!format!("{cfg:?}").contains("super-secret-key"));
+    }
+
+    #[test]
+    fn defaults_follow_the_contract() {
+        let cfg = load(&base()).unwrap();
+        assert_eq!(cfg.app_id, "WS1");
+        assert_eq!(cfg.sync_mode, SyncMode::Upsert);
+        assert_eq!(cfg.rate_limit_per_minute, 100);
+        assert_eq!(cfg.batch_max_records, 50);
+        assert_eq!(cfg.batch_max_bytes, 100_000);
+        assert_eq!(cfg.state_prefix, "moengage-sync/");
+        assert_eq!(cfg.state_bucket, None);
+
+        let mut vars = base();
+        vars.insert("MOENGAGE_API_URL", "http://127.0.0.1:8080/v1/".into());
+        vars.insert("STATE_PREFIX", "state".into());
+        vars.insert("MOENGAGE_APP_ID", "".into());
+        let cfg = load(&vars).unwrap();
+        assert_eq!(cfg.api_base_url, "http://127.0.0.1:8080");
+        assert_eq!(cfg.api_host(), "127.0.0.1:8080");
+        assert_eq!(cfg.state_prefix, "state/");
+        assert_eq!(cfg.app_id, "WS1", "empty MOENGAGE_APP_ID (as SAM passes it) means unset");
+    }
+}

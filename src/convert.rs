@@ -1,0 +1,443 @@
+//! Value conversion: one source cell (a CSV string or a JSON value) to the JSON MoEngage should
+//! receive, by the mapping's declared type. Writes straight into the request body buffer.
+//!
+//! MoEngage only recognises datetimes as `YYYY-MM-DDTHH:MM:SSZ` (or `YYYY-MM-DD`); anything else is
+//! stored as a plain string, so warehouse timestamps are normalised here.
+
+use chrono::{DateTime, NaiveDate, NaiveDateTime, TimeZone, Utc};
+use serde_json::Value;
+
+/// A cell as the decoder hands it over.
+#[derive(Clone, Copy, Debug)]
+pub enum Cell<'a> {
+    /// The column is absent from this row (NDJSON key missing) or SQL NULL.
+    Null,
+    /// Text, as in CSV. Untyped text is sent as a JSON string.
+    Str(&'a str),
+    /// A value whose type the format already gives (NDJSON, Parquet).
+    Json(&'a Value),
+}
+
+impl Cell<'_> {
+    /// Empty cells and nulls are left out of the payload: a blank warehouse cell must not wipe a
+    /// profile attribute in MoEngage.
+    pub fn is_empty(&self) -> bool {
+        match self {
+            Cell::Null => true,
+            Cell::Str(s) => s.trim().is_empty(),
+            Cell::Json(v) => v.is_null() || v.as_str().is_some_and(|s| s.trim().is_empty()),
+        }
+    }
+
+    /// The cell as text, for ids and names (numbers are rendered, objects are not text).
+    pub fn as_text(&self) -> Option<std::borrow::Cow<'_, str>> {
+        match self {
+            Cell::Null => None,
+            Cell::Str(s) => Some(std::borrow::Cow::Borrowed(s)),
+            Cell::Json(Value::String(s)) => Some(std::borrow::Cow::Borrowed(s)),
+            Cell::Json(Value::Number(n)) => Some(std::borrow::Cow::Owned(n.to_string())),
+            Cell::Json(Value::Bool(b)) => Some(std::borrow::Cow::Owned(b.to_string())),
+            Cell::Json(_) => None,
+        }
+    }
+}
+
+/// The types a `FIELD_MAPPING` entry may declare.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum FieldType {
+    String,
+    Number,
+    Integer,
+    Boolean,
+    Datetime,
+    Date,
+    Array,
+    Json,
+}
+
+impl FieldType {
+    pub const ACCEPTED: &'static str = "string, number, integer, boolean, datetime, date, array or json";
+    pub fn parse(s: &str) -> Option<Self> {
+        Some(match s.trim().to_ascii_lowercase().as_str() {
+            "string" | "text" => FieldType::String,
+            "number" | "float" | "double" | "decimal" => FieldType::Number,
+            "integer" | "int" => FieldType::Integer,
+            "boolean" | "bool" => FieldType::Boolean,
+            "datetime" | "timestamp" => FieldType::Datetime,
+            "date" => FieldType::Date,
+            "array" | "list" => FieldType::Array,
+            "json" | "object" => FieldType::Json,
+            _ => return None,
+        })
+    }
+}
+
+/// Why a value could not be converted; becomes the row's rejection reason.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[error("{0}")]
+pub struct ConvertError(pub String);
+
+/// Things MoEngage would quietly alter; the value is still sent.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum ValueWarning {
+    /// Strings over 512 characters are truncated by MoEngage.
+    LongString(usize),
+    /// Arrays over 50 elements are cut by MoEngage.
+    LongArray(usize),
+    /// MoEngage requires homogeneous arrays.
+    MixedArray,
+}
+
+/// MoEngage truncates string values beyond this many characters.
+pub const MAX_STRING_CHARS: usize = 512;
+/// MoEngage keeps at most this many array elements.
+pub const MAX_ARRAY_LEN: usize = 50;
+
+/// Writes `cell` converted to `ty` (or as the format typed it when `ty` is `None`) as JSON into
+/// `out`. Returns `Ok(false)` when the cell is empty and nothing was written.
+pub fn write_value(
+    cell: Cell<'_>,
+    ty: Option<FieldType>,
+    out: &mut Vec<u8>,
+    warnings: &mut Vec<ValueWarning>,
+) -> Result<bool, ConvertError> {
+    if cell.is_empty() {
+        return Ok(false);
+    }
+    match (ty, cell) {
+        (None | Some(FieldType::String), Cell::Str(s)) => write_str(s, out, warnings)?,
+        (None, Cell::Json(v)) => write_json(v, out, warnings)?,
+        (Some(FieldType::String), Cell::Json(v)) => match v {
+            Value::String(s) => write_str(s, out, warnings)?,
+            other => write_str(&other.to_string(), out, warnings)?,
+        },
+        (Some(t), cell) => write_typed(t, cell, out, warnings)?,
+        // Null is empty and returned above.
+        (None, Cell::Null) => return Ok(false),
+    }
+    Ok(true)
+}
+
+fn write_typed(
+    ty: FieldType,
+    cell: Cell<'_>,
+    out: &mut Vec<u8>,
+    warnings: &mut Vec<ValueWarning>,
+) -> Result<(), ConvertError> {
+    let text = cell.as_text();
+    let text = text.as_deref().unwrap_or_default();
+    match ty {
+        FieldType::String => write_str(text, out, warnings)?,
+        FieldType::Number => match cell {
+            Cell::Json(Value::Number(n)) => out.extend_from_slice(n.to_string().as_bytes()),
+            _ => write_number(text, out)?,
+        },
+        FieldType::Integer => {
+            let s = text.trim();
+            let n = parse_integer(s).ok_or_else(|| ConvertError(format!("{s:?} is not an integer")))?;
+            out.extend_from_slice(n.to_string().as_bytes());
+        }
+        FieldType::Boolean => {
+            let b = match cell {
+                Cell::Json(Value::Bool(b)) => *b,
+                _ => parse_bool(text).ok_or_else(|| {
+                    ConvertError(format!("{text:?} is not a boolean (true/false, 1/0, yes/no, t/f)"))
+                })?,
+            };
+            out.extend_from_slice(if b { b"true" } else { b"false" });
+        }
+        FieldType::Datetime => {
+            let dt = match cell {
+                Cell::Json(Value::Number(n)) => n.as_f64().and_then(epoch_to_datetime),
+                _ => parse_datetime(text),
+            }
+            .ok_or_else(|| {
+                ConvertError(format!(
+                    "{text:?} is not a datetime (ISO 8601, YYYY-MM-DD HH:MM:SS[.fff][ ±ZZZZ], epoch seconds or milliseconds)"
+                ))
+            })?;
+            write_raw_str(&format_datetime(&dt), out);
+        }
+        FieldType::Date => {
+            let s = text.trim();
+            let d = NaiveDate::parse_from_str(s, "%Y-%m-%d")
+                .ok()
+                .or_else(|| parse_datetime(s).map(|dt| dt.date_naive()))
+                .ok_or_else(|| ConvertError(format!("{s:?} is not a date (YYYY-MM-DD)")))?;
+            write_raw_str(&d.format("%Y-%m-%d").to_string(), out);
+        }
+        FieldType::Array => {
+            let arr = match cell {
+                Cell::Json(Value::Array(a)) => a.clone(),
+                _ => parse_array(text)?,
+            };
+            write_json(&Value::Array(arr), out, warnings)?;
+        }
+        FieldType::Json => {
+            let v = match cell {
+                Cell::Json(v) => v.clone(),
+                _ => serde_json::from_str::<Value>(text).map_err(|e| ConvertError(format!("not valid JSON: {e}")))?,
+            };
+            write_json(&v, out, warnings)?;
+        }
+    }
+    Ok(())
+}
+
+fn write_str(s: &str, out: &mut Vec<u8>, warnings: &mut Vec<ValueWarning>) -> Result<(), ConvertError> {
+    let chars = if s.len() > MAX_STRING_CHARS { s.chars().count() } else { s.len() };
+    if chars > MAX_STRING_CHARS {
+        warnings.push(ValueWarning::LongString(chars));
+    }
+    write_raw_str(s, out);
+    Ok(())
+}
+
+fn write_json(v: &Value, out: &mut Vec<u8>, warnings: &mut Vec<ValueWarning>) -> Result<(), ConvertError> {
+    match v {
+        Value::String(s) => write_str(s, out, warnings),
+        Value::Array(a) => {
+            check_array(a, warnings);
+            serde_json::to_writer(&mut *out, v).map_err(|e| ConvertError(e.to_string()))
+        }
+        _ => serde_json::to_writer(&mut *out, v).map_err(|e| ConvertError(e.to_string())),
+    }
+}
+
+/// Writes a JSON string. Most warehouse cells need no escaping, so they are copied as they are;
+/// serde_json's escaper runs only when a byte needs it.
+pub fn write_raw_str(s: &str, out: &mut Vec<u8>) {
+    if s.bytes().all(|b| b >= 0x20 && b != b'"' && b != b'\\') {
+        out.push(b'"');
+        out.extend_from_slice(s.as_bytes());
+        out.push(b'"');
+    } else {
+        // Writing a &str into a Vec cannot fail: serde_json only errors on I/O or non-string keys.
+        let _ = serde_json::to_writer(&mut *out, s);
+    }
+}
+
+fn write_number(s: &str, out: &mut Vec<u8>) -> Result<(), ConvertError> {
+    let t = s.trim();
+    // Keep the warehouse's exact digits when they are already a JSON number (no f64 rounding).
+    if serde_json::from_str::<serde_json::Number>(t).is_ok() {
+        out.extend_from_slice(t.as_bytes());
+        return Ok(());
+    }
+    let f: f64 = t
+        .replace(',', "")
+        .parse()
+        .ok()
+        .filter(|f: &f64| f.is_finite())
+        .ok_or_else(|| ConvertError(format!("{t:?} is not a number")))?;
+    serde_json::to_writer(&mut *out, &f).map_err(|e| ConvertError(e.to_string()))
+}
+
+fn parse_integer(s: &str) -> Option<i64> {
+    if let Ok(n) = s.parse::<i64>() {
+        return Some(n);
+    }
+    // Warehouses often print integers of float columns as `12.0`.
+    let f: f64 = s.parse().ok()?;
+    (f.fract() == 0.0 && f.abs() < 9.0e15).then_some(f as i64)
+}
+
+pub fn parse_bool(s: &str) -> Option<bool> {
+    match s.trim().to_ascii_lowercase().as_str() {
+        "true" | "t" | "1" | "yes" | "y" => Some(true),
+        "false" | "f" | "0" | "no" | "n" => Some(false),
+        _ => None,
+    }
+}
+
+fn parse_array(s: &str) -> Result<Vec<Value>, ConvertError> {
+    let t = s.trim();
+    if t.starts_with('[') {
+        return match serde_json::from_str::<Value>(t) {
+            Ok(Value::Array(a)) => Ok(a),
+            _ => Err(ConvertError(format!("{t:?} starts like a JSON array but is not one"))),
+        };
+    }
+    // Delimited: the first of , ; | that occurs, so "a;b" and "a|b" work as well as "a,b".
+    let delim = [',', ';', '|'].into_iter().find(|d| t.contains(*d)).unwrap_or(',');
+    Ok(t.split(delim)
+        .map(str::trim)
+        .filter(|p| !p.is_empty())
+        .map(|p| Value::String(p.to_string()))
+        .collect())
+}
+
+fn check_array(a: &[Value], warnings: &mut Vec<ValueWarning>) {
+    if a.len() > MAX_ARRAY_LEN {
+        warnings.push(ValueWarning::LongArray(a.len()));
+    }
+    let kind = |v: &Value| std::mem::discriminant(v);
+    if let Some(first) = a.first() {
+        if a.iter().any(|v| kind(v) != kind(first)) {
+            warnings.push(ValueWarning::MixedArray);
+        }
+    }
+}
+
+fn epoch_to_datetime(n: f64) -> Option<DateTime<Utc>> {
+    // Epoch milliseconds are 13 digits for any date after 2001; seconds stay below 1e11 until 5138.
+    let secs = if n.abs() >= 1.0e11 { n / 1000.0 } else { n };
+    let whole = secs.trunc() as i64;
+    let nanos = ((secs - secs.trunc()) * 1e9).round() as u32;
+    Utc.timestamp_opt(whole, nanos.min(999_999_999)).single()
+}
+
+/// Parses what warehouses write: ISO 8601 with or without offset, `YYYY-MM-DD HH:MM:SS[.fff][ ±ZZZZ]`,
+/// a bare date, and epoch seconds or milliseconds. Times without an offset are taken as UTC.
+pub fn parse_datetime(s: &str) -> Option<DateTime<Utc>> {
+    let t = s.trim();
+    if t.is_empty() {
+        return None;
+    }
+    if is_epoch_number(t) {
+        return t.parse::<f64>().ok().and_then(epoch_to_datetime);
+    }
+    if let Ok(dt) = DateTime::parse_from_rfc3339(t) {
+        return Some(dt.with_timezone(&Utc));
+    }
+    let t = t.strip_suffix(" UTC").unwrap_or(t).trim();
+    const WITH_OFFSET: [&str; 4] = ["%Y-%m-%d %H:%M:%S%.f %z", "%Y-%m-%dT%H:%M:%S%.f%z", "%Y-%m-%d %H:%M:%S%.f%z", "%Y-%m-%d %H:%M:%S%.f %:z"];
+    for f in WITH_OFFSET {
+        if let Ok(dt) = DateTime::parse_from_str(t, f) {
+            return Some(dt.with_timezone(&Utc));
+        }
+    }
+    const NAIVE: [&str; 4] = ["%Y-%m-%d %H:%M:%S%.f", "%Y-%m-%dT%H:%M:%S%.f", "%Y-%m-%d %H:%M", "%Y-%m-%dT%H:%M"];
+    for f in NAIVE {
+        if let Ok(dt) = NaiveDateTime::parse_from_str(t, f) {
+            return Some(dt.and_utc());
+        }
+    }
+    let t = t.strip_suffix('Z').unwrap_or(t);
+    NaiveDate::parse_from_str(t, "%Y-%m-%d").ok().and_then(|d| d.and_hms_opt(0, 0, 0)).map(|dt| dt.and_utc())
+}
+
+/// `1793527200`, `1793527200000`, `1793527200.5`, `-86400`: digits with at most one dot.
+fn is_epoch_number(t: &str) -> bool {
+    let digits = t.strip_prefix('-').unwrap_or(t);
+    !digits.is_empty()
+        && digits.bytes().all(|b| b.is_ascii_digit() || b == b'.')
+        && digits.bytes().filter(|b| *b == b'.').count() <= 1
+        && digits.bytes().next().is_some_and(|b| b.is_ascii_digit())
+}
+
+/// MoEngage's one recognised datetime shape.
+pub fn format_datetime(dt: &DateTime<Utc>) -> String {
+    dt.format("%Y-%m-%dT%H:%M:%SZ").to_string()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn conv(cell: Cell<'_>, ty: Option<FieldType>) -> Result<String, ConvertError> {
+        let mut out = Vec::new();
+        let mut w = Vec::new();
+        let wrote = write_value(cell, ty, &mut out, &mut w)?;
+        Ok(if wrote { String::from_utf8(out).unwrap() } else { "<omitted>".into() })
+    }
+
+    #[test]
+    fn datetimes_from_warehouses_become_moengage_utc() {
+        let table = [
+            ("2026-11-01T10:00:00Z", "2026-11-01T10:00:00Z"),
+            ("2026-11-01T12:00:00+02:00", "2026-11-01T10:00:00Z"),
+            ("2026-11-01T10:00:00.123Z", "2026-11-01T10:00:00Z"),
+            ("2026-11-01T10:00:00", "2026-11-01T10:00:00Z"),
+            ("2026-11-01 10:00:00", "2026-11-01T10:00:00Z"),
+            ("2026-11-01 10:00:00.000 +0000", "2026-11-01T10:00:00Z"),
+            ("2026-11-01 15:30:00.250 +0530", "2026-11-01T10:00:00Z"),
+            ("2026-11-01 10:00:00 UTC", "2026-11-01T10:00:00Z"),
+            ("2026-11-01 05:00:00-05:00", "2026-11-01T10:00:00Z"),
+            ("2026-11-01", "2026-11-01T00:00:00Z"),
+            ("1793527200", "2026-11-01T10:00:00Z"),
+            ("1793527200000", "2026-11-01T10:00:00Z"),
+            ("1793527200.5", "2026-11-01T10:00:00Z"),
+        ];
+        for (input, want) in table {
+            assert_eq!(conv(Cell::Str(input), Some(FieldType::Datetime)).unwrap(), format!("\"{want}\""), "{input}");
+        }
+        let n = serde_json::json!(1793527200000_i64);
+        assert_eq!(conv(Cell::Json(&n), Some(FieldType::Datetime)).unwrap(), "\"2026-11-01T10:00:00Z\"");
+        for bad in ["yesterday", "2026-13-01", "01/11/2026", "2026-11-01T25:00:00Z"] {
+            let e = conv(Cell::Str(bad), Some(FieldType::Datetime)).unwrap_err();
+            assert!(e.0.contains("not a datetime"), "{bad}: {e}");
+        }
+    }
+
+    #[test]
+    fn each_type_converts_or_explains() {
+        let ok: &[(&str, FieldType, &str)] = &[
+            ("42", FieldType::Number, "42"),
+            ("29.99", FieldType::Number, "29.99"),
+            (" 1e3 ", FieldType::Number, "1e3"),
+            ("+5", FieldType::Number, "5.0"),
+            ("12", FieldType::Integer, "12"),
+            ("12.0", FieldType::Integer, "12"),
+            ("TRUE", FieldType::Boolean, "true"),
+            ("no", FieldType::Boolean, "false"),
+            ("t", FieldType::Boolean, "true"),
+            ("0", FieldType::Boolean, "false"),
+            ("2026-11-01 10:00:00 +0000", FieldType::Date, "\"2026-11-01\""),
+            ("1990-02-28", FieldType::Date, "\"1990-02-28\""),
+            ("a, b ,c", FieldType::Array, "[\"a\",\"b\",\"c\"]"),
+            ("a|b", FieldType::Array, "[\"a\",\"b\"]"),
+            ("[1,2,3]", FieldType::Array, "[1,2,3]"),
+            ("{\"a\":1}", FieldType::Json, "{\"a\":1}"),
+            ("say \"hi\"", FieldType::String, "\"say \\\"hi\\\"\""),
+        ];
+        for (input, ty, want) in ok {
+            assert_eq!(conv(Cell::Str(input), Some(*ty)).unwrap(), *want, "{input} as {ty:?}");
+        }
+        let bad: &[(&str, FieldType, &str)] = &[
+            ("abc", FieldType::Number, "not a number"),
+            ("1.5", FieldType::Integer, "not an integer"),
+            ("maybe", FieldType::Boolean, "not a boolean"),
+            ("11/01/2026", FieldType::Date, "not a date"),
+            ("[1,2", FieldType::Array, "JSON array"),
+            ("{oops", FieldType::Json, "not valid JSON"),
+            ("NaN", FieldType::Number, "not a number"),
+        ];
+        for (input, ty, reason) in bad {
+            let e = conv(Cell::Str(input), Some(*ty)).unwrap_err();
+            assert!(e.0.contains(reason), "{input} as {ty:?}: {e}");
+        }
+    }
+
+    #[test]
+    fn empty_cells_and_nulls_are_omitted() {
+        assert_eq!(conv(Cell::Str(""), None).unwrap(), "<omitted>");
+        assert_eq!(conv(Cell::Str("  "), Some(FieldType::Number)).unwrap(), "<omitted>");
+        assert_eq!(conv(Cell::Null, Some(FieldType::Boolean)).unwrap(), "<omitted>");
+        assert_eq!(conv(Cell::Json(&Value::Null), None).unwrap(), "<omitted>");
+    }
+
+    #[test]
+    fn untyped_json_keeps_its_type() {
+        let v = serde_json::json!({"n": 1.5, "b": true, "a": ["x"]});
+        assert_eq!(conv(Cell::Json(&v["n"]), None).unwrap(), "1.5");
+        assert_eq!(conv(Cell::Json(&v["b"]), None).unwrap(), "true");
+        assert_eq!(conv(Cell::Json(&v["a"]), None).unwrap(), "[\"x\"]");
+        assert_eq!(conv(Cell::Json(&v["n"]), Some(FieldType::String)).unwrap(), "\"1.5\"");
+    }
+
+    #[test]
+    fn warnings_for_what_moengage_would_alter() {
+        let mut w = Vec::new();
+        let long = "x".repeat(600);
+        write_value(Cell::Str(&long), None, &mut Vec::new(), &mut w).unwrap();
+        assert_eq!(w, vec![ValueWarning::LongString(600)]);
+        let mut w = Vec::new();
+        let many = (0..60).map(|i| i.to_string()).collect::<Vec<_>>().join(",");
+        write_value(Cell::Str(&many), Some(FieldType::Array), &mut Vec::new(), &mut w).unwrap();
+        assert_eq!(w, vec![ValueWarning::LongArray(60)]);
+        let mut w = Vec::new();
+        write_value(Cell::Str("[1,\"a\"]"), Some(FieldType::Array), &mut Vec::new(), &mut w).unwrap();
+        assert_eq!(w, vec![ValueWarning::MixedArray]);
+    }
+}

@@ -1,0 +1,154 @@
+//! Delivery: one request body to MoEngage, paced, retried with capped exponential backoff and full
+//! jitter, ending in one of three outcomes — delivered, failed (dead-letter it), or misconfigured
+//! (stop the object).
+
+use std::time::Duration;
+
+use bytes::Bytes;
+use tokio::time::Instant;
+
+use crate::moengage::{classify, MoEngageClient, RetryAction};
+use crate::rate::Pacer;
+
+/// How hard to try one body before giving up on it.
+#[derive(Clone, Debug)]
+pub struct RetryPolicy {
+    /// `RETRY_MAX_ATTEMPTS`: attempts per body including the first, default 6.
+    pub max_attempts: u32,
+    /// `RETRY_BASE_DELAY_MS`: backoff before the 2nd attempt is up to this; doubles each time.
+    pub base_delay: Duration,
+    /// `RETRY_MAX_DELAY_SECS`: cap of one backoff, default 60 s.
+    pub max_delay: Duration,
+    /// `RETRY_MAX_ELAPSED_SECS`: no new attempt starts after this much time on one body, default 300 s.
+    pub max_elapsed: Duration,
+}
+
+impl Default for RetryPolicy {
+    fn default() -> Self {
+        RetryPolicy {
+            max_attempts: 6,
+            base_delay: Duration::from_millis(500),
+            max_delay: Duration::from_secs(60),
+            max_elapsed: Duration::from_secs(300),
+        }
+    }
+}
+
+impl RetryPolicy {
+    /// Full jitter (AWS's recommendation): uniform in [0, min(cap, base·2^(n−1))] before retry n.
+    pub fn backoff(&self, retry: u32) -> Duration {
+        let exp = self.base_delay.saturating_mul(1u32 << retry.saturating_sub(1).min(20));
+        let ceiling = exp.min(self.max_delay);
+        ceiling.mul_f64(fastrand::f64())
+    }
+}
+
+/// Why a body could not be delivered; goes into the dead-letter message as is.
+#[derive(Debug, Clone, Default, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
+pub struct FailureDetail {
+    /// HTTP status of the last answer, if there was one.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub status: Option<u16>,
+    /// Body of the last answer (MoEngage's error JSON).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub body: Option<String>,
+    /// Transport error of the last attempt when no answer came.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub transport: Option<String>,
+    /// One line for people: what happened.
+    pub reason: String,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Outcome {
+    Delivered { request_id: Option<String> },
+    /// Permanent failure or retries exhausted: dead-letter the body.
+    Failed(FailureDetail),
+    /// 401/403/409: the configuration is wrong; no body will get through.
+    Misconfigured(FailureDetail),
+}
+
+/// The outcome plus what it took.
+#[derive(Debug, Clone)]
+pub struct Delivery {
+    pub outcome: Outcome,
+    /// Requests sent for this body (1 + retries).
+    pub attempts: u32,
+    /// How many answers were 429.
+    pub rate_limited: u32,
+    /// Time spent waiting for MoEngage's answers (not pacing or backoff).
+    pub latency: Duration,
+}
+
+/// Sends `body` to `path` until it is accepted, fails permanently, or the policy gives up.
+pub async fn deliver(client: &MoEngageClient, pacer: &Pacer, policy: &RetryPolicy, path: &str, body: Bytes) -> Delivery {
+    let started = Instant::now();
+    let mut attempts = 0;
+    let mut rate_limited = 0;
+    let mut latency = Duration::ZERO;
+    loop {
+        // Every attempt takes a slot, retries too: retries must not overrun the budget.
+        pacer.acquire().await;
+        attempts += 1;
+        let sent = Instant::now();
+        let result = client.post(path, body.clone()).await;
+        latency += sent.elapsed();
+        let (action, detail) = match result {
+            Ok(resp) => {
+                if let Some(wait) = resp.rate_limit.retry_after {
+                    pacer.hold_off(wait);
+                } else if resp.rate_limit.remaining == Some(0) || resp.status == 429 {
+                    if let Some(wait) = resp.rate_limit.reset_after {
+                        pacer.hold_off(wait);
+                    }
+                }
+                if resp.status == 429 {
+                    rate_limited += 1;
+                }
+                let action = classify(resp.status, &resp.body);
+                let reason = match &action {
+                    RetryAction::Retry(r) | RetryAction::DontRetry(r) | RetryAction::Misconfigured(r) => r.clone(),
+                    RetryAction::Successful { .. } => String::new(),
+                };
+                (action, FailureDetail { status: Some(resp.status), body: Some(resp.body), transport: None, reason })
+            }
+            Err(e) => {
+                let reason = format!("no answer from MoEngage ({e})");
+                (RetryAction::Retry(reason.clone()), FailureDetail { transport: Some(e.to_string()), reason, ..Default::default() })
+            }
+        };
+        let outcome = match action {
+            RetryAction::Successful { request_id } => Outcome::Delivered { request_id },
+            RetryAction::Misconfigured(_) => Outcome::Misconfigured(detail),
+            RetryAction::DontRetry(_) => Outcome::Failed(detail),
+            RetryAction::Retry(reason) => {
+                let wait = policy.backoff(attempts);
+                if attempts >= policy.max_attempts || started.elapsed() + wait > policy.max_elapsed {
+                    let reason = format!("gave up after {attempts} attempts over {:.1}s; last: {reason}", started.elapsed().as_secs_f64());
+                    Outcome::Failed(FailureDetail { reason, ..detail })
+                } else {
+                    tracing::warn!(path, attempt = attempts, wait_ms = wait.as_millis() as u64, %reason, "transient failure, retrying");
+                    tokio::time::sleep(wait).await;
+                    continue;
+                }
+            }
+        };
+        return Delivery { outcome, attempts, rate_limited, latency };
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn backoff_is_capped_full_jitter() {
+        let p = RetryPolicy { base_delay: Duration::from_secs(1), max_delay: Duration::from_secs(8), ..Default::default() };
+        for retry in 1..30 {
+            let ceiling = Duration::from_secs(1u64 << (retry - 1).min(3));
+            for _ in 0..50 {
+                assert!(p.backoff(retry) <= ceiling, "retry {retry}");
+            }
+        }
+    }
+}

@@ -1,0 +1,43 @@
+//! # moengage-sync
+//!
+//! Turns warehouse exports landing in S3 into MoEngage user profiles and events through the Data
+//! API, with every row accounted for: `rows_read = delivered + unchanged + rejected +
+//! dead_lettered + pending`, per object, in every run report.
+//!
+//! # Layout
+//!
+//! One module per stage, in the order a row meets them:
+//!
+//! - [`config`]: environment variables → a validated, typed `Config` (fails at start-up with one line).
+//! - [`startup`]: `Config` → live dependencies (AWS clients, the key from Secrets Manager).
+//! - [`handler`]: the Lambda entry: which objects an invocation names; stores run reports; the summary.
+//! - [`pipeline`]: one object: the chain source → decode → map → batch → deliver, and its accounting.
+//! - [`source`]: `ObjectSource`, streaming exports out of S3.
+//! - [`decode`]: decompression and CSV rows with a header.
+//! - [`convert`]: one cell → the JSON value MoEngage gets, by declared type.
+//! - [`mapping`]: `FIELD_MAPPING` → elements (customer / event objects), with per-row validation.
+//! - [`batch`]: elements → request bodies, sized on the exact bytes sent.
+//! - [`rate`]: the pacer: one request budget per workspace, retries included.
+//! - [`moengage`]: the HTTP client and `classify` (status → retry / dead-letter / misconfigured).
+//! - [`delivery`]: one body, paced and retried, to a delivered / failed / misconfigured outcome.
+//! - [`dead_letter`]: `DeadLetterSink`, undeliverable bodies to SQS with their exact payload.
+//! - [`state`]: `StateStore`, small documents (run reports) in S3.
+//! - [`report`]: the summary, the run report and the accounting identity.
+//! - [`emulator`]: a local MoEngage Data API for tests and the demo (binary `moengage-emulator`).
+
+pub mod batch;
+pub mod config;
+pub mod convert;
+pub mod dead_letter;
+pub mod decode;
+pub mod delivery;
+pub mod emulator;
+pub mod handler;
+pub mod mapping;
+pub mod moengage;
+pub mod pipeline;
+pub mod rate;
+pub mod report;
+pub mod source;
+pub mod startup;
+pub mod state;

@@ -1,0 +1,37 @@
+//! The Lambda binary: logs, config, dependencies, then the runtime loop.
+
+use lambda_runtime::{service_fn, Error, LambdaEvent};
+use moengage_sync::{config::Config, handler, startup};
+use serde_json::Value;
+
+#[tokio::main]
+async fn main() -> Result<(), Error> {
+    tracing_subscriber::fmt()
+        .json()
+        .with_env_filter(tracing_subscriber::EnvFilter::try_from_default_env().unwrap_or_else(|_| "info".into()))
+        .with_current_span(false)
+        .without_time()
+        .init();
+
+    // A bad configuration stops here, before any invocation, with one line naming the variable.
+    let config = match Config::from_env() {
+        Ok(c) => c,
+        Err(e) => {
+            eprintln!("moengage-sync: configuration error: {e}");
+            std::process::exit(2);
+        }
+    };
+    let deps = match startup::connect(config).await {
+        Ok(d) => d,
+        Err(e) => {
+            eprintln!("moengage-sync: start-up error: {e}");
+            std::process::exit(2);
+        }
+    };
+    let deps = &deps;
+    lambda_runtime::run(service_fn(move |event: LambdaEvent<Value>| async move {
+        let summary = handler::handle(deps, event.payload).await?;
+        Ok::<_, Error>(serde_json::to_value(summary)?)
+    }))
+    .await
+}

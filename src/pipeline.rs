@@ -1,0 +1,306 @@
+//! The pipeline for one object version:
+//!
+//! ```text
+//! source (S3 stream) → decode (gunzip, CSV) → map + validate → batch   [blocking thread]
+//!        ─ channel of ready bodies ─►  deliver (paced, retried) → dead-letter / account  [async]
+//! ```
+//!
+//! Decoding runs on a blocking thread so that CPU work (gunzip, parsing, encoding) never stalls the
+//! runtime, and overlaps with waiting on MoEngage. The channel is bounded: memory stays flat
+//! whatever the object's size.
+
+use std::sync::Arc;
+
+use bytes::Bytes;
+use tokio::sync::mpsc;
+use tokio_util::io::SyncIoBridge;
+
+use crate::batch::{Batch, Batcher};
+use crate::config::{Config, ObjectType};
+use crate::dead_letter::{DeadLetterError, DeadLetterMessage, SourceRef};
+use crate::decode::{self, CsvRows};
+use crate::delivery::{self, FailureDetail, Outcome};
+use crate::handler::Deps;
+use crate::mapping::ResolvedMapping;
+use crate::report::{RowReport, RunReport, Status};
+
+/// Bodies decoded ahead of delivery; bounds memory at a few request bodies.
+const CHANNEL_DEPTH: usize = 4;
+
+/// The object version being processed.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ObjectRef {
+    pub bucket: String,
+    pub key: String,
+}
+
+/// Something that must fail the whole invocation (so Lambda retries it) rather than one object.
+#[derive(Debug, thiserror::Error)]
+pub enum FatalError {
+    /// A body that could be neither delivered nor dead-lettered would be lost.
+    #[error("s3://{bucket}/{key} rows {first_row}-{last_row}: {source}")]
+    DeadLetter { bucket: String, key: String, first_row: u64, last_row: u64, source: DeadLetterError },
+}
+
+/// What the decode thread hands to the delivery loop.
+enum Decoded {
+    Batch(Batch),
+    Rejected(RowReport),
+    Warnings(Vec<RowReport>),
+    /// The object cannot be decoded further. `unsent_rows` were read into a body never handed over.
+    Failed { reason: String, unsent_rows: u64 },
+}
+
+/// Processes one object: reads, validates, delivers; returns its run report (not yet stored).
+pub async fn process_object(deps: &Deps, object: &ObjectRef) -> Result<RunReport, FatalError> {
+    let config = &deps.config;
+    let mut report = RunReport {
+        object_type: config.object_type.as_str().into(),
+        started_at: now_rfc3339(),
+        ..Default::default()
+    };
+    report.summary.bucket = object.bucket.clone();
+    report.summary.key = object.key.clone();
+
+    // Source: a stream over the object, never the whole object in memory.
+    let source = match deps.source.open(&object.bucket, &object.key).await {
+        Ok(s) => s,
+        Err(e) => return Ok(finish_failed(report, format!("{e}; check the key exists and the function may read it"))),
+    };
+    report.etag = source.etag.clone();
+    report.version_id = source.version_id.clone();
+    let compression = decode::Compression::from_metadata(&object.key, source.content_encoding.as_deref());
+    let reader = SyncIoBridge::new(source.body);
+
+    // Decode → map + validate → batch, on a blocking thread.
+    let (tx, mut rx) = mpsc::channel(CHANNEL_DEPTH);
+    let decode_config = Arc::new(config.clone());
+    let decoder = tokio::task::spawn_blocking(move || decode_object(reader, compression, &decode_config, &tx));
+
+    // Deliver each body as it arrives; account for every row.
+    let source_ref = |b: &Batch| SourceRef {
+        bucket: object.bucket.clone(),
+        key: object.key.clone(),
+        etag: source.etag.clone(),
+        version_id: source.version_id.clone(),
+        first_row: b.first_row,
+        last_row: b.last_row,
+    };
+    let mut failure: Option<String> = None;
+    while let Some(msg) = rx.recv().await {
+        match msg {
+            Decoded::Rejected(r) => {
+                report.summary.rows_read += 1;
+                report.reject(r);
+            }
+            Decoded::Warnings(ws) => {
+                // Row 0 warnings concern the mapping itself, not a row.
+                if ws.iter().any(|w| w.row > 0) {
+                    report.summary.rows_warned += 1;
+                }
+                for w in ws {
+                    report.warn(w);
+                }
+            }
+            Decoded::Failed { reason, unsent_rows } => {
+                report.summary.rows_read += unsent_rows;
+                report.summary.rows_pending += unsent_rows;
+                failure = Some(reason);
+            }
+            Decoded::Batch(batch) => {
+                report.summary.rows_read += batch.records;
+                let path = deps.moengage.path(batch.endpoint);
+                let body = Bytes::from(batch.body.clone());
+                let d = delivery::deliver(&deps.moengage, &deps.pacer, &config.retry, &path, body).await;
+                report.summary.requests_sent += u64::from(d.attempts);
+                report.retries += u64::from(d.attempts.saturating_sub(1));
+                report.rate_limited += u64::from(d.rate_limited);
+                report.moengage_latency_ms += d.latency.as_millis() as u64;
+                match d.outcome {
+                    Outcome::Delivered { request_id } => {
+                        report.summary.rows_delivered += batch.records;
+                        tracing::debug!(key = %object.key, rows = batch.records, first_row = batch.first_row, request_id = request_id.as_deref().unwrap_or(""), "delivered");
+                    }
+                    Outcome::Failed(detail) => {
+                        let id = dead_letter(deps, source_ref(&batch), path, &batch, detail, d.attempts).await?;
+                        report.summary.rows_dead_lettered += batch.records;
+                        report.dead_letter_message_ids.push(id);
+                    }
+                    Outcome::Misconfigured(detail) => {
+                        // Nothing will get through: stop reading. This body and the rest of the
+                        // object stay unsent, and the object can be run again once fixed.
+                        report.summary.rows_pending += batch.records;
+                        failure = Some(diagnose(config, &detail));
+                        break;
+                    }
+                }
+            }
+        }
+    }
+    // Dropping the receiver stops the decode thread at its next send.
+    drop(rx);
+    if let Err(e) = decoder.await {
+        failure.get_or_insert_with(|| format!("internal error while decoding: {e}"));
+    }
+
+    report.finished_at = now_rfc3339();
+    match failure {
+        Some(reason) => Ok(finish_failed(report, reason)),
+        None => {
+            report.summary.status = Status::Complete;
+            report.accounting_balanced = report.summary.balanced();
+            Ok(report)
+        }
+    }
+}
+
+async fn dead_letter(deps: &Deps, source: SourceRef, path: String, batch: &Batch, detail: FailureDetail, attempts: u32) -> Result<String, FatalError> {
+    let (bucket, key) = (source.bucket.clone(), source.key.clone());
+    let fatal = |source: DeadLetterError| FatalError::DeadLetter {
+        bucket: bucket.clone(),
+        key: key.clone(),
+        first_row: batch.first_row,
+        last_row: batch.last_row,
+        source,
+    };
+    tracing::warn!(%bucket, %key, first_row = batch.first_row, last_row = batch.last_row, reason = %detail.reason, "dead-lettering a request body");
+    let msg = DeadLetterMessage::new(source, path, &batch.body, batch.records, detail, attempts).map_err(fatal)?;
+    deps.dead_letters.send(&msg).await.map_err(fatal)
+}
+
+fn finish_failed(mut report: RunReport, reason: String) -> RunReport {
+    tracing::error!(bucket = %report.summary.bucket, key = %report.summary.key, %reason, "object failed");
+    report.summary.status = Status::Failed;
+    report.summary.error = Some(reason);
+    if report.finished_at.is_empty() {
+        report.finished_at = now_rfc3339();
+    }
+    report.accounting_balanced = report.summary.balanced();
+    report
+}
+
+fn now_rfc3339() -> String {
+    chrono::Utc::now().to_rfc3339_opts(chrono::SecondsFormat::Millis, true)
+}
+
+/// Says what a 401/403/409 means and what to check, naming the data center and ids in use.
+pub fn diagnose(config: &Config, detail: &FailureDetail) -> String {
+    let host = config.api_host();
+    let dc = config.data_center.name();
+    let answer = detail.reason.as_str();
+    match detail.status {
+        Some(401) => format!(
+            "MoEngage refused the credentials ({answer}) at {host}: the Workspace ID {ws:?} and Data API key are not valid on {dc}. \
+             Check: (1) the data center — your dashboard URL {dash} must match {dc}; \
+             (2) MOENGAGE_WORKSPACE_ID is the Workspace ID from Settings > Account > APIs; \
+             (3) the Data API key (not another key type) is in MOENGAGE_API_KEY or the secret.",
+            ws = config.workspace_id,
+            dash = config.data_center.dashboard_host(),
+        ),
+        Some(403) => format!(
+            "MoEngage answered 403 ({answer}) at {host}: the account or workspace {ws:?} is suspended or blocked for the Data API. \
+             Check the account status with MoEngage, and that Data API access is enabled.",
+            ws = config.workspace_id
+        ),
+        Some(409) => format!(
+            "MoEngage answered 409 ({answer}): the App ID in the request path ({app:?}) differs from the Workspace ID used to authenticate ({ws:?}). \
+             Unset MOENGAGE_APP_ID (it defaults to the Workspace ID) or set it to the Workspace ID.",
+            app = config.app_id,
+            ws = config.workspace_id
+        ),
+        _ => format!("MoEngage rejected the configuration at {host} ({answer}); check the data center ({dc}), Workspace ID and Data API key."),
+    }
+}
+
+/// The blocking half: stream → rows → elements → bodies, sent down `tx`.
+fn decode_object(reader: impl std::io::Read + Send, compression: Option<decode::Compression>, config: &Config, tx: &mpsc::Sender<Decoded>) {
+    let send = |m: Decoded| tx.blocking_send(m).is_ok();
+    let reader = match decode::decompress(reader, compression) {
+        Ok(r) => r,
+        Err(e) => {
+            send(Decoded::Failed { reason: format!("could not start reading: {e}"), unsent_rows: 0 });
+            return;
+        }
+    };
+    let mut rows = match CsvRows::new(reader, b',') {
+        Ok(r) => r,
+        Err(e) => {
+            send(Decoded::Failed { reason: format!("not a readable CSV export: {e}"), unsent_rows: 0 });
+            return;
+        }
+    };
+    let mapping: ResolvedMapping = match config.field_mapping.resolve(rows.header(), config.sync_mode) {
+        Ok(m) => m,
+        Err(e) => {
+            send(Decoded::Failed { reason: format!("the mapping does not fit this export: {e}"), unsent_rows: 0 });
+            return;
+        }
+    };
+    let name_warnings: Vec<RowReport> =
+        mapping.name_warnings().into_iter().map(|w| RowReport { row: 0, line: None, column: w.column, reason: w.reason }).collect();
+    if !name_warnings.is_empty() && !send(Decoded::Warnings(name_warnings)) {
+        return;
+    }
+    let (max_records, max_bytes) = match config.object_type {
+        ObjectType::BulkImport => (config.batch_max_records, config.batch_max_bytes),
+        _ => (1, config.batch_max_bytes),
+    };
+    let mut batcher = Batcher::new(config.object_type, max_records, max_bytes);
+    let now = chrono::Utc::now();
+    let mut element = Vec::with_capacity(4096);
+    loop {
+        let row = match rows.advance() {
+            Ok(Some(row)) => row,
+            Ok(None) => break,
+            Err(e) => {
+                let unsent = batcher.finish().map_or(0, |b| b.records);
+                send(Decoded::Failed { reason: format!("the export could not be read to the end: {e}"), unsent_rows: unsent });
+                return;
+            }
+        };
+        let row = match row {
+            Ok(row) => row,
+            Err(bad) => {
+                let column = String::new();
+                if !send(Decoded::Rejected(RowReport { row: bad.row, line: Some(bad.line), column, reason: bad.reason })) {
+                    return;
+                }
+                continue;
+            }
+        };
+        let (row_no, line) = (row.row, row.line);
+        let reject = |column: String, reason: String| Decoded::Rejected(RowReport { row: row_no, line: Some(line), column, reason });
+        match mapping.encode(&row, &mut element, now) {
+            Err(issue) => {
+                if !send(reject(issue.column, issue.reason)) {
+                    return;
+                }
+            }
+            Ok((_, encoded)) => {
+                match batcher.push(&element, row_no) {
+                    Ok(Some(full)) => {
+                        if !send(Decoded::Batch(full)) {
+                            return;
+                        }
+                    }
+                    Ok(None) => {}
+                    Err(too_large) => {
+                        if !send(reject(String::new(), too_large.to_string())) {
+                            return;
+                        }
+                        continue;
+                    }
+                }
+                if !encoded.warnings.is_empty() {
+                    let ws = encoded.warnings.into_iter().map(|w| RowReport { row: row_no, line: Some(line), column: w.column, reason: w.reason }).collect();
+                    if !send(Decoded::Warnings(ws)) {
+                        return;
+                    }
+                }
+            }
+        }
+    }
+    if let Some(last) = batcher.finish() {
+        send(Decoded::Batch(last));
+    }
+}

@@ -1,0 +1,9 @@
+//! Integration tests: one binary (ripgrep style). Each test starts its own moto server and
+//! MoEngage emulator on ephemeral loopback ports, drives the real handler, and stops both.
+
+// Shared harness: moto, the emulator, S3/SQS helpers, export generators.
+mod support;
+// Issue "end-to-end foundation": Bulk Import from a gzip CSV in S3, batching, wrong key.
+mod bulk_import;
+// The `moengage-sync` binary refuses bad configuration at start-up.
+mod startup;

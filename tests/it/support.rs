@@ -1,0 +1,204 @@
+//! The test stack: a moto server (S3 + SQS) and the MoEngage emulator, both on 127.0.0.1 with
+//! ephemeral ports, plus helpers to upload exports, invoke the handler and read what landed.
+
+#![allow(dead_code)]
+
+use std::collections::HashMap;
+use std::io::Write;
+use std::process::Stdio;
+use std::time::Duration;
+
+use aws_config::{BehaviorVersion, Region, SdkConfig};
+use moengage_sync::config::Config;
+use moengage_sync::emulator::{self, EmulatorConfig, RunningEmulator, StateSnapshot};
+use moengage_sync::handler::{self, Deps};
+use moengage_sync::report::Summary;
+use serde_json::{json, Value};
+use tokio::io::{AsyncBufReadExt, BufReader};
+use tokio::process::{Child, Command};
+
+pub const WORKSPACE: &str = "WORKSPACE1";
+pub const API_KEY: &str = "secret-key-for-tests";
+
+/// A moto server child process; killed when dropped.
+pub struct Moto {
+    _child: Child,
+    pub endpoint: String,
+}
+
+impl Moto {
+    pub async fn start() -> Moto {
+        let bin = std::env::var("MOTO_SERVER")
+            .unwrap_or_else(|_| format!("{}/.venv/bin/moto_server", env!("CARGO_MANIFEST_DIR")));
+        assert!(
+            std::path::Path::new(&bin).exists(),
+            "moto_server not found at {bin}: run `make test` (it installs moto into .venv) or set MOTO_SERVER"
+        );
+        let mut child = Command::new(&bin)
+            .args(["-H", "127.0.0.1", "-p", "0"])
+            .stdout(Stdio::null())
+            .stderr(Stdio::piped())
+            .kill_on_drop(true)
+            .spawn()
+            .expect("start moto_server");
+        // Werkzeug announces the port it bound: " * Running on http://127.0.0.1:PORT".
+        let stderr = child.stderr.take().expect("piped stderr");
+        let mut lines = BufReader::new(stderr).lines();
+        let endpoint = tokio::time::timeout(Duration::from_secs(30), async {
+            while let Some(line) = lines.next_line().await.expect("read moto output") {
+                if let Some(i) = line.find("http://127.0.0.1:") {
+                    return line[i..].trim().to_string();
+                }
+            }
+            panic!("moto_server exited before announcing its port");
+        })
+        .await
+        .expect("moto_server did not start within 30 s");
+        // Keep draining moto's log so it never blocks on a full pipe.
+        tokio::spawn(async move { while let Ok(Some(_)) = lines.next_line().await {} });
+        Moto { _child: child, endpoint }
+    }
+}
+
+/// moto + emulator + a bucket and a dead-letter queue.
+pub struct Stack {
+    pub moto: Moto,
+    pub emulator: RunningEmulator,
+    pub aws: SdkConfig,
+    pub s3: aws_sdk_s3::Client,
+    pub sqs: aws_sdk_sqs::Client,
+    pub bucket: String,
+    pub dlq_url: String,
+}
+
+impl Stack {
+    pub async fn start() -> Stack {
+        Self::start_with(EmulatorConfig { rate_limit_per_minute: 0, ..emulator_config() }).await
+    }
+
+    pub async fn start_with(emulator_config: EmulatorConfig) -> Stack {
+        let (moto, emulator) = tokio::join!(Moto::start(), async {
+            let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.expect("bind emulator");
+            emulator::spawn(emulator_config, listener).await.expect("start emulator")
+        });
+        let aws = aws_config::defaults(BehaviorVersion::latest())
+            .region(Region::new("us-east-1"))
+            .endpoint_url(&moto.endpoint)
+            .credentials_provider(aws_sdk_s3::config::Credentials::new("testing", "testing", None, None, "tests"))
+            .load()
+            .await;
+        let s3 = aws_sdk_s3::Client::from_conf(aws_sdk_s3::config::Builder::from(&aws).force_path_style(true).build());
+        let sqs = aws_sdk_sqs::Client::new(&aws);
+        let bucket = "exports-bucket".to_string();
+        s3.create_bucket().bucket(&bucket).send().await.expect("create bucket");
+        let dlq_url = sqs.create_queue().queue_name("moengage-dlq").send().await.expect("create queue").queue_url.expect("queue url");
+        Stack { moto, emulator, aws, s3, sqs, bucket, dlq_url }
+    }
+
+    /// The configuration a user of the local stack would set.
+    pub fn env(&self) -> HashMap<String, String> {
+        [
+            ("MOENGAGE_DATA_CENTER", "DC-01".to_string()),
+            ("MOENGAGE_WORKSPACE_ID", WORKSPACE.into()),
+            ("MOENGAGE_API_KEY", API_KEY.into()),
+            ("MOENGAGE_API_URL", self.emulator.base_url()),
+            ("OBJECT_TYPE", "bulk_import".into()),
+            ("DEAD_LETTER_QUEUE_URL", self.dlq_url.clone()),
+            ("RATE_LIMIT_PER_MINUTE", "1000000".into()),
+            // Transient-failure tests should not wait seconds between attempts.
+            ("RETRY_BASE_DELAY_MS", "10".into()),
+            ("RETRY_MAX_DELAY_SECS", "1".into()),
+        ]
+        .into_iter()
+        .map(|(k, v)| (k.to_string(), v))
+        .collect()
+    }
+
+    /// Real dependencies (S3, SQS, HTTP) built the way `main` builds them, against this stack.
+    pub async fn deps(&self, overrides: &[(&str, &str)]) -> Deps {
+        let mut env = self.env();
+        for (k, v) in overrides {
+            env.insert(k.to_string(), v.to_string());
+        }
+        let config = Config::from_lookup(|k| env.get(k).cloned()).expect("valid test config");
+        moengage_sync::startup::connect_with(config, &self.aws).await.expect("connect")
+    }
+
+    pub async fn put(&self, key: &str, body: Vec<u8>) {
+        self.s3.put_object().bucket(&self.bucket).key(key).body(body.into()).send().await.expect("put object");
+    }
+
+    /// Invokes the real handler with the notification S3 would send for `key`.
+    pub async fn invoke(&self, deps: &Deps, key: &str) -> Summary {
+        handler::handle(deps, s3_event(&self.bucket, key)).await.expect("handler")
+    }
+
+    pub fn state(&self) -> StateSnapshot {
+        self.emulator.state()
+    }
+
+    /// Every message currently in the dead-letter queue, parsed.
+    pub async fn dlq_messages(&self) -> Vec<Value> {
+        let mut out = Vec::new();
+        loop {
+            let got = self
+                .sqs
+                .receive_message()
+                .queue_url(&self.dlq_url)
+                .max_number_of_messages(10)
+                .visibility_timeout(300)
+                .send()
+                .await
+                .expect("receive");
+            let msgs = got.messages.unwrap_or_default();
+            if msgs.is_empty() {
+                return out;
+            }
+            for m in msgs {
+                out.push(serde_json::from_str(m.body().unwrap_or_default()).expect("DLQ body is JSON"));
+            }
+        }
+    }
+
+    /// A stored state object (e.g. a run report) as JSON.
+    pub async fn get_json(&self, uri: &str) -> Value {
+        let rest = uri.strip_prefix("s3://").expect("s3 uri");
+        let (bucket, key) = rest.split_once('/').expect("bucket/key");
+        let out = self.s3.get_object().bucket(bucket).key(key).send().await.expect("get object");
+        serde_json::from_slice(&out.body.collect().await.expect("body").into_bytes()).expect("json")
+    }
+}
+
+pub fn emulator_config() -> EmulatorConfig {
+    EmulatorConfig { workspace_id: WORKSPACE.into(), api_key: API_KEY.into(), ..EmulatorConfig::default() }
+}
+
+/// An S3 ObjectCreated notification as S3 sends it (key URL-encoded, `+` for spaces).
+pub fn s3_event(bucket: &str, key: &str) -> Value {
+    let encoded: String = key
+        .split('/')
+        .map(|seg| percent_encoding::utf8_percent_encode(seg, percent_encoding::NON_ALPHANUMERIC).to_string().replace("%20", "+"))
+        .collect::<Vec<_>>()
+        .join("/");
+    json!({"Records":[{
+        "eventVersion":"2.1","eventSource":"aws:s3","awsRegion":"us-east-1",
+        "eventTime":"2026-11-29T10:00:00.000Z","eventName":"ObjectCreated:Put",
+        "s3":{"s3SchemaVersion":"1.0","configurationId":"tests",
+              "bucket":{"name":bucket,"arn":format!("arn:aws:s3:::{bucket}")},
+              "object":{"key":encoded,"size":1,"eTag":"etag"}}}]})
+}
+
+pub fn gzip(bytes: &[u8]) -> Vec<u8> {
+    let mut e = flate2::write::GzEncoder::new(Vec::new(), flate2::Compression::fast());
+    e.write_all(bytes).expect("gzip");
+    e.finish().expect("gzip")
+}
+
+/// A users export: `user_id,email,first_name,city,plan` with `n` rows.
+pub fn users_csv(n: usize) -> String {
+    let mut s = String::from("user_id,email,first_name,city,plan\n");
+    for i in 1..=n {
+        s.push_str(&format!("user-{i:05},user{i}@example.com,Name {i},\"City, {}\",{}\n", i % 7, if i % 2 == 0 { "pro" } else { "free" }));
+    }
+    s
+}

@@ -1,0 +1,48 @@
+# moengage-sync — every target installs what it needs (Python venv with moto, cargo-lambda, SAM
+# CLI and cfn-lint) and stops every process it starts.
+
+SHELL := /bin/bash
+VENV  ?= .venv
+PY    := $(VENV)/bin/python
+STAMP := $(VENV)/.installed
+
+.PHONY: all demo test unit lint-template lint bench build release clean help
+
+help:
+	@echo "make demo   - local stack (moto + MoEngage emulator + cargo lambda watch), one sample export, readable summary"
+	@echo "make test   - the whole suite: template lint + unit + end-to-end tests"
+	@echo "make lint   - clippy (warnings are errors) and rustfmt check"
+	@echo "make bench  - throughput and memory benchmarks (release build)"
+
+# The venv is rebuilt whenever the pinned requirements change.
+$(STAMP): requirements-dev.txt
+	@command -v python3 >/dev/null || { echo "python3 is required (apt-get install python3 python3-venv)"; exit 1; }
+	test -x $(PY) || python3 -m venv $(VENV)
+	$(PY) -m pip install --quiet --disable-pip-version-check -r requirements-dev.txt
+	touch $(STAMP)
+
+venv: $(STAMP)
+
+build:
+	cargo build --bins
+
+demo: $(STAMP) build
+	VENV=$(VENV) scripts/demo.sh
+
+lint-template: $(STAMP)
+	VENV=$(VENV) scripts/lint-template.sh
+
+unit:
+	cargo test --lib
+
+# The integration tests start moto from the venv, one server per test, on ephemeral ports.
+test: $(STAMP) lint-template
+	MOTO_SERVER=$(abspath $(VENV))/bin/moto_server cargo test --all-targets
+
+lint:
+	cargo fmt --check
+	cargo clippy --all-targets -- -D warnings
+
+clean:
+	cargo clean
+	rm -rf $(VENV) .demo

@@ -18,7 +18,7 @@ use tokio_util::io::SyncIoBridge;
 use crate::batch::{Batch, Batcher};
 use crate::config::{Config, ObjectType};
 use crate::dead_letter::{DeadLetterError, DeadLetterMessage, SourceRef};
-use crate::decode::{self, CsvRows};
+use crate::decode;
 use crate::delivery::{self, FailureDetail, Outcome};
 use crate::handler::Deps;
 use crate::mapping::ResolvedMapping;
@@ -69,13 +69,13 @@ pub async fn process_object(deps: &Deps, object: &ObjectRef) -> Result<RunReport
     };
     report.etag = source.etag.clone();
     report.version_id = source.version_id.clone();
-    let compression = decode::Compression::from_metadata(&object.key, source.content_encoding.as_deref());
     let reader = SyncIoBridge::new(source.body);
 
     // Decode → map + validate → batch, on a blocking thread.
     let (tx, mut rx) = mpsc::channel(CHANNEL_DEPTH);
     let decode_config = Arc::new(config.clone());
-    let decoder = tokio::task::spawn_blocking(move || decode_object(reader, compression, &decode_config, &tx));
+    let (key, encoding) = (object.key.clone(), source.content_encoding.clone());
+    let decoder = tokio::task::spawn_blocking(move || decode_object(reader, &key, encoding.as_deref(), &decode_config, &tx));
 
     // Deliver each body as it arrives; account for every row.
     let source_ref = |b: &Batch| SourceRef {
@@ -213,19 +213,12 @@ pub fn diagnose(config: &Config, detail: &FailureDetail) -> String {
 }
 
 /// The blocking half: stream → rows → elements → bodies, sent down `tx`.
-fn decode_object(reader: impl std::io::Read + Send, compression: Option<decode::Compression>, config: &Config, tx: &mpsc::Sender<Decoded>) {
+fn decode_object(reader: impl std::io::Read + Send, key: &str, content_encoding: Option<&str>, config: &Config, tx: &mpsc::Sender<Decoded>) {
     let send = |m: Decoded| tx.blocking_send(m).is_ok();
-    let reader = match decode::decompress(reader, compression) {
+    let mut rows = match decode::open(reader, key, content_encoding) {
         Ok(r) => r,
         Err(e) => {
-            send(Decoded::Failed { reason: format!("could not start reading: {e}"), unsent_rows: 0 });
-            return;
-        }
-    };
-    let mut rows = match CsvRows::new(reader, b',') {
-        Ok(r) => r,
-        Err(e) => {
-            send(Decoded::Failed { reason: format!("not a readable CSV export: {e}"), unsent_rows: 0 });
+            send(Decoded::Failed { reason: format!("not a readable export: {e}"), unsent_rows: 0 });
             return;
         }
     };
@@ -249,7 +242,7 @@ fn decode_object(reader: impl std::io::Read + Send, compression: Option<decode::
     let now = chrono::Utc::now();
     let mut element = Vec::with_capacity(4096);
     loop {
-        let row = match rows.advance() {
+        let row = match rows.next_row() {
             Ok(Some(row)) => row,
             Ok(None) => break,
             Err(e) => {
@@ -261,16 +254,15 @@ fn decode_object(reader: impl std::io::Read + Send, compression: Option<decode::
         let row = match row {
             Ok(row) => row,
             Err(bad) => {
-                let column = String::new();
-                if !send(Decoded::Rejected(RowReport { row: bad.row, line: Some(bad.line), column, reason: bad.reason })) {
+                if !send(Decoded::Rejected(RowReport { row: bad.row, line: bad.line, column: String::new(), reason: bad.reason })) {
                     return;
                 }
                 continue;
             }
         };
-        let (row_no, line) = (row.row, row.line);
-        let reject = |column: String, reason: String| Decoded::Rejected(RowReport { row: row_no, line: Some(line), column, reason });
-        match mapping.encode(&row, &mut element, now) {
+        let (row_no, line) = (row.number, row.line);
+        let reject = |column: String, reason: String| Decoded::Rejected(RowReport { row: row_no, line, column, reason });
+        match mapping.encode(row.row, &mut element, now) {
             Err(issue) => {
                 if !send(reject(issue.column, issue.reason)) {
                     return;
@@ -292,7 +284,7 @@ fn decode_object(reader: impl std::io::Read + Send, compression: Option<decode::
                     }
                 }
                 if !encoded.warnings.is_empty() {
-                    let ws = encoded.warnings.into_iter().map(|w| RowReport { row: row_no, line: Some(line), column: w.column, reason: w.reason }).collect();
+                    let ws = encoded.warnings.into_iter().map(|w| RowReport { row: row_no, line, column: w.column, reason: w.reason }).collect();
                     if !send(Decoded::Warnings(ws)) {
                         return;
                     }

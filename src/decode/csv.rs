@@ -1,66 +1,13 @@
-//! Decoding: bytes of an export (possibly gzip-compressed) into rows with a header, streamed —
-//! a reader over the S3 body goes in, one reused record buffer comes out per row.
+//! CSV (and TSV) with a header row: one reused `ByteRecord`; cells are checked as UTF-8 only when
+//! the mapping reads them.
 
-use std::io::{BufRead, BufReader, Read};
+use std::io::Read;
 
 use csv::ByteRecord;
 
+use super::{BadRecord, DecodeError, RowRef, RowSource};
 use crate::convert::Cell;
 use crate::mapping::Row;
-
-/// How an object's bytes are compressed.
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
-pub enum Compression {
-    None,
-    Gzip,
-}
-
-/// gzip's magic bytes, for objects whose key and metadata say nothing.
-const GZIP_MAGIC: [u8; 2] = [0x1f, 0x8b];
-
-impl Compression {
-    /// From the key's extension or the object's `Content-Encoding`; `None` when neither says.
-    pub fn from_metadata(key: &str, content_encoding: Option<&str>) -> Option<Self> {
-        let lower = key.to_ascii_lowercase();
-        if lower.ends_with(".gz") || lower.ends_with(".gzip") {
-            return Some(Compression::Gzip);
-        }
-        match content_encoding.map(|e| e.trim().to_ascii_lowercase()) {
-            Some(e) if e == "gzip" || e == "x-gzip" => Some(Compression::Gzip),
-            _ => None,
-        }
-    }
-}
-
-/// An object could not be decoded at all (as opposed to one bad row).
-#[derive(Debug, thiserror::Error)]
-pub enum DecodeError {
-    #[error("could not read the header row: {0}")]
-    Header(String),
-    #[error("the export has no header row (the object is empty)")]
-    Empty,
-    #[error("reading failed after row {row}: {reason}")]
-    Read { row: u64, reason: String },
-}
-
-/// Wraps `reader` in the right decompressor. With no hint, sniffs gzip's magic bytes so a
-/// `.csv` that is really gzip (a common `COPY INTO` mix-up) still decodes.
-pub fn decompress<'a>(reader: impl Read + Send + 'a, hint: Option<Compression>) -> std::io::Result<Box<dyn Read + Send + 'a>> {
-    // 256 KiB reads keep syscalls and S3 chunk hand-offs rare without holding much memory.
-    let mut buffered = BufReader::with_capacity(256 * 1024, reader);
-    let compression = match hint {
-        Some(c) => c,
-        None => {
-            let head = buffered.fill_buf()?;
-            if head.starts_with(&GZIP_MAGIC) { Compression::Gzip } else { Compression::None }
-        }
-    };
-    Ok(match compression {
-        // Multi-member: Snowflake and `gzip -c a b` produce concatenated gzip streams.
-        Compression::Gzip => Box::new(BufReader::with_capacity(256 * 1024, flate2::bufread::MultiGzDecoder::new(buffered))),
-        Compression::None => Box::new(buffered),
-    })
-}
 
 /// CSV rows with a header, read one at a time into a reused buffer.
 pub struct CsvRows<R: Read> {
@@ -69,14 +16,8 @@ pub struct CsvRows<R: Read> {
     record: ByteRecord,
     /// 1-based number of the current data row (the header is not counted).
     row: u64,
-}
-
-/// A row that could not be read as a record of the header's width.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub struct BadRecord {
-    pub row: u64,
-    pub line: u64,
-    pub reason: String,
+    /// The field separator, to recognise records swallowed by an unclosed quote.
+    delimiter: u8,
 }
 
 impl<R: Read> CsvRows<R> {
@@ -88,7 +29,10 @@ impl<R: Read> CsvRows<R> {
             // Width is checked per row below so that a short row is a rejection, not an abort.
             .flexible(true)
             .from_reader(reader);
-        let header = reader.byte_headers().map_err(|e| DecodeError::Header(e.to_string()))?;
+        let header = reader.byte_headers().map_err(|e| match e.kind() {
+            csv::ErrorKind::Io(_) => DecodeError::Read { row: 0, reason: e.to_string() },
+            _ => DecodeError::Header(e.to_string()),
+        })?;
         if header.is_empty() || header.iter().all(|h| h.is_empty()) {
             return Err(DecodeError::Empty);
         }
@@ -101,36 +45,51 @@ impl<R: Read> CsvRows<R> {
                     .map_err(|_| DecodeError::Header(format!("column {} of the header is not valid UTF-8", i + 1)))
             })
             .collect::<Result<Vec<_>, _>>()?;
-        Ok(CsvRows { reader, header, record: ByteRecord::new(), row: 0 })
+        Ok(CsvRows { reader, header, record: ByteRecord::new(), row: 0, delimiter })
     }
+}
 
-    pub fn header(&self) -> &[String] {
+impl<R: Read + Send> RowSource for CsvRows<R> {
+    fn header(&self) -> &[String] {
         &self.header
     }
 
-    /// Advances to the next row. `Ok(None)` at the end; `Ok(Some(Err(bad)))` for a row to reject;
-    /// `Err` when the stream itself failed (corrupt compression, S3 read error).
-    #[allow(clippy::type_complexity)]
-    pub fn advance(&mut self) -> Result<Option<Result<CsvRow<'_>, BadRecord>>, DecodeError> {
+    fn next_row(&mut self) -> Result<Option<Result<RowRef<'_>, BadRecord>>, DecodeError> {
         match self.reader.read_byte_record(&mut self.record) {
             Ok(false) => Ok(None),
             Ok(true) => {
                 self.row += 1;
-                let line = self.record.position().map(|p| p.line()).unwrap_or(0);
+                let line = self.record.position().map(|p| p.line());
                 if self.record.len() != self.header.len() {
+                    // An unclosed quote makes the csv crate read on across lines into one field.
+                    let hint = if self.record.iter().any(|f| f.contains(&b'\n')) {
+                        "; a quoted field runs across lines — look for an unbalanced quote (quotes inside a field must be doubled: \"\")"
+                    } else {
+                        ""
+                    };
                     return Ok(Some(Err(BadRecord {
                         row: self.row,
                         line,
-                        reason: format!("has {} fields, the header has {}", self.record.len(), self.header.len()),
+                        reason: format!("has {} fields, the header has {}{hint}", self.record.len(), self.header.len()),
                     })));
                 }
-                Ok(Some(Ok(CsvRow { record: &self.record, header: &self.header, row: self.row, line })))
+                if let Some(field) = swallowed_records(&self.record, self.header.len(), self.delimiter) {
+                    return Ok(Some(Err(BadRecord {
+                        row: self.row,
+                        line,
+                        reason: format!(
+                            "field {field} runs across lines that look like whole records — an unclosed quote? \
+                             (quotes inside a field must be doubled: \"\"); the rows it swallowed are not sent"
+                        ),
+                    })));
+                }
+                Ok(Some(Ok(RowRef { row: self, number: self.row, line })))
             }
             Err(e) => match e.kind() {
                 csv::ErrorKind::Io(_) => Err(DecodeError::Read { row: self.row, reason: e.to_string() }),
                 _ => {
                     self.row += 1;
-                    let line = e.position().map(|p| p.line()).unwrap_or(0);
+                    let line = e.position().map(|p| p.line());
                     Ok(Some(Err(BadRecord { row: self.row, line, reason: e.to_string() })))
                 }
             },
@@ -138,15 +97,25 @@ impl<R: Read> CsvRows<R> {
     }
 }
 
-/// One CSV row, borrowed from the reader's buffer.
-pub struct CsvRow<'a> {
-    record: &'a ByteRecord,
-    header: &'a [String],
-    pub row: u64,
-    pub line: u64,
+/// An unclosed quote makes the csv crate read every following line into one field. Such a field
+/// spans 2+ further lines, each with exactly the delimiters of a whole record — which free text
+/// practically never does.
+fn swallowed_records(record: &ByteRecord, width: usize, delimiter: u8) -> Option<usize> {
+    if width < 2 {
+        return None;
+    }
+    record.iter().position(|field| {
+        let mut lines = field.split(|b| *b == b'\n').skip(1).filter(|l| !l.is_empty() && *l != b"\r");
+        let mut count = 0;
+        let all_records = lines.all(|l| {
+            count += 1;
+            l.iter().filter(|b| **b == delimiter).count() == width - 1
+        });
+        all_records && count >= 2
+    }).map(|i| i + 1)
 }
 
-impl Row for CsvRow<'_> {
+impl<R: Read> Row for CsvRows<R> {
     fn cell(&self, index: usize) -> Result<Cell<'_>, String> {
         match self.record.get(index) {
             None => Ok(Cell::Null),
@@ -157,10 +126,10 @@ impl Row for CsvRow<'_> {
         }
     }
 }
-
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::decode::{decompress, Compression};
     use std::io::Write;
 
     fn rows(input: &[u8]) -> (Vec<String>, Vec<Result<Vec<String>, BadRecord>>) {
@@ -169,10 +138,10 @@ mod tests {
         let header = csv.header().to_vec();
         let width = header.len();
         let mut out = Vec::new();
-        while let Some(row) = csv.advance().unwrap() {
+        while let Some(row) = csv.next_row().unwrap() {
             out.push(row.map(|r| {
                 (0..width)
-                    .map(|i| match r.cell(i) {
+                    .map(|i| match r.row.cell(i) {
                         Ok(Cell::Str(s)) => s.to_string(),
                         Ok(_) => "<null>".into(),
                         Err(e) => format!("<err {e}>"),
@@ -214,7 +183,7 @@ mod tests {
         let (_, out) = rows(&input);
         assert_eq!(out.len(), 5);
         let bad = out[1].as_ref().unwrap_err();
-        assert_eq!((bad.row, bad.line), (2, 3));
+        assert_eq!((bad.row, bad.line), (2, Some(3)));
         assert!(bad.reason.contains("has 1 fields, the header has 2"), "{}", bad.reason);
         assert!(out[2].as_ref().unwrap_err().reason.contains("has 3 fields"));
         assert!(out[3].as_ref().unwrap()[1].contains("not valid UTF-8"));
@@ -222,11 +191,18 @@ mod tests {
     }
 
     #[test]
-    fn compression_from_key_or_content_encoding() {
-        assert_eq!(Compression::from_metadata("a/b.csv.gz", None), Some(Compression::Gzip));
-        assert_eq!(Compression::from_metadata("a/b.CSV.GZIP", None), Some(Compression::Gzip));
-        assert_eq!(Compression::from_metadata("a/b.csv", Some("gzip")), Some(Compression::Gzip));
-        assert_eq!(Compression::from_metadata("a/b.csv", None), None);
+    fn an_unclosed_quote_is_reported_as_such() {
+        let (_, out) = rows(b"id,name\n1,\"abc\n2,def\n3,ghi\n");
+        let bad = out[0].as_ref().unwrap_err();
+        assert!(bad.reason.contains("unclosed quote"), "{}", bad.reason);
+    }
+
+    #[test]
+    fn tab_separated() {
+        let mut csv = CsvRows::new(&b"id\tname\n1\tx, y\n"[..], b'\t').unwrap();
+        assert_eq!(csv.header(), ["id", "name"]);
+        let row = csv.next_row().unwrap().unwrap().unwrap();
+        assert!(matches!(row.row.cell(1), Ok(Cell::Str("x, y"))));
     }
 
     #[test]
@@ -244,7 +220,7 @@ mod tests {
         let mut csv = CsvRows::new(r, b',').unwrap();
         let mut rows = 0;
         let failed = loop {
-            match csv.advance() {
+            match csv.next_row() {
                 Ok(Some(_)) => rows += 1,
                 Ok(None) => break false,
                 Err(DecodeError::Read { .. }) => break true,

@@ -6,6 +6,7 @@ use std::fmt;
 
 use std::time::Duration;
 
+use crate::decode::{Compression, Format};
 use crate::delivery::RetryPolicy;
 use crate::mapping::{FieldMapping, MappingError};
 
@@ -192,6 +193,10 @@ pub struct Config {
     pub batch_max_bytes: usize,
     /// `RETRY_MAX_ATTEMPTS`, `RETRY_BASE_DELAY_MS`, `RETRY_MAX_DELAY_SECS`, `RETRY_MAX_ELAPSED_SECS`.
     pub retry: RetryPolicy,
+    /// `SOURCE_FORMAT`: overrides detection from the key's extension / magic bytes.
+    pub source_format: Option<Format>,
+    /// `SOURCE_COMPRESSION`: overrides detection from the key / `Content-Encoding` / magic bytes.
+    pub source_compression: Option<Compression>,
 }
 
 /// A configuration problem, always naming the variable and what it accepts.
@@ -361,6 +366,23 @@ impl Config {
             )?),
         };
 
+        let source_format = match get("SOURCE_FORMAT") {
+            None => None,
+            Some(raw) => Some(Format::parse(&raw).ok_or(ConfigError::Invalid {
+                variable: "SOURCE_FORMAT",
+                value: raw,
+                accepted: Format::ACCEPTED.into(),
+            })?),
+        };
+        let source_compression = match get("SOURCE_COMPRESSION") {
+            None => None,
+            Some(raw) => Some(Compression::parse(&raw).ok_or(ConfigError::Invalid {
+                variable: "SOURCE_COMPRESSION",
+                value: raw,
+                accepted: Compression::ACCEPTED.into(),
+            })?),
+        };
+
         Ok(Config {
             data_center,
             workspace_id,
@@ -378,6 +400,8 @@ impl Config {
             batch_max_records,
             batch_max_bytes,
             retry,
+            source_format,
+            source_compression,
         })
     }
 
@@ -475,6 +499,8 @@ mod tests {
             ("FIELD_MAPPING", "{not json", "JSON object"),
             ("FIELD_MAPPING", "{\"email\":42}", "column"),
             ("MOENGAGE_API_KEY_SECRET_ARN", "mykey", "secret ARN"),
+            ("SOURCE_FORMAT", "xlsx", "csv, tsv, ndjson or parquet"),
+            ("SOURCE_COMPRESSION", "bz2", "none, gzip or zstd"),
         ];
         for (var, value, accepted) in cases {
             let mut vars = base();

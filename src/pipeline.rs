@@ -18,7 +18,7 @@ use tokio_util::io::SyncIoBridge;
 use crate::batch::{Batch, Batcher};
 use crate::config::{Config, ObjectType};
 use crate::dead_letter::{DeadLetterError, DeadLetterMessage, SourceRef};
-use crate::decode;
+use crate::decode::{self, DecodeInput, RangedObject};
 use crate::delivery::{self, FailureDetail, Outcome};
 use crate::handler::Deps;
 use crate::mapping::ResolvedMapping;
@@ -70,12 +70,29 @@ pub async fn process_object(deps: &Deps, object: &ObjectRef) -> Result<RunReport
     report.etag = source.etag.clone();
     report.version_id = source.version_id.clone();
     let reader = SyncIoBridge::new(source.body);
+    let ranged = RangedObject {
+        source: deps.source.clone(),
+        bucket: object.bucket.clone(),
+        key: object.key.clone(),
+        size: source.size.unwrap_or(0),
+        runtime: tokio::runtime::Handle::current(),
+    };
 
     // Decode → map + validate → batch, on a blocking thread.
     let (tx, mut rx) = mpsc::channel(CHANNEL_DEPTH);
     let decode_config = Arc::new(config.clone());
     let (key, encoding) = (object.key.clone(), source.content_encoding.clone());
-    let decoder = tokio::task::spawn_blocking(move || decode_object(reader, &key, encoding.as_deref(), &decode_config, &tx));
+    let decoder = tokio::task::spawn_blocking(move || {
+        let input = DecodeInput {
+            reader: Box::new(reader),
+            key: &key,
+            content_encoding: encoding.as_deref(),
+            format: decode_config.source_format,
+            compression: decode_config.source_compression,
+            ranged: Some(ranged),
+        };
+        decode_object(input, &decode_config, None, &tx)
+    });
 
     // Deliver each body as it arrives; account for every row.
     let source_ref = |b: &Batch| SourceRef {
@@ -212,10 +229,11 @@ pub fn diagnose(config: &Config, detail: &FailureDetail) -> String {
     }
 }
 
-/// The blocking half: stream → rows → elements → bodies, sent down `tx`.
-fn decode_object(reader: impl std::io::Read + Send, key: &str, content_encoding: Option<&str>, config: &Config, tx: &mpsc::Sender<Decoded>) {
+/// The blocking half: stream → rows → elements → bodies, sent down `tx`. Stops after `max_rows`
+/// rows when given (preview), flushing the last body.
+fn decode_object(input: DecodeInput<'_>, config: &Config, max_rows: Option<u64>, tx: &mpsc::Sender<Decoded>) {
     let send = |m: Decoded| tx.blocking_send(m).is_ok();
-    let mut rows = match decode::open(reader, key, content_encoding) {
+    let mut rows = match decode::open(input) {
         Ok(r) => r,
         Err(e) => {
             send(Decoded::Failed { reason: format!("not a readable export: {e}"), unsent_rows: 0 });
@@ -241,7 +259,12 @@ fn decode_object(reader: impl std::io::Read + Send, key: &str, content_encoding:
     let mut batcher = Batcher::new(config.object_type, max_records, max_bytes);
     let now = chrono::Utc::now();
     let mut element = Vec::with_capacity(4096);
+    let mut seen = 0u64;
     loop {
+        if max_rows.is_some_and(|max| seen >= max) {
+            break;
+        }
+        seen += 1;
         let row = match rows.next_row() {
             Ok(Some(row)) => row,
             Ok(None) => break,
@@ -295,4 +318,86 @@ fn decode_object(reader: impl std::io::Read + Send, key: &str, content_encoding:
     if let Some(last) = batcher.finish() {
         send(Decoded::Batch(last));
     }
+}
+
+/// What `preview` shows: the bodies that would be sent for the first rows, and what would be
+/// rejected or warned about — computed by the same code path as a real run, sending nothing.
+#[derive(Debug, Default)]
+pub struct DryRun {
+    pub bodies: Vec<Batch>,
+    pub rejected: Vec<RowReport>,
+    pub warnings: Vec<RowReport>,
+    /// Rows read (in bodies or rejected).
+    pub rows_read: u64,
+    /// Why the object could not be read to the end of the preview, if so.
+    pub failure: Option<String>,
+}
+
+/// Decodes, maps, validates and batches the first `max_rows` rows of `input`; sends nothing.
+/// Blocking: call from a thread that may block (not from async code).
+pub fn dry_run(config: &Config, input: DecodeInput<'_>, max_rows: u64) -> DryRun {
+    let (tx, mut rx) = mpsc::channel(CHANNEL_DEPTH);
+    let mut out = DryRun::default();
+    std::thread::scope(|scope| {
+        scope.spawn(move || decode_object(input, config, Some(max_rows), &tx));
+        while let Some(msg) = rx.blocking_recv() {
+            match msg {
+                Decoded::Batch(b) => {
+                    out.rows_read += b.records;
+                    out.bodies.push(b);
+                }
+                Decoded::Rejected(r) => {
+                    out.rows_read += 1;
+                    out.rejected.push(r);
+                }
+                Decoded::Warnings(ws) => out.warnings.extend(ws),
+                Decoded::Failed { reason, unsent_rows } => {
+                    out.rows_read += unsent_rows;
+                    out.failure = Some(reason);
+                }
+            }
+        }
+    });
+    out
+}
+
+/// What [`drain`] measured.
+#[derive(Debug, Default, Clone, PartialEq, Eq)]
+pub struct DrainStats {
+    pub rows_read: u64,
+    pub rows_rejected: u64,
+    pub requests: u64,
+    pub elements: u64,
+    pub body_bytes: u64,
+    pub failure: Option<String>,
+}
+
+/// Runs decode → map → validate → batch → serialize over all of `input` and discards the bodies
+/// (benchmarks: the whole CPU path of a real run, no network). Blocking.
+pub fn drain(config: &Config, input: DecodeInput<'_>) -> DrainStats {
+    let (tx, mut rx) = mpsc::channel(CHANNEL_DEPTH);
+    let mut out = DrainStats::default();
+    std::thread::scope(|scope| {
+        scope.spawn(move || decode_object(input, config, None, &tx));
+        while let Some(msg) = rx.blocking_recv() {
+            match msg {
+                Decoded::Batch(b) => {
+                    out.rows_read += b.records;
+                    out.requests += 1;
+                    out.elements += b.records;
+                    out.body_bytes += b.body.len() as u64;
+                }
+                Decoded::Rejected(_) => {
+                    out.rows_read += 1;
+                    out.rows_rejected += 1;
+                }
+                Decoded::Warnings(_) => {}
+                Decoded::Failed { reason, unsent_rows } => {
+                    out.rows_read += unsent_rows;
+                    out.failure = Some(reason);
+                }
+            }
+        }
+    });
+    out
 }

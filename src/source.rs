@@ -32,10 +32,22 @@ pub struct SourceError {
     pub reason: String,
 }
 
+/// What a HEAD says about an object.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ObjectMeta {
+    pub etag: String,
+    pub version_id: Option<String>,
+    pub size: u64,
+    pub content_encoding: Option<String>,
+}
+
 /// Reading exports.
 #[async_trait]
 pub trait ObjectSource: Send + Sync {
     async fn open(&self, bucket: &str, key: &str) -> Result<SourceObject, SourceError>;
+    async fn head(&self, bucket: &str, key: &str) -> Result<ObjectMeta, SourceError>;
+    /// Bytes `start..end` (end exclusive) of the object — for formats read by ranges (Parquet).
+    async fn read_range(&self, bucket: &str, key: &str, start: u64, end: u64) -> Result<bytes::Bytes, SourceError>;
     /// Every object under `prefix` (paginated internally).
     async fn list(&self, bucket: &str, prefix: &str) -> Result<Vec<ListedObject>, SourceError>;
 }
@@ -62,6 +74,37 @@ impl ObjectSource for aws_sdk_s3::Client {
             size: out.content_length().and_then(|l| u64::try_from(l).ok()),
             body: Box::pin(out.body.into_async_read()),
         })
+    }
+
+    async fn head(&self, bucket: &str, key: &str) -> Result<ObjectMeta, SourceError> {
+        let out = self.head_object().bucket(bucket).key(key).send().await.map_err(|e| SourceError {
+            bucket: bucket.into(),
+            key: key.into(),
+            reason: aws_error_text(&e),
+        })?;
+        Ok(ObjectMeta {
+            etag: out.e_tag().map(normalize_etag).unwrap_or_default(),
+            version_id: out.version_id().map(str::to_string),
+            size: out.content_length().and_then(|l| u64::try_from(l).ok()).unwrap_or(0),
+            content_encoding: out.content_encoding().map(str::to_string),
+        })
+    }
+
+    async fn read_range(&self, bucket: &str, key: &str, start: u64, end: u64) -> Result<bytes::Bytes, SourceError> {
+        let err = |reason: String| SourceError { bucket: bucket.into(), key: key.into(), reason };
+        if end <= start {
+            return Ok(bytes::Bytes::new());
+        }
+        let out = self
+            .get_object()
+            .bucket(bucket)
+            .key(key)
+            .range(format!("bytes={start}-{}", end - 1))
+            .send()
+            .await
+            .map_err(|e| err(aws_error_text(&e)))?;
+        let data = out.body.collect().await.map_err(|e| err(e.to_string()))?;
+        Ok(data.into_bytes())
     }
 
     async fn list(&self, bucket: &str, prefix: &str) -> Result<Vec<ListedObject>, SourceError> {

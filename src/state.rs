@@ -21,11 +21,33 @@ pub enum PutOutcome {
     AlreadyExists,
 }
 
+/// A document with the ETag it was read at, for compare-and-swap updates.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Versioned {
+    pub body: Vec<u8>,
+    pub etag: String,
+}
+
+/// The condition of a compare-and-swap write.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Expect {
+    /// No object may exist yet (`If-None-Match: *`).
+    Absent,
+    /// The object must still have this ETag (`If-Match`).
+    Etag(String),
+}
+
 #[async_trait]
 pub trait StateStore: Send + Sync {
     async fn get(&self, bucket: &str, key: &str) -> Result<Option<Vec<u8>>, StateError>;
     /// Writes `body`; with `if_absent`, only when no object exists at `key` (`If-None-Match: *`).
     async fn put(&self, bucket: &str, key: &str, body: Vec<u8>, if_absent: bool) -> Result<PutOutcome, StateError>;
+    /// Reads a document with its ETag.
+    async fn get_versioned(&self, bucket: &str, key: &str) -> Result<Option<Versioned>, StateError>;
+    /// Writes only if `expect` holds; `Ok(None)` when it did not (someone else wrote first), else the
+    /// new ETag.
+    async fn put_if(&self, bucket: &str, key: &str, body: Vec<u8>, expect: Expect) -> Result<Option<String>, StateError>;
+    async fn delete(&self, bucket: &str, key: &str) -> Result<(), StateError>;
 }
 
 #[async_trait]
@@ -52,5 +74,42 @@ impl StateStore for aws_sdk_s3::Client {
             Err(e) if if_absent && e.raw_response().is_some_and(|r| r.status().as_u16() == 412) => Ok(PutOutcome::AlreadyExists),
             Err(e) => Err(StateError { bucket: bucket.into(), key: key.into(), reason: aws_error_text(&e) }),
         }
+    }
+
+    async fn get_versioned(&self, bucket: &str, key: &str) -> Result<Option<Versioned>, StateError> {
+        let err = |reason: String| StateError { bucket: bucket.into(), key: key.into(), reason };
+        match self.get_object().bucket(bucket).key(key).send().await {
+            Ok(out) => {
+                let etag = out.e_tag().unwrap_or_default().to_string();
+                let bytes = out.body.collect().await.map_err(|e| err(e.to_string()))?;
+                Ok(Some(Versioned { body: bytes.into_bytes().to_vec(), etag }))
+            }
+            Err(e) if e.as_service_error().is_some_and(|s| s.is_no_such_key()) => Ok(None),
+            Err(e) => Err(err(aws_error_text(&e))),
+        }
+    }
+
+    async fn put_if(&self, bucket: &str, key: &str, body: Vec<u8>, expect: Expect) -> Result<Option<String>, StateError> {
+        let mut req = self.put_object().bucket(bucket).key(key).content_type("application/json").body(body.into());
+        req = match &expect {
+            Expect::Absent => req.if_none_match("*"),
+            Expect::Etag(etag) => req.if_match(etag),
+        };
+        match req.send().await {
+            Ok(out) => Ok(Some(out.e_tag().unwrap_or_default().to_string())),
+            // 412: the condition failed; 409: a concurrent conditional write is in flight.
+            Err(e) if e.raw_response().is_some_and(|r| matches!(r.status().as_u16(), 409 | 412)) => Ok(None),
+            Err(e) => Err(StateError { bucket: bucket.into(), key: key.into(), reason: aws_error_text(&e) }),
+        }
+    }
+
+    async fn delete(&self, bucket: &str, key: &str) -> Result<(), StateError> {
+        self.delete_object()
+            .bucket(bucket)
+            .key(key)
+            .send()
+            .await
+            .map(|_| ())
+            .map_err(|e| StateError { bucket: bucket.into(), key: key.into(), reason: aws_error_text(&e) })
     }
 }

@@ -10,11 +10,70 @@ use std::io::{BufRead, BufReader, Read};
 pub use self::csv::CsvRows;
 use crate::mapping::Row;
 
-/// How an object's bytes are compressed.
+/// How an object's bytes are compressed (`SOURCE_COMPRESSION` overrides detection).
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub enum Compression {
     None,
     Gzip,
+    Zstd,
+}
+
+impl Compression {
+    pub const ACCEPTED: &'static str = "none, gzip or zstd";
+    pub fn parse(s: &str) -> Option<Self> {
+        match s.trim().to_ascii_lowercase().as_str() {
+            "none" | "uncompressed" => Some(Compression::None),
+            "gzip" | "gz" => Some(Compression::Gzip),
+            "zstd" | "zst" => Some(Compression::Zstd),
+            _ => None,
+        }
+    }
+}
+
+/// The export's format (`SOURCE_FORMAT` overrides detection).
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Format {
+    Csv,
+    Tsv,
+    Ndjson,
+    Parquet,
+}
+
+impl Format {
+    pub const ACCEPTED: &'static str = "csv, tsv, ndjson or parquet";
+    pub fn parse(s: &str) -> Option<Self> {
+        match s.trim().to_ascii_lowercase().as_str() {
+            "csv" => Some(Format::Csv),
+            "tsv" => Some(Format::Tsv),
+            "ndjson" | "jsonl" | "json" => Some(Format::Ndjson),
+            "parquet" => Some(Format::Parquet),
+            _ => None,
+        }
+    }
+}
+
+/// Everything a decoder may need about one object.
+pub struct DecodeInput<'a> {
+    /// The object's body as a stream (GetObject).
+    pub reader: Box<dyn Read + Send + 'a>,
+    pub key: &'a str,
+    pub content_encoding: Option<&'a str>,
+    /// `SOURCE_FORMAT` / `SOURCE_COMPRESSION`, when set.
+    pub format: Option<Format>,
+    pub compression: Option<Compression>,
+    /// Range access for formats that need random access (Parquet); `None` for local files.
+    pub ranged: Option<RangedObject>,
+}
+
+/// Random access to an S3 object from a blocking thread.
+#[derive(Clone)]
+pub struct RangedObject {
+    pub source: std::sync::Arc<dyn crate::source::ObjectSource>,
+    pub bucket: String,
+    pub key: String,
+    pub size: u64,
+    /// The runtime to `block_on` range reads from the decode thread (a blocking thread may).
+    pub runtime: tokio::runtime::Handle,
 }
 
 /// gzip's magic bytes, for objects whose key and metadata say nothing.
@@ -89,16 +148,19 @@ pub fn decompress<'a>(reader: impl Read + Send + 'a, hint: Option<Compression>) 
         // Multi-member: Snowflake and `gzip -c a b` produce concatenated gzip streams.
         Compression::Gzip => Box::new(BufReader::with_capacity(256 * 1024, flate2::bufread::MultiGzDecoder::new(buffered))),
         Compression::None => Box::new(buffered),
+        Compression::Zstd => {
+            return Err(std::io::Error::new(std::io::ErrorKind::Unsupported, "zstd is not supported yet"));
+        }
     })
 }
 
-/// Opens the rows of an object: decompression by key / `Content-Encoding` / magic bytes, then the
-/// format's decoder.
-pub fn open<'a>(reader: impl Read + Send + 'a, key: &str, content_encoding: Option<&str>) -> Result<Box<dyn RowSource + 'a>, DecodeError> {
-    let reader = decompress(reader, Compression::from_metadata(key, content_encoding))
-        .map_err(|e| DecodeError::Read { row: 0, reason: e.to_string() })?;
-    let delimiter = if key.to_ascii_lowercase().trim_end_matches(".gz").ends_with(".tsv") { b'\t' } else { b',' };
-    Ok(Box::new(CsvRows::new(reader, delimiter)?))
+/// Opens the rows of an object: decompression by override / key / `Content-Encoding` / magic
+/// bytes, then the format's decoder.
+pub fn open(input: DecodeInput<'_>) -> Result<Box<dyn RowSource + '_>, DecodeError> {
+    let hint = input.compression.or_else(|| Compression::from_metadata(input.key, input.content_encoding));
+    let reader = decompress(input.reader, hint).map_err(|e| DecodeError::Read { row: 0, reason: e.to_string() })?;
+    let tsv = input.format == Some(Format::Tsv) || input.key.to_ascii_lowercase().trim_end_matches(".gz").ends_with(".tsv");
+    Ok(Box::new(CsvRows::new(reader, if tsv { b'\t' } else { b',' })?))
 }
 
 #[cfg(test)]

@@ -193,6 +193,18 @@ pub struct Config {
     pub batch_max_bytes: usize,
     /// `RETRY_MAX_ATTEMPTS`, `RETRY_BASE_DELAY_MS`, `RETRY_MAX_DELAY_SECS`, `RETRY_MAX_ELAPSED_SECS`.
     pub retry: RetryPolicy,
+    /// `SOURCE_BUCKET`: the bucket the scheduled sweep lists; `None` → `STATE_BUCKET`.
+    pub source_bucket: Option<String>,
+    /// `SOURCE_PREFIX`: where exports land; the sweep lists only under it. Default empty (all).
+    pub source_prefix: String,
+    /// `SWEEP_MAX_OBJECTS`: object versions one sweep invocation processes at most, default 10.
+    pub sweep_max_objects: usize,
+    /// `DEADLINE_MARGIN_SECS`: stop this long before Lambda's deadline (a body in flight must fit),
+    /// default 60.
+    pub deadline_margin_secs: u64,
+    /// `MAX_RUN_SECS`: run length when the deadline is unknown or nonsense (e.g. under
+    /// `cargo lambda watch`, which sends a relative deadline), default 840.
+    pub max_run_secs: u64,
     /// `SOURCE_FORMAT`: overrides detection from the key's extension / magic bytes.
     pub source_format: Option<Format>,
     /// `SOURCE_COMPRESSION`: overrides detection from the key / `Content-Encoding` / magic bytes.
@@ -383,6 +395,12 @@ impl Config {
             })?),
         };
 
+        let source_bucket = get("SOURCE_BUCKET").map(|v| v.trim().to_string());
+        let source_prefix = get("SOURCE_PREFIX").map(|v| v.trim().trim_start_matches('/').to_string()).unwrap_or_default();
+        let sweep_max_objects = parse_number("SWEEP_MAX_OBJECTS", get("SWEEP_MAX_OBJECTS"), 10, 1, 10_000)?;
+        let deadline_margin_secs = parse_number("DEADLINE_MARGIN_SECS", get("DEADLINE_MARGIN_SECS"), 60, 0, 600)?;
+        let max_run_secs = parse_number("MAX_RUN_SECS", get("MAX_RUN_SECS"), 840, 1, 86_400)?;
+
         Ok(Config {
             data_center,
             workspace_id,
@@ -402,6 +420,11 @@ impl Config {
             retry,
             source_format,
             source_compression,
+            source_bucket,
+            source_prefix,
+            sweep_max_objects,
+            deadline_margin_secs,
+            max_run_secs,
         })
     }
 

@@ -27,8 +27,12 @@ pub struct DeadLetterMessage {
     pub source: SourceRef,
     /// The request path, e.g. `/v1/transition/APPID` (POST, JSON).
     pub endpoint: String,
-    /// The exact request body that was sent, embedded as JSON (not re-encoded).
-    pub payload: Box<RawValue>,
+    /// The exact request body that was sent, embedded as JSON (not re-encoded); `None` when it was
+    /// too large for SQS and lives at `payload_s3` instead.
+    pub payload: Option<Box<RawValue>>,
+    /// `s3://bucket/key` of the payload when it is not inline.
+    #[serde(skip_serializing_if = "Option::is_none", default)]
+    pub payload_s3: Option<String>,
     /// Number of records (elements) in `payload`.
     pub records: u64,
     pub error: FailureDetail,
@@ -45,12 +49,29 @@ impl DeadLetterMessage {
         Ok(DeadLetterMessage {
             source,
             endpoint,
-            payload,
+            payload: Some(payload),
+            payload_s3: None,
             records,
             error,
             attempts,
             failed_at: chrono::Utc::now().to_rfc3339_opts(chrono::SecondsFormat::Secs, true),
         })
+    }
+}
+
+/// SQS takes messages up to 256 KiB; beyond this the payload is stored in S3 instead.
+pub const MAX_INLINE_MESSAGE_BYTES: usize = 250_000;
+
+impl DeadLetterMessage {
+    /// Size of the message body as sent to SQS.
+    pub fn encoded_len(&self) -> usize {
+        serde_json::to_vec(self).map(|v| v.len()).unwrap_or(usize::MAX)
+    }
+
+    /// Replaces the inline payload by a pointer to where it was stored.
+    pub fn move_payload_to(&mut self, uri: String) {
+        self.payload = None;
+        self.payload_s3 = Some(uri);
     }
 }
 
@@ -64,6 +85,31 @@ pub struct DeadLetterError(pub String);
 pub trait DeadLetterSink: Send + Sync {
     /// Sends one message; returns its message id.
     async fn send(&self, message: &DeadLetterMessage) -> Result<String, DeadLetterError>;
+
+    /// Up to 10 messages for redrive, hidden from others for `hide_secs`: (message id, receipt, body).
+    async fn receive(&self, _hide_secs: i32) -> Result<Vec<Received>, DeadLetterError> {
+        Err(DeadLetterError("this dead-letter sink cannot be read".into()))
+    }
+    /// Removes a replayed message.
+    async fn delete(&self, _receipt: &str) -> Result<(), DeadLetterError> {
+        Err(DeadLetterError("this dead-letter sink cannot be read".into()))
+    }
+    /// Makes a message visible again at once (it stays for a later redrive).
+    async fn release(&self, _receipt: &str) -> Result<(), DeadLetterError> {
+        Ok(())
+    }
+    /// Approximately how many messages wait in the queue.
+    async fn depth(&self) -> Result<u64, DeadLetterError> {
+        Err(DeadLetterError("this dead-letter sink cannot be read".into()))
+    }
+}
+
+/// A message received for redrive.
+#[derive(Debug, Clone)]
+pub struct Received {
+    pub message_id: String,
+    pub receipt: String,
+    pub body: String,
 }
 
 /// The SQS queue named by `DEAD_LETTER_QUEUE_URL`.
@@ -86,6 +132,67 @@ impl DeadLetterSink for SqsDeadLetters {
             .map_err(|e| DeadLetterError(format!("could not send to {}: {}", self.queue_url, aws_error_text(&e))))?;
         Ok(out.message_id().unwrap_or_default().to_string())
     }
+
+    async fn receive(&self, hide_secs: i32) -> Result<Vec<Received>, DeadLetterError> {
+        let out = self
+            .client
+            .receive_message()
+            .queue_url(&self.queue_url)
+            .max_number_of_messages(10)
+            .visibility_timeout(hide_secs)
+            .send()
+            .await
+            .map_err(|e| DeadLetterError(format!("could not read {}: {}", self.queue_url, aws_error_text(&e))))?;
+        Ok(out
+            .messages
+            .unwrap_or_default()
+            .into_iter()
+            .map(|m| Received {
+                message_id: m.message_id.unwrap_or_default(),
+                receipt: m.receipt_handle.unwrap_or_default(),
+                body: m.body.unwrap_or_default(),
+            })
+            .collect())
+    }
+
+    async fn delete(&self, receipt: &str) -> Result<(), DeadLetterError> {
+        self.client
+            .delete_message()
+            .queue_url(&self.queue_url)
+            .receipt_handle(receipt)
+            .send()
+            .await
+            .map(|_| ())
+            .map_err(|e| DeadLetterError(format!("could not delete from {}: {}", self.queue_url, aws_error_text(&e))))
+    }
+
+    async fn release(&self, receipt: &str) -> Result<(), DeadLetterError> {
+        self.client
+            .change_message_visibility()
+            .queue_url(&self.queue_url)
+            .receipt_handle(receipt)
+            .visibility_timeout(0)
+            .send()
+            .await
+            .map(|_| ())
+            .map_err(|e| DeadLetterError(aws_error_text(&e)))
+    }
+
+    async fn depth(&self) -> Result<u64, DeadLetterError> {
+        let out = self
+            .client
+            .get_queue_attributes()
+            .queue_url(&self.queue_url)
+            .attribute_names(aws_sdk_sqs::types::QueueAttributeName::ApproximateNumberOfMessages)
+            .send()
+            .await
+            .map_err(|e| DeadLetterError(aws_error_text(&e)))?;
+        Ok(out
+            .attributes()
+            .and_then(|a| a.get(&aws_sdk_sqs::types::QueueAttributeName::ApproximateNumberOfMessages))
+            .and_then(|v| v.parse().ok())
+            .unwrap_or(0))
+    }
 }
 
 #[cfg(test)]
@@ -100,6 +207,6 @@ mod tests {
         let json = serde_json::to_string(&msg).unwrap();
         assert!(json.contains(std::str::from_utf8(body).unwrap()));
         let back: DeadLetterMessage = serde_json::from_str(&json).unwrap();
-        assert_eq!(back.payload.get().as_bytes(), body);
+        assert_eq!(back.payload.unwrap().get().as_bytes(), body);
     }
 }

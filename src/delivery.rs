@@ -66,6 +66,8 @@ pub enum Outcome {
     Failed(FailureDetail),
     /// 401/403/409: the configuration is wrong; no body will get through.
     Misconfigured(FailureDetail),
+    /// Not delivered yet, and the run's deadline came first: leave it to the continuation.
+    Interrupted,
 }
 
 /// The outcome plus what it took.
@@ -80,8 +82,9 @@ pub struct Delivery {
     pub latency: Duration,
 }
 
-/// Sends `body` to `path` until it is accepted, fails permanently, or the policy gives up.
-pub async fn deliver(client: &MoEngageClient, pacer: &Pacer, policy: &RetryPolicy, path: &str, body: Bytes) -> Delivery {
+/// Sends `body` to `path` until it is accepted, fails permanently, or the policy gives up. No new
+/// attempt starts after `stop_at`: the body is then `Interrupted`, not failed.
+pub async fn deliver(client: &MoEngageClient, pacer: &Pacer, policy: &RetryPolicy, path: &str, body: Bytes, stop_at: Option<Instant>) -> Delivery {
     let started = Instant::now();
     let mut attempts = 0;
     let mut rate_limited = 0;
@@ -89,6 +92,9 @@ pub async fn deliver(client: &MoEngageClient, pacer: &Pacer, policy: &RetryPolic
     loop {
         // Every attempt takes a slot, retries too: retries must not overrun the budget.
         pacer.acquire().await;
+        if attempts > 0 && stop_at.is_some_and(|t| Instant::now() >= t) {
+            return Delivery { outcome: Outcome::Interrupted, attempts, rate_limited, latency };
+        }
         attempts += 1;
         let sent = Instant::now();
         let result = client.post(path, body.clone()).await;
@@ -123,7 +129,9 @@ pub async fn deliver(client: &MoEngageClient, pacer: &Pacer, policy: &RetryPolic
             RetryAction::DontRetry(_) => Outcome::Failed(detail),
             RetryAction::Retry(reason) => {
                 let wait = policy.backoff(attempts);
-                if attempts >= policy.max_attempts || started.elapsed() + wait > policy.max_elapsed {
+                if stop_at.is_some_and(|t| Instant::now() + wait >= t) {
+                    Outcome::Interrupted
+                } else if attempts >= policy.max_attempts || started.elapsed() + wait > policy.max_elapsed {
                     let reason = format!("gave up after {attempts} attempts over {:.1}s; last: {reason}", started.elapsed().as_secs_f64());
                     Outcome::Failed(FailureDetail { reason, ..detail })
                 } else {

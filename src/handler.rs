@@ -1,104 +1,127 @@
-//! The Lambda handler: works out which objects an invocation is about (S3 notification, the same
-//! wrapped in SQS messages, or a scheduled sweep), runs the pipeline on each, stores each run
-//! report, and answers with DESIGN's summary.
+//! The Lambda handler: dispatches an invocation (S3 notification, SQS messages, work item,
+//! scheduled sweep, redrive), and runs each object version under its run marker: claim → run the
+//! pipeline → store the report → record the outcome → enqueue a continuation if needed.
 
 use std::sync::Arc;
+use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
 use aws_lambda_events::sqs::SqsEvent;
-use serde::Deserialize;
 use serde_json::Value;
+use tokio::time::Instant;
 
 use crate::config::Config;
 use crate::dead_letter::DeadLetterSink;
+use crate::invocation::{self, Request, UnknownPayload};
 use crate::moengage::MoEngageClient;
-use crate::pipeline::{self, FatalError, ObjectRef};
+use crate::pipeline::{self, FatalError, ObjectRef, RunOutcome, RunPlan};
 use crate::rate::Pacer;
-use crate::report::{report_key, BatchItemFailure, ObjectSummary, Summary};
-use crate::source::ObjectSource;
+use crate::redrive;
+use crate::report::{report_key, BatchItemFailure, ObjectSummary, Status, Summary};
+use crate::runs::{Claim, MarkerStatus, Markers};
+use crate::source::{normalize_etag, ObjectSource};
 use crate::state::StateStore;
+use crate::work::{WorkItem, WorkQueue};
 
 /// Everything the handler needs, built once per Lambda instance and borrowed by every invocation.
 pub struct Deps {
     pub config: Config,
     /// Where exports are read from (S3; a fake in tests).
     pub source: Arc<dyn ObjectSource>,
-    /// Where run reports go (S3).
+    /// Run reports, run markers and dead-letter payloads too large for SQS (S3).
     pub state: Arc<dyn StateStore>,
     /// Where undeliverable bodies go (SQS).
     pub dead_letters: Arc<dyn DeadLetterSink>,
+    /// Where continuations go (`WORK_QUEUE_URL`); without it the sweep resumes continued objects.
+    pub work_queue: Option<Arc<dyn WorkQueue>>,
     pub moengage: MoEngageClient,
     /// The workspace's one request budget, shared by every object this instance processes.
     pub pacer: Pacer,
 }
 
+/// Facts about this invocation.
+#[derive(Debug, Clone, Copy)]
+pub struct Invocation {
+    /// When Lambda stops the function; `None` = no limit (tests, CLI).
+    pub deadline: Option<Instant>,
+}
+
+impl Invocation {
+    /// From Lambda's deadline (epoch milliseconds). A deadline already past or more than 15 min
+    /// away is not believed — `cargo lambda watch` sends a relative 600000 — and the configured
+    /// `MAX_RUN_SECS` is used instead.
+    pub fn from_deadline_ms(deadline_ms: u64, config: &Config) -> Self {
+        let now_ms = SystemTime::now().duration_since(UNIX_EPOCH).map(|d| d.as_millis() as u64).unwrap_or(0);
+        let left_ms = deadline_ms.saturating_sub(now_ms);
+        let believable = deadline_ms > now_ms && left_ms <= 16 * 60 * 1000;
+        let left = if believable {
+            Duration::from_millis(left_ms)
+        } else {
+            tracing::warn!(deadline_ms, now_ms, max_run_secs = config.max_run_secs, "the invocation deadline is not believable; using MAX_RUN_SECS");
+            Duration::from_secs(config.max_run_secs)
+        };
+        Invocation { deadline: Some(Instant::now() + left) }
+    }
+
+    /// No deadline.
+    pub fn unbounded() -> Self {
+        Invocation { deadline: None }
+    }
+
+    /// When to stop starting new work: the deadline less `DEADLINE_MARGIN_SECS`.
+    fn stop_at(&self, config: &Config) -> Option<Instant> {
+        self.deadline.map(|d| d.checked_sub(Duration::from_secs(config.deadline_margin_secs)).unwrap_or(d))
+    }
+
+    /// Seconds a run marker's lease must last: past the deadline, so that only a dead invocation's
+    /// marker is ever taken over.
+    fn lease_secs(&self) -> u64 {
+        self.deadline.map_or(16 * 60, |d| d.saturating_duration_since(Instant::now()).as_secs() + 60)
+    }
+}
+
 #[derive(Debug, thiserror::Error)]
 pub enum HandlerError {
-    #[error("unrecognised invocation payload: {0}. Expected an S3 event notification, an SQS event whose messages hold S3 notifications, or an EventBridge Scheduled Event")]
-    UnknownPayload(String),
+    #[error(transparent)]
+    UnknownPayload(#[from] UnknownPayload),
     #[error(transparent)]
     Fatal(#[from] FatalError),
 }
 
 /// Handles one invocation.
-pub async fn handle(deps: &Deps, payload: Value) -> Result<Summary, HandlerError> {
+pub async fn handle(deps: &Deps, payload: Value, inv: &Invocation) -> Result<Summary, HandlerError> {
     let mut summary = Summary::default();
-    if payload.get("detail-type").and_then(Value::as_str) == Some("Scheduled Event") {
-        summary.notes.push("scheduled sweep: not enabled in this version; nothing to do".into());
+    if !invocation::is_sqs(&payload) {
+        let request = invocation::parse(&payload, &deps.config, &mut summary.notes)?;
+        run_request(deps, request, inv, &mut summary).await?;
         return Ok(summary);
     }
-    let Some(records) = payload.get("Records").and_then(Value::as_array) else {
-        return Err(HandlerError::UnknownPayload(describe(&payload)));
-    };
-    let from_sqs = records.first().and_then(|r| r.get("eventSource")).and_then(Value::as_str) == Some("aws:sqs");
-    let payload = payload.clone();
-    if !from_sqs {
-        let objects = s3_objects(&payload, &deps.config, &mut summary.notes)?;
-        for object in objects {
-            let line = process(deps, &object).await?;
-            summary.objects.push(line);
-        }
-        return Ok(summary);
-    }
-
     // SQS: report each message that failed so only those come back (partial batch response).
-    let sqs: SqsEvent = serde_json::from_value(payload).map_err(|e| HandlerError::UnknownPayload(format!("SQS event: {e}")))?;
+    let sqs: SqsEvent = serde_json::from_value(payload).map_err(|e| UnknownPayload(format!("SQS event: {e}")))?;
     let mut failures = Vec::new();
     for record in sqs.records {
         let id = record.message_id.unwrap_or_default();
-        let body = record.body.unwrap_or_default();
-        let parsed: Value = match serde_json::from_str(&body) {
-            Ok(v) => v,
+        let parsed = serde_json::from_str::<Value>(record.body.as_deref().unwrap_or_default())
+            .map_err(|e| e.to_string())
+            .and_then(|body| invocation::parse(&body, &deps.config, &mut summary.notes).map_err(|e| e.to_string()));
+        let request = match parsed {
+            Ok(r) => r,
             Err(e) => {
-                summary.notes.push(format!("SQS message {id}: body is not JSON ({e}); dropped"));
-                continue;
-            }
-        };
-        if parsed.get("Event").and_then(Value::as_str) == Some("s3:TestEvent") {
-            summary.notes.push(format!("SQS message {id}: S3 test event, ignored"));
-            continue;
-        }
-        let objects = match s3_objects(&parsed, &deps.config, &mut summary.notes) {
-            Ok(o) => o,
-            Err(e) => {
+                // Retrying a message we cannot read would not help; its redrive policy would only
+                // delay the same answer.
                 summary.notes.push(format!("SQS message {id}: {e}; dropped"));
                 continue;
             }
         };
-        let mut message_failed = false;
-        for object in objects {
-            match process(deps, &object).await {
-                Ok(line) => {
-                    message_failed |= line.status == crate::report::Status::Failed;
-                    summary.objects.push(line);
-                }
-                Err(e) => {
-                    tracing::error!(error = %e, message_id = %id, "message failed");
-                    summary.notes.push(format!("SQS message {id}: {e}"));
-                    message_failed = true;
-                }
+        let before = summary.objects.len();
+        let failed = match run_request(deps, request, inv, &mut summary).await {
+            Ok(()) => summary.objects[before..].iter().any(|o| o.status == Status::Failed),
+            Err(e) => {
+                tracing::error!(error = %e, message_id = %id, "message failed");
+                summary.notes.push(format!("SQS message {id}: {e}"));
+                true
             }
-        }
-        if message_failed {
+        };
+        if failed {
             failures.push(BatchItemFailure { item_identifier: id });
         }
     }
@@ -106,21 +129,80 @@ pub async fn handle(deps: &Deps, payload: Value) -> Result<Summary, HandlerError
     Ok(summary)
 }
 
-/// Runs one object and stores its run report.
-async fn process(deps: &Deps, object: &ObjectRef) -> Result<ObjectSummary, FatalError> {
-    let mut report = pipeline::process_object(deps, object).await?;
-    let bucket = deps.config.state_bucket.clone().unwrap_or_else(|| object.bucket.clone());
-    let key = report_key(&deps.config.state_prefix, &object.bucket, &object.key, &report.etag);
-    report.summary.report = Some(format!("s3://{bucket}/{key}"));
+async fn run_request(deps: &Deps, request: Request, inv: &Invocation, summary: &mut Summary) -> Result<(), FatalError> {
+    match request {
+        Request::Objects(objects) => {
+            for object in objects {
+                if let Some(line) = process_version(deps, &object, None, inv, &mut summary.notes).await? {
+                    summary.objects.push(line);
+                }
+            }
+        }
+        Request::Work(item) => {
+            let object = ObjectRef { bucket: item.bucket, key: item.key };
+            if let Some(line) = process_version(deps, &object, item.etag.as_deref(), inv, &mut summary.notes).await? {
+                summary.objects.push(line);
+            }
+        }
+        Request::Sweep => sweep(deps, inv, summary).await?,
+        Request::Redrive(req) => summary.redrive = Some(redrive::redrive(deps, &req, inv.stop_at(&deps.config)).await),
+        Request::TestEvent => summary.notes.push("S3 test event: nothing to do".into()),
+    }
+    Ok(())
+}
+
+/// Runs the current version of one object under its run marker. `None` when there was nothing
+/// to do (already complete, or being processed by another invocation) — a note says which.
+pub async fn process_version(
+    deps: &Deps,
+    object: &ObjectRef,
+    expected_etag: Option<&str>,
+    inv: &Invocation,
+    notes: &mut Vec<String>,
+) -> Result<Option<ObjectSummary>, FatalError> {
+    let config = &deps.config;
+    let where_ = format!("s3://{}/{}", object.bucket, object.key);
+    let meta = match deps.source.head(&object.bucket, &object.key).await {
+        Ok(m) => m,
+        Err(e) => return Ok(Some(failed_line(object, format!("{e}; check the key exists and the function may read it")))),
+    };
+    if invocation::is_marker(&object.key, Some(meta.size)) {
+        notes.push(format!("{where_}: empty object or export marker, not data; skipped"));
+        return Ok(None);
+    }
+    if let Some(expected) = expected_etag.map(normalize_etag).filter(|e| *e != meta.etag) {
+        notes.push(format!("{where_}: overwritten since its checkpoint (ETag {expected} → {}); the new version is processed from its start", meta.etag));
+    }
+
+    let state_bucket = config.state_bucket.clone().unwrap_or_else(|| object.bucket.clone());
+    let markers = Markers { store: &*deps.state, state_bucket: &state_bucket, prefix: &config.state_prefix };
+    let (marker, marker_etag) = match markers.claim(&object.bucket, &object.key, &meta.etag, inv.lease_secs()).await {
+        Ok(Claim::Claimed { marker, marker_etag }) => (marker, marker_etag),
+        Ok(Claim::Complete { marker }) => {
+            notes.push(format!("{where_} (ETag {}): already processed completely ({}); nothing to do", meta.etag, marker.updated_at));
+            return Ok(None);
+        }
+        Ok(Claim::Busy { marker }) => {
+            notes.push(format!("{where_} (ETag {}): being processed by another invocation since {}; skipped", meta.etag, marker.updated_at));
+            return Ok(None);
+        }
+        Err(e) => return Ok(Some(failed_line(object, format!("could not claim the run marker: {e}; check the function may write to STATE_BUCKET")))),
+    };
+
+    let plan = RunPlan { etag: Some(meta.etag.clone()), resume_after_row: marker.resume_after_row, stop_at: inv.stop_at(config) };
+    let RunOutcome { mut report, fatal } = pipeline::process_object(deps, object, &plan).await;
+
+    let key = report_key(&config.state_prefix, &object.bucket, &object.key, &meta.etag, report.started_after_row);
+    report.summary.report = Some(format!("s3://{state_bucket}/{key}"));
     let s = &report.summary;
     tracing::info!(
         bucket = %s.bucket, key = %s.key, status = ?s.status, rows_read = s.rows_read, rows_delivered = s.rows_delivered,
         rows_rejected = s.rows_rejected, rows_dead_lettered = s.rows_dead_lettered, rows_pending = s.rows_pending,
-        requests_sent = s.requests_sent, "object processed"
+        requests_sent = s.requests_sent, resume_after_row = report.resume_after_row, "object processed"
     );
     match serde_json::to_vec_pretty(&report) {
         Ok(body) => {
-            if let Err(e) = deps.state.put(&bucket, &key, body, false).await {
+            if let Err(e) = deps.state.put(&state_bucket, &key, body, false).await {
                 // The rows are already settled; losing the report must not resend them.
                 tracing::error!(error = %e, "could not store the run report");
                 report.summary.report = None;
@@ -128,135 +210,87 @@ async fn process(deps: &Deps, object: &ObjectRef) -> Result<ObjectSummary, Fatal
         }
         Err(e) => tracing::error!(error = %e, "could not encode the run report"),
     }
-    Ok(report.summary)
-}
 
-/// The parts of an S3 notification this function reads. Parsed leniently on purpose:
-/// `aws_lambda_events`' `S3Event` requires `userIdentity` and `requestParameters`, which moto (and
-/// hand-written test events) leave out.
-#[derive(Deserialize)]
-struct S3Notification {
-    #[serde(rename = "Records", default)]
-    records: Vec<S3Record>,
-}
-
-#[derive(Deserialize)]
-struct S3Record {
-    #[serde(rename = "eventName", default)]
-    event_name: String,
-    s3: S3Entity,
-}
-
-#[derive(Deserialize)]
-struct S3Entity {
-    bucket: S3Bucket,
-    object: S3Object,
-}
-
-#[derive(Deserialize)]
-struct S3Bucket {
-    name: String,
-}
-
-#[derive(Deserialize)]
-struct S3Object {
-    key: String,
-    #[serde(default)]
-    size: Option<u64>,
-}
-
-/// The objects an S3 notification names, keys decoded; skips what is not an export.
-pub fn s3_objects(event: &Value, config: &Config, notes: &mut Vec<String>) -> Result<Vec<ObjectRef>, HandlerError> {
-    let event = S3Notification::deserialize(event).map_err(|e| HandlerError::UnknownPayload(format!("S3 notification: {e}")))?;
-    let mut out = Vec::new();
-    for r in event.records {
-        let (bucket, key) = (r.s3.bucket.name, decode_key(&r.s3.object.key));
-        if !r.event_name.is_empty() && !r.event_name.starts_with("ObjectCreated") {
-            notes.push(format!("s3://{bucket}/{key}: {} is not an object creation; ignored", r.event_name));
-            continue;
-        }
-        if key.ends_with('/') || r.s3.object.size == Some(0) {
-            notes.push(format!("s3://{bucket}/{key}: empty object or folder placeholder; skipped"));
-            continue;
-        }
-        // Our own reports land in the same bucket by default; never read them back as exports.
-        let state_bucket = config.state_bucket.as_deref().unwrap_or(&bucket);
-        if state_bucket == bucket && !config.state_prefix.is_empty() && key.starts_with(&config.state_prefix) {
-            notes.push(format!("s3://{bucket}/{key}: under STATE_PREFIX {}, this tool's own state; skipped", config.state_prefix));
-            continue;
-        }
-        out.push(ObjectRef { bucket, key });
+    let status = match report.summary.status {
+        Status::Complete => MarkerStatus::Complete,
+        Status::Continued => MarkerStatus::Continued,
+        Status::Failed => MarkerStatus::Failed,
+    };
+    match markers.finish(marker, &marker_etag, status, report.resume_after_row, report.summary.error.clone()).await {
+        Ok(true) => {}
+        Ok(false) => tracing::warn!(%where_, "the run marker was taken over by another invocation while this one ran"),
+        Err(e) => tracing::error!(error = %e, %where_, "could not record the run's outcome; a repeat delivery will re-run from the last checkpoint"),
     }
-    Ok(out)
-}
 
-/// S3 notifications URL-encode keys form-style: `+` is a space, `%2F` a slash.
-pub fn decode_key(raw: &str) -> String {
-    let spaced = raw.replace('+', " ");
-    percent_encoding::percent_decode_str(&spaced).decode_utf8_lossy().into_owned()
-}
-
-fn describe(payload: &Value) -> String {
-    match payload {
-        Value::Object(m) => format!("an object with keys {:?}", m.keys().take(8).collect::<Vec<_>>()),
-        other => format!("a JSON {}", match other {
-            Value::Array(_) => "array",
-            Value::String(_) => "string",
-            Value::Number(_) => "number",
-            Value::Bool(_) => "boolean",
-            _ => "null",
-        }),
+    if report.summary.status == Status::Continued {
+        let item = WorkItem { bucket: object.bucket.clone(), key: object.key.clone(), etag: Some(meta.etag.clone()), resume_after_row: report.resume_after_row };
+        match &deps.work_queue {
+            Some(q) => match q.enqueue(&item).await {
+                Ok(()) => notes.push(format!("{where_}: continues after row {} in a new invocation", report.resume_after_row)),
+                Err(e) => notes.push(format!("{where_}: {e}; the scheduled sweep will resume it after row {}", report.resume_after_row)),
+            },
+            None => notes.push(format!("{where_}: WORK_QUEUE_URL is not set; the scheduled sweep will resume it after row {}", report.resume_after_row)),
+        }
     }
+    if let Some(f) = fatal {
+        return Err(f);
+    }
+    Ok(Some(report.summary))
 }
 
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    fn config() -> Config {
-        Config::from_lookup(|k| {
-            Some(match k {
-                "MOENGAGE_DATA_CENTER" => "DC-01",
-                "MOENGAGE_WORKSPACE_ID" => "WS",
-                "MOENGAGE_API_KEY" => "k",
-                "OBJECT_TYPE" => "bulk_import",
-                "DEAD_LETTER_QUEUE_URL" => "http://127.0.0.1:1/q",
-                _ => return None,
+/// The scheduled sweep: object versions under `SOURCE_PREFIX` without a completed run (missed
+/// notifications, failed or continued runs), at most `SWEEP_MAX_OBJECTS` per invocation.
+async fn sweep(deps: &Deps, inv: &Invocation, summary: &mut Summary) -> Result<(), FatalError> {
+    let config = &deps.config;
+    let Some(bucket) = config.source_bucket.clone().or_else(|| config.state_bucket.clone()) else {
+        summary.notes.push("sweep: neither SOURCE_BUCKET nor STATE_BUCKET is set, so there is no bucket to sweep".into());
+        return Ok(());
+    };
+    let listed = match deps.source.list(&bucket, &config.source_prefix).await {
+        Ok(l) => l,
+        Err(e) => {
+            summary.notes.push(format!("sweep: {e}"));
+            return Ok(());
+        }
+    };
+    let state_bucket = config.state_bucket.clone().unwrap_or_else(|| bucket.clone());
+    let markers = Markers { store: &*deps.state, state_bucket: &state_bucket, prefix: &config.state_prefix };
+    let (mut processed, mut done, mut busy) = (0usize, 0usize, 0usize);
+    for o in listed {
+        let own_state = state_bucket == bucket && !config.state_prefix.is_empty() && o.key.starts_with(&config.state_prefix);
+        if own_state || invocation::is_marker(&o.key, Some(o.size)) {
+            continue;
+        }
+        match markers.get(&bucket, &o.key, &o.etag).await {
+            Ok(Some(m)) if m.status == MarkerStatus::Complete => {
+                done += 1;
+                continue;
             }
-            .to_string())
-        })
-        .unwrap()
+            Ok(Some(m)) if m.status == MarkerStatus::Running && m.lease_until > now_epoch() => {
+                busy += 1;
+                continue;
+            }
+            _ => {}
+        }
+        if processed >= config.sweep_max_objects || inv.stop_at(config).is_some_and(|t| Instant::now() >= t) {
+            summary.notes.push(format!("sweep: stopped after {processed} objects (SWEEP_MAX_OBJECTS or deadline); the next sweep continues"));
+            break;
+        }
+        processed += 1;
+        let object = ObjectRef { bucket: bucket.clone(), key: o.key };
+        if let Some(line) = process_version(deps, &object, None, inv, &mut summary.notes).await? {
+            summary.objects.push(line);
+        }
     }
+    summary.notes.push(format!("sweep of s3://{bucket}/{}: {processed} processed, {done} already complete, {busy} in progress elsewhere", config.source_prefix));
+    Ok(())
+}
 
-    #[test]
-    fn keys_are_decoded_as_s3_encodes_them() {
-        assert_eq!(decode_key("exports/users/users%20sample.csv.gz"), "exports/users/users sample.csv.gz");
-        assert_eq!(decode_key("a+b%2Bc.csv"), "a b+c.csv");
-        assert_eq!(decode_key("a%2Fb.csv"), "a/b.csv");
-        assert_eq!(decode_key("caf%C3%A9.csv"), "café.csv");
-    }
+fn now_epoch() -> u64 {
+    SystemTime::now().duration_since(UNIX_EPOCH).map(|d| d.as_secs()).unwrap_or(0)
+}
 
-    #[test]
-    fn moto_style_records_without_optional_fields_parse() {
-        let event = serde_json::json!({"Records":[{
-            "eventVersion":"2.1","eventSource":"aws:s3","awsRegion":"us-east-1","eventTime":"2026-11-29T10:00:00.000Z",
-            "eventName":"ObjectCreated:Put",
-            "s3":{"s3SchemaVersion":"1.0","configurationId":"c","bucket":{"name":"b","arn":"arn:aws:s3:::b"},
-                  "object":{"key":"exports/a%20b.csv","size":10,"eTag":"e"}}}]});
-        let mut notes = Vec::new();
-        let objects = s3_objects(&event, &config(), &mut notes).unwrap();
-        assert_eq!(objects, vec![ObjectRef { bucket: "b".into(), key: "exports/a b.csv".into() }]);
-    }
-
-    #[test]
-    fn deletions_and_folder_placeholders_are_skipped_with_a_note() {
-        let rec = |name: &str, key: &str, size: u64| serde_json::json!({"eventSource":"aws:s3","eventName":name,
-            "s3":{"bucket":{"name":"b"},"object":{"key":key,"size":size}}});
-        let event = serde_json::json!({"Records":[rec("ObjectRemoved:Delete","a.csv",10), rec("ObjectCreated:Put","dir/",0),
-            rec("ObjectCreated:Put","moengage-sync/reports/b/x.csv/e.json",5), rec("ObjectCreated:Put","x.csv",5)]});
-        let mut notes = Vec::new();
-        let objects = s3_objects(&event, &config(), &mut notes).unwrap();
-        assert_eq!(objects, vec![ObjectRef { bucket: "b".into(), key: "x.csv".into() }]);
-        assert_eq!(notes.len(), 3, "{notes:?}");
-    }
+fn failed_line(object: &ObjectRef, error: String) -> ObjectSummary {
+    tracing::error!(bucket = %object.bucket, key = %object.key, %error, "object failed");
+    ObjectSummary { bucket: object.bucket.clone(), key: object.key.clone(), status: Status::Failed, error: Some(error), ..Default::default() }
 }

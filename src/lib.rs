@@ -10,7 +10,11 @@
 //!
 //! - [`config`]: environment variables → a validated, typed `Config` (fails at start-up with one line).
 //! - [`startup`]: `Config` → live dependencies (AWS clients, the key from Secrets Manager).
-//! - [`handler`]: the Lambda entry: which objects an invocation names; stores run reports; the summary.
+//! - [`handler`]: the Lambda entry: dispatch, claim → run → report → mark → continue; the sweep.
+//! - [`invocation`]: invocation payloads (S3, SQS, work items, schedule, redrive) → requests.
+//! - [`runs`]: run markers: idempotent claims, checkpoints, leases.
+//! - [`work`]: `WorkQueue`, continuations sent to the SQS work queue.
+//! - [`redrive`]: replaying dead-letter messages.
 //! - [`pipeline`]: one object: the chain source → decode → map → batch → deliver, and its accounting.
 //! - [`source`]: `ObjectSource`, streaming exports out of S3.
 //! - [`decode`]: decompression and CSV rows with a header.
@@ -33,11 +37,15 @@ pub mod decode;
 pub mod delivery;
 pub mod emulator;
 pub mod handler;
+pub mod invocation;
 pub mod mapping;
 pub mod moengage;
 pub mod pipeline;
 pub mod rate;
+pub mod redrive;
 pub mod report;
+pub mod runs;
 pub mod source;
 pub mod startup;
 pub mod state;
+pub mod work;

@@ -30,7 +30,8 @@ async fn main() -> Result<(), Error> {
     };
     let deps = &deps;
     lambda_runtime::run(service_fn(move |event: LambdaEvent<Value>| async move {
-        let summary = handler::handle(deps, event.payload).await?;
+        let inv = handler::Invocation::from_deadline_ms(event.context.deadline, &deps.config);
+        let summary = handler::handle(deps, event.payload, &inv).await?;
         Ok::<_, Error>(serde_json::to_value(summary)?)
     }))
     .await

@@ -13,11 +13,12 @@ use std::sync::Arc;
 
 use bytes::Bytes;
 use tokio::sync::mpsc;
+use tokio::time::Instant;
 use tokio_util::io::SyncIoBridge;
 
 use crate::batch::{Batch, Batcher};
 use crate::config::{Config, ObjectType};
-use crate::dead_letter::{DeadLetterError, DeadLetterMessage, SourceRef};
+use crate::dead_letter::{self, DeadLetterError, DeadLetterMessage, SourceRef};
 use crate::decode::{self, DecodeInput, RangedObject};
 use crate::delivery::{self, FailureDetail, Outcome};
 use crate::handler::Deps;
@@ -27,19 +28,37 @@ use crate::report::{RowReport, RunReport, Status};
 /// Bodies decoded ahead of delivery; bounds memory at a few request bodies.
 const CHANNEL_DEPTH: usize = 4;
 
-/// The object version being processed.
+/// The object being processed.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct ObjectRef {
     pub bucket: String,
     pub key: String,
 }
 
+/// How far this run goes.
+#[derive(Debug, Clone, Default)]
+pub struct RunPlan {
+    /// Read exactly this version (the claimed one); a different ETag fails the run.
+    pub etag: Option<String>,
+    /// Rows 1..=resume_after_row were settled by earlier runs: skip them.
+    pub resume_after_row: u64,
+    /// Stop at a batch boundary once this instant has passed (Lambda's deadline minus a margin).
+    pub stop_at: Option<Instant>,
+}
+
 /// Something that must fail the whole invocation (so Lambda retries it) rather than one object.
 #[derive(Debug, thiserror::Error)]
 pub enum FatalError {
     /// A body that could be neither delivered nor dead-lettered would be lost.
-    #[error("s3://{bucket}/{key} rows {first_row}-{last_row}: {source}")]
+    #[error("s3://{bucket}/{key} rows {first_row}-{last_row} could not be delivered nor dead-lettered: {source}")]
     DeadLetter { bucket: String, key: String, first_row: u64, last_row: u64, source: DeadLetterError },
+}
+
+/// A run's report, plus the error that must fail the invocation, if any.
+#[derive(Debug)]
+pub struct RunOutcome {
+    pub report: RunReport,
+    pub fatal: Option<FatalError>,
 }
 
 /// What the decode thread hands to the delivery loop.
@@ -51,21 +70,34 @@ enum Decoded {
     Failed { reason: String, unsent_rows: u64 },
 }
 
-/// Processes one object: reads, validates, delivers; returns its run report (not yet stored).
-pub async fn process_object(deps: &Deps, object: &ObjectRef) -> Result<RunReport, FatalError> {
+/// Why the delivery loop stopped early.
+enum Stop {
+    /// The deadline is near: hand the rest to a continuation.
+    Deadline,
+    /// 401/403/409: nothing will get through.
+    Misconfigured(String),
+    /// The dead-letter queue could not be written.
+    Fatal(FatalError),
+}
+
+/// Processes one object version from `plan.resume_after_row`: reads, validates, delivers, and
+/// accounts for every row it reads. The report is not stored here.
+pub async fn process_object(deps: &Deps, object: &ObjectRef, plan: &RunPlan) -> RunOutcome {
     let config = &deps.config;
     let mut report = RunReport {
         object_type: config.object_type.as_str().into(),
         started_at: now_rfc3339(),
+        started_after_row: plan.resume_after_row,
+        resume_after_row: plan.resume_after_row,
         ..Default::default()
     };
     report.summary.bucket = object.bucket.clone();
     report.summary.key = object.key.clone();
 
     // Source: a stream over the object, never the whole object in memory.
-    let source = match deps.source.open(&object.bucket, &object.key).await {
+    let source = match deps.source.open_if(&object.bucket, &object.key, plan.etag.as_deref()).await {
         Ok(s) => s,
-        Err(e) => return Ok(finish_failed(report, format!("{e}; check the key exists and the function may read it"))),
+        Err(e) => return RunOutcome { report: finish_failed(report, format!("{e}; check the key exists and the function may read it")), fatal: None },
     };
     report.etag = source.etag.clone();
     report.version_id = source.version_id.clone();
@@ -82,6 +114,7 @@ pub async fn process_object(deps: &Deps, object: &ObjectRef) -> Result<RunReport
     let (tx, mut rx) = mpsc::channel(CHANNEL_DEPTH);
     let decode_config = Arc::new(config.clone());
     let (key, encoding) = (object.key.clone(), source.content_encoding.clone());
+    let skip = plan.resume_after_row;
     let decoder = tokio::task::spawn_blocking(move || {
         let input = DecodeInput {
             reader: Box::new(reader),
@@ -91,10 +124,11 @@ pub async fn process_object(deps: &Deps, object: &ObjectRef) -> Result<RunReport
             compression: decode_config.source_compression,
             ranged: Some(ranged),
         };
-        decode_object(input, &decode_config, None, &tx)
+        decode_object(input, &decode_config, Limits { skip_through: skip, max_rows: None }, &tx)
     });
 
-    // Deliver each body as it arrives; account for every row.
+    // Deliver each body as it arrives; account for every row. Rejections are held until the
+    // batch boundary passes them, so a checkpoint never splits what a run counted.
     let source_ref = |b: &Batch| SourceRef {
         bucket: object.bucket.clone(),
         key: object.key.clone(),
@@ -103,12 +137,15 @@ pub async fn process_object(deps: &Deps, object: &ObjectRef) -> Result<RunReport
         first_row: b.first_row,
         last_row: b.last_row,
     };
+    let mut held: Vec<RowReport> = Vec::new();
     let mut failure: Option<String> = None;
+    let mut stop: Option<(Stop, Batch)> = None;
+    let mut last_row_read = plan.resume_after_row;
     while let Some(msg) = rx.recv().await {
         match msg {
             Decoded::Rejected(r) => {
-                report.summary.rows_read += 1;
-                report.reject(r);
+                last_row_read = last_row_read.max(r.row);
+                held.push(r);
             }
             Decoded::Warnings(ws) => {
                 // Row 0 warnings concern the mapping itself, not a row.
@@ -125,29 +162,45 @@ pub async fn process_object(deps: &Deps, object: &ObjectRef) -> Result<RunReport
                 failure = Some(reason);
             }
             Decoded::Batch(batch) => {
-                report.summary.rows_read += batch.records;
+                last_row_read = last_row_read.max(batch.last_row);
+                // Rejections before this body can no longer fall behind a checkpoint.
+                settle_rejections(&mut report, &mut held, batch.first_row);
+                if plan.stop_at.is_some_and(|t| Instant::now() >= t) {
+                    stop = Some((Stop::Deadline, batch));
+                    break;
+                }
                 let path = deps.moengage.path(batch.endpoint);
                 let body = Bytes::from(batch.body.clone());
-                let d = delivery::deliver(&deps.moengage, &deps.pacer, &config.retry, &path, body).await;
+                let d = delivery::deliver(&deps.moengage, &deps.pacer, &config.retry, &path, body, plan.stop_at).await;
                 report.summary.requests_sent += u64::from(d.attempts);
                 report.retries += u64::from(d.attempts.saturating_sub(1));
                 report.rate_limited += u64::from(d.rate_limited);
                 report.moengage_latency_ms += d.latency.as_millis() as u64;
                 match d.outcome {
                     Outcome::Delivered { request_id } => {
+                        report.summary.rows_read += batch.records;
                         report.summary.rows_delivered += batch.records;
+                        report.resume_after_row = batch.last_row;
                         tracing::debug!(key = %object.key, rows = batch.records, first_row = batch.first_row, request_id = request_id.as_deref().unwrap_or(""), "delivered");
                     }
-                    Outcome::Failed(detail) => {
-                        let id = dead_letter(deps, source_ref(&batch), path, &batch, detail, d.attempts).await?;
-                        report.summary.rows_dead_lettered += batch.records;
-                        report.dead_letter_message_ids.push(id);
-                    }
+                    Outcome::Failed(detail) => match dead_letter(deps, source_ref(&batch), path, &batch, detail, d.attempts).await {
+                        Ok(id) => {
+                            report.summary.rows_read += batch.records;
+                            report.summary.rows_dead_lettered += batch.records;
+                            report.resume_after_row = batch.last_row;
+                            report.dead_letter_message_ids.push(id);
+                        }
+                        Err(fatal) => {
+                            stop = Some((Stop::Fatal(fatal), batch));
+                            break;
+                        }
+                    },
                     Outcome::Misconfigured(detail) => {
-                        // Nothing will get through: stop reading. This body and the rest of the
-                        // object stay unsent, and the object can be run again once fixed.
-                        report.summary.rows_pending += batch.records;
-                        failure = Some(diagnose(config, &detail));
+                        stop = Some((Stop::Misconfigured(diagnose(config, &detail)), batch));
+                        break;
+                    }
+                    Outcome::Interrupted => {
+                        stop = Some((Stop::Deadline, batch));
                         break;
                     }
                 }
@@ -160,14 +213,59 @@ pub async fn process_object(deps: &Deps, object: &ObjectRef) -> Result<RunReport
         failure.get_or_insert_with(|| format!("internal error while decoding: {e}"));
     }
 
+    let mut fatal = None;
+    match stop {
+        None => {
+            // Read to the end (or to a decode failure): every held rejection is settled.
+            settle_rejections(&mut report, &mut held, u64::MAX);
+            if failure.is_none() {
+                report.resume_after_row = last_row_read;
+            }
+        }
+        Some((why, batch)) => {
+            // Checkpoint just before the body that was not sent; it and the rejections after
+            // it are left to the next run.
+            settle_rejections(&mut report, &mut held, batch.first_row);
+            let pending = batch.records + held.len() as u64;
+            report.summary.rows_read += pending;
+            report.summary.rows_pending += pending;
+            report.resume_after_row = batch.first_row - 1;
+            match why {
+                Stop::Deadline => {
+                    report.summary.status = Status::Continued;
+                    report.finished_at = now_rfc3339();
+                    report.accounting_balanced = report.summary.balanced();
+                    tracing::info!(key = %object.key, resume_after_row = report.resume_after_row, "deadline near: stopping at a batch boundary");
+                    return RunOutcome { report, fatal: None };
+                }
+                Stop::Misconfigured(diagnosis) => failure = Some(diagnosis),
+                Stop::Fatal(e) => {
+                    failure = Some(e.to_string());
+                    fatal = Some(e);
+                }
+            }
+        }
+    }
+
     report.finished_at = now_rfc3339();
-    match failure {
-        Some(reason) => Ok(finish_failed(report, reason)),
+    let report = match failure {
+        Some(reason) => finish_failed(report, reason),
         None => {
             report.summary.status = Status::Complete;
             report.accounting_balanced = report.summary.balanced();
-            Ok(report)
+            report
         }
+    };
+    RunOutcome { report, fatal }
+}
+
+/// Counts held rejections of rows before `before_row` as rejected.
+fn settle_rejections(report: &mut RunReport, held: &mut Vec<RowReport>, before_row: u64) {
+    let (settled, rest): (Vec<_>, Vec<_>) = held.drain(..).partition(|r| r.row < before_row);
+    *held = rest;
+    for r in settled {
+        report.summary.rows_read += 1;
+        report.reject(r);
     }
 }
 
@@ -181,7 +279,20 @@ async fn dead_letter(deps: &Deps, source: SourceRef, path: String, batch: &Batch
         source,
     };
     tracing::warn!(%bucket, %key, first_row = batch.first_row, last_row = batch.last_row, reason = %detail.reason, "dead-lettering a request body");
-    let msg = DeadLetterMessage::new(source, path, &batch.body, batch.records, detail, attempts).map_err(fatal)?;
+    let mut msg = DeadLetterMessage::new(source, path, &batch.body, batch.records, detail, attempts).map_err(fatal)?;
+    if msg.encoded_len() > dead_letter::MAX_INLINE_MESSAGE_BYTES {
+        // Over SQS's message size: the payload goes to S3 and the message points to it.
+        let state_bucket = deps.config.state_bucket.clone().unwrap_or_else(|| bucket.clone());
+        let payload_key = format!(
+            "{}dead-letters/{}/{}/rows-{}-{}-{}.json",
+            deps.config.state_prefix, bucket, key, batch.first_row, batch.last_row, chrono::Utc::now().timestamp_millis()
+        );
+        deps.state
+            .put(&state_bucket, &payload_key, batch.body.clone(), false)
+            .await
+            .map_err(|e| fatal(DeadLetterError(format!("payload too large for SQS and could not be stored in S3: {e}"))))?;
+        msg.move_payload_to(format!("s3://{state_bucket}/{payload_key}"));
+    }
     deps.dead_letters.send(&msg).await.map_err(fatal)
 }
 
@@ -229,9 +340,18 @@ pub fn diagnose(config: &Config, detail: &FailureDetail) -> String {
     }
 }
 
-/// The blocking half: stream → rows → elements → bodies, sent down `tx`. Stops after `max_rows`
-/// rows when given (preview), flushing the last body.
-fn decode_object(input: DecodeInput<'_>, config: &Config, max_rows: Option<u64>, tx: &mpsc::Sender<Decoded>) {
+/// Which rows the decode thread works on.
+#[derive(Debug, Clone, Copy, Default)]
+struct Limits {
+    /// Rows 1..=skip_through were settled by an earlier run: read past them without a word.
+    skip_through: u64,
+    /// Stop after this many rows (preview), flushing the last body.
+    max_rows: Option<u64>,
+}
+
+/// The blocking half: stream → rows → elements → bodies, sent down `tx`.
+fn decode_object(input: DecodeInput<'_>, config: &Config, limits: Limits, tx: &mpsc::Sender<Decoded>) {
+    let max_rows = limits.max_rows;
     let send = |m: Decoded| tx.blocking_send(m).is_ok();
     let mut rows = match decode::open(input) {
         Ok(r) => r,
@@ -276,6 +396,7 @@ fn decode_object(input: DecodeInput<'_>, config: &Config, max_rows: Option<u64>,
         };
         let row = match row {
             Ok(row) => row,
+            Err(bad) if bad.row <= limits.skip_through => continue,
             Err(bad) => {
                 if !send(Decoded::Rejected(RowReport { row: bad.row, line: bad.line, column: String::new(), reason: bad.reason })) {
                     return;
@@ -284,6 +405,9 @@ fn decode_object(input: DecodeInput<'_>, config: &Config, max_rows: Option<u64>,
             }
         };
         let (row_no, line) = (row.number, row.line);
+        if row_no <= limits.skip_through {
+            continue;
+        }
         let reject = |column: String, reason: String| Decoded::Rejected(RowReport { row: row_no, line, column, reason });
         match mapping.encode(row.row, &mut element, now) {
             Err(issue) => {
@@ -339,7 +463,7 @@ pub fn dry_run(config: &Config, input: DecodeInput<'_>, max_rows: u64) -> DryRun
     let (tx, mut rx) = mpsc::channel(CHANNEL_DEPTH);
     let mut out = DryRun::default();
     std::thread::scope(|scope| {
-        scope.spawn(move || decode_object(input, config, Some(max_rows), &tx));
+        scope.spawn(move || decode_object(input, config, Limits { skip_through: 0, max_rows: Some(max_rows) }, &tx));
         while let Some(msg) = rx.blocking_recv() {
             match msg {
                 Decoded::Batch(b) => {
@@ -378,7 +502,7 @@ pub fn drain(config: &Config, input: DecodeInput<'_>) -> DrainStats {
     let (tx, mut rx) = mpsc::channel(CHANNEL_DEPTH);
     let mut out = DrainStats::default();
     std::thread::scope(|scope| {
-        scope.spawn(move || decode_object(input, config, None, &tx));
+        scope.spawn(move || decode_object(input, config, Limits::default(), &tx));
         while let Some(msg) = rx.blocking_recv() {
             match msg {
                 Decoded::Batch(b) => {

@@ -71,6 +71,10 @@ pub struct RunReport {
     #[serde(skip_serializing_if = "Option::is_none", default)]
     pub version_id: Option<String>,
     pub object_type: String,
+    /// This run began after this row (0 for a first run; a continuation's checkpoint otherwise).
+    pub started_after_row: u64,
+    /// Rows 1..=resume_after_row are settled after this run: where a continuation or re-run starts.
+    pub resume_after_row: u64,
     pub started_at: String,
     pub finished_at: String,
     /// True when the identity holds; written out so a reader need not add it up.
@@ -109,9 +113,12 @@ pub struct Summary {
     pub objects: Vec<ObjectSummary>,
     #[serde(rename = "batchItemFailures", skip_serializing_if = "Option::is_none", default)]
     pub batch_item_failures: Option<Vec<BatchItemFailure>>,
-    /// Invocation-level notes (skipped markers, test events…).
+    /// Invocation-level notes (skipped markers, test events, continuations…).
     #[serde(skip_serializing_if = "Vec::is_empty", default)]
     pub notes: Vec<String>,
+    /// For a redrive invocation: what was replayed and what is left.
+    #[serde(skip_serializing_if = "Option::is_none", default)]
+    pub redrive: Option<crate::redrive::RedriveReport>,
 }
 
 #[derive(Debug, Clone, Serialize, Deserialize, PartialEq, Eq)]
@@ -120,8 +127,13 @@ pub struct BatchItemFailure {
     pub item_identifier: String,
 }
 
-/// Where an object version's run report lives: `{prefix}reports/{bucket}/{key}/{etag}.json`.
-pub fn report_key(prefix: &str, bucket: &str, key: &str, etag: &str) -> String {
+/// Where a run's report lives: `{prefix}reports/{bucket}/{key}/{etag}.json` for a version's first
+/// run, `{etag}.from-row-{N}.json` for a run that resumed at row N.
+pub fn report_key(prefix: &str, bucket: &str, key: &str, etag: &str, started_after_row: u64) -> String {
     let etag = if etag.is_empty() { "no-etag" } else { etag };
-    format!("{prefix}reports/{bucket}/{key}/{etag}.json")
+    if started_after_row == 0 {
+        format!("{prefix}reports/{bucket}/{key}/{etag}.json")
+    } else {
+        format!("{prefix}reports/{bucket}/{key}/{etag}.from-row-{}.json", started_after_row + 1)
+    }
 }

@@ -45,6 +45,18 @@ pub struct ObjectMeta {
 #[async_trait]
 pub trait ObjectSource: Send + Sync {
     async fn open(&self, bucket: &str, key: &str) -> Result<SourceObject, SourceError>;
+    /// Opens exactly the version with ETag `etag` (fails if the object changed since).
+    async fn open_if(&self, bucket: &str, key: &str, etag: Option<&str>) -> Result<SourceObject, SourceError> {
+        let object = self.open(bucket, key).await?;
+        match etag {
+            Some(e) if normalize_etag(e) != object.etag => Err(SourceError {
+                bucket: bucket.into(),
+                key: key.into(),
+                reason: format!("the object changed while it was being processed (ETag {} instead of {e})", object.etag),
+            }),
+            _ => Ok(object),
+        }
+    }
     async fn head(&self, bucket: &str, key: &str) -> Result<ObjectMeta, SourceError>;
     /// Bytes `start..end` (end exclusive) of the object — for formats read by ranges (Parquet).
     async fn read_range(&self, bucket: &str, key: &str, start: u64, end: u64) -> Result<bytes::Bytes, SourceError>;
@@ -60,10 +72,21 @@ pub fn normalize_etag(etag: &str) -> String {
 #[async_trait]
 impl ObjectSource for aws_sdk_s3::Client {
     async fn open(&self, bucket: &str, key: &str) -> Result<SourceObject, SourceError> {
+        self.open_if(bucket, key, None).await
+    }
+
+    async fn open_if(&self, bucket: &str, key: &str, etag: Option<&str>) -> Result<SourceObject, SourceError> {
         let err = |reason: String| SourceError { bucket: bucket.into(), key: key.into(), reason };
-        let out = self.get_object().bucket(bucket).key(key).send().await.map_err(|e| {
+        let mut req = self.get_object().bucket(bucket).key(key);
+        if let Some(e) = etag {
+            req = req.if_match(format!("\"{}\"", normalize_etag(e)));
+        }
+        let out = req.send().await.map_err(|e| {
             err(match e.as_service_error() {
                 Some(s) if s.is_no_such_key() => "no such key (was it deleted or renamed after upload?)".into(),
+                _ if e.raw_response().is_some_and(|r| r.status().as_u16() == 412) => {
+                    "the object was overwritten since this run began; the new version is processed on its own".into()
+                }
                 _ => aws_error_text(&e),
             })
         })?;

@@ -10,6 +10,7 @@ use crate::handler::Deps;
 use crate::moengage::MoEngageClient;
 use crate::rate::Pacer;
 use crate::source::aws_error_text;
+use crate::work::SqsWorkQueue;
 
 #[derive(Debug, thiserror::Error)]
 pub enum StartupError {
@@ -41,9 +42,14 @@ pub async fn connect_with(config: Config, aws: &aws_config::SdkConfig) -> Result
     };
     let moengage = MoEngageClient::new(&config, &api_key).map_err(|e| StartupError::Client(e.to_string()))?;
     let s3 = Arc::new(s3);
+    let work_queue = config
+        .work_queue_url
+        .clone()
+        .map(|queue_url| Arc::new(SqsWorkQueue { client: sqs.clone(), queue_url }) as Arc<dyn crate::work::WorkQueue>);
     Ok(Deps {
+        work_queue,
         pacer: Pacer::per_minute(config.rate_limit_per_minute),
-        dead_letters: Arc::new(SqsDeadLetters { client: sqs, queue_url: config.dead_letter_queue_url.clone() }),
+        dead_letters: Arc::new(SqsDeadLetters { client: sqs.clone(), queue_url: config.dead_letter_queue_url.clone() }),
         source: s3.clone(),
         state: s3,
         moengage,

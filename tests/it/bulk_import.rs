@@ -102,7 +102,7 @@ async fn sqs_wrapped_notification_is_processed_and_failures_are_reported_per_mes
         {"messageId":"m-3","eventSource":"aws:sqs","body": r#"{"Service":"Amazon S3","Event":"s3:TestEvent","Bucket":"b"}"#}
     ]});
 
-    let summary = moengage_sync::handler::handle(&deps, event).await.expect("handler");
+    let summary = stack.invoke_payload(&deps, event).await;
 
     assert_eq!(summary.objects.len(), 2);
     assert_eq!(summary.objects[0].rows_delivered, 10);

@@ -7,3 +7,5 @@ mod support;
 mod bulk_import;
 // The `moengage-sync` binary refuses bad configuration at start-up.
 mod startup;
+// Issue "delivery guarantees": retries, 429s, dead letters + redrive, continuation, idempotency.
+mod delivery;

@@ -11,7 +11,7 @@ use std::time::Duration;
 use aws_config::{BehaviorVersion, Region, SdkConfig};
 use moengage_sync::config::Config;
 use moengage_sync::emulator::{self, EmulatorConfig, RunningEmulator, StateSnapshot};
-use moengage_sync::handler::{self, Deps};
+use moengage_sync::handler::{self, Deps, Invocation};
 use moengage_sync::report::Summary;
 use serde_json::{json, Value};
 use tokio::io::{AsyncBufReadExt, BufReader};
@@ -69,6 +69,7 @@ pub struct Stack {
     pub sqs: aws_sdk_sqs::Client,
     pub bucket: String,
     pub dlq_url: String,
+    pub work_url: String,
 }
 
 impl Stack {
@@ -92,7 +93,8 @@ impl Stack {
         let bucket = "exports-bucket".to_string();
         s3.create_bucket().bucket(&bucket).send().await.expect("create bucket");
         let dlq_url = sqs.create_queue().queue_name("moengage-dlq").send().await.expect("create queue").queue_url.expect("queue url");
-        Stack { moto, emulator, aws, s3, sqs, bucket, dlq_url }
+        let work_url = sqs.create_queue().queue_name("moengage-work").send().await.expect("create queue").queue_url.expect("queue url");
+        Stack { moto, emulator, aws, s3, sqs, bucket, dlq_url, work_url }
     }
 
     /// The configuration a user of the local stack would set.
@@ -104,6 +106,8 @@ impl Stack {
             ("MOENGAGE_API_URL", self.emulator.base_url()),
             ("OBJECT_TYPE", "bulk_import".into()),
             ("DEAD_LETTER_QUEUE_URL", self.dlq_url.clone()),
+            ("WORK_QUEUE_URL", self.work_url.clone()),
+            ("SOURCE_BUCKET", self.bucket.clone()),
             ("RATE_LIMIT_PER_MINUTE", "1000000".into()),
             // Transient-failure tests should not wait seconds between attempts.
             ("RETRY_BASE_DELAY_MS", "10".into()),
@@ -130,34 +134,69 @@ impl Stack {
 
     /// Invokes the real handler with the notification S3 would send for `key`.
     pub async fn invoke(&self, deps: &Deps, key: &str) -> Summary {
-        handler::handle(deps, s3_event(&self.bucket, key)).await.expect("handler")
+        handler::handle(deps, s3_event(&self.bucket, key), &Invocation::unbounded()).await.expect("handler")
+    }
+
+    /// Invokes the real handler with any payload.
+    pub async fn invoke_payload(&self, deps: &Deps, payload: Value) -> Summary {
+        handler::handle(deps, payload, &Invocation::unbounded()).await.expect("handler")
+    }
+
+    /// Every message in the work queue, as an SQS event the function would receive.
+    pub async fn work_queue_as_sqs_event(&self) -> Value {
+        let got = self.sqs.receive_message().queue_url(&self.work_url).max_number_of_messages(10).send().await.expect("receive");
+        let records: Vec<Value> = got
+            .messages
+            .unwrap_or_default()
+            .into_iter()
+            .map(|m| json!({"messageId": m.message_id, "receiptHandle": m.receipt_handle, "body": m.body, "eventSource": "aws:sqs"}))
+            .collect();
+        json!({"Records": records})
     }
 
     pub fn state(&self) -> StateSnapshot {
         self.emulator.state()
     }
 
-    /// Every message currently in the dead-letter queue, parsed.
+    /// Every message currently in the dead-letter queue, parsed; they stay in the queue, visible.
     pub async fn dlq_messages(&self) -> Vec<Value> {
-        let mut out = Vec::new();
-        loop {
+        let mut out: Vec<Value> = Vec::new();
+        let mut seen = std::collections::HashSet::new();
+        for _ in 0..20 {
             let got = self
                 .sqs
                 .receive_message()
                 .queue_url(&self.dlq_url)
                 .max_number_of_messages(10)
-                .visibility_timeout(300)
+                // Peek: visible again at once, so the code under test can still read them.
+                .visibility_timeout(0)
                 .send()
                 .await
                 .expect("receive");
             let msgs = got.messages.unwrap_or_default();
-            if msgs.is_empty() {
-                return out;
-            }
+            let mut new = 0;
             for m in msgs {
-                out.push(serde_json::from_str(m.body().unwrap_or_default()).expect("DLQ body is JSON"));
+                if seen.insert(m.message_id().unwrap_or_default().to_string()) {
+                    new += 1;
+                    out.push(serde_json::from_str(m.body().unwrap_or_default()).expect("DLQ body is JSON"));
+                }
+            }
+            if new == 0 {
+                break;
             }
         }
+        out
+    }
+
+    /// How many times each customer id reached the emulator in an accepted request.
+    pub fn deliveries_per_customer(&self) -> std::collections::BTreeMap<String, usize> {
+        let mut out = std::collections::BTreeMap::new();
+        for r in self.state().requests.iter().filter(|r| r.status == Some(200)) {
+            for c in &r.customer_ids {
+                *out.entry(c.clone()).or_insert(0) += 1;
+            }
+        }
+        out
     }
 
     /// A stored state object (e.g. a run report) as JSON.

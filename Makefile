@@ -6,13 +6,15 @@ VENV  ?= .venv
 PY    := $(VENV)/bin/python
 STAMP := $(VENV)/.installed
 
-.PHONY: all demo test unit lint-template lint bench build release clean help
+.PHONY: all demo test unit lint-template lint bench build release clean help venv redrive
 
 help:
 	@echo "make demo   - local stack (moto + MoEngage emulator + cargo lambda watch), one sample export, readable summary"
 	@echo "make test   - the whole suite: template lint + unit + end-to-end tests"
 	@echo "make lint   - clippy (warnings are errors) and rustfmt check"
 	@echo "make bench  - throughput and memory benchmarks (release build)"
+	@echo "make redrive STACK=<stack>        - replay the deployed dead-letter queue"
+	@echo "make redrive INVOKE_PORT=<port>   - replay through a running 'cargo lambda watch'"
 
 # The venv is rebuilt whenever the pinned requirements change.
 $(STAMP): requirements-dev.txt
@@ -42,6 +44,16 @@ test: $(STAMP) lint-template
 lint:
 	cargo fmt --check
 	cargo clippy --all-targets -- -D warnings
+
+# Replays dead-letter messages (events/redrive.json): delivered ones are deleted, the rest stay and
+# are listed with their reason in the response.
+redrive: $(STAMP)
+	@if [ -n "$(STACK)" ]; then \
+	  SAM_CLI_TELEMETRY=0 $(VENV)/bin/sam remote invoke MoEngageSyncFunction --stack-name "$(STACK)" --event-file events/redrive.json; \
+	else \
+	  PATH="$(abspath $(VENV))/bin:$$PATH" cargo lambda invoke moengage-sync --invoke-address 127.0.0.1 \
+	    --invoke-port "$(or $(INVOKE_PORT),9000)" --data-file events/redrive.json; \
+	fi
 
 clean:
 	cargo clean

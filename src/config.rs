@@ -187,6 +187,11 @@ pub struct Config {
     pub state_prefix: String,
     /// `RATE_LIMIT_PER_MINUTE`: requests per minute to MoEngage, default 100.
     pub rate_limit_per_minute: u32,
+    /// `USERS_PER_MINUTE` / `EVENTS_PER_MINUTE`: optional record budgets per workspace (MoEngage
+    /// documents 10,000 users/min for Track User, 30,000 events/min for Track Event, 60,000 each
+    /// across Bulk Import calls); unset = only the request budget applies.
+    pub users_per_minute: Option<u32>,
+    pub events_per_minute: Option<u32>,
     /// `BATCH_MAX_RECORDS`: elements per Transition call, default 50.
     pub batch_max_records: usize,
     /// `BATCH_MAX_BYTES`: bytes per Transition body, default 100,000.
@@ -347,6 +352,14 @@ impl Config {
 
         let rate_limit_per_minute =
             parse_number("RATE_LIMIT_PER_MINUTE", get("RATE_LIMIT_PER_MINUTE"), DEFAULT_RATE_LIMIT_PER_MINUTE, 1, 1_000_000)?;
+        let users_per_minute = match get("USERS_PER_MINUTE") {
+            None => None,
+            raw => Some(parse_number("USERS_PER_MINUTE", raw, 0, 1, 10_000_000)?),
+        };
+        let events_per_minute = match get("EVENTS_PER_MINUTE") {
+            None => None,
+            raw => Some(parse_number("EVENTS_PER_MINUTE", raw, 0, 1, 10_000_000)?),
+        };
         let batch_max_records =
             parse_number("BATCH_MAX_RECORDS", get("BATCH_MAX_RECORDS"), DEFAULT_BATCH_MAX_RECORDS, 1, 10_000)?;
         let batch_max_bytes =
@@ -415,6 +428,8 @@ impl Config {
             state_bucket,
             state_prefix,
             rate_limit_per_minute,
+            users_per_minute,
+            events_per_minute,
             batch_max_records,
             batch_max_bytes,
             retry,

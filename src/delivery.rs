@@ -8,7 +8,7 @@ use bytes::Bytes;
 use tokio::time::Instant;
 
 use crate::moengage::{classify, MoEngageClient, RetryAction};
-use crate::rate::Pacer;
+use crate::rate::Budget;
 
 /// How hard to try one body before giving up on it.
 #[derive(Clone, Debug)]
@@ -82,16 +82,25 @@ pub struct Delivery {
     pub latency: Duration,
 }
 
-/// Sends `body` to `path` until it is accepted, fails permanently, or the policy gives up. No new
-/// attempt starts after `stop_at`: the body is then `Interrupted`, not failed.
-pub async fn deliver(client: &MoEngageClient, pacer: &Pacer, policy: &RetryPolicy, path: &str, body: Bytes, stop_at: Option<Instant>) -> Delivery {
+/// Sends `body` (carrying `records` = (customers, events)) to `path` until it is accepted, fails
+/// permanently, or the policy gives up. No new attempt starts after `stop_at`: the body is then
+/// `Interrupted`, not failed.
+pub async fn deliver(
+    client: &MoEngageClient,
+    budget: &Budget,
+    policy: &RetryPolicy,
+    path: &str,
+    body: Bytes,
+    records: (u64, u64),
+    stop_at: Option<Instant>,
+) -> Delivery {
     let started = Instant::now();
     let mut attempts = 0;
     let mut rate_limited = 0;
     let mut latency = Duration::ZERO;
     loop {
         // Every attempt takes a slot, retries too: retries must not overrun the budget.
-        pacer.acquire().await;
+        budget.acquire(records.0, records.1).await;
         if attempts > 0 && stop_at.is_some_and(|t| Instant::now() >= t) {
             return Delivery { outcome: Outcome::Interrupted, attempts, rate_limited, latency };
         }
@@ -102,10 +111,10 @@ pub async fn deliver(client: &MoEngageClient, pacer: &Pacer, policy: &RetryPolic
         let (action, detail) = match result {
             Ok(resp) => {
                 if let Some(wait) = resp.rate_limit.retry_after {
-                    pacer.hold_off(wait);
+                    budget.hold_off(wait);
                 } else if resp.rate_limit.remaining == Some(0) || resp.status == 429 {
                     if let Some(wait) = resp.rate_limit.reset_after {
-                        pacer.hold_off(wait);
+                        budget.hold_off(wait);
                     }
                 }
                 if resp.status == 429 {

@@ -14,7 +14,7 @@ use crate::dead_letter::DeadLetterSink;
 use crate::invocation::{self, Request, UnknownPayload};
 use crate::moengage::MoEngageClient;
 use crate::pipeline::{self, FatalError, ObjectRef, RunOutcome, RunPlan};
-use crate::rate::Pacer;
+use crate::rate::Budget;
 use crate::redrive;
 use crate::report::{report_key, BatchItemFailure, ObjectSummary, Status, Summary};
 use crate::runs::{Claim, MarkerStatus, Markers};
@@ -34,8 +34,8 @@ pub struct Deps {
     /// Where continuations go (`WORK_QUEUE_URL`); without it the sweep resumes continued objects.
     pub work_queue: Option<Arc<dyn WorkQueue>>,
     pub moengage: MoEngageClient,
-    /// The workspace's one request budget, shared by every object this instance processes.
-    pub pacer: Pacer,
+    /// The workspace's budgets, shared by every object this instance processes.
+    pub budget: Budget,
 }
 
 /// Facts about this invocation.

@@ -22,7 +22,7 @@ use crate::dead_letter::{self, DeadLetterError, DeadLetterMessage, SourceRef};
 use crate::decode::{self, DecodeInput, RangedObject};
 use crate::delivery::{self, FailureDetail, Outcome};
 use crate::handler::Deps;
-use crate::mapping::ResolvedMapping;
+use crate::mapping::{ElementKind, ResolvedMapping};
 use crate::report::{RowReport, RunReport, Status};
 
 /// Bodies decoded ahead of delivery; bounds memory at a few request bodies.
@@ -171,7 +171,8 @@ pub async fn process_object(deps: &Deps, object: &ObjectRef, plan: &RunPlan) -> 
                 }
                 let path = deps.moengage.path(batch.endpoint);
                 let body = Bytes::from(batch.body.clone());
-                let d = delivery::deliver(&deps.moengage, &deps.pacer, &config.retry, &path, body, plan.stop_at).await;
+                let records = (batch.records - batch.events, batch.events);
+                let d = delivery::deliver(&deps.moengage, &deps.budget, &config.retry, &path, body, records, plan.stop_at).await;
                 report.summary.requests_sent += u64::from(d.attempts);
                 report.retries += u64::from(d.attempts.saturating_sub(1));
                 report.rate_limited += u64::from(d.rate_limited);
@@ -415,8 +416,8 @@ fn decode_object(input: DecodeInput<'_>, config: &Config, limits: Limits, tx: &m
                     return;
                 }
             }
-            Ok((_, encoded)) => {
-                match batcher.push(&element, row_no) {
+            Ok((kind, encoded)) => {
+                match batcher.push(&element, row_no, kind == ElementKind::Event) {
                     Ok(Some(full)) => {
                         if !send(Decoded::Batch(full)) {
                             return;

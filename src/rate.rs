@@ -41,13 +41,22 @@ impl Pacer {
 
     /// Waits for this request's slot. Slots are handed out in call order.
     pub async fn acquire(&self) {
+        self.acquire_n(1).await;
+    }
+
+    /// Waits for a slot worth `n` units (records, for a record budget): the caller goes at once if
+    /// the budget allows and the next caller waits `n` intervals.
+    pub async fn acquire_n(&self, n: u64) {
+        if n == 0 {
+            return;
+        }
         let at = {
             // A poisoned lock only means another task panicked mid-update of an Instant; the value
             // is still a valid schedule, so keep using it.
             let mut next = self.next.lock().unwrap_or_else(|p| p.into_inner());
             let now = Instant::now();
             let at = next.map_or(now, |n| n.max(now));
-            *next = Some(at + self.interval);
+            *next = Some(at + self.interval.saturating_mul(u32::try_from(n).unwrap_or(u32::MAX)));
             at
         };
         tokio::time::sleep_until(at).await;
@@ -59,6 +68,44 @@ impl Pacer {
         let mut next = self.next.lock().unwrap_or_else(|p| p.into_inner());
         let until = Instant::now() + wait;
         *next = Some(next.map_or(until, |n| n.max(until)));
+    }
+}
+
+/// The workspace's budgets: requests per minute, and optionally records per minute by kind
+/// (MoEngage counts Track User, Track Event and Bulk Import records per minute per workspace).
+#[derive(Debug)]
+pub struct Budget {
+    /// `RATE_LIMIT_PER_MINUTE`.
+    pub requests: Pacer,
+    /// `USERS_PER_MINUTE`: customer records.
+    pub users: Option<Pacer>,
+    /// `EVENTS_PER_MINUTE`: event records.
+    pub events: Option<Pacer>,
+}
+
+impl Budget {
+    pub fn new(requests_per_minute: u32, users_per_minute: Option<u32>, events_per_minute: Option<u32>) -> Self {
+        Budget {
+            requests: Pacer::per_minute(requests_per_minute),
+            users: users_per_minute.map(Pacer::per_minute),
+            events: events_per_minute.map(Pacer::per_minute),
+        }
+    }
+
+    /// Waits until one request carrying `users` customer and `events` event records may go.
+    pub async fn acquire(&self, users: u64, events: u64) {
+        self.requests.acquire().await;
+        if let Some(p) = &self.users {
+            p.acquire_n(users).await;
+        }
+        if let Some(p) = &self.events {
+            p.acquire_n(events).await;
+        }
+    }
+
+    /// MoEngage asked to hold off.
+    pub fn hold_off(&self, wait: Duration) {
+        self.requests.hold_off(wait);
     }
 }
 
@@ -98,6 +145,23 @@ mod tests {
             t.await.unwrap();
         }
         assert_close(start.elapsed(), pacer.interval() * 9);
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn record_budgets_pace_by_records_not_requests() {
+        // 600 events/min at 97 % ≈ 9.7 records/s: bodies of 50 events go every ~5.15 s.
+        let budget = Budget::new(1_000_000, None, Some(600));
+        let start = Instant::now();
+        for _ in 0..4 {
+            budget.acquire(0, 50).await;
+        }
+        let per_record = Duration::from_secs_f64(60.0 / (600.0 * HEADROOM));
+        assert_close(start.elapsed(), per_record * 150);
+        // Customer records are not limited by the event budget.
+        let start = Instant::now();
+        budget.acquire(50, 0).await;
+        budget.acquire(50, 0).await;
+        assert!(start.elapsed() < Duration::from_millis(5));
     }
 
     #[tokio::test(start_paused = true)]

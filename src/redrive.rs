@@ -91,7 +91,8 @@ pub async fn redrive(deps: &Deps, request: &RedriveRequest, stop_at: Option<Inst
                     continue;
                 }
             };
-            let d = delivery::deliver(&deps.moengage, &deps.pacer, &deps.config.retry, &msg.endpoint, payload, stop_at).await;
+            let records = record_kinds(&msg.endpoint, &payload, msg.records);
+            let d = delivery::deliver(&deps.moengage, &deps.budget, &deps.config.retry, &msg.endpoint, payload, records, stop_at).await;
             match d.outcome {
                 Outcome::Delivered { .. } => match deps.dead_letters.delete(&m.receipt).await {
                     Ok(()) => {
@@ -121,6 +122,21 @@ pub async fn redrive(deps: &Deps, request: &RedriveRequest, stop_at: Option<Inst
     }
     report.left_in_queue = deps.dead_letters.depth().await.ok();
     report
+}
+
+/// (customers, events) in a replayed body, for the record budgets.
+fn record_kinds(endpoint: &str, payload: &[u8], records: u64) -> (u64, u64) {
+    if endpoint.contains("/event/") {
+        return (0, records);
+    }
+    if !endpoint.contains("/transition/") {
+        return (records, 0);
+    }
+    let events = serde_json::from_slice::<serde_json::Value>(payload)
+        .ok()
+        .and_then(|v| v.get("elements").and_then(|e| e.as_array()).map(|a| a.iter().filter(|e| e["type"] == "event").count() as u64))
+        .unwrap_or(0);
+    (records.saturating_sub(events), events)
 }
 
 /// The exact bytes to send again: inline, or from S3 when the message points there.

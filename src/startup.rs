@@ -8,7 +8,7 @@ use crate::config::{ApiKey, ApiKeySource, Config};
 use crate::dead_letter::SqsDeadLetters;
 use crate::handler::Deps;
 use crate::moengage::MoEngageClient;
-use crate::rate::Pacer;
+use crate::rate::Budget;
 use crate::source::aws_error_text;
 use crate::work::SqsWorkQueue;
 
@@ -48,7 +48,7 @@ pub async fn connect_with(config: Config, aws: &aws_config::SdkConfig) -> Result
         .map(|queue_url| Arc::new(SqsWorkQueue { client: sqs.clone(), queue_url }) as Arc<dyn crate::work::WorkQueue>);
     Ok(Deps {
         work_queue,
-        pacer: Pacer::per_minute(config.rate_limit_per_minute),
+        budget: Budget::new(config.rate_limit_per_minute, config.users_per_minute, config.events_per_minute),
         dead_letters: Arc::new(SqsDeadLetters { client: sqs.clone(), queue_url: config.dead_letter_queue_url.clone() }),
         source: s3.clone(),
         state: s3,

@@ -9,3 +9,5 @@ mod bulk_import;
 mod startup;
 // Issue "delivery guarantees": retries, 429s, dead letters + redrive, continuation, idempotency.
 mod delivery;
+// Structured logs never carry the Data API key.
+mod logging;

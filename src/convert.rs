@@ -7,7 +7,8 @@
 use chrono::{DateTime, NaiveDate, NaiveDateTime, TimeZone, Utc};
 use serde_json::Value;
 
-/// A cell as the decoder hands it over.
+/// A cell as the decoder hands it over. Typed variants carry what NDJSON and Parquet already know,
+/// so no `serde_json::Value` (or text) is built per cell on the hot path.
 #[derive(Clone, Copy, Debug)]
 pub enum Cell<'a> {
     /// The column is absent from this row (NDJSON key missing) or SQL NULL.
@@ -16,6 +17,19 @@ pub enum Cell<'a> {
     Str(&'a str),
     /// A value whose type the format already gives (NDJSON, Parquet).
     Json(&'a Value),
+    /// An integer (Parquet INT32/INT64).
+    Int(i64),
+    /// A floating-point number (Parquet FLOAT/DOUBLE).
+    Float(f64),
+    Bool(bool),
+    /// A number as its exact JSON text (NDJSON): sent digit for digit, never through f64.
+    Number(&'a str),
+    /// A fixed-point decimal (Parquet DECIMAL): `unscaled × 10^-scale`.
+    Decimal { unscaled: i128, scale: i8 },
+    /// An instant (Parquet TIMESTAMP, INT96), sent as a MoEngage datetime.
+    Timestamp(DateTime<Utc>),
+    /// A calendar date (Parquet DATE), sent as `YYYY-MM-DD`.
+    Date(NaiveDate),
 }
 
 impl Cell<'_> {
@@ -26,18 +40,42 @@ impl Cell<'_> {
             Cell::Null => true,
             Cell::Str(s) => s.trim().is_empty(),
             Cell::Json(v) => v.is_null() || v.as_str().is_some_and(|s| s.trim().is_empty()),
+            Cell::Int(_) | Cell::Float(_) | Cell::Bool(_) | Cell::Number(_) | Cell::Decimal { .. } | Cell::Timestamp(_) | Cell::Date(_) => false,
         }
     }
 
     /// The cell as text, for ids and names (numbers are rendered, objects are not text).
     pub fn as_text(&self) -> Option<std::borrow::Cow<'_, str>> {
+        use std::borrow::Cow;
         match self {
             Cell::Null => None,
-            Cell::Str(s) => Some(std::borrow::Cow::Borrowed(s)),
-            Cell::Json(Value::String(s)) => Some(std::borrow::Cow::Borrowed(s)),
-            Cell::Json(Value::Number(n)) => Some(std::borrow::Cow::Owned(n.to_string())),
-            Cell::Json(Value::Bool(b)) => Some(std::borrow::Cow::Owned(b.to_string())),
+            Cell::Str(s) | Cell::Number(s) => Some(Cow::Borrowed(s)),
+            Cell::Json(Value::String(s)) => Some(Cow::Borrowed(s)),
+            Cell::Json(Value::Number(n)) => Some(Cow::Owned(n.to_string())),
+            Cell::Json(Value::Bool(b)) => Some(Cow::Owned(b.to_string())),
             Cell::Json(_) => None,
+            Cell::Int(i) => Some(Cow::Owned(itoa::Buffer::new().format(*i).to_string())),
+            Cell::Float(f) => Some(Cow::Owned(format_float(*f))),
+            Cell::Bool(b) => Some(Cow::Borrowed(if *b { "true" } else { "false" })),
+            Cell::Decimal { unscaled, scale } => {
+                let mut out = Vec::new();
+                write_decimal(*unscaled, *scale, &mut out);
+                Some(Cow::Owned(String::from_utf8_lossy(&out).into_owned()))
+            }
+            Cell::Timestamp(dt) => Some(Cow::Owned(format_datetime(dt))),
+            Cell::Date(d) => Some(Cow::Owned(d.format("%Y-%m-%d").to_string())),
+        }
+    }
+
+    /// A number this cell holds as a number (not as text), for epoch conversions.
+    fn as_epoch_number(&self) -> Option<f64> {
+        match self {
+            Cell::Json(Value::Number(n)) => n.as_f64(),
+            Cell::Int(i) => Some(*i as f64),
+            Cell::Float(f) => Some(*f),
+            Cell::Number(s) => s.parse().ok(),
+            Cell::Decimal { unscaled, scale } => Some(*unscaled as f64 / 10f64.powi(i32::from(*scale))),
+            _ => None,
         }
     }
 }
@@ -111,11 +149,30 @@ pub fn write_value(
             Value::String(s) => write_str(s, out, warnings)?,
             other => write_str(&other.to_string(), out, warnings)?,
         },
+        (None, typed) => write_untyped(typed, out)?,
+        (Some(FieldType::String), typed) => {
+            let text = typed.as_text().unwrap_or_default();
+            write_str(&text, out, warnings)?
+        }
         (Some(t), cell) => write_typed(t, cell, out, warnings)?,
-        // Null is empty and returned above.
-        (None, Cell::Null) => return Ok(false),
     }
     Ok(true)
+}
+
+/// A typed cell (NDJSON, Parquet) as the format typed it.
+fn write_untyped(cell: Cell<'_>, out: &mut Vec<u8>) -> Result<(), ConvertError> {
+    match cell {
+        Cell::Int(i) => out.extend_from_slice(itoa::Buffer::new().format(i).as_bytes()),
+        Cell::Float(f) => write_float(f, out)?,
+        Cell::Bool(b) => out.extend_from_slice(if b { b"true" } else { b"false" }),
+        Cell::Number(s) => out.extend_from_slice(s.as_bytes()),
+        Cell::Decimal { unscaled, scale } => write_decimal(unscaled, scale, out),
+        Cell::Timestamp(dt) => write_datetime(&dt, out),
+        Cell::Date(d) => write_date(d, out),
+        // Str and Json are handled by the caller; Null is empty.
+        Cell::Null | Cell::Str(_) | Cell::Json(_) => {}
+    }
+    Ok(())
 }
 
 fn write_typed(
@@ -124,6 +181,17 @@ fn write_typed(
     out: &mut Vec<u8>,
     warnings: &mut Vec<ValueWarning>,
 ) -> Result<(), ConvertError> {
+    // Typed cells that already are what the field wants go straight out, without text between.
+    match (ty, cell) {
+        (FieldType::Number, Cell::Int(_) | Cell::Float(_) | Cell::Number(_) | Cell::Decimal { .. }) | (FieldType::Integer, Cell::Int(_)) => {
+            return write_untyped(cell, out);
+        }
+        (FieldType::Json, c) if !matches!(c, Cell::Str(_) | Cell::Json(_)) => return write_untyped(cell, out),
+        (FieldType::Boolean, Cell::Bool(_)) | (FieldType::Datetime, Cell::Timestamp(_)) | (FieldType::Date, Cell::Date(_)) => {
+            return write_untyped(cell, out);
+        }
+        _ => {}
+    }
     let text = cell.as_text();
     let text = text.as_deref().unwrap_or_default();
     match ty {
@@ -135,7 +203,7 @@ fn write_typed(
         FieldType::Integer => {
             let s = text.trim();
             let n = parse_integer(s).ok_or_else(|| ConvertError(format!("{s:?} is not an integer")))?;
-            out.extend_from_slice(n.to_string().as_bytes());
+            out.extend_from_slice(itoa::Buffer::new().format(n).as_bytes());
         }
         FieldType::Boolean => {
             let b = match cell {
@@ -148,7 +216,10 @@ fn write_typed(
         }
         FieldType::Datetime => {
             let dt = match cell {
-                Cell::Json(Value::Number(n)) => n.as_f64().and_then(epoch_to_datetime),
+                Cell::Date(d) => d.and_hms_opt(0, 0, 0).map(|dt| dt.and_utc()),
+                Cell::Json(Value::Number(_)) | Cell::Int(_) | Cell::Float(_) | Cell::Number(_) | Cell::Decimal { .. } => {
+                    cell.as_epoch_number().and_then(epoch_to_datetime)
+                }
                 _ => parse_datetime(text),
             }
             .ok_or_else(|| {
@@ -156,15 +227,16 @@ fn write_typed(
                     "{text:?} is not a datetime (ISO 8601, YYYY-MM-DD HH:MM:SS[.fff][ ±ZZZZ], epoch seconds or milliseconds)"
                 ))
             })?;
-            write_raw_str(&format_datetime(&dt), out);
+            write_datetime(&dt, out);
         }
         FieldType::Date => {
             let s = text.trim();
-            let d = NaiveDate::parse_from_str(s, "%Y-%m-%d")
-                .ok()
-                .or_else(|| parse_datetime(s).map(|dt| dt.date_naive()))
-                .ok_or_else(|| ConvertError(format!("{s:?} is not a date (YYYY-MM-DD)")))?;
-            write_raw_str(&d.format("%Y-%m-%d").to_string(), out);
+            let d = match cell {
+                Cell::Timestamp(dt) => Some(dt.date_naive()),
+                _ => NaiveDate::parse_from_str(s, "%Y-%m-%d").ok().or_else(|| parse_datetime(s).map(|dt| dt.date_naive())),
+            }
+            .ok_or_else(|| ConvertError(format!("{s:?} is not a date (YYYY-MM-DD)")))?;
+            write_date(d, out);
         }
         FieldType::Array => {
             let arr = match cell {
@@ -215,6 +287,103 @@ pub fn write_raw_str(s: &str, out: &mut Vec<u8>) {
         // Writing a &str into a Vec cannot fail: serde_json only errors on I/O or non-string keys.
         let _ = serde_json::to_writer(&mut *out, s);
     }
+}
+
+/// JSON has no NaN or infinity; such a float cannot be sent.
+fn write_float(f: f64, out: &mut Vec<u8>) -> Result<(), ConvertError> {
+    if !f.is_finite() {
+        return Err(ConvertError(format!("{f} is not a number MoEngage can store")));
+    }
+    out.extend_from_slice(format_float(f).as_bytes());
+    Ok(())
+}
+
+/// Shortest round-trip text; whole floats keep a `.0`, as serde_json writes them.
+fn format_float(f: f64) -> String {
+    if f.is_finite() {
+        ryu::Buffer::new().format_finite(f).to_string()
+    } else {
+        f.to_string()
+    }
+}
+
+/// `unscaled × 10^-scale` as exact decimal text (`-1234, 2` → `-12.34`; negative scale appends zeros).
+pub fn write_decimal(unscaled: i128, scale: i8, out: &mut Vec<u8>) {
+    let mut digits = itoa::Buffer::new();
+    let text = digits.format(unscaled.unsigned_abs());
+    if unscaled < 0 {
+        out.push(b'-');
+    }
+    if scale <= 0 {
+        out.extend_from_slice(text.as_bytes());
+        if unscaled != 0 {
+            out.extend(std::iter::repeat_n(b'0', usize::from(scale.unsigned_abs())));
+        }
+        return;
+    }
+    let scale = usize::from(scale.unsigned_abs());
+    let bytes = text.as_bytes();
+    if bytes.len() > scale {
+        let (int, frac) = bytes.split_at(bytes.len() - scale);
+        out.extend_from_slice(int);
+        out.push(b'.');
+        out.extend_from_slice(frac);
+    } else {
+        out.extend_from_slice(b"0.");
+        out.extend(std::iter::repeat_n(b'0', scale - bytes.len()));
+        out.extend_from_slice(bytes);
+    }
+}
+
+fn push_digits(out: &mut Vec<u8>, n: u32, width: usize) {
+    let mut buf = [b'0'; 10];
+    let mut n = n;
+    for slot in buf[..width].iter_mut().rev() {
+        *slot = b'0' + (n % 10) as u8;
+        n /= 10;
+    }
+    out.extend_from_slice(&buf[..width]);
+}
+
+/// Writes `"YYYY-MM-DDTHH:MM:SSZ"` (quoted) without going through `fmt`: typed timestamps are
+/// on the hot path of Parquet exports.
+pub fn write_datetime(dt: &DateTime<Utc>, out: &mut Vec<u8>) {
+    use chrono::{Datelike, Timelike};
+    let y = dt.year();
+    if !(0..=9999).contains(&y) {
+        write_raw_str(&format_datetime(dt), out);
+        return;
+    }
+    out.push(b'"');
+    push_digits(out, y as u32, 4);
+    out.push(b'-');
+    push_digits(out, dt.month(), 2);
+    out.push(b'-');
+    push_digits(out, dt.day(), 2);
+    out.push(b'T');
+    push_digits(out, dt.hour(), 2);
+    out.push(b':');
+    push_digits(out, dt.minute(), 2);
+    out.push(b':');
+    push_digits(out, dt.second(), 2);
+    out.extend_from_slice(b"Z\"");
+}
+
+/// Writes `"YYYY-MM-DD"` (quoted).
+pub fn write_date(d: NaiveDate, out: &mut Vec<u8>) {
+    use chrono::Datelike;
+    let y = d.year();
+    if !(0..=9999).contains(&y) {
+        write_raw_str(&d.format("%Y-%m-%d").to_string(), out);
+        return;
+    }
+    out.push(b'"');
+    push_digits(out, y as u32, 4);
+    out.push(b'-');
+    push_digits(out, d.month(), 2);
+    out.push(b'-');
+    push_digits(out, d.day(), 2);
+    out.push(b'"');
 }
 
 fn write_number(s: &str, out: &mut Vec<u8>) -> Result<(), ConvertError> {

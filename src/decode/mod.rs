@@ -1,13 +1,27 @@
 //! Decoding: the bytes of an export into rows with a header, streamed. A reader over the S3 body
-//! goes in; a [`RowSource`] hands out one row at a time from reused buffers.
+//! (or range reads, for Parquet) goes in; a [`RowSource`] hands out one row at a time from reused
+//! buffers.
 //!
+//! - `detect`: which format and compression an object is (override, key, metadata, magic bytes),
+//!   and which keys are export markers rather than data.
 //! - `csv`: CSV/TSV with a header row.
+//! - `ndjson`: JSON Lines, one object per line.
+//! - `parquet`: Parquet through range reads, one row group's column chunks at a time.
+//! - `random`: random access for Parquet: S3 range requests, or a local file.
 
 mod csv;
+mod detect;
+mod ndjson;
+mod parquet;
+mod random;
 
 use std::io::{BufRead, BufReader, Read};
 
 pub use self::csv::CsvRows;
+pub use self::detect::{is_marker, marker_reason, Detected};
+pub use self::ndjson::NdjsonRows;
+pub use self::parquet::ParquetRows;
+pub use self::random::{spool_to_temp_file, LocalFile, RandomAccess, S3Ranges};
 use crate::mapping::Row;
 
 /// How an object's bytes are compressed (`SOURCE_COMPRESSION` overrides detection).
@@ -50,18 +64,29 @@ impl Format {
             _ => None,
         }
     }
+
+    pub fn name(self) -> &'static str {
+        match self {
+            Format::Csv => "CSV",
+            Format::Tsv => "TSV",
+            Format::Ndjson => "NDJSON",
+            Format::Parquet => "Parquet",
+        }
+    }
 }
 
 /// Everything a decoder may need about one object.
 pub struct DecodeInput<'a> {
-    /// The object's body as a stream (GetObject).
+    /// The object's body as a stream (GetObject). Parquet does not use it when `ranged` is set.
     pub reader: Box<dyn Read + Send + 'a>,
     pub key: &'a str,
     pub content_encoding: Option<&'a str>,
     /// `SOURCE_FORMAT` / `SOURCE_COMPRESSION`, when set.
     pub format: Option<Format>,
     pub compression: Option<Compression>,
-    /// Range access for formats that need random access (Parquet); `None` for local files.
+    /// Range access for formats that need random access (Parquet). `None` (local files, preview):
+    /// a Parquet body is first copied from `reader` to an unlinked temporary file and read from
+    /// there — memory stays flat, disk holds one copy.
     pub ranged: Option<RangedObject>,
 }
 
@@ -71,13 +96,11 @@ pub struct RangedObject {
     pub source: std::sync::Arc<dyn crate::source::ObjectSource>,
     pub bucket: String,
     pub key: String,
+    /// The object's size in bytes; 0 when unknown (then a HEAD asks).
     pub size: u64,
     /// The runtime to `block_on` range reads from the decode thread (a blocking thread may).
     pub runtime: tokio::runtime::Handle,
 }
-
-/// gzip's magic bytes, for objects whose key and metadata say nothing.
-const GZIP_MAGIC: [u8; 2] = [0x1f, 0x8b];
 
 impl Compression {
     /// From the key's extension or the object's `Content-Encoding`; `None` when neither says.
@@ -86,8 +109,12 @@ impl Compression {
         if lower.ends_with(".gz") || lower.ends_with(".gzip") {
             return Some(Compression::Gzip);
         }
+        if lower.ends_with(".zst") || lower.ends_with(".zstd") {
+            return Some(Compression::Zstd);
+        }
         match content_encoding.map(|e| e.trim().to_ascii_lowercase()) {
             Some(e) if e == "gzip" || e == "x-gzip" => Some(Compression::Gzip),
+            Some(e) if e == "zstd" => Some(Compression::Zstd),
             _ => None,
         }
     }
@@ -95,6 +122,7 @@ impl Compression {
 
 /// An object could not be decoded at all (as opposed to one bad row).
 #[derive(Debug, thiserror::Error)]
+#[non_exhaustive]
 pub enum DecodeError {
     #[error("could not read the header row: {0}")]
     Header(String),
@@ -102,6 +130,12 @@ pub enum DecodeError {
     Empty,
     #[error("reading failed after row {row}: {reason}")]
     Read { row: u64, reason: String },
+    /// The bytes are not a file of the format they were taken for (or of any supported format).
+    #[error("{0}")]
+    Unsupported(String),
+    /// The file is of a supported format but damaged (truncated Parquet, a bad footer).
+    #[error("corrupt {format} file: {reason}")]
+    Corrupt { format: &'static str, reason: String },
 }
 
 /// A row that cannot become an element whatever the mapping (wrong width, bad quoting, not JSON).
@@ -132,35 +166,73 @@ pub trait RowSource: Send {
     fn next_row(&mut self) -> Result<Option<Result<RowRef<'_>, BadRecord>>, DecodeError>;
 }
 
-/// Wraps `reader` in the right decompressor. With no hint, sniffs gzip's magic bytes so a
-/// `.csv` that is really gzip (a common `COPY INTO` mix-up) still decodes.
-pub fn decompress<'a>(reader: impl Read + Send + 'a, hint: Option<Compression>) -> std::io::Result<Box<dyn Read + Send + 'a>> {
-    // 256 KiB reads keep syscalls and S3 chunk hand-offs rare without holding much memory.
-    let mut buffered = BufReader::with_capacity(256 * 1024, reader);
+/// 256 KiB reads keep syscalls and S3 chunk hand-offs rare without holding much memory.
+const READ_BUFFER_BYTES: usize = 256 * 1024;
+
+/// Wraps `reader` in the right decompressor. With no hint, sniffs gzip's and zstd's magic bytes
+/// so a `.csv` that is really gzip (a common `COPY INTO` mix-up) still decodes.
+pub fn decompress<'a>(reader: impl Read + Send + 'a, hint: Option<Compression>) -> std::io::Result<Box<dyn BufRead + Send + 'a>> {
+    let mut buffered = BufReader::with_capacity(READ_BUFFER_BYTES, reader);
     let compression = match hint {
         Some(c) => c,
-        None => {
-            let head = buffered.fill_buf()?;
-            if head.starts_with(&GZIP_MAGIC) { Compression::Gzip } else { Compression::None }
-        }
+        None => detect::compression_from_magic(&detect::peek(&mut buffered, 4)?),
     };
     Ok(match compression {
         // Multi-member: Snowflake and `gzip -c a b` produce concatenated gzip streams.
-        Compression::Gzip => Box::new(BufReader::with_capacity(256 * 1024, flate2::bufread::MultiGzDecoder::new(buffered))),
+        Compression::Gzip => Box::new(BufReader::with_capacity(READ_BUFFER_BYTES, flate2::bufread::MultiGzDecoder::new(buffered))),
+        // zstd's reader decodes every frame of a multi-frame stream.
+        Compression::Zstd => Box::new(BufReader::with_capacity(READ_BUFFER_BYTES, zstd::stream::read::Decoder::with_buffer(buffered)?)),
         Compression::None => Box::new(buffered),
-        Compression::Zstd => {
-            return Err(std::io::Error::new(std::io::ErrorKind::Unsupported, "zstd is not supported yet"));
-        }
     })
 }
 
-/// Opens the rows of an object: decompression by override / key / `Content-Encoding` / magic
-/// bytes, then the format's decoder.
+/// Opens the rows of an object. The format comes from `SOURCE_FORMAT`, else the key's extension,
+/// else the magic bytes of the body (see [`detect`]); compression likewise, plus
+/// `Content-Encoding`.
 pub fn open(input: DecodeInput<'_>) -> Result<Box<dyn RowSource + '_>, DecodeError> {
+    let read_err = |e: std::io::Error| DecodeError::Read { row: 0, reason: e.to_string() };
+    let from_key = detect::from_key(input.key);
     let hint = input.compression.or_else(|| Compression::from_metadata(input.key, input.content_encoding));
-    let reader = decompress(input.reader, hint).map_err(|e| DecodeError::Read { row: 0, reason: e.to_string() })?;
-    let tsv = input.format == Some(Format::Tsv) || input.key.to_ascii_lowercase().trim_end_matches(".gz").ends_with(".tsv");
-    Ok(Box::new(CsvRows::new(reader, if tsv { b'\t' } else { b',' })?))
+    let format = input.format.or(from_key.format);
+
+    if format == Some(Format::Parquet) {
+        return open_parquet(input.ranged, input.reader);
+    }
+    let mut raw = BufReader::with_capacity(READ_BUFFER_BYTES, input.reader);
+    if format.is_none() && hint.is_none() {
+        // Redshift writes `0000_part_00` with no extension: only the bytes can tell.
+        let head = detect::peek(&mut raw, 4).map_err(read_err)?;
+        if head.starts_with(detect::PARQUET_MAGIC) {
+            return open_parquet(input.ranged, Box::new(raw));
+        }
+    }
+    let mut reader = decompress(raw, hint).map_err(read_err)?;
+    let head = detect::peek(&mut reader, detect::SNIFF_BYTES).map_err(read_err)?;
+    let format = match format {
+        Some(f) => f,
+        None => detect::format_from_content(&head)?,
+    };
+    match format {
+        Format::Ndjson => Ok(Box::new(NdjsonRows::new(reader)?)),
+        Format::Csv | Format::Tsv => {
+            detect::check_text(&head, format)?;
+            Ok(Box::new(CsvRows::new(reader, if format == Format::Tsv { b'\t' } else { b',' })?))
+        }
+        Format::Parquet => Err(DecodeError::Unsupported(
+            "a compressed Parquet file: Parquet compresses inside the file; upload the .parquet as it is".into(),
+        )),
+    }
+}
+
+fn open_parquet<'a>(ranged: Option<RangedObject>, reader: Box<dyn Read + Send + 'a>) -> Result<Box<dyn RowSource + 'a>, DecodeError> {
+    let access: std::sync::Arc<dyn RandomAccess> = match ranged {
+        Some(r) => std::sync::Arc::new(random::S3Ranges::new(r)?),
+        None => std::sync::Arc::new(spool_to_temp_file(reader).map_err(|e| DecodeError::Read {
+            row: 0,
+            reason: format!("could not copy the Parquet file to a temporary file for random access: {e}"),
+        })?),
+    };
+    Ok(Box::new(ParquetRows::open(access)?))
 }
 
 #[cfg(test)]
@@ -172,6 +244,7 @@ mod tests {
         assert_eq!(Compression::from_metadata("a/b.csv.gz", None), Some(Compression::Gzip));
         assert_eq!(Compression::from_metadata("a/b.CSV.GZIP", None), Some(Compression::Gzip));
         assert_eq!(Compression::from_metadata("a/b.csv", Some("gzip")), Some(Compression::Gzip));
+        assert_eq!(Compression::from_metadata("a/b.json.zst", None), Some(Compression::Zstd));
         assert_eq!(Compression::from_metadata("a/b.csv", None), None);
     }
 }

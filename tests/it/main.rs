@@ -11,3 +11,5 @@ mod startup;
 mod delivery;
 // Structured logs never carry the Data API key.
 mod logging;
+// Every export format and compression to the same elements; Parquet by range requests; corrupt files.
+mod formats;

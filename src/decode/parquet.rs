@@ -1,0 +1,485 @@
+//! Parquet (Snowflake, BigQuery, Redshift `UNLOAD … FORMAT PARQUET`) read through range requests:
+//! the footer first, then the column chunks of one row group at a time, each through a bounded
+//! window — the file is never fetched whole, and memory stays flat whatever its size.
+//!
+//! Arrow arrays keep Parquet's types: strings are borrowed from the batch, integers, floats,
+//! booleans, decimals, dates and timestamps become typed cells, lists/structs/maps JSON values.
+
+use std::sync::{Arc, Mutex};
+
+use arrow_array::cast::AsArray;
+use arrow_array::types::{Date32Type, Decimal128Type, Float32Type, Float64Type, Int64Type, UInt64Type};
+use arrow_array::{Array, ArrayRef, RecordBatch};
+use arrow_schema::{DataType, TimeUnit};
+use bytes::{Buf, Bytes};
+use chrono::{DateTime, NaiveDate};
+use parquet::arrow::arrow_reader::{ArrowReaderMetadata, ArrowReaderOptions, ParquetRecordBatchReader, ParquetRecordBatchReaderBuilder};
+use parquet::file::metadata::{ParquetMetaData, ParquetMetaDataReader};
+use parquet::file::reader::{ChunkReader, Length};
+use serde_json::Value;
+
+use super::random::RandomAccess;
+use super::{BadRecord, DecodeError, RowRef, RowSource};
+use crate::convert::{self, Cell};
+use crate::mapping::Row;
+
+/// Rows decoded per Arrow batch: large enough to amortise per-batch work, small enough that a
+/// batch of a wide table stays a few MiB.
+const BATCH_ROWS: usize = 8192;
+/// Memory for column-chunk windows, shared by the columns of a row group.
+pub const WINDOW_BUDGET_BYTES: u64 = 32 << 20;
+/// Bounds on one column's window (= the largest range request).
+const MIN_WINDOW_BYTES: u64 = 64 << 10;
+const MAX_WINDOW_BYTES: u64 = 8 << 20;
+/// The footer read first: the metadata of most files fits, so one request gets both.
+const FOOTER_GUESS_BYTES: u64 = 64 << 10;
+
+const FORMAT: &str = "Parquet";
+
+/// Parquet rows, one Arrow batch at a time.
+pub struct ParquetRows {
+    header: Vec<String>,
+    reader: ParquetRecordBatchReader,
+    columns: Vec<Column>,
+    /// Position in the current batch and its length.
+    pos: usize,
+    len: usize,
+    /// 1-based data row number.
+    row: u64,
+}
+
+impl ParquetRows {
+    /// Reads the footer and prepares to read row groups, with the default window budget.
+    pub fn open(access: Arc<dyn RandomAccess>) -> Result<Self, DecodeError> {
+        Self::open_with(access, WINDOW_BUDGET_BYTES)
+    }
+
+    /// As [`open`](Self::open), with `window_budget_bytes` shared by the column windows (tests
+    /// use a small one to show a file is read in bounded pieces).
+    pub fn open_with(access: Arc<dyn RandomAccess>, window_budget_bytes: u64) -> Result<Self, DecodeError> {
+        let metadata = read_metadata(access.as_ref())?;
+        let columns = metadata.file_metadata().schema_descr().num_columns().max(1) as u64;
+        let window = (window_budget_bytes / columns).clamp(MIN_WINDOW_BYTES, MAX_WINDOW_BYTES);
+        let chunks = Windowed::new(access, &metadata, window);
+        let arrow = ArrowReaderMetadata::try_new(Arc::new(metadata), ArrowReaderOptions::new())
+            .map_err(|e| DecodeError::Unsupported(format!("this Parquet schema cannot be read: {e}")))?;
+        let header: Vec<String> = arrow.schema().fields().iter().map(|f| f.name().clone()).collect();
+        if header.is_empty() {
+            return Err(DecodeError::Empty);
+        }
+        let reader = ParquetRecordBatchReaderBuilder::new_with_metadata(chunks, arrow)
+            .with_batch_size(BATCH_ROWS)
+            .build()
+            .map_err(|e| DecodeError::Corrupt { format: FORMAT, reason: e.to_string() })?;
+        Ok(ParquetRows { header, reader, columns: Vec::new(), pos: 0, len: 0, row: 0 })
+    }
+}
+
+/// The footer: `<metadata><u32 LE length>PAR1` at the end of the file.
+fn read_metadata(access: &dyn RandomAccess) -> Result<ParquetMetaData, DecodeError> {
+    let corrupt = |reason: String| DecodeError::Corrupt { format: FORMAT, reason };
+    let read = |start: u64, end: u64| access.read_range(start, end).map_err(|e| DecodeError::Read { row: 0, reason: e.to_string() });
+    let size = access.len();
+    if size < 12 {
+        return Err(corrupt(format!("the file is {size} bytes, too short to be Parquet (truncated upload?)")));
+    }
+    let tail_len = size.min(FOOTER_GUESS_BYTES);
+    let tail = read(size - tail_len, size)?;
+    let footer = &tail[tail.len() - 8..];
+    match &footer[4..] {
+        b"PAR1" => {}
+        b"PARE" => return Err(DecodeError::Unsupported("the Parquet file is encrypted (PARE footer); export it unencrypted".into())),
+        _ => return Err(corrupt("no PAR1 footer at the end: the file is truncated or not Parquet".into())),
+    }
+    let meta_len = u64::from(u32::from_le_bytes([footer[0], footer[1], footer[2], footer[3]]));
+    if meta_len + 12 > size {
+        return Err(corrupt(format!("the footer names {meta_len} bytes of metadata, more than the {size}-byte file holds (truncated?)")));
+    }
+    let meta = if meta_len + 8 <= tail_len {
+        tail.slice((tail_len - 8 - meta_len) as usize..(tail_len - 8) as usize)
+    } else {
+        read(size - 8 - meta_len, size - 8)?
+    };
+    let metadata = ParquetMetaDataReader::decode_metadata(&meta).map_err(|e| corrupt(format!("unreadable metadata: {e}")))?;
+    for (g, rg) in metadata.row_groups().iter().enumerate() {
+        for c in rg.columns() {
+            let (start, len) = c.byte_range();
+            if start.checked_add(len).is_none_or(|end| end > size - 8) {
+                return Err(corrupt(format!(
+                    "row group {g}, column {}: bytes {start}..+{len} lie beyond the end of the {size}-byte file (truncated?)",
+                    c.column_path()
+                )));
+            }
+        }
+    }
+    Ok(metadata)
+}
+
+impl RowSource for ParquetRows {
+    fn header(&self) -> &[String] {
+        &self.header
+    }
+
+    fn next_row(&mut self) -> Result<Option<Result<RowRef<'_>, BadRecord>>, DecodeError> {
+        if self.pos + 1 < self.len {
+            self.pos += 1;
+        } else {
+            let batch = loop {
+                match self.reader.next() {
+                    None => return Ok(None),
+                    Some(Err(e)) => return Err(DecodeError::Read { row: self.row, reason: format!("Parquet: {e}") }),
+                    Some(Ok(b)) if b.num_rows() == 0 => continue,
+                    Some(Ok(b)) => break b,
+                }
+            };
+            self.load(&batch)?;
+        }
+        self.row += 1;
+        Ok(Some(Ok(RowRef { row: self, number: self.row, line: None })))
+    }
+}
+
+impl ParquetRows {
+    fn load(&mut self, batch: &RecordBatch) -> Result<(), DecodeError> {
+        self.columns.clear();
+        for (i, array) in batch.columns().iter().enumerate() {
+            let column = Column::new(array).map_err(|e| {
+                DecodeError::Unsupported(format!("column {:?} has Parquet/Arrow type {}, which cannot be sent: {e}", self.header[i], array.data_type()))
+            })?;
+            self.columns.push(column);
+        }
+        self.pos = 0;
+        self.len = batch.num_rows();
+        Ok(())
+    }
+}
+
+/// One column of the current batch, downcast once per batch.
+enum Column {
+    Null,
+    Str(ArrayRef),
+    LargeStr(ArrayRef),
+    StrView(ArrayRef),
+    Binary(ArrayRef),
+    Int(ArrayRef),
+    UInt(ArrayRef),
+    Float(ArrayRef),
+    Float32(ArrayRef),
+    Bool(ArrayRef),
+    Date(ArrayRef),
+    /// Values in units of `1/per_second` s since the epoch, as Int64.
+    Timestamp(ArrayRef, i64),
+    Decimal(ArrayRef, i8),
+    /// Exact decimal text (DECIMAL beyond 38 digits).
+    NumberText(ArrayRef),
+    /// Nested values (lists, structs, maps), converted per batch.
+    Nested(ArrayRef, Vec<Value>),
+}
+
+impl Column {
+    fn new(array: &ArrayRef) -> Result<Column, arrow_schema::ArrowError> {
+        use arrow_cast::cast;
+        Ok(match array.data_type() {
+            DataType::Null => Column::Null,
+            DataType::Utf8 => Column::Str(array.clone()),
+            DataType::LargeUtf8 => Column::LargeStr(array.clone()),
+            DataType::Utf8View => Column::StrView(array.clone()),
+            DataType::Binary | DataType::LargeBinary | DataType::BinaryView | DataType::FixedSizeBinary(_) => {
+                Column::Binary(cast(array, &DataType::LargeBinary)?)
+            }
+            DataType::Int64 => Column::Int(array.clone()),
+            DataType::Int8 | DataType::Int16 | DataType::Int32 | DataType::UInt8 | DataType::UInt16 | DataType::UInt32 => {
+                Column::Int(cast(array, &DataType::Int64)?)
+            }
+            DataType::UInt64 => Column::UInt(array.clone()),
+            DataType::Float64 => Column::Float(array.clone()),
+            DataType::Float32 => Column::Float32(array.clone()),
+            DataType::Float16 => Column::Float(cast(array, &DataType::Float64)?),
+            DataType::Boolean => Column::Bool(array.clone()),
+            DataType::Date32 => Column::Date(array.clone()),
+            DataType::Date64 => Column::Date(cast(array, &DataType::Date32)?),
+            DataType::Timestamp(unit, _) => {
+                let per_second = match unit {
+                    TimeUnit::Second => 1,
+                    TimeUnit::Millisecond => 1_000,
+                    TimeUnit::Microsecond => 1_000_000,
+                    TimeUnit::Nanosecond => 1_000_000_000,
+                };
+                Column::Timestamp(cast(array, &DataType::Int64)?, per_second)
+            }
+            DataType::Decimal128(_, scale) => Column::Decimal(array.clone(), *scale),
+            DataType::Decimal32(p, s) | DataType::Decimal64(p, s) => Column::Decimal(cast(array, &DataType::Decimal128(*p, *s))?, *s),
+            DataType::Decimal256(_, _) => Column::NumberText(cast(array, &DataType::Utf8)?),
+            DataType::Dictionary(_, value) => Column::new(&cast(array, value)?)?,
+            DataType::List(_)
+            | DataType::LargeList(_)
+            | DataType::FixedSizeList(_, _)
+            | DataType::ListView(_)
+            | DataType::LargeListView(_)
+            | DataType::Struct(_)
+            | DataType::Map(_, _) => {
+                let values = (0..array.len()).map(|i| to_json(array.as_ref(), i)).collect::<Result<_, _>>()?;
+                Column::Nested(array.clone(), values)
+            }
+            // Times, durations, intervals: as the text Arrow prints for them.
+            _ => Column::Str(cast(array, &DataType::Utf8)?),
+        })
+    }
+
+    fn array(&self) -> Option<&ArrayRef> {
+        match self {
+            Column::Null => None,
+            Column::Str(a)
+            | Column::LargeStr(a)
+            | Column::StrView(a)
+            | Column::Binary(a)
+            | Column::Int(a)
+            | Column::UInt(a)
+            | Column::Float(a)
+            | Column::Float32(a)
+            | Column::Bool(a)
+            | Column::Date(a)
+            | Column::Timestamp(a, _)
+            | Column::Decimal(a, _)
+            | Column::NumberText(a)
+            | Column::Nested(a, _) => Some(a),
+        }
+    }
+
+    fn cell(&self, i: usize) -> Result<Cell<'_>, String> {
+        match self.array() {
+            None => return Ok(Cell::Null),
+            Some(a) if a.is_null(i) => return Ok(Cell::Null),
+            Some(_) => {}
+        }
+        Ok(match self {
+            Column::Null => Cell::Null,
+            Column::Str(a) => Cell::Str(a.as_string::<i32>().value(i)),
+            Column::LargeStr(a) => Cell::Str(a.as_string::<i64>().value(i)),
+            Column::StrView(a) => Cell::Str(a.as_string_view().value(i)),
+            Column::Binary(a) => Cell::Str(std::str::from_utf8(a.as_binary::<i64>().value(i)).map_err(|e| {
+                format!("binary value is not UTF-8 text (byte {}); export the column as a string", e.valid_up_to())
+            })?),
+            Column::Int(a) => Cell::Int(a.as_primitive::<Int64Type>().value(i)),
+            Column::UInt(a) => {
+                let v = a.as_primitive::<UInt64Type>().value(i);
+                i64::try_from(v).map(Cell::Int).unwrap_or(Cell::Decimal { unscaled: i128::from(v), scale: 0 })
+            }
+            Column::Float(a) => Cell::Float(a.as_primitive::<Float64Type>().value(i)),
+            Column::Float32(a) => Cell::Float(f32_to_f64(a.as_primitive::<Float32Type>().value(i))),
+            Column::Bool(a) => Cell::Bool(a.as_boolean().value(i)),
+            Column::Date(a) => Cell::Date(date(a.as_primitive::<Date32Type>().value(i)).ok_or("date out of range")?),
+            Column::Timestamp(a, per_second) => {
+                Cell::Timestamp(timestamp(a.as_primitive::<Int64Type>().value(i), *per_second).ok_or("timestamp out of range")?)
+            }
+            Column::Decimal(a, scale) => Cell::Decimal { unscaled: a.as_primitive::<Decimal128Type>().value(i), scale: *scale },
+            Column::NumberText(a) => Cell::Number(a.as_string::<i32>().value(i)),
+            Column::Nested(_, values) => Cell::Json(&values[i]),
+        })
+    }
+}
+
+impl Row for ParquetRows {
+    fn cell(&self, index: usize) -> Result<Cell<'_>, String> {
+        match self.columns.get(index) {
+            Some(c) => c.cell(self.pos),
+            None => Ok(Cell::Null),
+        }
+    }
+}
+
+/// FLOAT widened through its shortest text, so `0.1f32` is sent as 0.1, not 0.10000000149011612.
+fn f32_to_f64(v: f32) -> f64 {
+    if v.is_finite() {
+        ryu::Buffer::new().format_finite(v).parse().unwrap_or(f64::from(v))
+    } else {
+        f64::from(v)
+    }
+}
+
+fn date(days: i32) -> Option<NaiveDate> {
+    // 719_163 days from 0001-01-01 (day 1 of the common era) to 1970-01-01.
+    NaiveDate::from_num_days_from_ce_opt(days.checked_add(719_163)?)
+}
+
+fn timestamp(v: i64, per_second: i64) -> Option<DateTime<chrono::Utc>> {
+    let nanos = (v.rem_euclid(per_second) * (1_000_000_000 / per_second)) as u32;
+    DateTime::from_timestamp(v.div_euclid(per_second), nanos)
+}
+
+/// One element of a nested column as JSON: timestamps as MoEngage datetimes, decimals as
+/// numbers, anything else Arrow can print as text.
+fn to_json(array: &dyn Array, i: usize) -> Result<Value, arrow_schema::ArrowError> {
+    if array.is_null(i) {
+        return Ok(Value::Null);
+    }
+    let one = |j: usize| array.slice(j, 1);
+    Ok(match array.data_type() {
+        DataType::List(_) => list_json(array.as_list::<i32>().value(i).as_ref())?,
+        DataType::LargeList(_) => list_json(array.as_list::<i64>().value(i).as_ref())?,
+        DataType::FixedSizeList(_, _) => list_json(array.as_fixed_size_list().value(i).as_ref())?,
+        DataType::Struct(fields) => {
+            let s = array.as_struct();
+            let mut map = serde_json::Map::new();
+            for (f, child) in fields.iter().zip(s.columns()) {
+                map.insert(f.name().clone(), to_json(child.as_ref(), i)?);
+            }
+            Value::Object(map)
+        }
+        DataType::Map(_, _) => {
+            let entries = array.as_map().value(i);
+            let (keys, values) = (entries.column(0), entries.column(1));
+            let mut map = serde_json::Map::new();
+            for j in 0..entries.len() {
+                let key = match to_json(keys.as_ref(), j)? {
+                    Value::String(s) => s,
+                    other => other.to_string(),
+                };
+                map.insert(key, to_json(values.as_ref(), j)?);
+            }
+            Value::Object(map)
+        }
+        DataType::Utf8 | DataType::LargeUtf8 | DataType::Utf8View | DataType::Null => scalar_json(&Column::new(&one(i))?)?,
+        DataType::Boolean | DataType::Int8 | DataType::Int16 | DataType::Int32 | DataType::Int64 => scalar_json(&Column::new(&one(i))?)?,
+        DataType::UInt8 | DataType::UInt16 | DataType::UInt32 | DataType::UInt64 => scalar_json(&Column::new(&one(i))?)?,
+        DataType::Float16 | DataType::Float32 | DataType::Float64 => scalar_json(&Column::new(&one(i))?)?,
+        DataType::Date32 | DataType::Date64 | DataType::Timestamp(_, _) => scalar_json(&Column::new(&one(i))?)?,
+        DataType::Decimal32(_, _) | DataType::Decimal64(_, _) | DataType::Decimal128(_, _) | DataType::Decimal256(_, _) => {
+            scalar_json(&Column::new(&one(i))?)?
+        }
+        _ => Value::String(arrow_cast::display::array_value_to_string(array, i)?),
+    })
+}
+
+fn list_json(values: &dyn Array) -> Result<Value, arrow_schema::ArrowError> {
+    (0..values.len()).map(|j| to_json(values, j)).collect::<Result<Vec<_>, _>>().map(Value::Array)
+}
+
+/// A one-row column's value as JSON, written the way a top-level cell would be.
+fn scalar_json(column: &Column) -> Result<Value, arrow_schema::ArrowError> {
+    let err = |e: String| arrow_schema::ArrowError::ComputeError(e);
+    let cell = column.cell(0).map_err(err)?;
+    Ok(match cell {
+        Cell::Null => Value::Null,
+        Cell::Str(s) => Value::String(s.to_string()),
+        Cell::Bool(b) => Value::Bool(b),
+        Cell::Int(n) => Value::from(n),
+        Cell::Float(f) => serde_json::Number::from_f64(f).map_or(Value::Null, Value::Number),
+        other => {
+            let mut out = Vec::new();
+            convert::write_value(other, None, &mut out, &mut Vec::new()).map_err(|e| err(e.0))?;
+            serde_json::from_slice(&out).map_err(|e| err(e.to_string()))?
+        }
+    })
+}
+
+/// A [`ChunkReader`] over range reads. Each column keeps one window of its current column chunk;
+/// a read outside it fetches the next `window` bytes of that chunk (never past its end). Memory:
+/// at most one window per column; requests: about chunk size / window per column chunk.
+#[derive(Clone)]
+struct Windowed {
+    inner: Arc<WindowedInner>,
+}
+
+struct WindowedInner {
+    access: Arc<dyn RandomAccess>,
+    /// Every column chunk of the file: (start, end, column index), sorted by start.
+    chunks: Vec<(u64, u64, usize)>,
+    window: u64,
+    /// Per column: (file offset, bytes) of its window.
+    windows: Mutex<Vec<Option<(u64, Bytes)>>>,
+}
+
+impl Windowed {
+    fn new(access: Arc<dyn RandomAccess>, metadata: &ParquetMetaData, window: u64) -> Self {
+        let mut chunks: Vec<(u64, u64, usize)> = metadata
+            .row_groups()
+            .iter()
+            .flat_map(|rg| rg.columns().iter().enumerate().map(|(c, m)| {
+                let (start, len) = m.byte_range();
+                (start, start + len, c)
+            }))
+            .collect();
+        chunks.sort_unstable();
+        let columns = metadata.file_metadata().schema_descr().num_columns();
+        Windowed { inner: Arc::new(WindowedInner { access, chunks, window, windows: Mutex::new(vec![None; columns]) }) }
+    }
+}
+
+impl WindowedInner {
+    /// Bytes from `pos` on (at least one, unless at the end of the file).
+    fn fetch(&self, pos: u64) -> std::io::Result<Bytes> {
+        let size = self.access.len();
+        if pos >= size {
+            return Ok(Bytes::new());
+        }
+        let k = self.chunks.partition_point(|c| c.0 <= pos);
+        let chunk = k.checked_sub(1).map(|k| self.chunks[k]).filter(|c| pos < c.1);
+        let Some((_, end, column)) = chunk else {
+            // Outside every column chunk (not done by the reader in practice): read, don't keep.
+            return self.access.read_range(pos, size.min(pos + MIN_WINDOW_BYTES));
+        };
+        // A poisoned lock only means another reader panicked mid-fetch; the cache is still sound.
+        let mut windows = self.windows.lock().unwrap_or_else(|p| p.into_inner());
+        if let Some((start, data)) = &windows[column] {
+            if *start <= pos && pos < start + data.len() as u64 {
+                return Ok(data.slice((pos - start) as usize..));
+            }
+        }
+        let data = self.access.read_range(pos, end.min(pos + self.window))?;
+        windows[column] = Some((pos, data.clone()));
+        Ok(data)
+    }
+}
+
+impl Length for Windowed {
+    fn len(&self) -> u64 {
+        self.inner.access.len()
+    }
+}
+
+impl ChunkReader for Windowed {
+    type T = WindowRead;
+
+    fn get_read(&self, start: u64) -> parquet::errors::Result<WindowRead> {
+        Ok(WindowRead { inner: self.inner.clone(), pos: start, current: Bytes::new() })
+    }
+
+    fn get_bytes(&self, start: u64, length: usize) -> parquet::errors::Result<Bytes> {
+        let first = self.inner.fetch(start)?;
+        if first.len() >= length {
+            return Ok(first.slice(..length));
+        }
+        let mut out = Vec::with_capacity(length);
+        out.extend_from_slice(&first);
+        while out.len() < length {
+            let more = self.inner.fetch(start + out.len() as u64)?;
+            if more.is_empty() {
+                return Err(parquet::errors::ParquetError::EOF(format!("wanted {length} bytes at {start}, the file ends first")));
+            }
+            let take = more.len().min(length - out.len());
+            out.extend_from_slice(&more[..take]);
+        }
+        Ok(Bytes::from(out))
+    }
+}
+
+/// A reader from one offset on, served from the column windows.
+struct WindowRead {
+    inner: Arc<WindowedInner>,
+    pos: u64,
+    current: Bytes,
+}
+
+impl std::io::Read for WindowRead {
+    fn read(&mut self, buf: &mut [u8]) -> std::io::Result<usize> {
+        if self.current.is_empty() {
+            self.current = self.inner.fetch(self.pos)?;
+        }
+        let n = buf.len().min(self.current.len());
+        buf[..n].copy_from_slice(&self.current[..n]);
+        self.current.advance(n);
+        self.pos += n as u64;
+        Ok(n)
+    }
+}

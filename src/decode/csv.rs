@@ -63,7 +63,7 @@ impl<R: Read + Send> RowSource for CsvRows<R> {
                 if self.record.len() != self.header.len() {
                     // An unclosed quote makes the csv crate read on across lines into one field.
                     let hint = if self.record.iter().any(|f| f.contains(&b'\n')) {
-                        "; a quoted field runs across lines — look for an unbalanced quote (quotes inside a field must be doubled: \"\")"
+                        "; a quoted field runs across lines — an unclosed quote? (quotes inside a field must be doubled: \"\")"
                     } else {
                         ""
                     };

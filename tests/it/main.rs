@@ -13,3 +13,5 @@ mod delivery;
 mod logging;
 // Every export format and compression to the same elements; Parquet by range requests; corrupt files.
 mod formats;
+// Issue "object types and validation": each type end to end; malformed rows rejected with reasons.
+mod object_types;

@@ -11,6 +11,7 @@ use tokio::time::Instant;
 
 use crate::config::Config;
 use crate::dead_letter::DeadLetterSink;
+use crate::decode;
 use crate::invocation::{self, Request, UnknownPayload};
 use crate::moengage::MoEngageClient;
 use crate::pipeline::{self, FatalError, ObjectRef, RunOutcome, RunPlan};
@@ -166,8 +167,8 @@ pub async fn process_version(
         Ok(m) => m,
         Err(e) => return Ok(Some(failed_line(object, format!("{e}; check the key exists and the function may read it")))),
     };
-    if invocation::is_marker(&object.key, Some(meta.size)) {
-        notes.push(format!("{where_}: empty object or export marker, not data; skipped"));
+    if let Some(what) = decode::marker_reason(&object.key, Some(meta.size)) {
+        notes.push(format!("{where_}: {what}, not data; skipped"));
         return Ok(None);
     }
     if let Some(expected) = expected_etag.map(normalize_etag).filter(|e| *e != meta.etag) {
@@ -258,7 +259,7 @@ async fn sweep(deps: &Deps, inv: &Invocation, summary: &mut Summary) -> Result<(
     let (mut processed, mut done, mut busy) = (0usize, 0usize, 0usize);
     for o in listed {
         let own_state = state_bucket == bucket && !config.state_prefix.is_empty() && o.key.starts_with(&config.state_prefix);
-        if own_state || invocation::is_marker(&o.key, Some(o.size)) {
+        if own_state || decode::is_marker(&o.key, Some(o.size)) {
             continue;
         }
         match markers.get(&bucket, &o.key, &o.etag).await {

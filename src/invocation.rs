@@ -5,6 +5,7 @@ use serde::Deserialize;
 use serde_json::Value;
 
 use crate::config::Config;
+use crate::decode;
 use crate::pipeline::ObjectRef;
 use crate::redrive::RedriveRequest;
 use crate::work::{WorkItem, WorkMessage};
@@ -105,8 +106,8 @@ pub fn s3_objects(event: &Value, config: &Config, notes: &mut Vec<String>) -> Re
             notes.push(format!("s3://{bucket}/{key}: {} is not an object creation; ignored", r.event_name));
             continue;
         }
-        if is_marker(&key, r.s3.object.size) {
-            notes.push(format!("s3://{bucket}/{key}: a folder placeholder, empty object, manifest or _SUCCESS marker, not data; skipped"));
+        if let Some(what) = decode::marker_reason(&key, r.s3.object.size) {
+            notes.push(format!("s3://{bucket}/{key}: {what}, not data; skipped"));
             continue;
         }
         // Our own reports land in the same bucket by default; never read them back as exports.
@@ -118,20 +119,6 @@ pub fn s3_objects(event: &Value, config: &Config, notes: &mut Vec<String>) -> Re
         out.push(ObjectRef { bucket, key });
     }
     Ok(out)
-}
-
-/// Objects an export job writes beside its data: folder placeholders, zero-byte objects,
-/// manifests and completion markers.
-pub fn is_marker(key: &str, size: Option<u64>) -> bool {
-    let name = key.rsplit('/').next().unwrap_or(key).to_ascii_lowercase();
-    key.ends_with('/')
-        || size == Some(0)
-        || name.starts_with('_')
-        || name.starts_with('.')
-        || name == "manifest"
-        || name.ends_with("manifest")
-        || name.ends_with("manifest.json")
-        || name.ends_with(".crc")
 }
 
 /// S3 notifications URL-encode keys form-style: `+` is a space, `%2F` a slash.
@@ -190,17 +177,6 @@ mod tests {
         let mut notes = Vec::new();
         let objects = s3_objects(&event, &config(), &mut notes).unwrap();
         assert_eq!(objects, vec![ObjectRef { bucket: "b".into(), key: "exports/a b.csv".into() }]);
-    }
-
-    #[test]
-    fn markers_and_manifests_are_not_data() {
-        for key in ["exports/_SUCCESS", "exports/dir/", "exports/manifest", "exports/0000_part_00manifest", "exports/run.manifest.json", "x/.part.crc"] {
-            assert!(is_marker(key, Some(10)), "{key}");
-        }
-        assert!(is_marker("exports/a.csv", Some(0)));
-        for key in ["exports/data_0_0_0.csv.gz", "exports/000000000000.json.gz", "exports/0000_part_00.parquet", "exports/0000_part_00"] {
-            assert!(!is_marker(key, Some(10)), "{key}");
-        }
     }
 
     #[test]

@@ -70,5 +70,9 @@ if ! cargo lambda invoke moengage-sync --invoke-address 127.0.0.1 --invoke-port 
     exit 1
 fi
 
-"$VENV/bin/python" scripts/demo_aws.py summary "$BUCKET" "$WORK/response.json" "$EMULATOR_URL" "$DLQ_URL"
+echo "demo: invoking again with the same notification (S3 may deliver one twice)"
+cargo lambda invoke moengage-sync --invoke-address 127.0.0.1 --invoke-port "$WATCH_PORT" \
+    --data-file events/s3-put.json --output-format json >"$WORK/response-repeat.json" 2>>"$WORK/invoke.err"
+
+"$VENV/bin/python" scripts/demo_aws.py summary "$BUCKET" "$WORK/response.json" "$EMULATOR_URL" "$DLQ_URL" "$WORK/response-repeat.json"
 echo "demo: logs are in $WORK/; stopping moto, the emulator and cargo lambda watch"

@@ -3,7 +3,7 @@
 Usage:
   demo_aws.py setup    BUCKET KEY   -> creates bucket + dead-letter queue, uploads a sample
                                       export to KEY, prints the queue URL
-  demo_aws.py summary  BUCKET RESPONSE_JSON EMULATOR_URL DLQ_URL
+  demo_aws.py summary  BUCKET RESPONSE_JSON EMULATOR_URL DLQ_URL [REPEAT_RESPONSE_JSON]
 """
 import gzip
 import io
@@ -43,7 +43,7 @@ def setup(bucket: str, key: str) -> None:
     print(queue)
 
 
-def summary(bucket: str, response_path: str, emulator_url: str, dlq_url: str) -> None:
+def summary(bucket: str, response_path: str, emulator_url: str, dlq_url: str, repeat_path: str = "") -> None:
     s3, sqs = clients()
     with open(response_path) as f:
         response = json.load(f)
@@ -84,6 +84,13 @@ def summary(bucket: str, response_path: str, emulator_url: str, dlq_url: str) ->
         print(f"  e.g. user {cid}: {json.dumps(state['users'][cid])}")
     attrs = sqs.get_queue_attributes(QueueUrl=dlq_url, AttributeNames=["ApproximateNumberOfMessages"])
     print(f"dead-letter queue     {attrs['Attributes']['ApproximateNumberOfMessages']:>8} messages")
+    if repeat_path:
+        with open(repeat_path) as f:
+            repeat = json.load(f)
+        print()
+        print(f"second delivery of the same notification: {len(repeat.get('objects', []))} objects processed")
+        for note in repeat.get("notes", []):
+            print(f"  note: {note}")
     print("=" * 72)
     bad = [o for o in response.get("objects", []) if o["status"] != "complete"]
     sys.exit(1 if bad or not response.get("objects") else 0)

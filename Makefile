@@ -55,6 +55,12 @@ redrive: $(STAMP)
 	    --invoke-port "$(or $(INVOKE_PORT),9000)" --data-file events/redrive.json; \
 	fi
 
+# Release build; the generated exports are kept in target/bench-data between runs (delete it to
+# regenerate). Prints markdown tables: see docs/benchmarks.md.
+bench: $(STAMP)
+	cargo build --release --bin moengage-sync
+	MOTO_SERVER=$(abspath $(VENV))/bin/moto_server BENCH_BIN=target/release/moengage-sync cargo bench --bench pipeline | tee target/bench-results.md
+
 clean:
 	cargo clean
 	rm -rf $(VENV) .demo

@@ -233,18 +233,22 @@ fn write_typed(
             let s = text.trim();
             let d = match cell {
                 Cell::Timestamp(dt) => Some(dt.date_naive()),
-                _ => NaiveDate::parse_from_str(s, "%Y-%m-%d").ok().or_else(|| parse_datetime(s).map(|dt| dt.date_naive())),
+                _ => parse_date_fast(s)
+                    .or_else(|| NaiveDate::parse_from_str(s, "%Y-%m-%d").ok())
+                    .or_else(|| parse_datetime(s).map(|dt| dt.date_naive())),
             }
             .ok_or_else(|| ConvertError(format!("{s:?} is not a date (YYYY-MM-DD)")))?;
             write_date(d, out);
         }
-        FieldType::Array => {
-            let arr = match cell {
-                Cell::Json(Value::Array(a)) => a.clone(),
-                _ => parse_array(text)?,
-            };
-            write_json(&Value::Array(arr), out, warnings)?;
-        }
+        FieldType::Array => match cell {
+            Cell::Json(Value::Array(a)) => {
+                check_array(a, warnings);
+                serde_json::to_writer(&mut *out, a).map_err(|e| ConvertError(e.to_string()))?;
+            }
+            _ if text.trim().starts_with('[') => write_json(&Value::Array(parse_array(text)?), out, warnings)?,
+            // Delimited text: written straight out (no Value per element); same result as parse_array.
+            _ => write_delimited_array(text, out, warnings),
+        },
         FieldType::Json => {
             let v = match cell {
                 Cell::Json(v) => v.clone(),
@@ -412,10 +416,33 @@ fn parse_integer(s: &str) -> Option<i64> {
 }
 
 pub fn parse_bool(s: &str) -> Option<bool> {
-    match s.trim().to_ascii_lowercase().as_str() {
-        "true" | "t" | "1" | "yes" | "y" => Some(true),
-        "false" | "f" | "0" | "no" | "n" => Some(false),
-        _ => None,
+    let t = s.trim();
+    let is = |words: [&str; 5]| words.iter().any(|w| w.eq_ignore_ascii_case(t));
+    if is(["true", "t", "1", "yes", "y"]) {
+        Some(true)
+    } else if is(["false", "f", "0", "no", "n"]) {
+        Some(false)
+    } else {
+        None
+    }
+}
+
+/// `a, b ,c` / `a;b` / `a|b` as a JSON array of strings, written directly.
+fn write_delimited_array(text: &str, out: &mut Vec<u8>, warnings: &mut Vec<ValueWarning>) {
+    let t = text.trim();
+    let delim = [',', ';', '|'].into_iter().find(|d| t.contains(*d)).unwrap_or(',');
+    out.push(b'[');
+    let mut n = 0;
+    for part in t.split(delim).map(str::trim).filter(|p| !p.is_empty()) {
+        if n > 0 {
+            out.push(b',');
+        }
+        write_raw_str(part, out);
+        n += 1;
+    }
+    out.push(b']');
+    if n > MAX_ARRAY_LEN {
+        warnings.push(ValueWarning::LongArray(n));
     }
 }
 
@@ -466,6 +493,9 @@ pub fn parse_datetime(s: &str) -> Option<DateTime<Utc>> {
     if is_epoch_number(t) {
         return t.parse::<f64>().ok().and_then(epoch_to_datetime);
     }
+    if let Some(dt) = parse_datetime_fast(t) {
+        return Some(dt);
+    }
     if let Ok(dt) = DateTime::parse_from_rfc3339(t) {
         return Some(dt.with_timezone(&Utc));
     }
@@ -484,6 +514,73 @@ pub fn parse_datetime(s: &str) -> Option<DateTime<Utc>> {
     }
     let t = t.strip_suffix('Z').unwrap_or(t);
     NaiveDate::parse_from_str(t, "%Y-%m-%d").ok().and_then(|d| d.and_hms_opt(0, 0, 0)).map(|dt| dt.and_utc())
+}
+
+/// `YYYY-MM-DD` exactly, by hand.
+fn parse_date_fast(s: &str) -> Option<NaiveDate> {
+    let b = s.as_bytes();
+    if b.len() != 10 || b[4] != b'-' || b[7] != b'-' {
+        return None;
+    }
+    let num = |r: std::ops::Range<usize>| b[r].iter().try_fold(0u32, |acc, c| c.is_ascii_digit().then(|| acc * 10 + u32::from(c - b'0')));
+    NaiveDate::from_ymd_opt(num(0..4)? as i32, num(5..7)?, num(8..10)?)
+}
+
+/// The shapes warehouses write most, parsed by hand (chrono's format-string parsers cost about a
+/// microsecond a try): `YYYY-MM-DD[T ]HH:MM:SS[.f{1,9}]` then nothing, `Z`, ` UTC`, or an offset
+/// `[ ]±HH[:]MM`. Anything else (or anything out of range) is left to the general parser.
+fn parse_datetime_fast(t: &str) -> Option<DateTime<Utc>> {
+    let b = t.as_bytes();
+    if b.len() < 19 || b[4] != b'-' || b[7] != b'-' || !(b[10] == b'T' || b[10] == b' ') || b[13] != b':' || b[16] != b':' {
+        return None;
+    }
+    let num = |r: std::ops::Range<usize>| -> Option<u32> {
+        b[r].iter().try_fold(0u32, |acc, c| c.is_ascii_digit().then(|| acc * 10 + u32::from(c - b'0')))
+    };
+    let (year, month, day) = (num(0..4)?, num(5..7)?, num(8..10)?);
+    let (hour, minute, second) = (num(11..13)?, num(14..16)?, num(17..19)?);
+    if hour > 23 || minute > 59 || second > 59 {
+        return None;
+    }
+    let mut i = 19;
+    let mut nanos = 0u32;
+    if b.get(i) == Some(&b'.') {
+        let start = i + 1;
+        let digits = b[start..].iter().take_while(|c| c.is_ascii_digit()).count();
+        if digits == 0 || digits > 9 {
+            return None;
+        }
+        nanos = num(start..start + digits)? * 10u32.pow((9 - digits) as u32);
+        i = start + digits;
+    }
+    let rest = &t[i..];
+    let offset_secs: i64 = match rest {
+        "" | "Z" | " UTC" => 0,
+        _ => {
+            let r = rest.strip_prefix(' ').unwrap_or(rest).as_bytes();
+            let sign = match r.first() {
+                Some(b'+') => 1,
+                Some(b'-') => -1,
+                _ => return None,
+            };
+            let hhmm: Vec<u8> = match r.len() {
+                5 => r[1..5].to_vec(),
+                6 if r[3] == b':' => [&r[1..3], &r[4..6]].concat(),
+                _ => return None,
+            };
+            if !hhmm.iter().all(u8::is_ascii_digit) {
+                return None;
+            }
+            let h = i64::from(hhmm[0] - b'0') * 10 + i64::from(hhmm[1] - b'0');
+            let m = i64::from(hhmm[2] - b'0') * 10 + i64::from(hhmm[3] - b'0');
+            if h > 23 || m > 59 {
+                return None;
+            }
+            sign * (h * 3600 + m * 60)
+        }
+    };
+    let naive = NaiveDate::from_ymd_opt(year as i32, month, day)?.and_hms_nano_opt(hour, minute, second, nanos)?;
+    Some(naive.and_utc() - chrono::Duration::seconds(offset_secs))
 }
 
 /// `1793527200`, `1793527200000`, `1793527200.5`, `-86400`: digits with at most one dot.
@@ -537,6 +634,64 @@ mod tests {
             let e = conv(Cell::Str(bad), Some(FieldType::Datetime)).unwrap_err();
             assert!(e.0.contains("not a datetime"), "{bad}: {e}");
         }
+    }
+
+    #[test]
+    fn the_fast_datetime_parser_agrees_with_chrono() {
+        let inputs = [
+            "2026-11-01T10:00:00Z", "2026-11-01T12:00:00+02:00", "2026-11-01T10:00:00.123Z", "2026-11-01T10:00:00",
+            "2026-11-01 10:00:00", "2026-11-01 10:00:00.000 +0000", "2026-11-01 15:30:00.250 +0530", "2026-11-01 10:00:00 UTC",
+            "2026-11-01 05:00:00-05:00", "2026-03-01 10:11:12.345678 UTC", "2024-02-29 23:59:59.999999999-0130",
+        ];
+        for input in inputs {
+            let fast = parse_datetime_fast(input).unwrap_or_else(|| panic!("fast path should take {input}"));
+            let slow = DateTime::parse_from_rfc3339(input)
+                .ok()
+                .map(|d| d.with_timezone(&Utc))
+                .or_else(|| DateTime::parse_from_str(input, "%Y-%m-%d %H:%M:%S%.f %z").ok().map(|d| d.with_timezone(&Utc)))
+                .or_else(|| DateTime::parse_from_str(input, "%Y-%m-%d %H:%M:%S%.f%z").ok().map(|d| d.with_timezone(&Utc)))
+                .or_else(|| DateTime::parse_from_str(input, "%Y-%m-%d %H:%M:%S%.f %:z").ok().map(|d| d.with_timezone(&Utc)))
+                .or_else(|| NaiveDateTime::parse_from_str(input.trim_end_matches(" UTC"), "%Y-%m-%d %H:%M:%S%.f").ok().map(|d| d.and_utc()))
+                .or_else(|| NaiveDateTime::parse_from_str(input, "%Y-%m-%dT%H:%M:%S%.f").ok().map(|d| d.and_utc()))
+                .unwrap_or_else(|| panic!("chrono should parse {input}"));
+            assert_eq!(fast, slow, "{input}");
+        }
+        for other in ["2026-11-01", "2026-02-30 10:00:00", "2026-11-01T25:00:00Z", "2026-11-01 10:00:00 CET", "2026-11-01T10:00:60Z"] {
+            assert_eq!(parse_datetime_fast(other), None, "{other} is for the general parser");
+        }
+    }
+
+    #[test]
+    fn typed_cells_from_parquet_and_ndjson() {
+        let ts = DateTime::from_timestamp(1_793_527_200, 5).unwrap();
+        let d = NaiveDate::from_ymd_opt(1990, 2, 28).unwrap();
+        let table: &[(Cell<'_>, Option<FieldType>, &str)] = &[
+            (Cell::Int(-42), None, "-42"),
+            (Cell::Int(42), Some(FieldType::String), "\"42\""),
+            (Cell::Int(1), Some(FieldType::Boolean), "true"),
+            (Cell::Int(1_793_527_200), Some(FieldType::Datetime), "\"2026-11-01T10:00:00Z\""),
+            (Cell::Float(29.99), None, "29.99"),
+            (Cell::Float(12.0), Some(FieldType::Integer), "12"),
+            (Cell::Bool(false), None, "false"),
+            (Cell::Bool(true), Some(FieldType::String), "\"true\""),
+            (Cell::Number("12.50"), None, "12.50"),
+            (Cell::Number("12.50"), Some(FieldType::Number), "12.50"),
+            (Cell::Decimal { unscaled: -1234, scale: 2 }, None, "-12.34"),
+            (Cell::Decimal { unscaled: 5, scale: 3 }, None, "0.005"),
+            (Cell::Decimal { unscaled: 7, scale: -2 }, None, "700"),
+            (Cell::Decimal { unscaled: 1000, scale: 2 }, Some(FieldType::Integer), "10"),
+            (Cell::Timestamp(ts), None, "\"2026-11-01T10:00:00Z\""),
+            (Cell::Timestamp(ts), Some(FieldType::Date), "\"2026-11-01\""),
+            (Cell::Timestamp(ts), Some(FieldType::String), "\"2026-11-01T10:00:00Z\""),
+            (Cell::Date(d), None, "\"1990-02-28\""),
+            (Cell::Date(d), Some(FieldType::Datetime), "\"1990-02-28T00:00:00Z\""),
+        ];
+        for (cell, ty, want) in table {
+            assert_eq!(conv(*cell, *ty).unwrap(), *want, "{cell:?} as {ty:?}");
+        }
+        assert!(conv(Cell::Float(f64::NAN), None).unwrap_err().0.contains("not a number"));
+        assert!(conv(Cell::Bool(true), Some(FieldType::Number)).is_err());
+        assert_eq!(Cell::Int(7).as_text().unwrap(), "7");
     }
 
     #[test]

@@ -352,6 +352,10 @@ fn to_json(array: &dyn Array, i: usize) -> Result<Value, arrow_schema::ArrowErro
 }
 
 fn list_json(values: &dyn Array) -> Result<Value, arrow_schema::ArrowError> {
+    // Lists of strings (tags, segments) are the common case: no per-element slicing.
+    if let Some(strings) = values.as_string_opt::<i32>() {
+        return Ok(Value::Array(strings.iter().map(|s| s.map_or(Value::Null, |s| Value::String(s.to_string()))).collect()));
+    }
     (0..values.len()).map(|j| to_json(values, j)).collect::<Result<Vec<_>, _>>().map(Value::Array)
 }
 

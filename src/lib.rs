@@ -27,6 +27,7 @@
 //! - [`dead_letter`]: `DeadLetterSink`, undeliverable bodies to SQS with their exact payload.
 //! - [`state`]: `StateStore`, small documents (run reports) in S3.
 //! - [`report`]: the summary, the run report and the accounting identity.
+//! - [`metrics`]: one CloudWatch EMF document per object (rows, requests, retries, 429s, latency).
 //! - [`emulator`]: a local MoEngage Data API for tests and the demo (binary `moengage-emulator`).
 
 pub mod batch;
@@ -39,6 +40,7 @@ pub mod emulator;
 pub mod handler;
 pub mod invocation;
 pub mod mapping;
+pub mod metrics;
 pub mod moengage;
 pub mod pipeline;
 pub mod rate;

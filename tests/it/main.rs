@@ -15,3 +15,5 @@ mod logging;
 mod formats;
 // Issue "object types and validation": each type end to end; malformed rows rejected with reasons.
 mod object_types;
+// Issue "operator experience": the CloudWatch EMF document of a real run.
+mod metrics;

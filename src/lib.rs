@@ -28,9 +28,11 @@
 //! - [`state`]: `StateStore`, small documents (run reports) in S3.
 //! - [`report`]: the summary, the run report and the accounting identity.
 //! - [`metrics`]: one CloudWatch EMF document per object (rows, requests, retries, 429s, latency).
+//! - [`cli`]: `preview` and `check`, the binary's command-line mode for people.
 //! - [`emulator`]: a local MoEngage Data API for tests and the demo (binary `moengage-emulator`).
 
 pub mod batch;
+pub mod cli;
 pub mod config;
 pub mod convert;
 pub mod dead_letter;

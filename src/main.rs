@@ -1,11 +1,18 @@
-//! The Lambda binary: logs, config, dependencies, then the runtime loop.
+//! The Lambda binary: logs, config, dependencies, then the runtime loop. With a subcommand
+//! (`preview`, `check`) it is a command-line tool instead; see `cli`.
 
+use clap::Parser;
 use lambda_runtime::{service_fn, Error, LambdaEvent};
-use moengage_sync::{config::Config, handler, startup};
+use moengage_sync::{cli, config::Config, handler, startup};
 use serde_json::Value;
 
 #[tokio::main]
 async fn main() -> Result<(), Error> {
+    // Lambda starts `bootstrap` without arguments; people add a subcommand.
+    if let Some(command) = cli::Cli::parse().command {
+        std::process::exit(cli::run(command).await);
+    }
+
     tracing_subscriber::fmt()
         .json()
         .with_env_filter(tracing_subscriber::EnvFilter::try_from_default_env().unwrap_or_else(|_| "info".into()))

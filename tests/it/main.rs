@@ -17,3 +17,5 @@ mod formats;
 mod object_types;
 // Issue "operator experience": the CloudWatch EMF document of a real run.
 mod metrics;
+// Issue "operator experience": `preview` and `check`, run as the real binary against the stack.
+mod cli;

@@ -1,0 +1,125 @@
+//! The command-line face of the `moengage-sync` binary, for people at a terminal rather than for
+//! Lambda. It reads the same environment configuration as the function ([`Config::from_env`]).
+//!
+//! - `preview`: the bodies, rejections, warnings and totals the function would produce for the
+//!   first rows of an export, by the function's own code path; sends nothing, writes nothing.
+//! - `check`: one probe per thing a deploy can get wrong (DNS, credentials, App ID, bucket,
+//!   queues), one ✓/✗ line each.
+//! - `pretty`: indents a request body for reading without re-encoding it.
+
+mod check;
+mod pretty;
+mod preview;
+
+use std::io::Write;
+
+use clap::{Args, Parser, Subcommand};
+
+use crate::config::Config;
+use crate::decode::Format;
+
+pub use pretty::indent_json;
+
+/// Process exit codes of the command-line mode.
+pub mod exit {
+    /// Everything checked out / the preview ran to its end.
+    pub const OK: i32 = 0;
+    /// A check failed, or the export could not be previewed to the end.
+    pub const FAILED: i32 = 1;
+    /// Nothing could run: bad configuration or arguments (clap uses 2 for usage errors too).
+    pub const CANNOT_RUN: i32 = 2;
+}
+
+/// `moengage-sync` without a subcommand is the Lambda function; with one, a tool for people.
+#[derive(Debug, Parser)]
+#[command(
+    name = "moengage-sync",
+    version,
+    about = "Streams warehouse exports from S3 into MoEngage's Data API.",
+    long_about = "Streams warehouse exports from S3 into MoEngage's Data API.\n\n\
+        Without a subcommand this is the AWS Lambda function (it waits for the Lambda runtime).\n\
+        The subcommands read the same environment variables as the function \
+        (MOENGAGE_DATA_CENTER, MOENGAGE_WORKSPACE_ID, MOENGAGE_API_KEY, OBJECT_TYPE, FIELD_MAPPING, …) \
+        and the standard AWS ones (AWS_REGION, AWS_ENDPOINT_URL, credentials)."
+)]
+pub struct Cli {
+    #[command(subcommand)]
+    pub command: Option<Command>,
+}
+
+#[derive(Debug, Subcommand)]
+pub enum Command {
+    /// Show exactly what would be sent to MoEngage for the first rows of an export. Sends
+    /// nothing, writes no state.
+    Preview(PreviewArgs),
+    /// Verify the configuration end to end without sending data: DNS, credentials, App ID,
+    /// bucket and queues. Exits non-zero if any check fails.
+    Check(CheckArgs),
+}
+
+#[derive(Debug, Args)]
+pub struct PreviewArgs {
+    /// The export: a local file path, or s3://bucket/key.
+    pub source: String,
+    /// How many data rows to read (the header is not counted).
+    #[arg(long, default_value_t = 10, value_parser = clap::value_parser!(u64).range(1..))]
+    pub rows: u64,
+    /// The export's format, when its name does not say (overrides SOURCE_FORMAT).
+    #[arg(long, value_parser = parse_format)]
+    pub format: Option<Format>,
+    /// Print one JSON document instead of text.
+    #[arg(long)]
+    pub json: bool,
+}
+
+#[derive(Debug, Args)]
+pub struct CheckArgs {
+    /// The bucket exports land in (default: STATE_BUCKET).
+    #[arg(long)]
+    pub bucket: Option<String>,
+}
+
+fn parse_format(s: &str) -> Result<Format, String> {
+    Format::parse(s).ok_or_else(|| format!("expected {}", Format::ACCEPTED))
+}
+
+/// Runs a subcommand; returns the process exit code (see [`exit`]).
+pub async fn run(command: Command) -> i32 {
+    // Logs go to stderr, for people, and only warnings by default: stdout is the command's output
+    // (`preview --json` must stay one JSON document).
+    let _ = tracing_subscriber::fmt()
+        .with_writer(std::io::stderr)
+        .with_env_filter(
+            tracing_subscriber::EnvFilter::try_from_default_env().unwrap_or_else(|_| "warn".into()),
+        )
+        .without_time()
+        .try_init();
+    let code = match command {
+        Command::Preview(args) => preview::run(args).await,
+        Command::Check(args) => check::run(args).await,
+    };
+    let _ = std::io::stdout().flush();
+    code
+}
+
+/// The configuration, or the one-line reason it is not valid (printed by the caller).
+fn load_config() -> Result<Config, String> {
+    Config::from_env().map_err(|e| e.to_string())
+}
+
+/// The AWS SDK configuration from the standard environment (`AWS_ENDPOINT_URL` for moto).
+async fn aws_config() -> aws_config::SdkConfig {
+    aws_config::load_defaults(aws_config::BehaviorVersion::latest()).await
+}
+
+/// An S3 client as `startup` builds it: path-style when an endpoint override is set (moto on
+/// 127.0.0.1 cannot serve `bucket.127.0.0.1`).
+fn s3_client(aws: &aws_config::SdkConfig) -> aws_sdk_s3::Client {
+    let endpoint_override =
+        aws.endpoint_url().is_some() || std::env::var("AWS_ENDPOINT_URL_S3").is_ok();
+    aws_sdk_s3::Client::from_conf(
+        aws_sdk_s3::config::Builder::from(aws)
+            .force_path_style(endpoint_override)
+            .build(),
+    )
+}

@@ -6,7 +6,7 @@ VENV  ?= .venv
 PY    := $(VENV)/bin/python
 STAMP := $(VENV)/.installed
 
-.PHONY: all demo test unit lint-template lint bench build release clean help venv redrive
+.PHONY: all demo test unit lint-template check-deploy-guide lint bench build release clean help venv redrive
 
 help:
 	@echo "make demo   - local stack (moto + MoEngage emulator + cargo lambda watch), one sample export, readable summary"
@@ -34,11 +34,16 @@ demo: $(STAMP) build
 lint-template: $(STAMP)
 	VENV=$(VENV) scripts/lint-template.sh
 
+# docs/deploy.md against template.yaml and the Makefile (Parameters answered, outputs and alarms
+# named, sh blocks parse). `sam build` is not run here: a cold release build takes 4-18 minutes.
+check-deploy-guide: $(STAMP)
+	VENV=$(VENV) scripts/check-deploy-guide.sh
+
 unit:
 	cargo test --lib
 
 # The integration tests start moto from the venv, one server per test, on ephemeral ports.
-test: $(STAMP) lint-template
+test: $(STAMP) lint-template check-deploy-guide
 	MOTO_SERVER=$(abspath $(VENV))/bin/moto_server cargo test --all-targets
 
 lint:

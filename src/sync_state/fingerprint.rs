@@ -1,0 +1,140 @@
+//! What a row *is* for change detection: a 64-bit key hash and a 64-bit fingerprint of its mapped
+//! payload, both XXH3-64 (a frozen algorithm: values stored in S3 stay comparable across releases).
+
+use xxhash_rust::xxh3::{xxh3_64, xxh3_64_with_seed};
+
+use crate::config::ObjectType;
+use crate::convert::FieldType;
+use crate::mapping::{ElementKind, ResolvedMapping};
+
+/// The tail `SYNC_MODE=update` adds to customer elements. It says how to apply the payload, not what
+/// the payload is, so it is left out of the fingerprint: switching modes resends nothing.
+pub const UPDATE_EXISTING_ONLY_SUFFIX: &[u8] = b",\"update_existing_only\":true}";
+
+/// Seeds that keep customer ids and event ids apart in one state: `"u1"` the user and `"u1"` the
+/// event id of a Bulk Import are different keys.
+const CUSTOMER_KEY_SEED: u64 = 0x6375_7374_6f6d_6572; // "customer"
+const EVENT_KEY_SEED: u64 = 0x6576_656e_745f_6964; // "event_id"
+
+/// Versions the mapping fingerprint's input layout; changing it resends everything once.
+const MAPPING_DOMAIN: &[u8] = b"moengage-sync/mapping-fingerprint/v1";
+
+const CUSTOMER_ID_AFTER: [&[u8]; 2] = [b"{\"type\":\"customer\",\"customer_id\":\"", b"{\"type\":\"event\",\"customer_id\":\""];
+
+/// One row's identity in the state: which key, and what was (or would be) sent for it.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
+pub struct RowPrint {
+    /// [`Fingerprinter::key`] of the customer id (users) or the event id (events).
+    pub key: u64,
+    /// [`Fingerprinter::fingerprint`] of the encoded element; never 0 (0 marks "none" in memory).
+    pub fingerprint: u64,
+}
+
+/// Turns encoded elements into [`RowPrint`]s; cheap to copy into the decode thread.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct Fingerprinter {
+    /// Seeds every row fingerprint, so a mapping change makes every row "changed" exactly once.
+    mapping: u64,
+}
+
+impl Fingerprinter {
+    /// For the mapping bound to an export's header.
+    pub fn new(object_type: ObjectType, mapping: &ResolvedMapping) -> Self {
+        Self::with_mapping_fingerprint(mapping_fingerprint(object_type, mapping))
+    }
+
+    /// From a precomputed [`mapping_fingerprint`] (tests, benchmarks).
+    pub fn with_mapping_fingerprint(mapping: u64) -> Self {
+        Fingerprinter { mapping }
+    }
+
+    pub fn mapping_fingerprint(&self) -> u64 {
+        self.mapping
+    }
+
+    /// The state key of a customer id or event id (raw bytes as they appear in the element, or the
+    /// cell's text: either works as long as one deployment always uses the same). Independent of
+    /// the mapping, so a mapping change keeps keys and only changes fingerprints.
+    pub fn key(kind: ElementKind, key: &[u8]) -> u64 {
+        let seed = match kind {
+            ElementKind::Customer => CUSTOMER_KEY_SEED,
+            ElementKind::Event => EVENT_KEY_SEED,
+        };
+        xxh3_64_with_seed(key, seed)
+    }
+
+    /// The fingerprint of an encoded element (`ResolvedMapping::encode` output): its bytes without
+    /// the `update_existing_only` flag, seeded with the mapping.
+    pub fn fingerprint(&self, element: &[u8]) -> u64 {
+        // Both spellings of the same payload reduce to the same bytes: `…}` loses its last brace,
+        // `…,"update_existing_only":true}` loses the whole suffix. A customer element without the
+        // flag ends in `}}` and an event in `}]}`, so neither can be mistaken for the suffix.
+        let canonical = match element.strip_suffix(UPDATE_EXISTING_ONLY_SUFFIX) {
+            Some(rest) => rest,
+            None => element.strip_suffix(b"}").unwrap_or(element),
+        };
+        nonzero(xxh3_64_with_seed(canonical, self.mapping))
+    }
+
+    /// Key and fingerprint of one element.
+    pub fn print(&self, kind: ElementKind, key: &[u8], element: &[u8]) -> RowPrint {
+        RowPrint { key: Self::key(kind, key), fingerprint: self.fingerprint(element) }
+    }
+}
+
+/// 0 means "nothing" in the in-memory run table; a real fingerprint of 0 (odds 2⁻⁶⁴) becomes 1.
+fn nonzero(fp: u64) -> u64 {
+    fp.max(1)
+}
+
+/// The `customer_id` of an encoded element, as the JSON-escaped bytes between its quotes; `None`
+/// for anything that is not an element `ResolvedMapping::encode` wrote. Lets the pipeline key users
+/// without a second pass over the row.
+pub fn customer_id_of(element: &[u8]) -> Option<&[u8]> {
+    let rest = CUSTOMER_ID_AFTER.iter().find_map(|p| element.strip_prefix(*p))?;
+    let mut i = 0;
+    while i < rest.len() {
+        match rest[i] {
+            b'\\' => i += 2,
+            b'"' => return Some(&rest[..i]),
+            _ => i += 1,
+        }
+    }
+    None
+}
+
+/// A fingerprint of the mapping as bound to a header: object type, then each MoEngage field with
+/// its source column and declared type, in encoding order. Column *positions* are left out, so an
+/// export whose columns merely moved keeps its state.
+pub fn mapping_fingerprint(object_type: ObjectType, mapping: &ResolvedMapping) -> u64 {
+    let mut buf = Vec::with_capacity(256);
+    put(&mut buf, MAPPING_DOMAIN);
+    put(&mut buf, object_type.as_str().as_bytes());
+    for b in mapping.columns() {
+        put(&mut buf, b.field.as_bytes());
+        put(&mut buf, b.column.as_bytes());
+        put(&mut buf, type_name(b.field_type).as_bytes());
+    }
+    xxh3_64(&buf)
+}
+
+/// Length-prefixed, so `("ab","c")` and `("a","bc")` differ.
+fn put(buf: &mut Vec<u8>, bytes: &[u8]) {
+    buf.extend_from_slice(&(bytes.len() as u64).to_le_bytes());
+    buf.extend_from_slice(bytes);
+}
+
+/// Spelled out here rather than taken from `Debug`, whose text is not a stable format.
+fn type_name(t: Option<FieldType>) -> &'static str {
+    match t {
+        None => "",
+        Some(FieldType::String) => "string",
+        Some(FieldType::Number) => "number",
+        Some(FieldType::Integer) => "integer",
+        Some(FieldType::Boolean) => "boolean",
+        Some(FieldType::Datetime) => "datetime",
+        Some(FieldType::Date) => "date",
+        Some(FieldType::Array) => "array",
+        Some(FieldType::Json) => "json",
+    }
+}

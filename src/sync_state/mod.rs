@@ -1,0 +1,289 @@
+//! Sync state: which payload MoEngage last accepted for each key, so a re-exported snapshot sends
+//! only what changed (`SYNC_MODE` upsert / insert / update, `FULL_RESYNC`).
+//!
+//! ```text
+//! decode thread:  encode row → Fingerprinter::print → SyncState::classify → send or count unchanged
+//! async loop:     batch accepted → SyncState::record_delivered(its prints) … end → SyncState::save
+//! ```
+//!
+//! Per key the state keeps a 64-bit key hash and a 64-bit fingerprint of the mapped payload (seeded
+//! with the mapping, so a mapping change makes every row "changed" once): 16 bytes at rest, in
+//! `2^shard_bits` shards addressed by the key hash's top bits, under
+//! `{STATE_PREFIX}sync/{workspace}/{object_type}/`. Shards load on first use and are written back
+//! with compare-and-swap; see `docs/sync-state.md` for the layout and the guarantees.
+//!
+//! The one promise everything here keeps: **an entry says "MoEngage accepted this payload for this
+//! key" only if it did.** Entries change only through `record_delivered`; anything uncertain (a
+//! concurrent writer delivering another payload for the same key, a corrupt shard, a save that
+//! cannot win its compare-and-swap) drops or leaves out the entry, which costs one resend, never a
+//! lost update.
+
+pub mod codec;
+mod fingerprint;
+mod shard;
+mod store;
+
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
+use std::sync::{Arc, Mutex, MutexGuard, PoisonError};
+
+use crate::config::{ObjectType, SyncMode};
+use crate::mapping::ElementKind;
+use crate::state::{StateError, StateStore};
+
+pub use codec::shard_of;
+pub use fingerprint::{customer_id_of, mapping_fingerprint, Fingerprinter, RowPrint, UPDATE_EXISTING_ONLY_SUFFIX};
+pub use shard::Verdict;
+pub use store::{SaveReport, SyncLocation};
+
+use shard::Shard;
+
+/// 256 shards: ~62 KB each at 1M keys, ~625 KB at 10M; a small export touches few of them.
+pub const DEFAULT_SHARD_BITS: u8 = 8;
+/// 65,536 shards: beyond that a shard's 32-byte frame outweighs small states.
+pub const MAX_SHARD_BITS: u8 = 16;
+
+/// How the state is used for one object.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct SyncOptions {
+    pub mode: SyncMode,
+    /// `FULL_RESYNC`: every row is `New`; entries of keys this run sends are replaced by what is
+    /// accepted (or forgotten when nothing is); keys the export does not hold keep their entries.
+    pub full_resync: bool,
+    /// Shards for a scope that has no manifest yet; an existing manifest's value wins.
+    pub shard_bits: u8,
+}
+
+impl SyncOptions {
+    pub fn new(mode: SyncMode, full_resync: bool) -> Self {
+        SyncOptions { mode, full_resync, shard_bits: DEFAULT_SHARD_BITS }
+    }
+}
+
+/// What to do with one row.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct Decision {
+    pub verdict: Verdict,
+    /// The key already occurred in this object (count it; the last occurrence wins).
+    pub duplicate: bool,
+    /// Send the row; otherwise count it `rows_unchanged`.
+    pub send: bool,
+}
+
+/// Whether a row with `verdict` is sent under `mode`.
+///
+/// | kind     | mode           | New            | Changed | Unchanged |
+/// |----------|----------------|----------------|---------|-----------|
+/// | customer | upsert, update | send           | send    | skip      |
+/// | customer | insert         | send           | skip    | skip      |
+/// | event    | any            | send once      | skip    | skip      |
+///
+/// `update` sends `New` too: a key this state never delivered may well exist in MoEngage, and
+/// `update_existing_only` makes MoEngage ignore it if not. Events are append-only in MoEngage — a
+/// resent event is a second event — so an event id is sent once, and a repeated event id within an
+/// object is not sent again.
+pub fn should_send(mode: SyncMode, kind: ElementKind, verdict: Verdict, duplicate: bool) -> bool {
+    match (kind, verdict) {
+        (_, Verdict::Unchanged) => false,
+        (ElementKind::Event, Verdict::New) => !duplicate,
+        (ElementKind::Event, Verdict::Changed) => false,
+        (ElementKind::Customer, Verdict::New) => true,
+        (ElementKind::Customer, Verdict::Changed) => mode != SyncMode::Insert,
+    }
+}
+
+#[derive(Debug, thiserror::Error)]
+pub enum SyncStateError {
+    #[error(transparent)]
+    Store(#[from] StateError),
+    /// A manifest or shard this release cannot read safely; nothing is overwritten.
+    #[error("sync state s3://{bucket}/{key}: {reason}")]
+    Unreadable { bucket: String, key: String, reason: String },
+    /// Other writers kept winning the compare-and-swap; this run's deliveries to the shard stay
+    /// unrecorded (sent again next run) and `save` may be called again.
+    #[error("sync state s3://{bucket}/{key}: still changing under concurrent writers after {attempts} attempts")]
+    Contended { bucket: String, key: String, attempts: u32 },
+}
+
+/// Counters for the run report and the benchmarks.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct SyncStats {
+    pub shards_loaded: u64,
+    pub bytes_loaded: u64,
+    pub keys_loaded: u64,
+    /// Shards whose bytes failed verification and were treated as empty (everything in them resent).
+    pub shards_discarded: u64,
+    /// Prints passed to `record_delivered` for keys this state never classified as sent (ignored).
+    pub prints_ignored: u64,
+}
+
+#[derive(Default)]
+struct Counters {
+    shards_loaded: AtomicU64,
+    bytes_loaded: AtomicU64,
+    keys_loaded: AtomicU64,
+    shards_discarded: AtomicU64,
+    prints_ignored: AtomicU64,
+}
+
+/// The sync state of one scope for one object's run. Share it as `Arc<SyncState>`: the decode
+/// thread classifies, the async loop records and saves. Each shard has its own lock, held for
+/// one lookup at a time and never across an await.
+pub struct SyncState {
+    /// Where shards are read and written (S3; a fake in tests).
+    store: Arc<dyn StateStore>,
+    location: SyncLocation,
+    options: SyncOptions,
+    /// From the manifest when it exists, else `options.shard_bits`.
+    shard_bits: u8,
+    /// `None` until the shard is first needed.
+    shards: Box<[Mutex<Option<Shard>>]>,
+    /// Runs lazy shard loads for `classify`, which is called from a blocking thread.
+    runtime: tokio::runtime::Handle,
+    /// The manifest exists in the store (read at open or written by the first save).
+    manifest_stored: AtomicBool,
+    counters: Counters,
+}
+
+impl SyncState {
+    /// Opens the state at `location`: reads the manifest (one GET), no shard yet. Call from async
+    /// code: the runtime it runs on serves the lazy loads of `classify`.
+    pub async fn open(store: Arc<dyn StateStore>, location: SyncLocation, options: SyncOptions) -> Result<Self, SyncStateError> {
+        let manifest = store::read_manifest(store.as_ref(), &location).await?;
+        let shard_bits = manifest.map_or(options.shard_bits.min(MAX_SHARD_BITS), |m| m.shard_bits);
+        let shards = (0..1usize << shard_bits).map(|_| Mutex::new(None)).collect();
+        Ok(SyncState {
+            store,
+            location,
+            options,
+            shard_bits,
+            shards,
+            runtime: tokio::runtime::Handle::current(),
+            manifest_stored: AtomicBool::new(manifest.is_some()),
+            counters: Counters::default(),
+        })
+    }
+
+    pub fn location(&self) -> &SyncLocation {
+        &self.location
+    }
+
+    pub fn shard_bits(&self) -> u8 {
+        self.shard_bits
+    }
+
+    /// Whether this scope has any stored state (a manifest); without it there is no shard to load.
+    pub fn has_stored_state(&self) -> bool {
+        self.manifest_stored.load(Ordering::Acquire)
+    }
+
+    /// Loads every shard not loaded yet, `concurrency` at a time. Optional: it trades memory (the
+    /// whole state) for not waiting on one GET per shard on the decode thread.
+    pub async fn prefetch(&self, concurrency: usize) -> Result<(), SyncStateError> {
+        use futures_util::stream::{self, StreamExt, TryStreamExt};
+        let missing: Vec<usize> = (0..self.shards.len()).filter(|&i| self.lock(i).is_none()).collect();
+        stream::iter(missing)
+            .map(|i| async move {
+                let shard = self.load(i).await?;
+                self.lock(i).get_or_insert(shard);
+                Ok::<_, SyncStateError>(())
+            })
+            .buffer_unordered(concurrency.max(1))
+            .try_collect::<Vec<()>>()
+            .await
+            .map(drop)
+    }
+
+    /// Decides what to do with one keyed row and notes the occurrence. Blocking: on a shard's
+    /// first use it waits for the shard's GET, so call it from the decode thread (a blocking
+    /// thread), never from async code. Rows without a key (events without an event id) skip
+    /// `classify` and are always sent.
+    pub fn classify(&self, kind: ElementKind, print: RowPrint) -> Result<Decision, SyncStateError> {
+        let (mode, full) = (self.options.mode, self.options.full_resync);
+        self.with_shard(shard_of(print.key, self.shard_bits), |shard| {
+            let policy = |verdict, duplicate| should_send(mode, kind, verdict, duplicate);
+            let (verdict, duplicate, send) = shard.classify(print.key, print.fingerprint, policy);
+            debug_assert!(!full || verdict != Verdict::Changed, "a full resync trusts no entry");
+            Decision { verdict, duplicate, send }
+        })
+    }
+
+    /// Records that MoEngage accepted the rows behind `prints` (one accepted request body's rows, in
+    /// the order it accepted them). Only rows this state classified as `send` are recorded;
+    /// anything else is counted in `SyncStats::prints_ignored` and ignored.
+    pub fn record_delivered(&self, prints: &[RowPrint]) {
+        for p in prints {
+            let recorded = self.lock(shard_of(p.key, self.shard_bits)).as_mut().is_some_and(|s| s.record(p.key, p.fingerprint));
+            if !recorded {
+                self.counters.prints_ignored.fetch_add(1, Ordering::Relaxed);
+            }
+        }
+    }
+
+    /// Writes every shard with recorded deliveries (compare-and-swap, merging with concurrent
+    /// writers). Safe to call repeatedly (at checkpoints, then at the end). On `Err` some shards may
+    /// be saved; the rest keep their deliveries in memory for the next call.
+    pub async fn save(&self) -> Result<SaveReport, SyncStateError> {
+        store::save_all(self).await
+    }
+
+    pub fn stats(&self) -> SyncStats {
+        let c = &self.counters;
+        SyncStats {
+            shards_loaded: c.shards_loaded.load(Ordering::Relaxed),
+            bytes_loaded: c.bytes_loaded.load(Ordering::Relaxed),
+            keys_loaded: c.keys_loaded.load(Ordering::Relaxed),
+            shards_discarded: c.shards_discarded.load(Ordering::Relaxed),
+            prints_ignored: c.prints_ignored.load(Ordering::Relaxed),
+        }
+    }
+
+    /// Heap bytes held by loaded shards (entries, run bits, run table).
+    pub fn heap_bytes(&self) -> usize {
+        (0..self.shards.len()).map(|i| self.lock(i).as_ref().map_or(0, Shard::heap_bytes)).sum()
+    }
+
+    fn with_shard<T>(&self, index: usize, f: impl FnOnce(&mut Shard) -> T) -> Result<T, SyncStateError> {
+        let mut slot = self.lock(index);
+        loop {
+            if let Some(shard) = slot.as_mut() {
+                return Ok(f(shard));
+            }
+            // Not across the GET: other shards stay usable, and a racing loader simply loses.
+            drop(slot);
+            let loaded = self.runtime.block_on(self.load(index))?;
+            slot = self.lock(index);
+            slot.get_or_insert(loaded);
+        }
+    }
+
+    fn lock(&self, index: usize) -> MutexGuard<'_, Option<Shard>> {
+        // Poisoning would mean a panic inside one of the short sections above, none of which leaves
+        // a shard half-updated (each update is a single assignment), so the data is still usable.
+        self.shards[index].lock().unwrap_or_else(PoisonError::into_inner)
+    }
+
+    async fn load(&self, index: usize) -> Result<Shard, SyncStateError> {
+        store::load_shard(self, index).await
+    }
+}
+
+impl std::fmt::Debug for SyncState {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("SyncState")
+            .field("location", &self.location)
+            .field("options", &self.options)
+            .field("shard_bits", &self.shard_bits)
+            .field("stats", &self.stats())
+            .finish()
+    }
+}
+
+/// The state's scope for a workspace and object type: `{workspace}/{object_type}`.
+pub fn scope(workspace_id: &str, object_type: ObjectType) -> String {
+    use percent_encoding::{utf8_percent_encode, NON_ALPHANUMERIC};
+    const SAFE: percent_encoding::AsciiSet = NON_ALPHANUMERIC.remove(b'-').remove(b'_').remove(b'.');
+    format!("{}/{}", utf8_percent_encode(workspace_id, &SAFE), object_type.as_str())
+}
+
+#[cfg(test)]
+mod tests;

@@ -1,0 +1,313 @@
+//! One shard in memory: the entries as last read or written (16 bytes per key), two bits per entry
+//! for this run, and a table of the keys this run sent or delivered.
+//!
+//! Everything here is synchronous and pure; `SyncState` does the locking and the I/O.
+
+use std::collections::HashMap;
+use std::hash::{BuildHasherDefault, Hasher};
+
+/// Whether a row differs from what MoEngage last accepted for its key.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
+pub enum Verdict {
+    /// The key was never delivered (or `FULL_RESYNC` set its entry aside).
+    New,
+    /// The key was delivered with another payload (or another mapping).
+    Changed,
+    /// Identical to what was delivered (or to what this run already sent for the key).
+    Unchanged,
+}
+
+/// This run's knowledge of one key. Fingerprints are never 0, so 0 means "none".
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub(crate) struct RunEntry {
+    /// The fingerprint of the latest occurrence this run decided to send: what MoEngage will hold
+    /// once the queue drains, so a later duplicate is compared with it.
+    pub sent: u64,
+    /// The fingerprint of the latest occurrence MoEngage accepted (in acceptance order).
+    pub delivered: u64,
+}
+
+/// Keys are already uniform hashes, but all keys of a shard share their top bits, which
+/// hashbrown uses for its control bytes: one multiply spreads them again.
+#[derive(Default)]
+pub(crate) struct KeyHasher(u64);
+
+impl Hasher for KeyHasher {
+    fn write(&mut self, bytes: &[u8]) {
+        for b in bytes {
+            self.0 = (self.0 ^ u64::from(*b)).wrapping_mul(0x100_0000_01b3);
+        }
+    }
+    fn write_u64(&mut self, k: u64) {
+        self.0 = k.wrapping_mul(0x9e37_79b9_7f4a_7c15);
+    }
+    fn finish(&self) -> u64 {
+        self.0
+    }
+}
+
+pub(crate) type RunTable = HashMap<u64, RunEntry, BuildHasherDefault<KeyHasher>>;
+
+/// A fixed-size bit set, one bit per base entry.
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
+pub(crate) struct Bits(Vec<u64>);
+
+impl Bits {
+    pub fn new(len: usize, set: bool) -> Self {
+        let mut words = vec![if set { u64::MAX } else { 0 }; len.div_ceil(64)];
+        if set && len % 64 != 0 {
+            if let Some(last) = words.last_mut() {
+                *last = (1u64 << (len % 64)) - 1;
+            }
+        }
+        Bits(words)
+    }
+    pub fn get(&self, i: usize) -> bool {
+        self.0.get(i / 64).is_some_and(|w| w & (1 << (i % 64)) != 0)
+    }
+    /// Sets bit `i`, returning whether it was set before.
+    pub fn test_and_set(&mut self, i: usize) -> bool {
+        match self.0.get_mut(i / 64) {
+            Some(w) => {
+                let was = *w & (1 << (i % 64)) != 0;
+                *w |= 1 << (i % 64);
+                was
+            }
+            None => false,
+        }
+    }
+    fn push_at(&mut self, i: usize, value: bool) {
+        if value {
+            self.test_and_set(i);
+        }
+    }
+    pub fn heap_bytes(&self) -> usize {
+        self.0.capacity() * 8
+    }
+}
+
+/// One key's pending write: what we loaded for it and what we want it to become.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub(crate) struct Change {
+    pub key: u64,
+    /// The entry as this run last read or wrote it; `None` when absent.
+    pub loaded: Option<u64>,
+    /// `Some(fp)`: MoEngage accepted `fp`. `None`: forget the key (`FULL_RESYNC` sent it and it has
+    /// not been accepted).
+    pub ours: Option<u64>,
+}
+
+#[derive(Debug)]
+pub(crate) struct Shard {
+    /// Sorted keys as last read from or written to the store.
+    pub keys: Vec<u64>,
+    /// `fps[i]` is the fingerprint last delivered for `keys[i]`.
+    pub fps: Vec<u64>,
+    /// Entry `i` was classified in this run (a later occurrence is a duplicate).
+    seen: Bits,
+    /// Entry `i` predates a `FULL_RESYNC` run: not trusted for verdicts, dropped unless re-delivered.
+    /// Empty (all clear) outside full resyncs.
+    stale: Bits,
+    /// Keys sent or delivered in this run; sized by what the run sends, not by the state.
+    pub run: RunTable,
+    /// The store's ETag of what `keys`/`fps` came from; `None` when the shard did not exist.
+    pub etag: Option<String>,
+}
+
+impl Shard {
+    pub fn new(keys: Vec<u64>, fps: Vec<u64>, etag: Option<String>, full_resync: bool) -> Self {
+        let n = keys.len();
+        Shard {
+            seen: Bits::new(n, false),
+            stale: if full_resync { Bits::new(n, true) } else { Bits::default() },
+            keys,
+            fps,
+            run: RunTable::default(),
+            etag,
+        }
+    }
+
+    /// Where `key` is in `keys`. Keys are uniform hashes, so interpolation lands within ~√n/2 of
+    /// the spot; a gallop from there brackets it in a few neighbouring cache lines, where a plain
+    /// binary search over a 10M-key state takes ~16 scattered (cache-missing) probes.
+    pub fn position(&self, key: u64) -> Option<usize> {
+        let keys = &self.keys;
+        let (Some(&lo), Some(&hi)) = (keys.first(), keys.last()) else { return None };
+        if key < lo || key > hi {
+            return None;
+        }
+        if keys.len() < 32 {
+            return keys.binary_search(&key).ok();
+        }
+        let last = keys.len() - 1;
+        // In range and lo < hi (keys are unique and there are ≥ 32), so the guess is in 0..=last.
+        let guess = ((u128::from(key - lo) * last as u128) / u128::from(hi - lo)) as usize;
+        let (mut from, mut to) = (guess, guess);
+        let mut step = 1;
+        if keys[guess] < key {
+            while to < last && keys[to] < key {
+                from = to;
+                to = (to + step).min(last);
+                step *= 2;
+            }
+        } else {
+            while from > 0 && keys[from] > key {
+                to = from;
+                from = from.saturating_sub(step);
+                step *= 2;
+            }
+        }
+        keys[from..=to].binary_search(&key).ok().map(|i| from + i)
+    }
+
+    /// The verdict for `(key, fp)` and whether the key already occurred in this run; records the
+    /// occurrence, and records `fp` as sent when `send(verdict, duplicate)` says so.
+    pub fn classify(&mut self, key: u64, fp: u64, send: impl FnOnce(Verdict, bool) -> bool) -> (Verdict, bool, bool) {
+        let (duplicate, known, reference) = match self.position(key) {
+            Some(i) => {
+                let duplicate = self.seen.test_and_set(i);
+                let known = !self.stale.get(i);
+                let in_run = if duplicate { self.run.get(&key).map(|e| e.sent).filter(|s| *s != 0) } else { None };
+                (duplicate, known, in_run.or(known.then_some(self.fps[i])))
+            }
+            None => match self.run.get(&key) {
+                Some(e) => (true, false, Some(e.sent).filter(|s| *s != 0)),
+                None => (false, false, None),
+            },
+        };
+        let verdict = match reference {
+            None => Verdict::New,
+            Some(r) if r == fp => Verdict::Unchanged,
+            // Delivered before this run: a change. Only sent earlier in this run: still new.
+            Some(_) if known => Verdict::Changed,
+            Some(_) => Verdict::New,
+        };
+        let sent = send(verdict, duplicate);
+        if sent {
+            self.run.entry(key).or_default().sent = fp;
+        }
+        (verdict, duplicate, sent)
+    }
+
+    /// MoEngage accepted `fp` for `key`. `false` when this run never sent the key (a caller bug:
+    /// the print is ignored rather than trusted).
+    pub fn record(&mut self, key: u64, fp: u64) -> bool {
+        match self.run.get_mut(&key) {
+            Some(e) if e.sent != 0 => {
+                e.delivered = fp;
+                true
+            }
+            _ => false,
+        }
+    }
+
+    /// What a save must write, sorted by key; empty when nothing changed.
+    pub fn changes(&self) -> Vec<Change> {
+        let mut out: Vec<Change> = self
+            .run
+            .iter()
+            .filter(|(_, e)| e.delivered != 0)
+            .map(|(&key, e)| Change { key, loaded: self.position(key).map(|i| self.fps[i]), ours: Some(e.delivered) })
+            .collect();
+        // FULL_RESYNC: an old entry that this run sent again and MoEngage has not (yet) accepted is
+        // forgotten, so the next run sends it again instead of trusting the old entry.
+        for (i, &key) in self.keys.iter().enumerate() {
+            if self.stale.get(i) && self.seen.get(i) && self.run.get(&key).is_none_or(|e| e.delivered == 0) {
+                out.push(Change { key, loaded: Some(self.fps[i]), ours: None });
+            }
+        }
+        out.sort_unstable_by_key(|c| c.key);
+        out
+    }
+
+    /// Adopts `keys`/`fps` as written under `etag`, carrying this run's bits over and clearing
+    /// the deliveries that are now stored.
+    pub fn commit(&mut self, keys: Vec<u64>, fps: Vec<u64>, etag: Option<String>, changes: &[Change]) {
+        let mut seen = Bits::new(keys.len(), false);
+        let mut stale = if self.stale.0.is_empty() { Bits::default() } else { Bits::new(keys.len(), false) };
+        let (mut old, mut ch) = (0, 0);
+        for (i, &key) in keys.iter().enumerate() {
+            while old < self.keys.len() && self.keys[old] < key {
+                old += 1;
+            }
+            while ch < changes.len() && changes[ch].key < key {
+                ch += 1;
+            }
+            let was = (old < self.keys.len() && self.keys[old] == key).then_some(old);
+            let changed = ch < changes.len() && changes[ch].key == key;
+            seen.push_at(i, was.is_some_and(|o| self.seen.get(o)) || self.run.contains_key(&key));
+            // Still stale only if nobody rewrote it: not us (a change) and not another writer.
+            stale.push_at(i, was.is_some_and(|o| self.stale.get(o) && self.fps[o] == fps[i]) && !changed);
+        }
+        for c in changes {
+            if let (Some(fp), Some(e)) = (c.ours, self.run.get_mut(&c.key)) {
+                if e.delivered == fp {
+                    e.delivered = 0;
+                }
+            }
+        }
+        (self.keys, self.fps, self.etag, self.seen, self.stale) = (keys, fps, etag, seen, stale);
+    }
+
+    /// Bytes this shard holds on the heap (for the peak-memory figures).
+    pub fn heap_bytes(&self) -> usize {
+        (self.keys.capacity() + self.fps.capacity()) * 8
+            + self.seen.heap_bytes()
+            + self.stale.heap_bytes()
+            + self.run.capacity() * (std::mem::size_of::<(u64, RunEntry)>() + 1)
+    }
+}
+
+/// Applies `changes` to the entries `theirs` (sorted) and returns the merged entries and how many
+/// keys were dropped as conflicts.
+///
+/// Per changed key, with `loaded` what we last read, `ours` what we want, `theirs` what is stored:
+/// - `theirs == loaded`: nobody else touched it → ours.
+/// - `theirs == ours`: both agree → keep.
+/// - we forget it (`ours == None`) and another writer stored something new → theirs (they
+///   delivered it after we read; our own send is unaccepted).
+/// - otherwise both delivered different payloads concurrently and either may be the last one
+///   MoEngage applied → drop the key: the next run sends it again. Keeping either could claim a
+///   payload MoEngage does not hold.
+pub(crate) fn merge(theirs_keys: &[u64], theirs_fps: &[u64], changes: &[Change]) -> (Vec<u64>, Vec<u64>, u64) {
+    let cap = theirs_keys.len() + changes.len();
+    let (mut keys, mut fps, mut conflicts) = (Vec::with_capacity(cap), Vec::with_capacity(cap), 0);
+    let (mut t, mut c) = (0, 0);
+    while t < theirs_keys.len() || c < changes.len() {
+        let tk = theirs_keys.get(t).copied();
+        let change = changes.get(c);
+        match (tk, change) {
+            (Some(k), Some(ch)) if k < ch.key => {
+                keys.push(k);
+                fps.push(theirs_fps[t]);
+                t += 1;
+            }
+            (Some(k), None) => {
+                keys.push(k);
+                fps.push(theirs_fps[t]);
+                t += 1;
+            }
+            (_, Some(ch)) => {
+                let theirs = (tk == Some(ch.key)).then(|| theirs_fps[t]);
+                if theirs.is_some() {
+                    t += 1;
+                }
+                c += 1;
+                let keep = if theirs == ch.loaded {
+                    ch.ours
+                } else if theirs == ch.ours || ch.ours.is_none() {
+                    theirs
+                } else {
+                    conflicts += 1;
+                    None
+                };
+                if let Some(fp) = keep {
+                    keys.push(ch.key);
+                    fps.push(fp);
+                }
+            }
+            (None, None) => break,
+        }
+    }
+    (keys, fps, conflicts)
+}

@@ -1,0 +1,211 @@
+//! Where the state lives and how it is read and written: a manifest and one object per shard,
+//! written with compare-and-swap (`If-Match` / `If-None-Match: *`) and merged on conflict.
+
+use std::sync::atomic::Ordering;
+
+use futures_util::stream::{self, StreamExt};
+use serde::{Deserialize, Serialize};
+
+use super::codec::{self, DecodeError};
+use super::shard::{merge, Shard};
+use super::{SyncState, SyncStateError, MAX_SHARD_BITS};
+use crate::state::{Expect, StateStore};
+
+/// Rounds of read-merge-write per shard before `save` gives up on it.
+const CAS_ATTEMPTS: u32 = 8;
+/// Shards written at once; S3 takes far more, this bounds the bodies held in memory.
+const SAVE_CONCURRENCY: usize = 16;
+
+/// The S3 location of one scope's state.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct SyncLocation {
+    pub bucket: String,
+    /// `{STATE_PREFIX}sync/{scope}/`.
+    pub root: String,
+}
+
+impl SyncLocation {
+    /// `state_prefix` as configured (empty or ending in `/`); `scope` e.g. [`super::scope`].
+    pub fn new(bucket: impl Into<String>, state_prefix: &str, scope: &str) -> Self {
+        SyncLocation { bucket: bucket.into(), root: format!("{state_prefix}sync/{}/", scope.trim_matches('/')) }
+    }
+
+    pub fn manifest_key(&self) -> String {
+        format!("{}manifest.json", self.root)
+    }
+
+    /// `shards/{bits}/{index in hex}.bin`: the bit count is in the path so a re-sharded layout
+    /// could live beside the old one.
+    pub fn shard_key(&self, bits: u8, index: usize) -> String {
+        let width = usize::from(bits).div_ceil(4).max(1);
+        format!("{}shards/{bits}/{index:0width$x}.bin", self.root)
+    }
+}
+
+/// `manifest.json`: written once per scope, before its first shard. Fixes the shard count for
+/// every later writer, and says how to read the shards.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub(crate) struct Manifest {
+    pub format: u8,
+    pub shard_bits: u8,
+}
+
+/// What `save` did.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct SaveReport {
+    pub shards_written: u64,
+    pub bytes_written: u64,
+    /// Keys stored (across written shards) after the save.
+    pub keys_stored: u64,
+    /// Compare-and-swap rounds lost to another writer (each followed by a re-read and merge).
+    pub cas_retries: u64,
+    /// Keys dropped because another writer delivered a different payload for them concurrently:
+    /// they will be sent again by the next run.
+    pub conflicts_dropped: u64,
+}
+
+pub(crate) async fn read_manifest(store: &dyn StateStore, at: &SyncLocation) -> Result<Option<Manifest>, SyncStateError> {
+    let key = at.manifest_key();
+    let Some(body) = store.get(&at.bucket, &key).await? else { return Ok(None) };
+    let unreadable = |reason: String| SyncStateError::Unreadable { bucket: at.bucket.clone(), key: key.clone(), reason };
+    let m: Manifest = serde_json::from_slice(&body).map_err(|e| unreadable(format!("not a sync-state manifest: {e}")))?;
+    if m.format != codec::FORMAT_VERSION {
+        return Err(unreadable(format!("format {} (this release reads {})", m.format, codec::FORMAT_VERSION)));
+    }
+    if m.shard_bits > MAX_SHARD_BITS {
+        return Err(unreadable(format!("shard_bits {} is over {MAX_SHARD_BITS}", m.shard_bits)));
+    }
+    Ok(Some(m))
+}
+
+/// Reads shard `index`; a missing shard is empty, a corrupt one is empty too (everything in it is
+/// sent again, and the next save replaces exactly that version).
+pub(crate) async fn load_shard(state: &SyncState, index: usize) -> Result<Shard, SyncStateError> {
+    let (bucket, key) = (&state.location.bucket, state.location.shard_key(state.shard_bits, index));
+    let full = state.options.full_resync;
+    let Some(v) = state.store.get_versioned(bucket, &key).await? else {
+        return Ok(Shard::new(Vec::new(), Vec::new(), None, full));
+    };
+    let c = &state.counters;
+    c.shards_loaded.fetch_add(1, Ordering::Relaxed);
+    c.bytes_loaded.fetch_add(v.body.len() as u64, Ordering::Relaxed);
+    match codec::decode(&v.body, state.shard_bits, index) {
+        Ok((keys, fps)) => {
+            c.keys_loaded.fetch_add(keys.len() as u64, Ordering::Relaxed);
+            Ok(Shard::new(keys, fps, Some(v.etag), full))
+        }
+        Err(DecodeError::Corrupt(reason)) => {
+            tracing::warn!(%bucket, %key, %reason, "sync-state shard is corrupt: its rows are treated as new");
+            c.shards_discarded.fetch_add(1, Ordering::Relaxed);
+            Ok(Shard::new(Vec::new(), Vec::new(), Some(v.etag), full))
+        }
+        Err(DecodeError::UnknownFormat(reason)) => Err(SyncStateError::Unreadable { bucket: bucket.clone(), key, reason }),
+    }
+}
+
+pub(crate) async fn save_all(state: &SyncState) -> Result<SaveReport, SyncStateError> {
+    let pending: Vec<usize> =
+        (0..state.shards.len()).filter(|&i| state.lock(i).as_ref().is_some_and(|s| !s.changes().is_empty())).collect();
+    let mut report = SaveReport::default();
+    if pending.is_empty() {
+        return Ok(report);
+    }
+    ensure_manifest(state).await?;
+    let mut first_error = None;
+    let mut results = stream::iter(pending).map(|i| save_shard(state, i)).buffer_unordered(SAVE_CONCURRENCY);
+    while let Some(result) = results.next().await {
+        match result {
+            Ok(r) => {
+                report.shards_written += r.shards_written;
+                report.bytes_written += r.bytes_written;
+                report.keys_stored += r.keys_stored;
+                report.cas_retries += r.cas_retries;
+                report.conflicts_dropped += r.conflicts_dropped;
+            }
+            Err(e) => {
+                tracing::warn!(error = %e, "sync-state shard not saved: its deliveries will be sent again");
+                first_error.get_or_insert(e);
+            }
+        }
+    }
+    match first_error {
+        Some(e) => Err(e),
+        None => Ok(report),
+    }
+}
+
+/// Creates the manifest if absent; if another writer created it first, it must agree.
+async fn ensure_manifest(state: &SyncState) -> Result<(), SyncStateError> {
+    if state.manifest_stored.load(Ordering::Acquire) {
+        return Ok(());
+    }
+    let at = &state.location;
+    let ours = Manifest { format: codec::FORMAT_VERSION, shard_bits: state.shard_bits };
+    // Serialising two small integers cannot fail.
+    let body = serde_json::to_vec_pretty(&ours).unwrap_or_default();
+    if state.store.put_if(&at.bucket, &at.manifest_key(), body, Expect::Absent).await?.is_none() {
+        let theirs = read_manifest(state.store.as_ref(), at).await?;
+        if theirs.is_some_and(|t| t != ours) {
+            return Err(SyncStateError::Unreadable {
+                bucket: at.bucket.clone(),
+                key: at.manifest_key(),
+                reason: format!("created concurrently with other settings ({theirs:?}, this run uses {ours:?})"),
+            });
+        }
+    }
+    state.manifest_stored.store(true, Ordering::Release);
+    Ok(())
+}
+
+/// Read-merge-write of one shard until the compare-and-swap holds.
+async fn save_shard(state: &SyncState, index: usize) -> Result<SaveReport, SyncStateError> {
+    let (bucket, key, bits) = (&state.location.bucket, state.location.shard_key(state.shard_bits, index), state.shard_bits);
+    let mut report = SaveReport::default();
+    // Snapshot under the lock; the classify thread may go on while we write.
+    let (changes, (mut keys, mut fps, _), etag, unchanged) = {
+        let slot = state.lock(index);
+        let Some(shard) = slot.as_ref() else { return Ok(report) };
+        let changes = shard.changes();
+        let merged = merge(&shard.keys, &shard.fps, &changes);
+        let unchanged = merged.0 == shard.keys && merged.1 == shard.fps;
+        (changes, merged, shard.etag.clone(), unchanged)
+    };
+    if unchanged {
+        if let Some(shard) = state.lock(index).as_mut() {
+            shard.commit(keys, fps, etag, &changes);
+        }
+        return Ok(report);
+    }
+    let mut expect = etag.map_or(Expect::Absent, Expect::Etag);
+    for _ in 0..CAS_ATTEMPTS {
+        let body = codec::encode(bits, index, &keys, &fps);
+        let len = body.len() as u64;
+        if let Some(new_etag) = state.store.put_if(bucket, &key, body, expect).await? {
+            report.shards_written = 1;
+            report.bytes_written = len;
+            report.keys_stored = keys.len() as u64;
+            if let Some(shard) = state.lock(index).as_mut() {
+                shard.commit(keys, fps, Some(new_etag), &changes);
+            }
+            return Ok(report);
+        }
+        // Someone wrote since we read: merge our changes into what is there now.
+        report.cas_retries += 1;
+        let (theirs_keys, theirs_fps, theirs_expect) = match state.store.get_versioned(bucket, &key).await? {
+            None => (Vec::new(), Vec::new(), Expect::Absent),
+            Some(v) => match codec::decode(&v.body, bits, index) {
+                Ok((k, f)) => (k, f, Expect::Etag(v.etag)),
+                Err(DecodeError::Corrupt(reason)) => {
+                    tracing::warn!(%bucket, %key, %reason, "sync-state shard is corrupt: replacing it");
+                    (Vec::new(), Vec::new(), Expect::Etag(v.etag))
+                }
+                Err(DecodeError::UnknownFormat(reason)) => return Err(SyncStateError::Unreadable { bucket: bucket.clone(), key, reason }),
+            },
+        };
+        let (k, f, conflicts) = merge(&theirs_keys, &theirs_fps, &changes);
+        (keys, fps, expect) = (k, f, theirs_expect);
+        // Only the merge that is finally written counts.
+        report.conflicts_dropped = conflicts;
+    }
+    Err(SyncStateError::Contended { bucket: bucket.clone(), key, attempts: CAS_ATTEMPTS })
+}

@@ -5,6 +5,7 @@
 //! one element each, at most [`SINGLE_REQUEST_MAX_BYTES`].
 
 use crate::config::{ObjectType, SINGLE_REQUEST_MAX_BYTES};
+use crate::sync_state::RowPrint;
 
 const TRANSITION_PREFIX: &[u8] = b"{\"type\":\"transition\",\"elements\":[";
 const TRANSITION_SUFFIX: &[u8] = b"]}";
@@ -42,6 +43,8 @@ pub struct Batch {
     pub records: u64,
     /// How many of them are events (the rest are customers), for record budgets.
     pub events: u64,
+    /// Sync-state prints of the keyed rows in the body: recorded once MoEngage accepts it.
+    pub prints: Vec<RowPrint>,
     /// First and last data row numbers of the object that this body carries.
     pub first_row: u64,
     pub last_row: u64,
@@ -66,6 +69,7 @@ pub struct Batcher {
     body: Vec<u8>,
     records: u64,
     events: u64,
+    prints: Vec<RowPrint>,
     first_row: u64,
     last_row: u64,
 }
@@ -78,14 +82,14 @@ impl Batcher {
             ObjectType::UserAttributes => (Endpoint::Customer, 1, SINGLE_REQUEST_MAX_BYTES),
             ObjectType::Events => (Endpoint::Event, 1, SINGLE_REQUEST_MAX_BYTES),
         };
-        Batcher { endpoint, max_records, max_bytes, body: Vec::with_capacity(max_bytes.min(1 << 20)), records: 0, events: 0, first_row: 0, last_row: 0 }
+        Batcher { endpoint, max_records, max_bytes, body: Vec::with_capacity(max_bytes.min(1 << 20)), records: 0, events: 0, prints: Vec::new(), first_row: 0, last_row: 0 }
     }
 
     /// Adds one encoded element for data row `row` (`is_event`: an event element, else a
     /// customer). Returns the previous body when this element did not fit beside it (the element
     /// then starts the next body), or `Err` when the element is too large to be sent even alone
     /// (nothing is changed then).
-    pub fn push(&mut self, element: &[u8], row: u64, is_event: bool) -> Result<Option<Batch>, TooLarge> {
+    pub fn push(&mut self, element: &[u8], row: u64, is_event: bool, print: Option<RowPrint>) -> Result<Option<Batch>, TooLarge> {
         let alone = self.framed_len(0, element.len());
         if alone > self.max_bytes {
             return Err(TooLarge { bytes: alone, limit: self.max_bytes });
@@ -96,6 +100,7 @@ impl Batcher {
         let flushed = if self.records > 0 && !fits { self.take() } else { None };
         self.append(element, row);
         self.events += u64::from(is_event);
+        self.prints.extend(print);
         Ok(flushed)
     }
 
@@ -137,7 +142,15 @@ impl Batcher {
             self.body.extend_from_slice(TRANSITION_SUFFIX);
         }
         let body = std::mem::replace(&mut self.body, Vec::with_capacity(self.max_bytes.min(1 << 20)));
-        let batch = Batch { endpoint: self.endpoint, body, records: self.records, events: self.events, first_row: self.first_row, last_row: self.last_row };
+        let batch = Batch {
+            endpoint: self.endpoint,
+            body,
+            records: self.records,
+            events: self.events,
+            prints: std::mem::take(&mut self.prints),
+            first_row: self.first_row,
+            last_row: self.last_row,
+        };
         self.records = 0;
         self.events = 0;
         Some(batch)
@@ -161,7 +174,7 @@ mod tests {
     fn run(b: &mut Batcher, sizes: &[usize]) -> Vec<Batch> {
         let mut out = Vec::new();
         for (i, n) in sizes.iter().enumerate() {
-            if let Some(batch) = b.push(&element(*n), i as u64 + 1, false).unwrap() {
+            if let Some(batch) = b.push(&element(*n), i as u64 + 1, false, None).unwrap() {
                 out.push(batch);
             }
         }
@@ -204,8 +217,8 @@ mod tests {
     #[test]
     fn an_element_too_large_alone_is_refused_and_changes_nothing() {
         let mut b = Batcher::new(ObjectType::BulkImport, 50, 1_000);
-        assert!(b.push(&element(200), 1, false).unwrap().is_none());
-        let err = b.push(&element(990), 2, false).unwrap_err();
+        assert!(b.push(&element(200), 1, false, None).unwrap().is_none());
+        let err = b.push(&element(990), 2, false, None).unwrap_err();
         assert_eq!(err.limit, 1_000);
         let rest = b.finish().unwrap();
         assert_eq!((rest.records, rest.first_row, rest.last_row), (1, 1, 1));

@@ -198,6 +198,8 @@ pub struct Config {
     pub batch_max_bytes: usize,
     /// `RETRY_MAX_ATTEMPTS`, `RETRY_BASE_DELAY_MS`, `RETRY_MAX_DELAY_SECS`, `RETRY_MAX_ELAPSED_SECS`.
     pub retry: RetryPolicy,
+    /// `FULL_RESYNC`: ignore the sync state (send every row) and rebuild it from what is accepted.
+    pub full_resync: bool,
     /// `SOURCE_BUCKET`: the bucket the scheduled sweep lists; `None` → `STATE_BUCKET`.
     pub source_bucket: Option<String>,
     /// `SOURCE_PREFIX`: where exports land; the sweep lists only under it. Default empty (all).
@@ -408,6 +410,14 @@ impl Config {
             })?),
         };
 
+        let full_resync = match get("FULL_RESYNC") {
+            None => false,
+            Some(raw) => crate::convert::parse_bool(&raw).ok_or(ConfigError::Invalid {
+                variable: "FULL_RESYNC",
+                value: raw,
+                accepted: "true or false".into(),
+            })?,
+        };
         let source_bucket = get("SOURCE_BUCKET").map(|v| v.trim().to_string());
         let source_prefix = get("SOURCE_PREFIX").map(|v| v.trim().trim_start_matches('/').to_string()).unwrap_or_default();
         let sweep_max_objects = parse_number("SWEEP_MAX_OBJECTS", get("SWEEP_MAX_OBJECTS"), 10, 1, 10_000)?;
@@ -435,6 +445,7 @@ impl Config {
             retry,
             source_format,
             source_compression,
+            full_resync,
             source_bucket,
             source_prefix,
             sweep_max_objects,

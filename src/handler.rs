@@ -134,14 +134,14 @@ async fn run_request(deps: &Deps, request: Request, inv: &Invocation, summary: &
     match request {
         Request::Objects(objects) => {
             for object in objects {
-                if let Some(line) = process_version(deps, &object, None, inv, &mut summary.notes).await? {
+                if let Some(line) = process_version(deps, &object, None, false, inv, &mut summary.notes).await? {
                     summary.objects.push(line);
                 }
             }
         }
         Request::Work(item) => {
             let object = ObjectRef { bucket: item.bucket, key: item.key };
-            if let Some(line) = process_version(deps, &object, item.etag.as_deref(), inv, &mut summary.notes).await? {
+            if let Some(line) = process_version(deps, &object, item.etag.as_deref(), item.full_resync, inv, &mut summary.notes).await? {
                 summary.objects.push(line);
             }
         }
@@ -158,6 +158,7 @@ pub async fn process_version(
     deps: &Deps,
     object: &ObjectRef,
     expected_etag: Option<&str>,
+    full_resync: bool,
     inv: &Invocation,
     notes: &mut Vec<String>,
 ) -> Result<Option<ObjectSummary>, FatalError> {
@@ -190,7 +191,7 @@ pub async fn process_version(
         Err(e) => return Ok(Some(failed_line(object, format!("could not claim the run marker: {e}; check the function may write to STATE_BUCKET")))),
     };
 
-    let plan = RunPlan { etag: Some(meta.etag.clone()), resume_after_row: marker.resume_after_row, stop_at: inv.stop_at(config) };
+    let plan = RunPlan { etag: Some(meta.etag.clone()), resume_after_row: marker.resume_after_row, stop_at: inv.stop_at(config), full_resync };
     let RunOutcome { mut report, fatal } = pipeline::process_object(deps, object, &plan).await;
 
     let key = report_key(&config.state_prefix, &object.bucket, &object.key, &meta.etag, report.started_after_row);
@@ -212,6 +213,9 @@ pub async fn process_version(
         Err(e) => tracing::error!(error = %e, "could not encode the run report"),
     }
 
+    // CloudWatch Embedded Metric Format: one line per object, for dashboards and alarms.
+    crate::metrics::emit(&report, config.object_type.as_str());
+
     let status = match report.summary.status {
         Status::Complete => MarkerStatus::Complete,
         Status::Continued => MarkerStatus::Continued,
@@ -224,7 +228,13 @@ pub async fn process_version(
     }
 
     if report.summary.status == Status::Continued {
-        let item = WorkItem { bucket: object.bucket.clone(), key: object.key.clone(), etag: Some(meta.etag.clone()), resume_after_row: report.resume_after_row };
+        let item = WorkItem {
+            bucket: object.bucket.clone(),
+            key: object.key.clone(),
+            etag: Some(meta.etag.clone()),
+            resume_after_row: report.resume_after_row,
+            full_resync,
+        };
         match &deps.work_queue {
             Some(q) => match q.enqueue(&item).await {
                 Ok(()) => notes.push(format!("{where_}: continues after row {} in a new invocation", report.resume_after_row)),
@@ -279,7 +289,7 @@ async fn sweep(deps: &Deps, inv: &Invocation, summary: &mut Summary) -> Result<(
         }
         processed += 1;
         let object = ObjectRef { bucket: bucket.clone(), key: o.key };
-        if let Some(line) = process_version(deps, &object, None, inv, &mut summary.notes).await? {
+        if let Some(line) = process_version(deps, &object, None, false, inv, &mut summary.notes).await? {
             summary.objects.push(line);
         }
     }

@@ -26,6 +26,7 @@
 //! - [`delivery`]: one body, paced and retried, to a delivered / failed / misconfigured outcome.
 //! - [`dead_letter`]: `DeadLetterSink`, undeliverable bodies to SQS with their exact payload.
 //! - [`state`]: `StateStore`, small documents (run reports) in S3.
+//! - [`sync_state`]: per-key fingerprints in S3 shards: what changed since MoEngage last accepted it.
 //! - [`report`]: the summary, the run report and the accounting identity.
 //! - [`metrics`]: one CloudWatch EMF document per object (rows, requests, retries, 429s, latency).
 //! - [`cli`]: `preview` and `check`, the binary's command-line mode for people.
@@ -52,4 +53,5 @@ pub mod runs;
 pub mod source;
 pub mod startup;
 pub mod state;
+pub mod sync_state;
 pub mod work;

@@ -144,7 +144,14 @@ impl FieldMapping {
         if self.object_type == ObjectType::Events && action.is_none() {
             return Err(MappingError::NoAction);
         }
+        // An event's identity for change detection: the PRIMARY_KEY column when it is not already
+        // the customer_id (then it names the event, e.g. an event id); without one, no identity.
+        let event_key = match &self.primary_key {
+            Some(pk) if *pk != customer_id.column => header.iter().position(|h| h == pk),
+            _ => None,
+        };
         Ok(ResolvedMapping {
+            event_key,
             object_type: self.object_type,
             update_existing_only: sync_mode == SyncMode::Update,
             customer_id,
@@ -190,6 +197,8 @@ pub struct ResolvedMapping {
     /// platform, user_time, … — on the action object.
     action_fields: Vec<Bound>,
     attributes: Vec<Bound>,
+    /// Header position of the PRIMARY_KEY column when it identifies events (not the customer_id).
+    event_key: Option<usize>,
 }
 
 /// A row as a decoder hands it over: a cell per header column.
@@ -206,6 +215,12 @@ pub struct Encoded {
 }
 
 impl ResolvedMapping {
+    /// The event id of `row` (its PRIMARY_KEY cell) when the mapping has one and it is not empty.
+    pub fn event_key(&self, row: &dyn Row) -> Option<String> {
+        let cell = row.cell(self.event_key?).ok()?;
+        cell.as_text().map(|t| t.trim().to_string()).filter(|t| !t.is_empty())
+    }
+
     /// The columns this mapping reads, for decoders that can skip the rest.
     pub fn columns(&self) -> impl Iterator<Item = &Bound> {
         std::iter::once(&self.customer_id).chain(self.action.iter()).chain(&self.action_fields).chain(&self.attributes)

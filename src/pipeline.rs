@@ -23,6 +23,7 @@ use crate::decode::{self, DecodeInput, RangedObject};
 use crate::delivery::{self, FailureDetail, Outcome};
 use crate::handler::Deps;
 use crate::mapping::{ElementKind, ResolvedMapping};
+use crate::sync_state::{self, customer_id_of, Fingerprinter, SyncLocation, SyncOptions, SyncState, SyncStateError};
 use crate::report::{RowReport, RunReport, Status};
 
 /// Bodies decoded ahead of delivery; bounds memory at a few request bodies.
@@ -44,6 +45,8 @@ pub struct RunPlan {
     pub resume_after_row: u64,
     /// Stop at a batch boundary once this instant has passed (Lambda's deadline minus a margin).
     pub stop_at: Option<Instant>,
+    /// Ignore the sync state this run and rebuild it (`FULL_RESYNC`, or a work item's flag).
+    pub full_resync: bool,
 }
 
 /// Something that must fail the whole invocation (so Lambda retries it) rather than one object.
@@ -65,6 +68,10 @@ pub struct RunOutcome {
 enum Decoded {
     Batch(Batch),
     Rejected(RowReport),
+    /// The sync state says MoEngage already has exactly this row: not sent.
+    Unchanged(u64),
+    /// The row's key already occurred in this object (it is still handled; the last one wins).
+    DuplicateKey(RowReport),
     Warnings(Vec<RowReport>),
     /// The object cannot be decoded further. `unsent_rows` were read into a body never handed over.
     Failed { reason: String, unsent_rows: u64 },
@@ -110,11 +117,18 @@ pub async fn process_object(deps: &Deps, object: &ObjectRef, plan: &RunPlan) -> 
         runtime: tokio::runtime::Handle::current(),
     };
 
-    // Decode → map + validate → batch, on a blocking thread.
+    // Change detection: what MoEngage already holds for this workspace and object type.
+    let sync = match open_sync_state(deps, object, plan.full_resync).await {
+        Ok(s) => Arc::new(s),
+        Err(e) => return RunOutcome { report: finish_failed(report, format!("{e}; check the function may read and write STATE_BUCKET")), fatal: None },
+    };
+
+    // Decode → map + validate → diff → batch, on a blocking thread.
     let (tx, mut rx) = mpsc::channel(CHANNEL_DEPTH);
     let decode_config = Arc::new(config.clone());
     let (key, encoding) = (object.key.clone(), source.content_encoding.clone());
     let skip = plan.resume_after_row;
+    let decode_sync = sync.clone();
     let decoder = tokio::task::spawn_blocking(move || {
         let input = DecodeInput {
             reader: Box::new(reader),
@@ -124,7 +138,7 @@ pub async fn process_object(deps: &Deps, object: &ObjectRef, plan: &RunPlan) -> 
             compression: decode_config.source_compression,
             ranged: Some(ranged),
         };
-        decode_object(input, &decode_config, Limits { skip_through: skip, max_rows: None }, &tx)
+        decode_object(input, &decode_config, Limits { skip_through: skip, max_rows: None }, Some(&decode_sync), &tx)
     });
 
     // Deliver each body as it arrives; account for every row. Rejections are held until the
@@ -137,7 +151,7 @@ pub async fn process_object(deps: &Deps, object: &ObjectRef, plan: &RunPlan) -> 
         first_row: b.first_row,
         last_row: b.last_row,
     };
-    let mut held: Vec<RowReport> = Vec::new();
+    let mut held: Vec<Held> = Vec::new();
     let mut failure: Option<String> = None;
     let mut stop: Option<(Stop, Batch)> = None;
     let mut last_row_read = plan.resume_after_row;
@@ -145,7 +159,15 @@ pub async fn process_object(deps: &Deps, object: &ObjectRef, plan: &RunPlan) -> 
         match msg {
             Decoded::Rejected(r) => {
                 last_row_read = last_row_read.max(r.row);
-                held.push(r);
+                held.push(Held { row: r.row, rejection: Some(r) });
+            }
+            Decoded::Unchanged(row) => {
+                last_row_read = last_row_read.max(row);
+                held.push(Held { row, rejection: None });
+            }
+            Decoded::DuplicateKey(r) => {
+                report.duplicate_keys += 1;
+                report.warn(r);
             }
             Decoded::Warnings(ws) => {
                 // Row 0 warnings concern the mapping itself, not a row.
@@ -179,6 +201,8 @@ pub async fn process_object(deps: &Deps, object: &ObjectRef, plan: &RunPlan) -> 
                 report.moengage_latency_ms += d.latency.as_millis() as u64;
                 match d.outcome {
                     Outcome::Delivered { request_id } => {
+                        // Only now may the state say MoEngage has these rows.
+                        sync.record_delivered(&batch.prints);
                         report.summary.rows_read += batch.records;
                         report.summary.rows_delivered += batch.records;
                         report.resume_after_row = batch.last_row;
@@ -237,6 +261,7 @@ pub async fn process_object(deps: &Deps, object: &ObjectRef, plan: &RunPlan) -> 
                     report.finished_at = now_rfc3339();
                     report.accounting_balanced = report.summary.balanced();
                     tracing::info!(key = %object.key, resume_after_row = report.resume_after_row, "deadline near: stopping at a batch boundary");
+                    save_sync_state(&sync, &mut report).await;
                     return RunOutcome { report, fatal: None };
                 }
                 Stop::Misconfigured(diagnosis) => failure = Some(diagnosis),
@@ -248,6 +273,8 @@ pub async fn process_object(deps: &Deps, object: &ObjectRef, plan: &RunPlan) -> 
         }
     }
 
+    // Whatever happened, what MoEngage accepted is recorded, so the next run does not resend it.
+    save_sync_state(&sync, &mut report).await;
     report.finished_at = now_rfc3339();
     let report = match failure {
         Some(reason) => finish_failed(report, reason),
@@ -260,13 +287,45 @@ pub async fn process_object(deps: &Deps, object: &ObjectRef, plan: &RunPlan) -> 
     RunOutcome { report, fatal }
 }
 
-/// Counts held rejections of rows before `before_row` as rejected.
-fn settle_rejections(report: &mut RunReport, held: &mut Vec<RowReport>, before_row: u64) {
-    let (settled, rest): (Vec<_>, Vec<_>) = held.drain(..).partition(|r| r.row < before_row);
+/// A row settled without a request (rejected, or unchanged when `rejection` is `None`), held until
+/// the batch boundary passes it.
+struct Held {
+    row: u64,
+    rejection: Option<RowReport>,
+}
+
+/// Counts held rows before `before_row` as rejected or unchanged.
+fn settle_rejections(report: &mut RunReport, held: &mut Vec<Held>, before_row: u64) {
+    let (settled, rest): (Vec<_>, Vec<_>) = held.drain(..).partition(|h| h.row < before_row);
     *held = rest;
-    for r in settled {
+    for h in settled {
         report.summary.rows_read += 1;
-        report.reject(r);
+        match h.rejection {
+            Some(r) => report.reject(r),
+            None => report.summary.rows_unchanged += 1,
+        }
+    }
+}
+
+async fn open_sync_state(deps: &Deps, object: &ObjectRef, full_resync: bool) -> Result<SyncState, SyncStateError> {
+    let config = &deps.config;
+    let bucket = config.state_bucket.clone().unwrap_or_else(|| object.bucket.clone());
+    let location = SyncLocation::new(bucket, &config.state_prefix, &sync_state::scope(&config.workspace_id, config.object_type));
+    let options = SyncOptions::new(config.sync_mode, full_resync || config.full_resync);
+    let state = SyncState::open(deps.state.clone(), location, options).await?;
+    // All shards up front, in parallel: the decode thread then never waits on a GET. A scope with
+    // no state yet has no shards to fetch.
+    if state.has_stored_state() && !options.full_resync {
+        state.prefetch(16).await?;
+    }
+    Ok(state)
+}
+
+async fn save_sync_state(sync: &SyncState, report: &mut RunReport) {
+    if let Err(e) = sync.save().await {
+        // Unsaved deliveries are resent by the next run: a cost, never a lost row.
+        tracing::error!(error = %e, "could not save the sync state; the next run resends what this one delivered");
+        report.sync_state_error = Some(e.to_string());
     }
 }
 
@@ -351,7 +410,7 @@ struct Limits {
 }
 
 /// The blocking half: stream → rows → elements → bodies, sent down `tx`.
-fn decode_object(input: DecodeInput<'_>, config: &Config, limits: Limits, tx: &mpsc::Sender<Decoded>) {
+fn decode_object(input: DecodeInput<'_>, config: &Config, limits: Limits, sync: Option<&SyncState>, tx: &mpsc::Sender<Decoded>) {
     let max_rows = limits.max_rows;
     let send = |m: Decoded| tx.blocking_send(m).is_ok();
     let mut rows = match decode::open(input) {
@@ -378,6 +437,7 @@ fn decode_object(input: DecodeInput<'_>, config: &Config, limits: Limits, tx: &m
         _ => (1, config.batch_max_bytes),
     };
     let mut batcher = Batcher::new(config.object_type, max_records, max_bytes);
+    let fingerprinter = Fingerprinter::new(config.object_type, &mapping);
     let now = chrono::Utc::now();
     let mut element = Vec::with_capacity(4096);
     let mut seen = 0u64;
@@ -417,7 +477,42 @@ fn decode_object(input: DecodeInput<'_>, config: &Config, limits: Limits, tx: &m
                 }
             }
             Ok((kind, encoded)) => {
-                match batcher.push(&element, row_no, kind == ElementKind::Event) {
+                // Diff against the sync state: users by customer_id, events by their event id.
+                let mut print = None;
+                if let Some(state) = sync {
+                    let event_id = if kind == ElementKind::Event { mapping.event_key(row.row) } else { None };
+                    let key: Option<&[u8]> = match kind {
+                        ElementKind::Customer => customer_id_of(&element),
+                        ElementKind::Event => event_id.as_deref().map(str::as_bytes),
+                    };
+                    if let Some(key) = key {
+                        let p = fingerprinter.print(kind, key, &element);
+                        match state.classify(kind, p) {
+                            Ok(decision) => {
+                                if decision.duplicate {
+                                    let what = if kind == ElementKind::Event { "event id" } else { "customer_id" };
+                                    let w = RowReport { row: row_no, line, column: String::new(), reason: format!("{what} {} occurred earlier in this export; the last occurrence wins", String::from_utf8_lossy(key)) };
+                                    if !send(Decoded::DuplicateKey(w)) {
+                                        return;
+                                    }
+                                }
+                                if !decision.send {
+                                    if !send(Decoded::Unchanged(row_no)) {
+                                        return;
+                                    }
+                                    continue;
+                                }
+                                print = Some(p);
+                            }
+                            Err(e) => {
+                                let unsent = batcher.finish().map_or(0, |b| b.records);
+                                send(Decoded::Failed { reason: format!("could not read the sync state: {e}"), unsent_rows: unsent });
+                                return;
+                            }
+                        }
+                    }
+                }
+                match batcher.push(&element, row_no, kind == ElementKind::Event, print) {
                     Ok(Some(full)) => {
                         if !send(Decoded::Batch(full)) {
                             return;
@@ -452,8 +547,10 @@ pub struct DryRun {
     pub bodies: Vec<Batch>,
     pub rejected: Vec<RowReport>,
     pub warnings: Vec<RowReport>,
-    /// Rows read (in bodies or rejected).
+    /// Rows read (in bodies, rejected or unchanged).
     pub rows_read: u64,
+    /// Rows the sync state says MoEngage already has (only with [`dry_run_with_state`]).
+    pub unchanged: u64,
     /// Why the object could not be read to the end of the preview, if so.
     pub failure: Option<String>,
 }
@@ -461,10 +558,16 @@ pub struct DryRun {
 /// Decodes, maps, validates and batches the first `max_rows` rows of `input`; sends nothing.
 /// Blocking: call from a thread that may block (not from async code).
 pub fn dry_run(config: &Config, input: DecodeInput<'_>, max_rows: u64) -> DryRun {
+    dry_run_with_state(config, input, max_rows, None)
+}
+
+/// As [`dry_run`], diffing against `sync` (rows MoEngage already has are counted `unchanged`, not
+/// shown as bodies). Nothing is recorded or saved.
+pub fn dry_run_with_state(config: &Config, input: DecodeInput<'_>, max_rows: u64, sync: Option<&SyncState>) -> DryRun {
     let (tx, mut rx) = mpsc::channel(CHANNEL_DEPTH);
     let mut out = DryRun::default();
     std::thread::scope(|scope| {
-        scope.spawn(move || decode_object(input, config, Limits { skip_through: 0, max_rows: Some(max_rows) }, &tx));
+        scope.spawn(move || decode_object(input, config, Limits { skip_through: 0, max_rows: Some(max_rows) }, sync, &tx));
         while let Some(msg) = rx.blocking_recv() {
             match msg {
                 Decoded::Batch(b) => {
@@ -475,6 +578,11 @@ pub fn dry_run(config: &Config, input: DecodeInput<'_>, max_rows: u64) -> DryRun
                     out.rows_read += 1;
                     out.rejected.push(r);
                 }
+                Decoded::Unchanged(_) => {
+                    out.rows_read += 1;
+                    out.unchanged += 1;
+                }
+                Decoded::DuplicateKey(w) => out.warnings.push(w),
                 Decoded::Warnings(ws) => out.warnings.extend(ws),
                 Decoded::Failed { reason, unsent_rows } => {
                     out.rows_read += unsent_rows;
@@ -503,7 +611,7 @@ pub fn drain(config: &Config, input: DecodeInput<'_>) -> DrainStats {
     let (tx, mut rx) = mpsc::channel(CHANNEL_DEPTH);
     let mut out = DrainStats::default();
     std::thread::scope(|scope| {
-        scope.spawn(move || decode_object(input, config, Limits::default(), &tx));
+        scope.spawn(move || decode_object(input, config, Limits::default(), None, &tx));
         while let Some(msg) = rx.blocking_recv() {
             match msg {
                 Decoded::Batch(b) => {
@@ -516,7 +624,8 @@ pub fn drain(config: &Config, input: DecodeInput<'_>) -> DrainStats {
                     out.rows_read += 1;
                     out.rows_rejected += 1;
                 }
-                Decoded::Warnings(_) => {}
+                // drain runs without sync state: no row is unchanged or a tracked duplicate.
+                Decoded::Unchanged(_) | Decoded::DuplicateKey(_) | Decoded::Warnings(_) => {}
                 Decoded::Failed { reason, unsent_rows } => {
                     out.rows_read += unsent_rows;
                     out.failure = Some(reason);

@@ -79,6 +79,12 @@ pub struct RunReport {
     pub finished_at: String,
     /// True when the identity holds; written out so a reader need not add it up.
     pub accounting_balanced: bool,
+    /// Keys (customer_id / event id) that occurred more than once in this object.
+    #[serde(default)]
+    pub duplicate_keys: u64,
+    /// Set when the sync state could not be saved (its deliveries are resent next run).
+    #[serde(skip_serializing_if = "Option::is_none", default)]
+    pub sync_state_error: Option<String>,
     /// Retries (requests beyond the first per body) and 429 answers.
     pub retries: u64,
     pub rate_limited: u64,

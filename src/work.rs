@@ -24,6 +24,9 @@ pub struct WorkItem {
     /// Informational: where the continuation resumes (the run marker is the source of truth).
     #[serde(default)]
     pub resume_after_row: u64,
+    /// Ignore the sync state for this object and rebuild it (`FULL_RESYNC` for one run).
+    #[serde(default, skip_serializing_if = "std::ops::Not::not")]
+    pub full_resync: bool,
 }
 
 #[derive(Debug, Clone, thiserror::Error)]

@@ -173,13 +173,14 @@ async fn a_checkpoint_of_an_overwritten_version_is_not_resumed_blindly() {
     let first = handler::handle(&deps, s3_event(&stack.bucket, users_key()), &inv).await.unwrap().objects.remove(0);
     assert_eq!(first.status, Status::Continued);
 
-    // The export is rewritten (40 rows) before the continuation runs.
+    // The export is rewritten (40 rows, every name changed) before the continuation runs.
     stack.emulator.set_faults(Faults::default());
-    stack.put(users_key(), gzip(users_csv(40).as_bytes())).await;
+    stack.put(users_key(), gzip(users_csv(40).replace("Name ", "Renamed ").as_bytes())).await;
     let second = stack.invoke_payload(&deps, stack.work_queue_as_sqs_event().await).await;
     let obj = &second.objects[0];
     assert_eq!((obj.status, obj.rows_read, obj.rows_delivered), (Status::Complete, 40, 40), "{second:?}");
     assert!(second.notes.iter().any(|n| n.contains("overwritten since its checkpoint")), "{:?}", second.notes);
+    assert_eq!(stack.state().users["user-00001"]["first_name"], "Renamed 1", "row 1 is read again: from the start");
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

@@ -211,7 +211,9 @@ async fn parquet_is_read_from_s3_in_bounded_range_requests() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn every_format_end_to_end_through_the_handler() {
     let stack = Stack::start().await;
-    let mut deps = stack.deps(&[("FIELD_MAPPING", users::MAPPING)]).await;
+    // The same rows in every file: without FULL_RESYNC the sync state would (rightly) skip them
+    // after the first file as unchanged.
+    let mut deps = stack.deps(&[("FIELD_MAPPING", users::MAPPING), ("FULL_RESYNC", "true")]).await;
     let counting = Arc::new(Counting { inner: deps.source.clone(), ranges: Mutex::new(Vec::new()) });
     deps.source = counting.clone();
     let rows = 300;

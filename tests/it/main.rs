@@ -11,11 +11,13 @@ mod startup;
 mod delivery;
 // Structured logs never carry the Data API key.
 mod logging;
-// Every export format and compression to the same elements; Parquet by range requests; corrupt files.
-mod formats;
 // Issue "object types and validation": each type end to end; malformed rows rejected with reasons.
 mod object_types;
-// Issue "operator experience": the CloudWatch EMF document of a real run.
-mod metrics;
+// Issue "sync modes": change detection across runs and part files; upsert, insert, update, full resync.
+mod sync_modes;
+// Every export format and compression to the same elements; Parquet by range requests; corrupt files.
+mod formats;
 // Issue "operator experience": `preview` and `check`, run as the real binary against the stack.
 mod cli;
+// Issue "operator experience": the CloudWatch EMF document of a real run.
+mod metrics;

@@ -147,10 +147,15 @@ pub struct SyncState {
 impl SyncState {
     /// Opens the state at `location`: reads the manifest (one GET), no shard yet. Call from async
     /// code: the runtime it runs on serves the lazy loads of `classify`.
+    ///
+    /// Without a manifest the scope has no shard either (a save writes the manifest first), so every
+    /// shard starts empty and nothing is fetched. Should another run create the state meanwhile,
+    /// this run sends more than needed and its save merges (`If-None-Match: *` fails, re-read, merge).
     pub async fn open(store: Arc<dyn StateStore>, location: SyncLocation, options: SyncOptions) -> Result<Self, SyncStateError> {
         let manifest = store::read_manifest(store.as_ref(), &location).await?;
         let shard_bits = manifest.map_or(options.shard_bits.min(MAX_SHARD_BITS), |m| m.shard_bits);
-        let shards = (0..1usize << shard_bits).map(|_| Mutex::new(None)).collect();
+        let empty = || Shard::new(Vec::new(), Vec::new(), None, options.full_resync);
+        let shards = (0..1usize << shard_bits).map(|_| Mutex::new(manifest.is_none().then(empty))).collect();
         Ok(SyncState {
             store,
             location,

@@ -27,6 +27,8 @@ const MAPPING: u64 = 0x5eed;
 struct MemStore {
     objects: Mutex<HashMap<String, (Vec<u8>, String)>>,
     writes: AtomicU64,
+    /// Reads of shards (`get_versioned`), to check what loads lazily and what never loads.
+    shard_reads: AtomicU64,
     /// Every conditional write to a key containing `/shards/` fails, as under endless contention.
     always_conflict: bool,
 }
@@ -63,6 +65,9 @@ impl StateStore for MemStore {
         Ok(PutOutcome::Written)
     }
     async fn get_versioned(&self, _: &str, key: &str) -> Result<Option<Versioned>, StateError> {
+        if key.contains("/shards/") {
+            self.shard_reads.fetch_add(1, Ordering::SeqCst);
+        }
         Ok(self.objects.lock().unwrap().get(key).map(|(body, etag)| Versioned { body: body.clone(), etag: etag.clone() }))
     }
     async fn put_if(&self, _: &str, key: &str, body: Vec<u8>, expect: Expect) -> Result<Option<String>, StateError> {

@@ -229,3 +229,17 @@ fn interpolated_lookup_finds_exactly_what_binary_search_finds() {
         }
     }
 }
+
+#[test]
+fn a_scope_without_a_manifest_reads_no_shard_and_a_stored_one_loads_only_what_rows_touch() {
+    let h = Harness::new();
+    let bits = DEFAULT_SHARD_BITS;
+    h.run(opts(SyncMode::Upsert, false, bits), MAPPING, &[("a", "1"), ("b", "1"), ("c", "1")], ALL);
+    assert_eq!(h.store.shard_reads.load(Ordering::SeqCst), 0, "a first run has nothing to read");
+
+    let state = h.open(upsert());
+    let p = Fingerprinter::with_mapping_fingerprint(MAPPING).print(ElementKind::Customer, b"a", &customer("a", "1"));
+    assert!(!state.classify(ElementKind::Customer, p).unwrap().send);
+    assert_eq!(h.store.shard_reads.load(Ordering::SeqCst), 1, "one row, one shard");
+    assert!(state.has_stored_state());
+}

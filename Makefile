@@ -43,8 +43,9 @@ unit:
 	cargo test --lib
 
 # The integration tests start moto from the venv, one server per test, on ephemeral ports.
+# Benchmarks are left to `make bench`: `cargo test --all-targets` would run them in full.
 test: $(STAMP) lint-template check-deploy-guide
-	MOTO_SERVER=$(abspath $(VENV))/bin/moto_server cargo test --all-targets
+	MOTO_SERVER=$(abspath $(VENV))/bin/moto_server cargo test --lib --bins --tests
 
 lint:
 	cargo fmt --check

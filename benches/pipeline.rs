@@ -273,7 +273,7 @@ fn end_to_end(dir: &Path) {
     let runtime = tokio::runtime::Builder::new_multi_thread().worker_threads(2).enable_all().build().expect("runtime");
     runtime.block_on(async {
         let stack = support::Stack::start().await;
-        let deps = stack.deps(&[("FIELD_MAPPING", users::MAPPING), ("RATE_LIMIT_PER_MINUTE", "100000000")]).await;
+        let deps = stack.deps(&[("FIELD_MAPPING", users::MAPPING), ("RATE_LIMIT_PER_MINUTE", "1000000")]).await;
         println!("\n## end to end: moto S3 → handler → emulator over HTTP (rate limit lifted), {rows} rows\n");
         println!("| format | rows delivered | requests | wall s | rows/s |");
         println!("|---|---:|---:|---:|---:|");

@@ -551,6 +551,8 @@ pub struct DryRun {
     pub rows_read: u64,
     /// Rows the sync state says MoEngage already has (only with [`dry_run_with_state`]).
     pub unchanged: u64,
+    /// Whether the rows were diffed against a sync state (else `unchanged` means nothing).
+    pub diffed: bool,
     /// Why the object could not be read to the end of the preview, if so.
     pub failure: Option<String>,
 }
@@ -565,7 +567,7 @@ pub fn dry_run(config: &Config, input: DecodeInput<'_>, max_rows: u64) -> DryRun
 /// shown as bodies). Nothing is recorded or saved.
 pub fn dry_run_with_state(config: &Config, input: DecodeInput<'_>, max_rows: u64, sync: Option<&SyncState>) -> DryRun {
     let (tx, mut rx) = mpsc::channel(CHANNEL_DEPTH);
-    let mut out = DryRun::default();
+    let mut out = DryRun { diffed: sync.is_some(), ..DryRun::default() };
     std::thread::scope(|scope| {
         scope.spawn(move || decode_object(input, config, Limits { skip_through: 0, max_rows: Some(max_rows) }, sync, &tx));
         while let Some(msg) = rx.blocking_recv() {

@@ -14,6 +14,8 @@ use crate::decode::{DecodeInput, RangedObject};
 use crate::pipeline::{self, DryRun};
 use crate::report::RowReport;
 use crate::source::ObjectSource;
+use crate::state::StateStore;
+use crate::sync_state::{self, SyncLocation, SyncOptions, SyncState};
 
 /// What `--json` prints: one document.
 #[derive(Debug, Serialize)]
@@ -66,16 +68,28 @@ pub struct Totals {
     pub unchanged_note: Option<&'static str>,
 }
 
-const UNCHANGED_NOTE: &str = "sync state not enabled";
+const UNCHANGED_NOTE: &str = "sync state not read (set STATE_BUCKET, or preview an s3:// object)";
 
-/// Rows that sync state would skip as unchanged since their last delivery.
-///
-/// TODO(sync-state): once the sync-state module lands, look the previewed rows up in it here
-/// (read-only: preview must never write state), drop the unchanged ones from the bodies the way a
-/// real run does, and return `Some(count)`. Until then nothing is skipped, which is also what a
-/// real run does today.
-fn unchanged_rows(_config: &Config, _dry: &DryRun) -> Option<u64> {
-    None
+/// Rows the sync state skips as unchanged since their last delivery; `None` when the preview could
+/// not read the state. (They are left out of the bodies, as a real run leaves them out.)
+fn unchanged_rows(_config: &Config, dry: &DryRun) -> Option<u64> {
+    dry.diffed.then_some(dry.unchanged)
+}
+
+/// The sync state a real run of this object would diff against, opened read-only: preview
+/// classifies rows but never records or saves. `None` (with a note on stderr) when unreadable.
+async fn read_sync_state(config: &Config, aws: &aws_config::SdkConfig, bucket: Option<&str>) -> Option<Arc<SyncState>> {
+    let bucket = config.state_bucket.as_deref().or(bucket)?;
+    let store: Arc<dyn StateStore> = Arc::new(super::s3_client(aws));
+    let location = SyncLocation::new(bucket, &config.state_prefix, &sync_state::scope(&config.workspace_id, config.object_type));
+    let options = SyncOptions::new(config.sync_mode, config.full_resync);
+    match SyncState::open(store, location, options).await {
+        Ok(state) => Some(Arc::new(state)),
+        Err(e) => {
+            eprintln!("moengage-sync preview: sync state not read ({e}); unchanged rows are not detected");
+            None
+        }
+    }
 }
 
 pub async fn run(args: PreviewArgs) -> i32 {
@@ -122,6 +136,10 @@ async fn dry_run(config: &Config, args: &PreviewArgs) -> Result<DryRun, String> 
             let path = args.source.clone();
             let file =
                 std::fs::File::open(&path).map_err(|e| format!("cannot open {path}: {e}"))?;
+            let state = match config.state_bucket {
+                Some(_) => read_sync_state(&config, &super::aws_config().await, None).await,
+                None => None,
+            };
             tokio::task::spawn_blocking(move || {
                 let input = DecodeInput {
                     reader: Box::new(file),
@@ -131,7 +149,7 @@ async fn dry_run(config: &Config, args: &PreviewArgs) -> Result<DryRun, String> 
                     compression: config.source_compression,
                     ranged: None,
                 };
-                pipeline::dry_run(&config, input, rows)
+                pipeline::dry_run_with_state(&config, input, rows, state.as_deref())
             })
         }
         Some(rest) => {
@@ -140,6 +158,7 @@ async fn dry_run(config: &Config, args: &PreviewArgs) -> Result<DryRun, String> 
                 _ => return Err(format!("{} is not an s3://bucket/key URI", args.source)),
             };
             let aws = super::aws_config().await;
+            let state = read_sync_state(&config, &aws, Some(&bucket)).await;
             let s3: Arc<dyn ObjectSource> = Arc::new(super::s3_client(&aws));
             let object = s3.open(&bucket, &key).await.map_err(|e| e.to_string())?;
             let ranged = RangedObject {
@@ -160,7 +179,7 @@ async fn dry_run(config: &Config, args: &PreviewArgs) -> Result<DryRun, String> 
                     compression: config.source_compression,
                     ranged: Some(ranged),
                 };
-                pipeline::dry_run(&config, input, rows)
+                pipeline::dry_run_with_state(&config, input, rows, state.as_deref())
             })
         }
     };

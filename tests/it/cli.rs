@@ -178,8 +178,9 @@ async fn preview_shows_the_exact_bodies_the_function_sends_and_sends_nothing() {
     assert_eq!(totals["rejected"], obj.rows_rejected);
     assert_eq!(totals["requests"], obj.requests_sent);
     assert_eq!(totals["rows_warned"], obj.rows_warned);
+    // A local file without STATE_BUCKET: the sync state is not read.
     assert_eq!(totals["unchanged"], Value::Null);
-    assert_eq!(totals["unchanged_note"], "sync state not enabled");
+    assert!(totals["unchanged_note"].as_str().unwrap_or_default().contains("sync state not read"));
     let report = stack.get_json(obj.report.as_deref().expect("report")).await;
     let previewed: Vec<RowReport> =
         serde_json::from_value(doc["rejected"].clone()).expect("rejected rows");
@@ -219,7 +220,7 @@ async fn preview_text_lists_bodies_rejections_warnings_and_totals() {
         "{text}"
     );
     assert!(
-        text.contains("unchanged: n/a (sync state not enabled)"),
+        text.contains("unchanged: n/a (sync state not read"),
         "{text}"
     );
     // Bodies are shown indented, byte for byte otherwise.
@@ -256,7 +257,17 @@ async fn preview_of_an_s3_object_matches_the_local_file() {
     let (local, local_bodies) = preview_json(&stack, FIXTURE).await;
 
     assert_eq!(s3_bodies, local_bodies);
-    assert_eq!(from_s3["totals"], local["totals"]);
+    // The S3 preview reads the (empty) sync state; the local one cannot: compare the rest.
+    let without_unchanged = |t: &Value| {
+        let mut t = t.clone();
+        t.as_object_mut().map(|m| {
+            m.remove("unchanged");
+            m.remove("unchanged_note")
+        });
+        t
+    };
+    assert_eq!(without_unchanged(&from_s3["totals"]), without_unchanged(&local["totals"]));
+    assert_eq!(from_s3["totals"]["unchanged"], 0);
     assert_eq!(from_s3["rejected"], local["rejected"]);
     assert!(stack.state().requests.is_empty());
 
@@ -275,6 +286,26 @@ async fn preview_of_an_s3_object_matches_the_local_file() {
         "{}",
         missing.stderr
     );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn preview_counts_rows_the_sync_state_already_has_and_leaves_it_untouched() {
+    let stack = Stack::start().await;
+    stack.put("exports/users.csv", std::fs::read(FIXTURE).expect("fixture")).await;
+    let deps = stack.deps(&OVERRIDES).await;
+    let delivered = stack.invoke(&deps, "exports/users.csv").await.objects[0].rows_delivered;
+    assert!(delivered > 0);
+    let requests_before = stack.state().requests.len();
+
+    let uri = format!("s3://{}/exports/users.csv", stack.bucket);
+    let (doc, bodies) = preview_json(&stack, &uri).await;
+    assert_eq!(doc["totals"]["unchanged"], delivered, "{}", doc["totals"]);
+    assert_eq!(doc["totals"]["would_send"], 0);
+    assert!(bodies.is_empty());
+    assert_eq!(stack.state().requests.len(), requests_before, "preview sends nothing");
+    // Preview only reads the state: a second preview sees the same.
+    let (again, _) = preview_json(&stack, &uri).await;
+    assert_eq!(again["totals"], doc["totals"]);
 }
 
 /// The `check` lines, one per check, each starting with ✓, ✗ or –.

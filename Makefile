@@ -66,6 +66,7 @@ redrive: $(STAMP)
 bench: $(STAMP)
 	cargo build --release --bin moengage-sync
 	MOTO_SERVER=$(abspath $(VENV))/bin/moto_server BENCH_BIN=target/release/moengage-sync cargo bench --bench pipeline | tee target/bench-results.md
+	cargo bench --bench sync_state | tee -a target/bench-results.md
 
 clean:
 	cargo clean

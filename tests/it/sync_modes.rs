@@ -158,3 +158,48 @@ async fn full_resync_ignores_the_state_once_and_a_repeated_key_is_reported() {
     assert!(report["warnings"][0]["reason"].as_str().unwrap().contains("occurred earlier"), "{report}");
     assert_eq!(stack.state().users["user-0900"]["plan"], "pro");
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn concurrent_writers_merge_through_s3_compare_and_swap_without_false_deliveries() {
+    use moengage_sync::config::{ObjectType, SyncMode};
+    use moengage_sync::mapping::ElementKind;
+    use moengage_sync::state::StateStore;
+    use moengage_sync::sync_state::{self, Fingerprinter, SyncLocation, SyncOptions, SyncState, Verdict};
+    use std::sync::Arc;
+
+    let stack = Stack::start().await;
+    let store: Arc<dyn StateStore> = Arc::new(stack.s3.clone());
+    let location = || SyncLocation::new(stack.bucket.clone(), "moengage-sync/", &sync_state::scope("WS", ObjectType::UserAttributes));
+    // One shard, so both writers contend for the same S3 object.
+    let options = SyncOptions { shard_bits: 0, ..SyncOptions::new(SyncMode::Upsert, false) };
+    let fp = Fingerprinter::with_mapping_fingerprint(7);
+    let print = move |key: &str, payload: &str| fp.print(ElementKind::Customer, key.as_bytes(), payload.as_bytes());
+
+    let a = SyncState::open(store.clone(), location(), options).await.unwrap();
+    let b = SyncState::open(store.clone(), location(), options).await.unwrap();
+    // A delivers k1=A, k3=A; B delivers k2=B, k3=B (a different payload for k3), k4=B.
+    let deliver = |s: SyncState, rows: Vec<(&'static str, &'static str)>| {
+        tokio::task::spawn_blocking(move || {
+            let prints: Vec<_> = rows.iter().map(|(k, p)| print(k, p)).collect();
+            for p in &prints {
+                assert!(s.classify(ElementKind::Customer, *p).unwrap().send);
+            }
+            s.record_delivered(&prints);
+            s
+        })
+    };
+    let a = deliver(a, vec![("k1", "A"), ("k3", "A")]).await.unwrap();
+    let b = deliver(b, vec![("k2", "B"), ("k3", "B"), ("k4", "B")]).await.unwrap();
+    b.save().await.unwrap();
+    let report = a.save().await.unwrap();
+    assert_eq!((report.cas_retries, report.conflicts_dropped), (1, 1), "{report:?}");
+
+    // What MoEngage holds for k3 is uncertain (both were sent): the state must not claim either.
+    let c = SyncState::open(store, location(), options).await.unwrap();
+    let verdicts = tokio::task::spawn_blocking(move || {
+        [("k1", "A"), ("k2", "B"), ("k4", "B"), ("k3", "A")].map(|(k, p)| c.classify(ElementKind::Customer, print(k, p)).unwrap().verdict)
+    })
+    .await
+    .unwrap();
+    assert_eq!(verdicts, [Verdict::Unchanged, Verdict::Unchanged, Verdict::Unchanged, Verdict::New]);
+}

@@ -290,3 +290,33 @@ async fn an_unwritable_dead_letter_queue_fails_the_invocation_and_the_retry_resu
     assert_eq!((retry.status, retry.rows_read, retry.rows_delivered), (Status::Complete, 200, 200), "{retry:?}");
     assert_each_delivered_once(&stack);
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_dead_letter_too_large_for_sqs_keeps_its_payload_in_s3_and_redrive_uses_it() {
+    use moengage_sync::emulator::EmulatorConfig;
+    // A workspace allowed 1 MB bodies, batches of 400 KB: one failed body exceeds SQS's 256 KiB.
+    let stack = Stack::start_with(EmulatorConfig { rate_limit_per_minute: 0, transition_max_bytes: 1_000_000, ..crate::support::emulator_config() }).await;
+    let mut csv = String::from("user_id,bio\n");
+    for i in 0..120 {
+        csv.push_str(&format!("user-{i:05},{}\n", "b".repeat(3000)));
+    }
+    stack.put("exports/big.csv", csv.into_bytes()).await;
+    stack.emulator.set_faults(Faults { fail_customer_id: Some("user-00007".into()), fail_customer_status: 400, ..Faults::default() });
+    let deps = stack.deps(&[("PRIMARY_KEY", "user_id"), ("BATCH_MAX_BYTES", "400000"), ("BATCH_MAX_RECORDS", "200")]).await;
+
+    let obj = stack.invoke(&deps, "exports/big.csv").await.objects.remove(0);
+
+    assert_eq!((obj.rows_dead_lettered, obj.rows_delivered), (120, 0), "{obj:?}");
+    let dlq = stack.dlq_messages().await;
+    assert_eq!(dlq.len(), 1);
+    assert!(dlq[0]["payload"].is_null());
+    let uri = dlq[0]["payload_s3"].as_str().expect("payload_s3");
+    let stored = stack.get_json(uri).await;
+    assert_eq!(stored["elements"].as_array().map(Vec::len), Some(120));
+    assert_eq!(serde_json::to_vec(&stored).unwrap().len(), stack.state().requests[0].bytes, "the exact body, byte for byte");
+
+    stack.emulator.set_faults(Faults::default());
+    let redrive = stack.invoke_payload(&deps, json!({"redrive": {}})).await.redrive.unwrap();
+    assert_eq!((redrive.delivered, redrive.rows_delivered, redrive.left_in_queue), (1, 120, Some(0)), "{redrive:?}");
+    assert_eq!(stack.state().users.len(), 120);
+}

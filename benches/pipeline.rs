@@ -40,12 +40,17 @@ fn main() {
     if args.get(1).map(String::as_str) == Some("--child") {
         return child(&args[2], Path::new(&args[3]));
     }
-    let dir = PathBuf::from(std::env::var("BENCH_DIR").unwrap_or_else(|_| "target/bench-data".into()));
+    let dir =
+        PathBuf::from(std::env::var("BENCH_DIR").unwrap_or_else(|_| "target/bench-data".into()));
     std::fs::create_dir_all(&dir).expect("create BENCH_DIR");
     let sizes: Vec<u64> = std::env::var("BENCH_ROWS")
         .unwrap_or_else(|_| "100000,1000000,5000000".into())
         .split(',')
-        .map(|s| s.trim().parse().expect("BENCH_ROWS: comma-separated row counts"))
+        .map(|s| {
+            s.trim()
+                .parse()
+                .expect("BENCH_ROWS: comma-separated row counts")
+        })
         .collect();
 
     println!("## drain: decode → map → validate → batch → serialize (bodies discarded), one child process per run\n");
@@ -57,7 +62,11 @@ fn main() {
             if !path.exists() {
                 let t = Instant::now();
                 generate(&path, format, rows);
-                eprintln!("generated {} in {:.1} s", path.display(), t.elapsed().as_secs_f64());
+                eprintln!(
+                    "generated {} in {:.1} s",
+                    path.display(),
+                    t.elapsed().as_secs_f64()
+                );
             }
             let out = Command::new(std::env::current_exe().expect("own path"))
                 .args(["--child", format, path.to_str().expect("utf-8 path")])
@@ -94,7 +103,9 @@ fn generate(path: &Path, format: &str, rows: u64) {
             gz.finish().expect("gzip").flush().expect("flush");
         }
         // Row groups of 128 Ki rows, snappy: what Snowflake/Redshift unloads look like.
-        "parquet" => users::write_parquet(file, rows, 128 * 1024, users::Codec::Snappy).expect("parquet"),
+        "parquet" => {
+            users::write_parquet(file, rows, 128 * 1024, users::Codec::Snappy).expect("parquet")
+        }
         other => panic!("unknown format {other}"),
     }
     std::fs::rename(&tmp, path).expect("rename");
@@ -122,8 +133,16 @@ fn bench_config() -> Config {
 fn child(format: &str, path: &Path) {
     let config = bench_config();
     let size = std::fs::metadata(path).expect("export exists").len();
-    let key = path.file_name().and_then(|n| n.to_str()).expect("name").to_string();
-    let runtime = tokio::runtime::Builder::new_multi_thread().worker_threads(1).enable_all().build().expect("runtime");
+    let key = path
+        .file_name()
+        .and_then(|n| n.to_str())
+        .expect("name")
+        .to_string();
+    let runtime = tokio::runtime::Builder::new_multi_thread()
+        .worker_threads(1)
+        .enable_all()
+        .build()
+        .expect("runtime");
     let (reader, ranged): (Box<dyn Read + Send>, _) = if format == "parquet" {
         // The Lambda's path: range reads through an ObjectSource, block_on from the decode thread.
         let ranged = RangedObject {
@@ -137,7 +156,14 @@ fn child(format: &str, path: &Path) {
     } else {
         (Box::new(File::open(path).expect("open")), None)
     };
-    let input = DecodeInput { reader, key: &key, content_encoding: None, format: None, compression: None, ranged };
+    let input = DecodeInput {
+        reader,
+        key: &key,
+        content_encoding: None,
+        format: None,
+        compression: None,
+        ranged,
+    };
     let cpu0 = cpu_seconds();
     let t = Instant::now();
     let stats = pipeline::drain(&config, input);
@@ -165,7 +191,11 @@ fn child(format: &str, path: &Path) {
 /// `VmHWM`: this process's peak resident set, KiB.
 fn peak_rss_kib() -> u64 {
     let status = std::fs::read_to_string("/proc/self/status").unwrap_or_default();
-    status.lines().find_map(|l| l.strip_prefix("VmHWM:")).and_then(|v| v.trim().trim_end_matches("kB").trim().parse().ok()).unwrap_or(0)
+    status
+        .lines()
+        .find_map(|l| l.strip_prefix("VmHWM:"))
+        .and_then(|v| v.trim().trim_end_matches("kB").trim().parse().ok())
+        .unwrap_or(0)
 }
 
 /// User + system CPU time of this process (all threads), from /proc/self/stat (clock ticks of 1/100 s).
@@ -173,7 +203,12 @@ fn cpu_seconds() -> f64 {
     let stat = std::fs::read_to_string("/proc/self/stat").unwrap_or_default();
     let after = stat.rsplit_once(')').map(|(_, r)| r).unwrap_or_default();
     let fields: Vec<&str> = after.split_whitespace().collect();
-    let ticks = |i: usize| fields.get(i).and_then(|f| f.parse::<f64>().ok()).unwrap_or(0.0);
+    let ticks = |i: usize| {
+        fields
+            .get(i)
+            .and_then(|f| f.parse::<f64>().ok())
+            .unwrap_or(0.0)
+    };
     // Fields 14 and 15 of stat (utime, stime) are 11 and 12 after the command name.
     (ticks(11) + ticks(12)) / 100.0
 }
@@ -184,17 +219,48 @@ struct LocalFiles;
 #[async_trait]
 impl ObjectSource for LocalFiles {
     async fn open(&self, bucket: &str, key: &str) -> Result<SourceObject, SourceError> {
-        let err = |e: std::io::Error| SourceError { bucket: bucket.into(), key: key.into(), reason: e.to_string() };
+        let err = |e: std::io::Error| SourceError {
+            bucket: bucket.into(),
+            key: key.into(),
+            reason: e.to_string(),
+        };
         let file = tokio::fs::File::open(key).await.map_err(err)?;
         let size = file.metadata().await.map_err(err)?.len();
-        Ok(SourceObject { etag: "local".into(), version_id: None, content_encoding: None, size: Some(size), body: Box::pin(file) })
+        Ok(SourceObject {
+            etag: "local".into(),
+            version_id: None,
+            content_encoding: None,
+            size: Some(size),
+            body: Box::pin(file),
+        })
     }
     async fn head(&self, bucket: &str, key: &str) -> Result<ObjectMeta, SourceError> {
-        let size = std::fs::metadata(key).map_err(|e| SourceError { bucket: bucket.into(), key: key.into(), reason: e.to_string() })?.len();
-        Ok(ObjectMeta { etag: "local".into(), version_id: None, size, content_encoding: None })
+        let size = std::fs::metadata(key)
+            .map_err(|e| SourceError {
+                bucket: bucket.into(),
+                key: key.into(),
+                reason: e.to_string(),
+            })?
+            .len();
+        Ok(ObjectMeta {
+            etag: "local".into(),
+            version_id: None,
+            size,
+            content_encoding: None,
+        })
     }
-    async fn read_range(&self, bucket: &str, key: &str, start: u64, end: u64) -> Result<bytes::Bytes, SourceError> {
-        let err = |e: std::io::Error| SourceError { bucket: bucket.into(), key: key.into(), reason: e.to_string() };
+    async fn read_range(
+        &self,
+        bucket: &str,
+        key: &str,
+        start: u64,
+        end: u64,
+    ) -> Result<bytes::Bytes, SourceError> {
+        let err = |e: std::io::Error| SourceError {
+            bucket: bucket.into(),
+            key: key.into(),
+            reason: e.to_string(),
+        };
         let file = File::open(key).map_err(err)?;
         let mut buf = vec![0; (end - start) as usize];
         file.read_exact_at(&mut buf, start).map_err(err)?;
@@ -234,7 +300,10 @@ fn cold_start() {
                 ("MOENGAGE_WORKSPACE_ID", "BENCH"),
                 ("MOENGAGE_API_KEY", "bench-key"),
                 ("OBJECT_TYPE", "bulk_import"),
-                ("DEAD_LETTER_QUEUE_URL", "http://127.0.0.1:9/123456789012/dlq"),
+                (
+                    "DEAD_LETTER_QUEUE_URL",
+                    "http://127.0.0.1:9/123456789012/dlq",
+                ),
                 ("FIELD_MAPPING", users::MAPPING),
             ])
             .stdout(Stdio::null())
@@ -247,7 +316,10 @@ fn cold_start() {
         let n = conn.read(&mut buf).unwrap_or(0);
         let elapsed = t.elapsed();
         let asked = String::from_utf8_lossy(&buf[..n]);
-        assert!(asked.contains("/runtime/invocation/next"), "unexpected first request: {asked}");
+        assert!(
+            asked.contains("/runtime/invocation/next"),
+            "unexpected first request: {asked}"
+        );
         samples.push(elapsed);
         child.kill().ok();
         child.wait().ok();
@@ -269,8 +341,15 @@ fn end_to_end(dir: &Path) {
         println!("\nend to end: skipped (set MOTO_SERVER to moto_server, as `make bench` does)");
         return;
     }
-    let rows: u64 = std::env::var("BENCH_E2E_ROWS").ok().and_then(|v| v.parse().ok()).unwrap_or(100_000);
-    let runtime = tokio::runtime::Builder::new_multi_thread().worker_threads(2).enable_all().build().expect("runtime");
+    let rows: u64 = std::env::var("BENCH_E2E_ROWS")
+        .ok()
+        .and_then(|v| v.parse().ok())
+        .unwrap_or(100_000);
+    let runtime = tokio::runtime::Builder::new_multi_thread()
+        .worker_threads(2)
+        .enable_all()
+        .build()
+        .expect("runtime");
     runtime.block_on(async {
         let stack = support::Stack::start().await;
         let deps = stack.deps(&[("FIELD_MAPPING", users::MAPPING), ("RATE_LIMIT_PER_MINUTE", "1000000")]).await;

@@ -14,14 +14,19 @@ use async_trait::async_trait;
 use moengage_sync::config::SyncMode;
 use moengage_sync::mapping::ElementKind;
 use moengage_sync::state::{Expect, PutOutcome, StateError, StateStore, Versioned};
-use moengage_sync::sync_state::{codec, customer_id_of, Fingerprinter, RowPrint, SyncLocation, SyncOptions, SyncState};
+use moengage_sync::sync_state::{
+    codec, customer_id_of, Fingerprinter, RowPrint, SyncLocation, SyncOptions, SyncState,
+};
 use xxhash_rust::xxh3::xxh3_64;
 
 const BUCKET: &str = "bench";
 const MAPPING: u64 = 0x6d61_7070;
 
 fn main() {
-    let args: Vec<String> = std::env::args().skip(1).filter(|a| a != "--bench").collect();
+    let args: Vec<String> = std::env::args()
+        .skip(1)
+        .filter(|a| a != "--bench")
+        .collect();
     match args.iter().map(String::as_str).collect::<Vec<_>>().as_slice() {
         ["child", scenario, keys, dir] => child(scenario, keys.parse().expect("key count"), Path::new(dir)),
         ["quick"] => run_all(100_000, &[100_000]),
@@ -31,7 +36,10 @@ fn main() {
 }
 
 fn run_all(rows: usize, memory_keys: &[usize]) {
-    println!("# sync_state bench ({} rows, release build, one core for classify)", rows);
+    println!(
+        "# sync_state bench ({} rows, release build, one core for classify)",
+        rows
+    );
     throughput(rows);
     codec_speed();
     memory(memory_keys);
@@ -41,7 +49,11 @@ fn run_all(rows: usize, memory_keys: &[usize]) {
 fn element(i: usize, version: usize, out: &mut Vec<u8>) {
     use std::io::Write;
     out.clear();
-    let plan = if (i + version) % 2 == 0 { "pro" } else { "free" };
+    let plan = if (i + version) % 2 == 0 {
+        "pro"
+    } else {
+        "free"
+    };
     let _ = write!(
         out,
         r#"{{"type":"customer","customer_id":"user-{i:08}","attributes":{{"email":"user{i}@example.com","first_name":"Name {i}","city":"City, {}","plan":"{plan}","v":{version}}}}}"#,
@@ -51,7 +63,11 @@ fn element(i: usize, version: usize, out: &mut Vec<u8>) {
 
 /// `rows` encoded elements back to back, with their end offsets.
 fn corpus(rows: usize, changed_every: Option<usize>) -> (Vec<u8>, Vec<usize>) {
-    let (mut all, mut ends, mut e) = (Vec::with_capacity(rows * 150), Vec::with_capacity(rows), Vec::new());
+    let (mut all, mut ends, mut e) = (
+        Vec::with_capacity(rows * 150),
+        Vec::with_capacity(rows),
+        Vec::new(),
+    );
     for i in 0..rows {
         let version = usize::from(changed_every.is_some_and(|n| i % n == 0));
         element(i, version, &mut e);
@@ -70,16 +86,28 @@ fn each<'a>(all: &'a [u8], ends: &'a [usize]) -> impl Iterator<Item = &'a [u8]> 
 }
 
 fn print(fp: &Fingerprinter, e: &[u8]) -> RowPrint {
-    fp.print(ElementKind::Customer, customer_id_of(e).expect("customer element"), e)
+    fp.print(
+        ElementKind::Customer,
+        customer_id_of(e).expect("customer element"),
+        e,
+    )
 }
 
 fn rate(label: &str, rows: usize, took: Duration) {
     let per_sec = rows as f64 / took.as_secs_f64();
-    println!("{label:<58} {:>7.2} M rows/s  {:>6.0} ns/row", per_sec / 1e6, took.as_nanos() as f64 / rows as f64);
+    println!(
+        "{label:<58} {:>7.2} M rows/s  {:>6.0} ns/row",
+        per_sec / 1e6,
+        took.as_nanos() as f64 / rows as f64
+    );
 }
 
 fn runtime() -> tokio::runtime::Runtime {
-    tokio::runtime::Builder::new_multi_thread().worker_threads(1).enable_all().build().expect("runtime")
+    tokio::runtime::Builder::new_multi_thread()
+        .worker_threads(1)
+        .enable_all()
+        .build()
+        .expect("runtime")
 }
 
 fn throughput(rows: usize) {
@@ -87,26 +115,55 @@ fn throughput(rows: usize) {
     let rt = runtime();
     let store = Arc::new(MemStore::default());
     let location = SyncLocation::new(BUCKET, "moengage-sync/", "WS/user_attributes");
-    let open = |mode| rt.block_on(SyncState::open(store.clone(), location.clone(), SyncOptions::new(mode, false))).expect("open");
+    let open = |mode| {
+        rt.block_on(SyncState::open(
+            store.clone(),
+            location.clone(),
+            SyncOptions::new(mode, false),
+        ))
+        .expect("open")
+    };
     let fp = Fingerprinter::with_mapping_fingerprint(MAPPING);
     let (all, ends) = corpus(rows, None);
-    println!("corpus: {rows} elements, {} bytes each on average", all.len() / rows);
+    println!(
+        "corpus: {rows} elements, {} bytes each on average",
+        all.len() / rows
+    );
 
     let t = Instant::now();
     let prints: Vec<RowPrint> = each(&all, &ends).map(|e| print(&fp, e)).collect();
-    rate("fingerprint (customer_id_of + key + payload hash)", rows, t.elapsed());
+    rate(
+        "fingerprint (customer_id_of + key + payload hash)",
+        rows,
+        t.elapsed(),
+    );
 
     // First run: every row New, then every row accepted (50 per request) and saved.
     let state = open(SyncMode::Upsert);
     let t = Instant::now();
-    let sent = each(&all, &ends).filter(|e| state.classify(ElementKind::Customer, print(&fp, e)).expect("classify").send).count();
-    rate("first run: fingerprint + classify (all New)", rows, t.elapsed());
+    let sent = each(&all, &ends)
+        .filter(|e| {
+            state
+                .classify(ElementKind::Customer, print(&fp, e))
+                .expect("classify")
+                .send
+        })
+        .count();
+    rate(
+        "first run: fingerprint + classify (all New)",
+        rows,
+        t.elapsed(),
+    );
     assert_eq!(sent, rows);
     let t = Instant::now();
     for chunk in prints.chunks(50) {
         state.record_delivered(chunk);
     }
-    rate("first run: record_delivered (50 per call)", rows, t.elapsed());
+    rate(
+        "first run: record_delivered (50 per call)",
+        rows,
+        t.elapsed(),
+    );
     let t = Instant::now();
     let saved = rt.block_on(state.save()).expect("save");
     println!(
@@ -126,8 +183,19 @@ fn throughput(rows: usize) {
     // Unchanged re-sync, shards loaded lazily from the (in-memory) store on first use.
     let state = open(SyncMode::Upsert);
     let t = Instant::now();
-    let sent = each(&all, &ends).filter(|e| state.classify(ElementKind::Customer, print(&fp, e)).expect("classify").send).count();
-    rate("unchanged re-sync: fingerprint + classify, lazy loads", rows, t.elapsed());
+    let sent = each(&all, &ends)
+        .filter(|e| {
+            state
+                .classify(ElementKind::Customer, print(&fp, e))
+                .expect("classify")
+                .send
+        })
+        .count();
+    rate(
+        "unchanged re-sync: fingerprint + classify, lazy loads",
+        rows,
+        t.elapsed(),
+    );
     assert_eq!(sent, 0);
     drop(state);
 
@@ -135,8 +203,20 @@ fn throughput(rows: usize) {
     let state = open(SyncMode::Upsert);
     rt.block_on(state.prefetch(16)).expect("prefetch");
     let t = Instant::now();
-    let sent = prints.iter().filter(|p| state.classify(ElementKind::Customer, **p).expect("classify").send).count();
-    rate("unchanged re-sync: classify only (prefetched, prints ready)", rows, t.elapsed());
+    let sent = prints
+        .iter()
+        .filter(|p| {
+            state
+                .classify(ElementKind::Customer, **p)
+                .expect("classify")
+                .send
+        })
+        .count();
+    rate(
+        "unchanged re-sync: classify only (prefetched, prints ready)",
+        rows,
+        t.elapsed(),
+    );
     assert_eq!(sent, 0);
     drop(state);
 
@@ -144,13 +224,27 @@ fn throughput(rows: usize) {
     let (all, ends) = corpus(rows, Some(100));
     let state = open(SyncMode::Upsert);
     let t = Instant::now();
-    let sent = each(&all, &ends).filter(|e| state.classify(ElementKind::Customer, print(&fp, e)).expect("classify").send).count();
-    rate("1% changed: fingerprint + classify, lazy loads", rows, t.elapsed());
+    let sent = each(&all, &ends)
+        .filter(|e| {
+            state
+                .classify(ElementKind::Customer, print(&fp, e))
+                .expect("classify")
+                .send
+        })
+        .count();
+    rate(
+        "1% changed: fingerprint + classify, lazy loads",
+        rows,
+        t.elapsed(),
+    );
     assert_eq!(sent, rows.div_ceil(100));
 }
 
 fn codec_speed() {
-    println!("\n## shard encode / decode (format v{})", codec::FORMAT_VERSION);
+    println!(
+        "\n## shard encode / decode (format v{})",
+        codec::FORMAT_VERSION
+    );
     // 1M and 10M keys over 256 shards.
     for keys in [3_906u64, 39_062] {
         let step = (1u64 << 56) / keys;
@@ -182,24 +276,42 @@ fn codec_speed() {
 }
 
 fn memory(key_counts: &[usize]) {
-    println!("\n## peak memory (VmHWM of one child process per scenario; rows generated on the fly)");
+    println!(
+        "\n## peak memory (VmHWM of one child process per scenario; rows generated on the fly)"
+    );
     println!(
         "{:<8} {:>10} {:>11} {:>13} {:>10} {:>13} {:>9}",
         "scenario", "keys", "VmHWM MiB", "over idle MiB", "B/key", "state heap MiB", "seconds"
     );
     let exe = std::env::current_exe().expect("current exe");
     for &keys in key_counts {
-        let dir = std::env::temp_dir().join(format!("sync-state-bench-{}-{keys}", std::process::id()));
+        let dir =
+            std::env::temp_dir().join(format!("sync-state-bench-{}-{keys}", std::process::id()));
         let _ = std::fs::remove_dir_all(&dir);
         let mut idle_kib = 0;
         for scenario in ["idle", "first", "resync"] {
-            let out = Command::new(&exe).args(["child", scenario, &keys.to_string()]).arg(&dir).output().expect("run child");
-            assert!(out.status.success(), "child {scenario} {keys}: {}", String::from_utf8_lossy(&out.stderr));
+            let out = Command::new(&exe)
+                .args(["child", scenario, &keys.to_string()])
+                .arg(&dir)
+                .output()
+                .expect("run child");
+            assert!(
+                out.status.success(),
+                "child {scenario} {keys}: {}",
+                String::from_utf8_lossy(&out.stderr)
+            );
             let text = String::from_utf8_lossy(&out.stdout);
             let field = |name: &str| -> f64 {
-                text.split_whitespace().find_map(|w| w.strip_prefix(name)).and_then(|v| v.parse().ok()).expect("child output")
+                text.split_whitespace()
+                    .find_map(|w| w.strip_prefix(name))
+                    .and_then(|v| v.parse().ok())
+                    .expect("child output")
             };
-            let (hwm, heap, secs) = (field("hwm_kib=") as u64, field("heap_bytes="), field("secs="));
+            let (hwm, heap, secs) = (
+                field("hwm_kib=") as u64,
+                field("heap_bytes="),
+                field("secs="),
+            );
             if scenario == "idle" {
                 idle_kib = hwm;
             }
@@ -222,18 +334,30 @@ fn memory(key_counts: &[usize]) {
 /// rows against that state (all unchanged, shards loaded lazily) and saves (nothing to write).
 fn child(scenario: &str, keys: usize, dir: &Path) {
     let rt = runtime();
-    let store = Arc::new(DirStore { root: dir.to_path_buf() });
+    let store = Arc::new(DirStore {
+        root: dir.to_path_buf(),
+    });
     let location = SyncLocation::new(BUCKET, "", "WS/user_attributes");
     let fp = Fingerprinter::with_mapping_fingerprint(MAPPING);
     let t = Instant::now();
     let mut heap = 0usize;
     if scenario != "idle" {
-        let state = rt.block_on(SyncState::open(store, location, SyncOptions::new(SyncMode::Upsert, false))).expect("open");
+        let state = rt
+            .block_on(SyncState::open(
+                store,
+                location,
+                SyncOptions::new(SyncMode::Upsert, false),
+            ))
+            .expect("open");
         let (mut e, mut batch) = (Vec::new(), Vec::with_capacity(50));
         for i in 0..keys {
             element(i, 0, &mut e);
             let p = print(&fp, &e);
-            if state.classify(ElementKind::Customer, p).expect("classify").send {
+            if state
+                .classify(ElementKind::Customer, p)
+                .expect("classify")
+                .send
+            {
                 batch.push(p);
                 if batch.len() == 50 {
                     state.record_delivered(&batch);
@@ -245,12 +369,20 @@ fn child(scenario: &str, keys: usize, dir: &Path) {
         heap = state.heap_bytes();
         rt.block_on(state.save()).expect("save");
     }
-    println!("hwm_kib={} heap_bytes={heap} secs={}", vm_hwm_kib(), t.elapsed().as_secs_f64());
+    println!(
+        "hwm_kib={} heap_bytes={heap} secs={}",
+        vm_hwm_kib(),
+        t.elapsed().as_secs_f64()
+    );
 }
 
 fn vm_hwm_kib() -> u64 {
     let status = std::fs::read_to_string("/proc/self/status").unwrap_or_default();
-    status.lines().find_map(|l| l.strip_prefix("VmHWM:")).and_then(|v| v.trim().trim_end_matches("kB").trim().parse().ok()).unwrap_or(0)
+    status
+        .lines()
+        .find_map(|l| l.strip_prefix("VmHWM:"))
+        .and_then(|v| v.trim().trim_end_matches("kB").trim().parse().ok())
+        .unwrap_or(0)
 }
 
 /// An in-memory store with ETags (content hashes), for the throughput runs.
@@ -261,7 +393,12 @@ struct MemStore {
 
 impl MemStore {
     fn total_bytes(&self) -> usize {
-        self.objects.lock().expect("lock").values().map(Vec::len).sum()
+        self.objects
+            .lock()
+            .expect("lock")
+            .values()
+            .map(Vec::len)
+            .sum()
     }
 }
 
@@ -282,14 +419,34 @@ impl StateStore for MemStore {
     async fn get(&self, _: &str, key: &str) -> Result<Option<Vec<u8>>, StateError> {
         Ok(self.objects.lock().expect("lock").get(key).cloned())
     }
-    async fn put(&self, _: &str, key: &str, body: Vec<u8>, _: bool) -> Result<PutOutcome, StateError> {
+    async fn put(
+        &self,
+        _: &str,
+        key: &str,
+        body: Vec<u8>,
+        _: bool,
+    ) -> Result<PutOutcome, StateError> {
         self.objects.lock().expect("lock").insert(key.into(), body);
         Ok(PutOutcome::Written)
     }
     async fn get_versioned(&self, _: &str, key: &str) -> Result<Option<Versioned>, StateError> {
-        Ok(self.objects.lock().expect("lock").get(key).map(|b| Versioned { etag: etag(b), body: b.clone() }))
+        Ok(self
+            .objects
+            .lock()
+            .expect("lock")
+            .get(key)
+            .map(|b| Versioned {
+                etag: etag(b),
+                body: b.clone(),
+            }))
     }
-    async fn put_if(&self, _: &str, key: &str, body: Vec<u8>, expect: Expect) -> Result<Option<String>, StateError> {
+    async fn put_if(
+        &self,
+        _: &str,
+        key: &str,
+        body: Vec<u8>,
+        expect: Expect,
+    ) -> Result<Option<String>, StateError> {
         let mut objects = self.objects.lock().expect("lock");
         if !holds(objects.get(key).map(Vec::as_slice), &expect) {
             return Ok(None);
@@ -318,7 +475,11 @@ impl DirStore {
     }
     fn write(&self, key: &str, body: &[u8]) -> Result<(), StateError> {
         let path = self.path(key);
-        let err = |e: std::io::Error| StateError { bucket: BUCKET.into(), key: key.into(), reason: e.to_string() };
+        let err = |e: std::io::Error| StateError {
+            bucket: BUCKET.into(),
+            key: key.into(),
+            reason: e.to_string(),
+        };
         std::fs::create_dir_all(path.parent().unwrap_or(&self.root)).map_err(err)?;
         std::fs::write(&path, body).map_err(err)
     }
@@ -329,13 +490,28 @@ impl StateStore for DirStore {
     async fn get(&self, _: &str, key: &str) -> Result<Option<Vec<u8>>, StateError> {
         Ok(self.read(key))
     }
-    async fn put(&self, _: &str, key: &str, body: Vec<u8>, _: bool) -> Result<PutOutcome, StateError> {
+    async fn put(
+        &self,
+        _: &str,
+        key: &str,
+        body: Vec<u8>,
+        _: bool,
+    ) -> Result<PutOutcome, StateError> {
         self.write(key, &body).map(|_| PutOutcome::Written)
     }
     async fn get_versioned(&self, _: &str, key: &str) -> Result<Option<Versioned>, StateError> {
-        Ok(self.read(key).map(|body| Versioned { etag: etag(&body), body }))
+        Ok(self.read(key).map(|body| Versioned {
+            etag: etag(&body),
+            body,
+        }))
     }
-    async fn put_if(&self, _: &str, key: &str, body: Vec<u8>, expect: Expect) -> Result<Option<String>, StateError> {
+    async fn put_if(
+        &self,
+        _: &str,
+        key: &str,
+        body: Vec<u8>,
+        expect: Expect,
+    ) -> Result<Option<String>, StateError> {
         // One process writes at a time here; the check-then-write is not atomic and need not be.
         if !holds(self.read(key).as_deref(), &expect) {
             return Ok(None);

@@ -82,22 +82,45 @@ impl Batcher {
             ObjectType::UserAttributes => (Endpoint::Customer, 1, SINGLE_REQUEST_MAX_BYTES),
             ObjectType::Events => (Endpoint::Event, 1, SINGLE_REQUEST_MAX_BYTES),
         };
-        Batcher { endpoint, max_records, max_bytes, body: Vec::with_capacity(max_bytes.min(1 << 20)), records: 0, events: 0, prints: Vec::new(), first_row: 0, last_row: 0 }
+        Batcher {
+            endpoint,
+            max_records,
+            max_bytes,
+            body: Vec::with_capacity(max_bytes.min(1 << 20)),
+            records: 0,
+            events: 0,
+            prints: Vec::new(),
+            first_row: 0,
+            last_row: 0,
+        }
     }
 
     /// Adds one encoded element for data row `row` (`is_event`: an event element, else a
     /// customer). Returns the previous body when this element did not fit beside it (the element
     /// then starts the next body), or `Err` when the element is too large to be sent even alone
     /// (nothing is changed then).
-    pub fn push(&mut self, element: &[u8], row: u64, is_event: bool, print: Option<RowPrint>) -> Result<Option<Batch>, TooLarge> {
+    pub fn push(
+        &mut self,
+        element: &[u8],
+        row: u64,
+        is_event: bool,
+        print: Option<RowPrint>,
+    ) -> Result<Option<Batch>, TooLarge> {
         let alone = self.framed_len(0, element.len());
         if alone > self.max_bytes {
-            return Err(TooLarge { bytes: alone, limit: self.max_bytes });
+            return Err(TooLarge {
+                bytes: alone,
+                limit: self.max_bytes,
+            });
         }
         let fits = self.records > 0
             && (self.records as usize) < self.max_records
             && self.framed_len(self.body.len(), element.len()) <= self.max_bytes;
-        let flushed = if self.records > 0 && !fits { self.take() } else { None };
+        let flushed = if self.records > 0 && !fits {
+            self.take()
+        } else {
+            None
+        };
         self.append(element, row);
         self.events += u64::from(is_event);
         self.prints.extend(print);
@@ -113,7 +136,11 @@ impl Batcher {
     fn framed_len(&self, current: usize, len: usize) -> usize {
         match self.endpoint {
             Endpoint::Transition => {
-                let base = if current == 0 { TRANSITION_PREFIX.len() } else { current + 1 };
+                let base = if current == 0 {
+                    TRANSITION_PREFIX.len()
+                } else {
+                    current + 1
+                };
                 base + len + TRANSITION_SUFFIX.len()
             }
             _ => len,
@@ -141,7 +168,10 @@ impl Batcher {
         if self.endpoint == Endpoint::Transition {
             self.body.extend_from_slice(TRANSITION_SUFFIX);
         }
-        let body = std::mem::replace(&mut self.body, Vec::with_capacity(self.max_bytes.min(1 << 20)));
+        let body = std::mem::replace(
+            &mut self.body,
+            Vec::with_capacity(self.max_bytes.min(1 << 20)),
+        );
         let batch = Batch {
             endpoint: self.endpoint,
             body,
@@ -186,12 +216,18 @@ mod tests {
     fn bodies_are_valid_json_within_both_limits_and_as_full_as_possible() {
         let mut b = Batcher::new(ObjectType::BulkImport, 50, 100_000);
         let batches = run(&mut b, &[100; 120]);
-        assert_eq!(batches.iter().map(|b| b.records).collect::<Vec<_>>(), [50, 50, 20]);
+        assert_eq!(
+            batches.iter().map(|b| b.records).collect::<Vec<_>>(),
+            [50, 50, 20]
+        );
         let mut b = Batcher::new(ObjectType::BulkImport, 50, 100_000);
         let batches = run(&mut b, &[3000; 100]);
         for batch in &batches {
             let v: serde_json::Value = serde_json::from_slice(&batch.body).unwrap();
-            assert_eq!(v["elements"].as_array().unwrap().len() as u64, batch.records);
+            assert_eq!(
+                v["elements"].as_array().unwrap().len() as u64,
+                batch.records
+            );
             assert!(batch.body.len() <= 100_000);
         }
         // 33 × 3000 + 32 commas + 36 framing = 99_068; a 34th would exceed 100,000.

@@ -107,7 +107,12 @@ pub enum ObjectType {
 impl ObjectType {
     pub const ACCEPTED: &'static str = "user_attributes, events or bulk_import";
     pub fn parse(value: &str) -> Option<Self> {
-        match value.trim().to_ascii_lowercase().replace([' ', '-'], "_").as_str() {
+        match value
+            .trim()
+            .to_ascii_lowercase()
+            .replace([' ', '-'], "_")
+            .as_str()
+        {
             "user_attributes" => Some(ObjectType::UserAttributes),
             "events" => Some(ObjectType::Events),
             "bulk_import" => Some(ObjectType::BulkImport),
@@ -222,11 +227,21 @@ pub struct Config {
 #[derive(Debug, thiserror::Error, PartialEq, Eq)]
 pub enum ConfigError {
     #[error("{variable} is not set; expected {accepted}")]
-    Missing { variable: &'static str, accepted: String },
+    Missing {
+        variable: &'static str,
+        accepted: String,
+    },
     #[error("{variable}={value:?} is not valid; expected {accepted}")]
-    Invalid { variable: &'static str, value: String, accepted: String },
+    Invalid {
+        variable: &'static str,
+        value: String,
+        accepted: String,
+    },
     #[error("{variable} and {other} are both set; set only one of them")]
-    Conflict { variable: &'static str, other: &'static str },
+    Conflict {
+        variable: &'static str,
+        other: &'static str,
+    },
 }
 
 impl Config {
@@ -257,7 +272,9 @@ impl Config {
                 variable: "MOENGAGE_WORKSPACE_ID",
                 accepted: "your Workspace ID from Settings > Account > APIs".into(),
             })?;
-        let app_id = get("MOENGAGE_APP_ID").map(|v| v.trim().to_string()).unwrap_or_else(|| workspace_id.clone());
+        let app_id = get("MOENGAGE_APP_ID")
+            .map(|v| v.trim().to_string())
+            .unwrap_or_else(|| workspace_id.clone());
 
         let api_key = match (get("MOENGAGE_API_KEY"), get("MOENGAGE_API_KEY_SECRET_ARN")) {
             (Some(_), Some(_)) => {
@@ -278,13 +295,12 @@ impl Config {
                 }
                 ApiKeySource::SecretArn(arn)
             }
-            (None, None) => {
-                return Err(ConfigError::Missing {
-                    variable: "MOENGAGE_API_KEY",
-                    accepted: "the Data API key, or MOENGAGE_API_KEY_SECRET_ARN naming a secret that holds it"
+            (None, None) => return Err(ConfigError::Missing {
+                variable: "MOENGAGE_API_KEY",
+                accepted:
+                    "the Data API key, or MOENGAGE_API_KEY_SECRET_ARN naming a secret that holds it"
                         .into(),
-                })
-            }
+            }),
         };
 
         let api_base_url = match get("MOENGAGE_API_URL") {
@@ -294,7 +310,8 @@ impl Config {
                     return Err(ConfigError::Invalid {
                         variable: "MOENGAGE_API_URL",
                         value: url,
-                        accepted: "an http:// or https:// base URL, e.g. http://127.0.0.1:8080".into(),
+                        accepted: "an http:// or https:// base URL, e.g. http://127.0.0.1:8080"
+                            .into(),
                     });
                 }
                 // Users paste the documented base `https://api-01.moengage.com/v1`; paths add /v1.
@@ -349,11 +366,20 @@ impl Config {
         let state_prefix = {
             let p = get("STATE_PREFIX").unwrap_or_else(|| DEFAULT_STATE_PREFIX.into());
             let p = p.trim().trim_start_matches('/').to_string();
-            if p.is_empty() || p.ends_with('/') { p } else { format!("{p}/") }
+            if p.is_empty() || p.ends_with('/') {
+                p
+            } else {
+                format!("{p}/")
+            }
         };
 
-        let rate_limit_per_minute =
-            parse_number("RATE_LIMIT_PER_MINUTE", get("RATE_LIMIT_PER_MINUTE"), DEFAULT_RATE_LIMIT_PER_MINUTE, 1, 1_000_000)?;
+        let rate_limit_per_minute = parse_number(
+            "RATE_LIMIT_PER_MINUTE",
+            get("RATE_LIMIT_PER_MINUTE"),
+            DEFAULT_RATE_LIMIT_PER_MINUTE,
+            1,
+            1_000_000,
+        )?;
         let users_per_minute = match get("USERS_PER_MINUTE") {
             None => None,
             raw => Some(parse_number("USERS_PER_MINUTE", raw, 0, 1, 10_000_000)?),
@@ -362,14 +388,30 @@ impl Config {
             None => None,
             raw => Some(parse_number("EVENTS_PER_MINUTE", raw, 0, 1, 10_000_000)?),
         };
-        let batch_max_records =
-            parse_number("BATCH_MAX_RECORDS", get("BATCH_MAX_RECORDS"), DEFAULT_BATCH_MAX_RECORDS, 1, 10_000)?;
-        let batch_max_bytes =
-            parse_number("BATCH_MAX_BYTES", get("BATCH_MAX_BYTES"), DEFAULT_BATCH_MAX_BYTES, 1_000, 10_000_000)?;
+        let batch_max_records = parse_number(
+            "BATCH_MAX_RECORDS",
+            get("BATCH_MAX_RECORDS"),
+            DEFAULT_BATCH_MAX_RECORDS,
+            1,
+            10_000,
+        )?;
+        let batch_max_bytes = parse_number(
+            "BATCH_MAX_BYTES",
+            get("BATCH_MAX_BYTES"),
+            DEFAULT_BATCH_MAX_BYTES,
+            1_000,
+            10_000_000,
+        )?;
 
         let defaults = RetryPolicy::default();
         let retry = RetryPolicy {
-            max_attempts: parse_number("RETRY_MAX_ATTEMPTS", get("RETRY_MAX_ATTEMPTS"), defaults.max_attempts, 1, 100)?,
+            max_attempts: parse_number(
+                "RETRY_MAX_ATTEMPTS",
+                get("RETRY_MAX_ATTEMPTS"),
+                defaults.max_attempts,
+                1,
+                100,
+            )?,
             base_delay: Duration::from_millis(parse_number(
                 "RETRY_BASE_DELAY_MS",
                 get("RETRY_BASE_DELAY_MS"),
@@ -419,9 +461,18 @@ impl Config {
             })?,
         };
         let source_bucket = get("SOURCE_BUCKET").map(|v| v.trim().to_string());
-        let source_prefix = get("SOURCE_PREFIX").map(|v| v.trim().trim_start_matches('/').to_string()).unwrap_or_default();
-        let sweep_max_objects = parse_number("SWEEP_MAX_OBJECTS", get("SWEEP_MAX_OBJECTS"), 10, 1, 10_000)?;
-        let deadline_margin_secs = parse_number("DEADLINE_MARGIN_SECS", get("DEADLINE_MARGIN_SECS"), 60, 0, 600)?;
+        let source_prefix = get("SOURCE_PREFIX")
+            .map(|v| v.trim().trim_start_matches('/').to_string())
+            .unwrap_or_default();
+        let sweep_max_objects =
+            parse_number("SWEEP_MAX_OBJECTS", get("SWEEP_MAX_OBJECTS"), 10, 1, 10_000)?;
+        let deadline_margin_secs = parse_number(
+            "DEADLINE_MARGIN_SECS",
+            get("DEADLINE_MARGIN_SECS"),
+            60,
+            0,
+            600,
+        )?;
         let max_run_secs = parse_number("MAX_RUN_SECS", get("MAX_RUN_SECS"), 840, 1, 86_400)?;
 
         Ok(Config {
@@ -456,12 +507,22 @@ impl Config {
 
     /// Host name shown in diagnoses: the DC's host, or the override's host.
     pub fn api_host(&self) -> &str {
-        let rest = self.api_base_url.split("://").nth(1).unwrap_or(&self.api_base_url);
+        let rest = self
+            .api_base_url
+            .split("://")
+            .nth(1)
+            .unwrap_or(&self.api_base_url);
         rest.split('/').next().unwrap_or(rest)
     }
 }
 
-fn parse_number<T>(variable: &'static str, raw: Option<String>, default: T, min: T, max: T) -> Result<T, ConfigError>
+fn parse_number<T>(
+    variable: &'static str,
+    raw: Option<String>,
+    default: T,
+    min: T,
+    max: T,
+) -> Result<T, ConfigError>
 where
     T: std::str::FromStr + PartialOrd + fmt::Display + Copy,
 {
@@ -489,7 +550,10 @@ mod tests {
             ("MOENGAGE_WORKSPACE_ID", "WS1".to_string()),
             ("MOENGAGE_API_KEY", "key-123".to_string()),
             ("OBJECT_TYPE", "bulk_import".to_string()),
-            ("DEAD_LETTER_QUEUE_URL", "http://127.0.0.1:1/123/dlq".to_string()),
+            (
+                "DEAD_LETTER_QUEUE_URL",
+                "http://127.0.0.1:1/123/dlq".to_string(),
+            ),
         ])
     }
 
@@ -538,7 +602,11 @@ mod tests {
     #[test]
     fn bad_values_fail_with_one_line_naming_the_variable() {
         let cases: &[(&str, &str, &str)] = &[
-            ("OBJECT_TYPE", "users", "user_attributes, events or bulk_import"),
+            (
+                "OBJECT_TYPE",
+                "users",
+                "user_attributes, events or bulk_import",
+            ),
             ("SYNC_MODE", "mirror", "upsert, insert or update"),
             ("RATE_LIMIT_PER_MINUTE", "fast", "whole number"),
             ("RATE_LIMIT_PER_MINUTE", "0", "whole number from 1"),
@@ -566,11 +634,20 @@ mod tests {
 
     #[test]
     fn missing_required_variables_are_named() {
-        for var in ["MOENGAGE_DATA_CENTER", "MOENGAGE_WORKSPACE_ID", "OBJECT_TYPE", "DEAD_LETTER_QUEUE_URL", "MOENGAGE_API_KEY"] {
+        for var in [
+            "MOENGAGE_DATA_CENTER",
+            "MOENGAGE_WORKSPACE_ID",
+            "OBJECT_TYPE",
+            "DEAD_LETTER_QUEUE_URL",
+            "MOENGAGE_API_KEY",
+        ] {
             let mut vars = base();
             vars.remove(var);
             let err = load(&vars).unwrap_err().to_string();
-            assert!(err.starts_with(var) && err.contains("not set"), "{var}: {err}");
+            assert!(
+                err.starts_with(var) && err.contains("not set"),
+                "{var}: {err}"
+            );
         }
     }
 
@@ -578,7 +655,10 @@ mod tests {
     fn api_key_never_appears_in_errors_or_debug() {
         let mut vars = base();
         vars.insert("MOENGAGE_API_KEY", "super-secret-key".into());
-        vars.insert("MOENGAGE_API_KEY_SECRET_ARN", "arn:aws:secretsmanager:x".into());
+        vars.insert(
+            "MOENGAGE_API_KEY_SECRET_ARN",
+            "arn:aws:secretsmanager:x".into(),
+        );
         let err = load(&vars).unwrap_err().to_string();
         assert!(!err.contains("super-secret-key"), "{err}");
         vars.remove("MOENGAGE_API_KEY_SECRET_ARN");
@@ -605,6 +685,9 @@ mod tests {
         assert_eq!(cfg.api_base_url, "http://127.0.0.1:8080");
         assert_eq!(cfg.api_host(), "127.0.0.1:8080");
         assert_eq!(cfg.state_prefix, "state/");
-        assert_eq!(cfg.app_id, "WS1", "empty MOENGAGE_APP_ID (as SAM passes it) means unset");
+        assert_eq!(
+            cfg.app_id, "WS1",
+            "empty MOENGAGE_APP_ID (as SAM passes it) means unset"
+        );
     }
 }

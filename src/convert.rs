@@ -25,7 +25,10 @@ pub enum Cell<'a> {
     /// A number as its exact JSON text (NDJSON): sent digit for digit, never through f64.
     Number(&'a str),
     /// A fixed-point decimal (Parquet DECIMAL): `unscaled × 10^-scale`.
-    Decimal { unscaled: i128, scale: i8 },
+    Decimal {
+        unscaled: i128,
+        scale: i8,
+    },
     /// An instant (Parquet TIMESTAMP, INT96), sent as a MoEngage datetime.
     Timestamp(DateTime<Utc>),
     /// A calendar date (Parquet DATE), sent as `YYYY-MM-DD`.
@@ -40,7 +43,13 @@ impl Cell<'_> {
             Cell::Null => true,
             Cell::Str(s) => s.trim().is_empty(),
             Cell::Json(v) => v.is_null() || v.as_str().is_some_and(|s| s.trim().is_empty()),
-            Cell::Int(_) | Cell::Float(_) | Cell::Bool(_) | Cell::Number(_) | Cell::Decimal { .. } | Cell::Timestamp(_) | Cell::Date(_) => false,
+            Cell::Int(_)
+            | Cell::Float(_)
+            | Cell::Bool(_)
+            | Cell::Number(_)
+            | Cell::Decimal { .. }
+            | Cell::Timestamp(_)
+            | Cell::Date(_) => false,
         }
     }
 
@@ -74,7 +83,9 @@ impl Cell<'_> {
             Cell::Int(i) => Some(*i as f64),
             Cell::Float(f) => Some(*f),
             Cell::Number(s) => s.parse().ok(),
-            Cell::Decimal { unscaled, scale } => Some(*unscaled as f64 / 10f64.powi(i32::from(*scale))),
+            Cell::Decimal { unscaled, scale } => {
+                Some(*unscaled as f64 / 10f64.powi(i32::from(*scale)))
+            }
             _ => None,
         }
     }
@@ -94,7 +105,8 @@ pub enum FieldType {
 }
 
 impl FieldType {
-    pub const ACCEPTED: &'static str = "string, number, integer, boolean, datetime, date, array or json";
+    pub const ACCEPTED: &'static str =
+        "string, number, integer, boolean, datetime, date, array or json";
     pub fn parse(s: &str) -> Option<Self> {
         Some(match s.trim().to_ascii_lowercase().as_str() {
             "string" | "text" => FieldType::String,
@@ -183,11 +195,19 @@ fn write_typed(
 ) -> Result<(), ConvertError> {
     // Typed cells that already are what the field wants go straight out, without text between.
     match (ty, cell) {
-        (FieldType::Number, Cell::Int(_) | Cell::Float(_) | Cell::Number(_) | Cell::Decimal { .. }) | (FieldType::Integer, Cell::Int(_)) => {
+        (
+            FieldType::Number,
+            Cell::Int(_) | Cell::Float(_) | Cell::Number(_) | Cell::Decimal { .. },
+        )
+        | (FieldType::Integer, Cell::Int(_)) => {
             return write_untyped(cell, out);
         }
-        (FieldType::Json, c) if !matches!(c, Cell::Str(_) | Cell::Json(_)) => return write_untyped(cell, out),
-        (FieldType::Boolean, Cell::Bool(_)) | (FieldType::Datetime, Cell::Timestamp(_)) | (FieldType::Date, Cell::Date(_)) => {
+        (FieldType::Json, c) if !matches!(c, Cell::Str(_) | Cell::Json(_)) => {
+            return write_untyped(cell, out)
+        }
+        (FieldType::Boolean, Cell::Bool(_))
+        | (FieldType::Datetime, Cell::Timestamp(_))
+        | (FieldType::Date, Cell::Date(_)) => {
             return write_untyped(cell, out);
         }
         _ => {}
@@ -202,14 +222,17 @@ fn write_typed(
         },
         FieldType::Integer => {
             let s = text.trim();
-            let n = parse_integer(s).ok_or_else(|| ConvertError(format!("{s:?} is not an integer")))?;
+            let n =
+                parse_integer(s).ok_or_else(|| ConvertError(format!("{s:?} is not an integer")))?;
             out.extend_from_slice(itoa::Buffer::new().format(n).as_bytes());
         }
         FieldType::Boolean => {
             let b = match cell {
                 Cell::Json(Value::Bool(b)) => *b,
                 _ => parse_bool(text).ok_or_else(|| {
-                    ConvertError(format!("{text:?} is not a boolean (true/false, 1/0, yes/no, t/f)"))
+                    ConvertError(format!(
+                        "{text:?} is not a boolean (true/false, 1/0, yes/no, t/f)"
+                    ))
                 })?,
             };
             out.extend_from_slice(if b { b"true" } else { b"false" });
@@ -245,14 +268,17 @@ fn write_typed(
                 check_array(a, warnings);
                 serde_json::to_writer(&mut *out, a).map_err(|e| ConvertError(e.to_string()))?;
             }
-            _ if text.trim().starts_with('[') => write_json(&Value::Array(parse_array(text)?), out, warnings)?,
+            _ if text.trim().starts_with('[') => {
+                write_json(&Value::Array(parse_array(text)?), out, warnings)?
+            }
             // Delimited text: written straight out (no Value per element); same result as parse_array.
             _ => write_delimited_array(text, out, warnings),
         },
         FieldType::Json => {
             let v = match cell {
                 Cell::Json(v) => v.clone(),
-                _ => serde_json::from_str::<Value>(text).map_err(|e| ConvertError(format!("not valid JSON: {e}")))?,
+                _ => serde_json::from_str::<Value>(text)
+                    .map_err(|e| ConvertError(format!("not valid JSON: {e}")))?,
             };
             write_json(&v, out, warnings)?;
         }
@@ -260,8 +286,16 @@ fn write_typed(
     Ok(())
 }
 
-fn write_str(s: &str, out: &mut Vec<u8>, warnings: &mut Vec<ValueWarning>) -> Result<(), ConvertError> {
-    let chars = if s.len() > MAX_STRING_CHARS { s.chars().count() } else { s.len() };
+fn write_str(
+    s: &str,
+    out: &mut Vec<u8>,
+    warnings: &mut Vec<ValueWarning>,
+) -> Result<(), ConvertError> {
+    let chars = if s.len() > MAX_STRING_CHARS {
+        s.chars().count()
+    } else {
+        s.len()
+    };
     if chars > MAX_STRING_CHARS {
         warnings.push(ValueWarning::LongString(chars));
     }
@@ -269,7 +303,11 @@ fn write_str(s: &str, out: &mut Vec<u8>, warnings: &mut Vec<ValueWarning>) -> Re
     Ok(())
 }
 
-fn write_json(v: &Value, out: &mut Vec<u8>, warnings: &mut Vec<ValueWarning>) -> Result<(), ConvertError> {
+fn write_json(
+    v: &Value,
+    out: &mut Vec<u8>,
+    warnings: &mut Vec<ValueWarning>,
+) -> Result<(), ConvertError> {
     match v {
         Value::String(s) => write_str(s, out, warnings),
         Value::Array(a) => {
@@ -296,7 +334,9 @@ pub fn write_raw_str(s: &str, out: &mut Vec<u8>) {
 /// JSON has no NaN or infinity; such a float cannot be sent.
 fn write_float(f: f64, out: &mut Vec<u8>) -> Result<(), ConvertError> {
     if !f.is_finite() {
-        return Err(ConvertError(format!("{f} is not a number MoEngage can store")));
+        return Err(ConvertError(format!(
+            "{f} is not a number MoEngage can store"
+        )));
     }
     out.extend_from_slice(format_float(f).as_bytes());
     Ok(())
@@ -430,7 +470,10 @@ pub fn parse_bool(s: &str) -> Option<bool> {
 /// `a, b ,c` / `a;b` / `a|b` as a JSON array of strings, written directly.
 fn write_delimited_array(text: &str, out: &mut Vec<u8>, warnings: &mut Vec<ValueWarning>) {
     let t = text.trim();
-    let delim = [',', ';', '|'].into_iter().find(|d| t.contains(*d)).unwrap_or(',');
+    let delim = [',', ';', '|']
+        .into_iter()
+        .find(|d| t.contains(*d))
+        .unwrap_or(',');
     out.push(b'[');
     let mut n = 0;
     for part in t.split(delim).map(str::trim).filter(|p| !p.is_empty()) {
@@ -451,11 +494,16 @@ fn parse_array(s: &str) -> Result<Vec<Value>, ConvertError> {
     if t.starts_with('[') {
         return match serde_json::from_str::<Value>(t) {
             Ok(Value::Array(a)) => Ok(a),
-            _ => Err(ConvertError(format!("{t:?} starts like a JSON array but is not one"))),
+            _ => Err(ConvertError(format!(
+                "{t:?} starts like a JSON array but is not one"
+            ))),
         };
     }
     // Delimited: the first of , ; | that occurs, so "a;b" and "a|b" work as well as "a,b".
-    let delim = [',', ';', '|'].into_iter().find(|d| t.contains(*d)).unwrap_or(',');
+    let delim = [',', ';', '|']
+        .into_iter()
+        .find(|d| t.contains(*d))
+        .unwrap_or(',');
     Ok(t.split(delim)
         .map(str::trim)
         .filter(|p| !p.is_empty())
@@ -500,20 +548,33 @@ pub fn parse_datetime(s: &str) -> Option<DateTime<Utc>> {
         return Some(dt.with_timezone(&Utc));
     }
     let t = t.strip_suffix(" UTC").unwrap_or(t).trim();
-    const WITH_OFFSET: [&str; 4] = ["%Y-%m-%d %H:%M:%S%.f %z", "%Y-%m-%dT%H:%M:%S%.f%z", "%Y-%m-%d %H:%M:%S%.f%z", "%Y-%m-%d %H:%M:%S%.f %:z"];
+    const WITH_OFFSET: [&str; 4] = [
+        "%Y-%m-%d %H:%M:%S%.f %z",
+        "%Y-%m-%dT%H:%M:%S%.f%z",
+        "%Y-%m-%d %H:%M:%S%.f%z",
+        "%Y-%m-%d %H:%M:%S%.f %:z",
+    ];
     for f in WITH_OFFSET {
         if let Ok(dt) = DateTime::parse_from_str(t, f) {
             return Some(dt.with_timezone(&Utc));
         }
     }
-    const NAIVE: [&str; 4] = ["%Y-%m-%d %H:%M:%S%.f", "%Y-%m-%dT%H:%M:%S%.f", "%Y-%m-%d %H:%M", "%Y-%m-%dT%H:%M"];
+    const NAIVE: [&str; 4] = [
+        "%Y-%m-%d %H:%M:%S%.f",
+        "%Y-%m-%dT%H:%M:%S%.f",
+        "%Y-%m-%d %H:%M",
+        "%Y-%m-%dT%H:%M",
+    ];
     for f in NAIVE {
         if let Ok(dt) = NaiveDateTime::parse_from_str(t, f) {
             return Some(dt.and_utc());
         }
     }
     let t = t.strip_suffix('Z').unwrap_or(t);
-    NaiveDate::parse_from_str(t, "%Y-%m-%d").ok().and_then(|d| d.and_hms_opt(0, 0, 0)).map(|dt| dt.and_utc())
+    NaiveDate::parse_from_str(t, "%Y-%m-%d")
+        .ok()
+        .and_then(|d| d.and_hms_opt(0, 0, 0))
+        .map(|dt| dt.and_utc())
 }
 
 /// `YYYY-MM-DD` exactly, by hand.
@@ -522,7 +583,11 @@ fn parse_date_fast(s: &str) -> Option<NaiveDate> {
     if b.len() != 10 || b[4] != b'-' || b[7] != b'-' {
         return None;
     }
-    let num = |r: std::ops::Range<usize>| b[r].iter().try_fold(0u32, |acc, c| c.is_ascii_digit().then(|| acc * 10 + u32::from(c - b'0')));
+    let num = |r: std::ops::Range<usize>| {
+        b[r].iter().try_fold(0u32, |acc, c| {
+            c.is_ascii_digit().then(|| acc * 10 + u32::from(c - b'0'))
+        })
+    };
     NaiveDate::from_ymd_opt(num(0..4)? as i32, num(5..7)?, num(8..10)?)
 }
 
@@ -531,11 +596,19 @@ fn parse_date_fast(s: &str) -> Option<NaiveDate> {
 /// `[ ]±HH[:]MM`. Anything else (or anything out of range) is left to the general parser.
 fn parse_datetime_fast(t: &str) -> Option<DateTime<Utc>> {
     let b = t.as_bytes();
-    if b.len() < 19 || b[4] != b'-' || b[7] != b'-' || !(b[10] == b'T' || b[10] == b' ') || b[13] != b':' || b[16] != b':' {
+    if b.len() < 19
+        || b[4] != b'-'
+        || b[7] != b'-'
+        || !(b[10] == b'T' || b[10] == b' ')
+        || b[13] != b':'
+        || b[16] != b':'
+    {
         return None;
     }
     let num = |r: std::ops::Range<usize>| -> Option<u32> {
-        b[r].iter().try_fold(0u32, |acc, c| c.is_ascii_digit().then(|| acc * 10 + u32::from(c - b'0')))
+        b[r].iter().try_fold(0u32, |acc, c| {
+            c.is_ascii_digit().then(|| acc * 10 + u32::from(c - b'0'))
+        })
     };
     let (year, month, day) = (num(0..4)?, num(5..7)?, num(8..10)?);
     let (hour, minute, second) = (num(11..13)?, num(14..16)?, num(17..19)?);
@@ -579,7 +652,8 @@ fn parse_datetime_fast(t: &str) -> Option<DateTime<Utc>> {
             sign * (h * 3600 + m * 60)
         }
     };
-    let naive = NaiveDate::from_ymd_opt(year as i32, month, day)?.and_hms_nano_opt(hour, minute, second, nanos)?;
+    let naive = NaiveDate::from_ymd_opt(year as i32, month, day)?
+        .and_hms_nano_opt(hour, minute, second, nanos)?;
     Some(naive.and_utc() - chrono::Duration::seconds(offset_secs))
 }
 
@@ -605,7 +679,11 @@ mod tests {
         let mut out = Vec::new();
         let mut w = Vec::new();
         let wrote = write_value(cell, ty, &mut out, &mut w)?;
-        Ok(if wrote { String::from_utf8(out).unwrap() } else { "<omitted>".into() })
+        Ok(if wrote {
+            String::from_utf8(out).unwrap()
+        } else {
+            "<omitted>".into()
+        })
     }
 
     #[test]
@@ -626,11 +704,23 @@ mod tests {
             ("1793527200.5", "2026-11-01T10:00:00Z"),
         ];
         for (input, want) in table {
-            assert_eq!(conv(Cell::Str(input), Some(FieldType::Datetime)).unwrap(), format!("\"{want}\""), "{input}");
+            assert_eq!(
+                conv(Cell::Str(input), Some(FieldType::Datetime)).unwrap(),
+                format!("\"{want}\""),
+                "{input}"
+            );
         }
         let n = serde_json::json!(1793527200000_i64);
-        assert_eq!(conv(Cell::Json(&n), Some(FieldType::Datetime)).unwrap(), "\"2026-11-01T10:00:00Z\"");
-        for bad in ["yesterday", "2026-13-01", "01/11/2026", "2026-11-01T25:00:00Z"] {
+        assert_eq!(
+            conv(Cell::Json(&n), Some(FieldType::Datetime)).unwrap(),
+            "\"2026-11-01T10:00:00Z\""
+        );
+        for bad in [
+            "yesterday",
+            "2026-13-01",
+            "01/11/2026",
+            "2026-11-01T25:00:00Z",
+        ] {
             let e = conv(Cell::Str(bad), Some(FieldType::Datetime)).unwrap_err();
             assert!(e.0.contains("not a datetime"), "{bad}: {e}");
         }
@@ -639,25 +729,67 @@ mod tests {
     #[test]
     fn the_fast_datetime_parser_agrees_with_chrono() {
         let inputs = [
-            "2026-11-01T10:00:00Z", "2026-11-01T12:00:00+02:00", "2026-11-01T10:00:00.123Z", "2026-11-01T10:00:00",
-            "2026-11-01 10:00:00", "2026-11-01 10:00:00.000 +0000", "2026-11-01 15:30:00.250 +0530", "2026-11-01 10:00:00 UTC",
-            "2026-11-01 05:00:00-05:00", "2026-03-01 10:11:12.345678 UTC", "2024-02-29 23:59:59.999999999-0130",
+            "2026-11-01T10:00:00Z",
+            "2026-11-01T12:00:00+02:00",
+            "2026-11-01T10:00:00.123Z",
+            "2026-11-01T10:00:00",
+            "2026-11-01 10:00:00",
+            "2026-11-01 10:00:00.000 +0000",
+            "2026-11-01 15:30:00.250 +0530",
+            "2026-11-01 10:00:00 UTC",
+            "2026-11-01 05:00:00-05:00",
+            "2026-03-01 10:11:12.345678 UTC",
+            "2024-02-29 23:59:59.999999999-0130",
         ];
         for input in inputs {
-            let fast = parse_datetime_fast(input).unwrap_or_else(|| panic!("fast path should take {input}"));
+            let fast = parse_datetime_fast(input)
+                .unwrap_or_else(|| panic!("fast path should take {input}"));
             let slow = DateTime::parse_from_rfc3339(input)
                 .ok()
                 .map(|d| d.with_timezone(&Utc))
-                .or_else(|| DateTime::parse_from_str(input, "%Y-%m-%d %H:%M:%S%.f %z").ok().map(|d| d.with_timezone(&Utc)))
-                .or_else(|| DateTime::parse_from_str(input, "%Y-%m-%d %H:%M:%S%.f%z").ok().map(|d| d.with_timezone(&Utc)))
-                .or_else(|| DateTime::parse_from_str(input, "%Y-%m-%d %H:%M:%S%.f %:z").ok().map(|d| d.with_timezone(&Utc)))
-                .or_else(|| NaiveDateTime::parse_from_str(input.trim_end_matches(" UTC"), "%Y-%m-%d %H:%M:%S%.f").ok().map(|d| d.and_utc()))
-                .or_else(|| NaiveDateTime::parse_from_str(input, "%Y-%m-%dT%H:%M:%S%.f").ok().map(|d| d.and_utc()))
+                .or_else(|| {
+                    DateTime::parse_from_str(input, "%Y-%m-%d %H:%M:%S%.f %z")
+                        .ok()
+                        .map(|d| d.with_timezone(&Utc))
+                })
+                .or_else(|| {
+                    DateTime::parse_from_str(input, "%Y-%m-%d %H:%M:%S%.f%z")
+                        .ok()
+                        .map(|d| d.with_timezone(&Utc))
+                })
+                .or_else(|| {
+                    DateTime::parse_from_str(input, "%Y-%m-%d %H:%M:%S%.f %:z")
+                        .ok()
+                        .map(|d| d.with_timezone(&Utc))
+                })
+                .or_else(|| {
+                    NaiveDateTime::parse_from_str(
+                        input.trim_end_matches(" UTC"),
+                        "%Y-%m-%d %H:%M:%S%.f",
+                    )
+                    .ok()
+                    .map(|d| d.and_utc())
+                })
+                .or_else(|| {
+                    NaiveDateTime::parse_from_str(input, "%Y-%m-%dT%H:%M:%S%.f")
+                        .ok()
+                        .map(|d| d.and_utc())
+                })
                 .unwrap_or_else(|| panic!("chrono should parse {input}"));
             assert_eq!(fast, slow, "{input}");
         }
-        for other in ["2026-11-01", "2026-02-30 10:00:00", "2026-11-01T25:00:00Z", "2026-11-01 10:00:00 CET", "2026-11-01T10:00:60Z"] {
-            assert_eq!(parse_datetime_fast(other), None, "{other} is for the general parser");
+        for other in [
+            "2026-11-01",
+            "2026-02-30 10:00:00",
+            "2026-11-01T25:00:00Z",
+            "2026-11-01 10:00:00 CET",
+            "2026-11-01T10:00:60Z",
+        ] {
+            assert_eq!(
+                parse_datetime_fast(other),
+                None,
+                "{other} is for the general parser"
+            );
         }
     }
 
@@ -669,27 +801,70 @@ mod tests {
             (Cell::Int(-42), None, "-42"),
             (Cell::Int(42), Some(FieldType::String), "\"42\""),
             (Cell::Int(1), Some(FieldType::Boolean), "true"),
-            (Cell::Int(1_793_527_200), Some(FieldType::Datetime), "\"2026-11-01T10:00:00Z\""),
+            (
+                Cell::Int(1_793_527_200),
+                Some(FieldType::Datetime),
+                "\"2026-11-01T10:00:00Z\"",
+            ),
             (Cell::Float(29.99), None, "29.99"),
             (Cell::Float(12.0), Some(FieldType::Integer), "12"),
             (Cell::Bool(false), None, "false"),
             (Cell::Bool(true), Some(FieldType::String), "\"true\""),
             (Cell::Number("12.50"), None, "12.50"),
             (Cell::Number("12.50"), Some(FieldType::Number), "12.50"),
-            (Cell::Decimal { unscaled: -1234, scale: 2 }, None, "-12.34"),
-            (Cell::Decimal { unscaled: 5, scale: 3 }, None, "0.005"),
-            (Cell::Decimal { unscaled: 7, scale: -2 }, None, "700"),
-            (Cell::Decimal { unscaled: 1000, scale: 2 }, Some(FieldType::Integer), "10"),
+            (
+                Cell::Decimal {
+                    unscaled: -1234,
+                    scale: 2,
+                },
+                None,
+                "-12.34",
+            ),
+            (
+                Cell::Decimal {
+                    unscaled: 5,
+                    scale: 3,
+                },
+                None,
+                "0.005",
+            ),
+            (
+                Cell::Decimal {
+                    unscaled: 7,
+                    scale: -2,
+                },
+                None,
+                "700",
+            ),
+            (
+                Cell::Decimal {
+                    unscaled: 1000,
+                    scale: 2,
+                },
+                Some(FieldType::Integer),
+                "10",
+            ),
             (Cell::Timestamp(ts), None, "\"2026-11-01T10:00:00Z\""),
             (Cell::Timestamp(ts), Some(FieldType::Date), "\"2026-11-01\""),
-            (Cell::Timestamp(ts), Some(FieldType::String), "\"2026-11-01T10:00:00Z\""),
+            (
+                Cell::Timestamp(ts),
+                Some(FieldType::String),
+                "\"2026-11-01T10:00:00Z\"",
+            ),
             (Cell::Date(d), None, "\"1990-02-28\""),
-            (Cell::Date(d), Some(FieldType::Datetime), "\"1990-02-28T00:00:00Z\""),
+            (
+                Cell::Date(d),
+                Some(FieldType::Datetime),
+                "\"1990-02-28T00:00:00Z\"",
+            ),
         ];
         for (cell, ty, want) in table {
             assert_eq!(conv(*cell, *ty).unwrap(), *want, "{cell:?} as {ty:?}");
         }
-        assert!(conv(Cell::Float(f64::NAN), None).unwrap_err().0.contains("not a number"));
+        assert!(conv(Cell::Float(f64::NAN), None)
+            .unwrap_err()
+            .0
+            .contains("not a number"));
         assert!(conv(Cell::Bool(true), Some(FieldType::Number)).is_err());
         assert_eq!(Cell::Int(7).as_text().unwrap(), "7");
     }
@@ -707,7 +882,11 @@ mod tests {
             ("no", FieldType::Boolean, "false"),
             ("t", FieldType::Boolean, "true"),
             ("0", FieldType::Boolean, "false"),
-            ("2026-11-01 10:00:00 +0000", FieldType::Date, "\"2026-11-01\""),
+            (
+                "2026-11-01 10:00:00 +0000",
+                FieldType::Date,
+                "\"2026-11-01\"",
+            ),
             ("1990-02-28", FieldType::Date, "\"1990-02-28\""),
             ("a, b ,c", FieldType::Array, "[\"a\",\"b\",\"c\"]"),
             ("a|b", FieldType::Array, "[\"a\",\"b\"]"),
@@ -716,7 +895,11 @@ mod tests {
             ("say \"hi\"", FieldType::String, "\"say \\\"hi\\\"\""),
         ];
         for (input, ty, want) in ok {
-            assert_eq!(conv(Cell::Str(input), Some(*ty)).unwrap(), *want, "{input} as {ty:?}");
+            assert_eq!(
+                conv(Cell::Str(input), Some(*ty)).unwrap(),
+                *want,
+                "{input} as {ty:?}"
+            );
         }
         let bad: &[(&str, FieldType, &str)] = &[
             ("abc", FieldType::Number, "not a number"),
@@ -736,8 +919,14 @@ mod tests {
     #[test]
     fn empty_cells_and_nulls_are_omitted() {
         assert_eq!(conv(Cell::Str(""), None).unwrap(), "<omitted>");
-        assert_eq!(conv(Cell::Str("  "), Some(FieldType::Number)).unwrap(), "<omitted>");
-        assert_eq!(conv(Cell::Null, Some(FieldType::Boolean)).unwrap(), "<omitted>");
+        assert_eq!(
+            conv(Cell::Str("  "), Some(FieldType::Number)).unwrap(),
+            "<omitted>"
+        );
+        assert_eq!(
+            conv(Cell::Null, Some(FieldType::Boolean)).unwrap(),
+            "<omitted>"
+        );
         assert_eq!(conv(Cell::Json(&Value::Null), None).unwrap(), "<omitted>");
     }
 
@@ -747,7 +936,10 @@ mod tests {
         assert_eq!(conv(Cell::Json(&v["n"]), None).unwrap(), "1.5");
         assert_eq!(conv(Cell::Json(&v["b"]), None).unwrap(), "true");
         assert_eq!(conv(Cell::Json(&v["a"]), None).unwrap(), "[\"x\"]");
-        assert_eq!(conv(Cell::Json(&v["n"]), Some(FieldType::String)).unwrap(), "\"1.5\"");
+        assert_eq!(
+            conv(Cell::Json(&v["n"]), Some(FieldType::String)).unwrap(),
+            "\"1.5\""
+        );
     }
 
     #[test]
@@ -758,10 +950,22 @@ mod tests {
         assert_eq!(w, vec![ValueWarning::LongString(600)]);
         let mut w = Vec::new();
         let many = (0..60).map(|i| i.to_string()).collect::<Vec<_>>().join(",");
-        write_value(Cell::Str(&many), Some(FieldType::Array), &mut Vec::new(), &mut w).unwrap();
+        write_value(
+            Cell::Str(&many),
+            Some(FieldType::Array),
+            &mut Vec::new(),
+            &mut w,
+        )
+        .unwrap();
         assert_eq!(w, vec![ValueWarning::LongArray(60)]);
         let mut w = Vec::new();
-        write_value(Cell::Str("[1,\"a\"]"), Some(FieldType::Array), &mut Vec::new(), &mut w).unwrap();
+        write_value(
+            Cell::Str("[1,\"a\"]"),
+            Some(FieldType::Array),
+            &mut Vec::new(),
+            &mut w,
+        )
+        .unwrap();
         assert_eq!(w, vec![ValueWarning::MixedArray]);
     }
 }

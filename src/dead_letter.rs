@@ -43,9 +43,18 @@ pub struct DeadLetterMessage {
 
 impl DeadLetterMessage {
     /// Builds a message around `body`; `body` is always JSON this project produced.
-    pub fn new(source: SourceRef, endpoint: String, body: &[u8], records: u64, error: FailureDetail, attempts: u32) -> Result<Self, DeadLetterError> {
-        let text = String::from_utf8(body.to_vec()).map_err(|e| DeadLetterError(format!("payload is not UTF-8: {e}")))?;
-        let payload = RawValue::from_string(text).map_err(|e| DeadLetterError(format!("payload is not JSON: {e}")))?;
+    pub fn new(
+        source: SourceRef,
+        endpoint: String,
+        body: &[u8],
+        records: u64,
+        error: FailureDetail,
+        attempts: u32,
+    ) -> Result<Self, DeadLetterError> {
+        let text = String::from_utf8(body.to_vec())
+            .map_err(|e| DeadLetterError(format!("payload is not UTF-8: {e}")))?;
+        let payload = RawValue::from_string(text)
+            .map_err(|e| DeadLetterError(format!("payload is not JSON: {e}")))?;
         Ok(DeadLetterMessage {
             source,
             endpoint,
@@ -65,7 +74,9 @@ pub const MAX_INLINE_MESSAGE_BYTES: usize = 250_000;
 impl DeadLetterMessage {
     /// Size of the message body as sent to SQS.
     pub fn encoded_len(&self) -> usize {
-        serde_json::to_vec(self).map(|v| v.len()).unwrap_or(usize::MAX)
+        serde_json::to_vec(self)
+            .map(|v| v.len())
+            .unwrap_or(usize::MAX)
     }
 
     /// Replaces the inline payload by a pointer to where it was stored.
@@ -88,11 +99,15 @@ pub trait DeadLetterSink: Send + Sync {
 
     /// Up to 10 messages for redrive, hidden from others for `hide_secs`: (message id, receipt, body).
     async fn receive(&self, _hide_secs: i32) -> Result<Vec<Received>, DeadLetterError> {
-        Err(DeadLetterError("this dead-letter sink cannot be read".into()))
+        Err(DeadLetterError(
+            "this dead-letter sink cannot be read".into(),
+        ))
     }
     /// Removes a replayed message.
     async fn delete(&self, _receipt: &str) -> Result<(), DeadLetterError> {
-        Err(DeadLetterError("this dead-letter sink cannot be read".into()))
+        Err(DeadLetterError(
+            "this dead-letter sink cannot be read".into(),
+        ))
     }
     /// Makes a message visible again at once (it stays for a later redrive).
     async fn release(&self, _receipt: &str) -> Result<(), DeadLetterError> {
@@ -100,7 +115,9 @@ pub trait DeadLetterSink: Send + Sync {
     }
     /// Approximately how many messages wait in the queue.
     async fn depth(&self) -> Result<u64, DeadLetterError> {
-        Err(DeadLetterError("this dead-letter sink cannot be read".into()))
+        Err(DeadLetterError(
+            "this dead-letter sink cannot be read".into(),
+        ))
     }
 }
 
@@ -129,7 +146,13 @@ impl DeadLetterSink for SqsDeadLetters {
             .message_body(body)
             .send()
             .await
-            .map_err(|e| DeadLetterError(format!("could not send to {}: {}", self.queue_url, aws_error_text(&e))))?;
+            .map_err(|e| {
+                DeadLetterError(format!(
+                    "could not send to {}: {}",
+                    self.queue_url,
+                    aws_error_text(&e)
+                ))
+            })?;
         Ok(out.message_id().unwrap_or_default().to_string())
     }
 
@@ -142,7 +165,13 @@ impl DeadLetterSink for SqsDeadLetters {
             .visibility_timeout(hide_secs)
             .send()
             .await
-            .map_err(|e| DeadLetterError(format!("could not read {}: {}", self.queue_url, aws_error_text(&e))))?;
+            .map_err(|e| {
+                DeadLetterError(format!(
+                    "could not read {}: {}",
+                    self.queue_url,
+                    aws_error_text(&e)
+                ))
+            })?;
         Ok(out
             .messages
             .unwrap_or_default()
@@ -163,7 +192,13 @@ impl DeadLetterSink for SqsDeadLetters {
             .send()
             .await
             .map(|_| ())
-            .map_err(|e| DeadLetterError(format!("could not delete from {}: {}", self.queue_url, aws_error_text(&e))))
+            .map_err(|e| {
+                DeadLetterError(format!(
+                    "could not delete from {}: {}",
+                    self.queue_url,
+                    aws_error_text(&e)
+                ))
+            })
     }
 
     async fn release(&self, receipt: &str) -> Result<(), DeadLetterError> {
@@ -189,7 +224,9 @@ impl DeadLetterSink for SqsDeadLetters {
             .map_err(|e| DeadLetterError(aws_error_text(&e)))?;
         Ok(out
             .attributes()
-            .and_then(|a| a.get(&aws_sdk_sqs::types::QueueAttributeName::ApproximateNumberOfMessages))
+            .and_then(|a| {
+                a.get(&aws_sdk_sqs::types::QueueAttributeName::ApproximateNumberOfMessages)
+            })
             .and_then(|v| v.parse().ok())
             .unwrap_or(0))
     }
@@ -202,8 +239,23 @@ mod tests {
     #[test]
     fn payload_is_embedded_byte_for_byte() {
         let body = br#"{"type":"transition","elements":[{"type":"customer","customer_id":"u 1","attributes":{"n":1.50}}]}"#;
-        let src = SourceRef { bucket: "b".into(), key: "k".into(), etag: "e".into(), version_id: None, first_row: 1, last_row: 1 };
-        let msg = DeadLetterMessage::new(src, "/v1/transition/A".into(), body, 1, FailureDetail::default(), 1).unwrap();
+        let src = SourceRef {
+            bucket: "b".into(),
+            key: "k".into(),
+            etag: "e".into(),
+            version_id: None,
+            first_row: 1,
+            last_row: 1,
+        };
+        let msg = DeadLetterMessage::new(
+            src,
+            "/v1/transition/A".into(),
+            body,
+            1,
+            FailureDetail::default(),
+            1,
+        )
+        .unwrap();
         let json = serde_json::to_string(&msg).unwrap();
         assert!(json.contains(std::str::from_utf8(body).unwrap()));
         let back: DeadLetterMessage = serde_json::from_str(&json).unwrap();

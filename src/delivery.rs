@@ -37,7 +37,9 @@ impl Default for RetryPolicy {
 impl RetryPolicy {
     /// Full jitter (AWS's recommendation): uniform in [0, min(cap, base·2^(n−1))] before retry n.
     pub fn backoff(&self, retry: u32) -> Duration {
-        let exp = self.base_delay.saturating_mul(1u32 << retry.saturating_sub(1).min(20));
+        let exp = self
+            .base_delay
+            .saturating_mul(1u32 << retry.saturating_sub(1).min(20));
         let ceiling = exp.min(self.max_delay);
         ceiling.mul_f64(fastrand::f64())
     }
@@ -61,7 +63,9 @@ pub struct FailureDetail {
 
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum Outcome {
-    Delivered { request_id: Option<String> },
+    Delivered {
+        request_id: Option<String>,
+    },
     /// Permanent failure or retries exhausted: dead-letter the body.
     Failed(FailureDetail),
     /// 401/403/409: the configuration is wrong; no body will get through.
@@ -102,7 +106,12 @@ pub async fn deliver(
         // Every attempt takes a slot, retries too: retries must not overrun the budget.
         budget.acquire(records.0, records.1).await;
         if attempts > 0 && stop_at.is_some_and(|t| Instant::now() >= t) {
-            return Delivery { outcome: Outcome::Interrupted, attempts, rate_limited, latency };
+            return Delivery {
+                outcome: Outcome::Interrupted,
+                attempts,
+                rate_limited,
+                latency,
+            };
         }
         attempts += 1;
         let sent = Instant::now();
@@ -122,14 +131,31 @@ pub async fn deliver(
                 }
                 let action = classify(resp.status, &resp.body);
                 let reason = match &action {
-                    RetryAction::Retry(r) | RetryAction::DontRetry(r) | RetryAction::Misconfigured(r) => r.clone(),
+                    RetryAction::Retry(r)
+                    | RetryAction::DontRetry(r)
+                    | RetryAction::Misconfigured(r) => r.clone(),
                     RetryAction::Successful { .. } => String::new(),
                 };
-                (action, FailureDetail { status: Some(resp.status), body: Some(resp.body), transport: None, reason })
+                (
+                    action,
+                    FailureDetail {
+                        status: Some(resp.status),
+                        body: Some(resp.body),
+                        transport: None,
+                        reason,
+                    },
+                )
             }
             Err(e) => {
                 let reason = format!("no answer from MoEngage ({e})");
-                (RetryAction::Retry(reason.clone()), FailureDetail { transport: Some(e.to_string()), reason, ..Default::default() })
+                (
+                    RetryAction::Retry(reason.clone()),
+                    FailureDetail {
+                        transport: Some(e.to_string()),
+                        reason,
+                        ..Default::default()
+                    },
+                )
             }
         };
         let outcome = match action {
@@ -140,8 +166,13 @@ pub async fn deliver(
                 let wait = policy.backoff(attempts);
                 if stop_at.is_some_and(|t| Instant::now() + wait >= t) {
                     Outcome::Interrupted
-                } else if attempts >= policy.max_attempts || started.elapsed() + wait > policy.max_elapsed {
-                    let reason = format!("gave up after {attempts} attempts over {:.1}s; last: {reason}", started.elapsed().as_secs_f64());
+                } else if attempts >= policy.max_attempts
+                    || started.elapsed() + wait > policy.max_elapsed
+                {
+                    let reason = format!(
+                        "gave up after {attempts} attempts over {:.1}s; last: {reason}",
+                        started.elapsed().as_secs_f64()
+                    );
                     Outcome::Failed(FailureDetail { reason, ..detail })
                 } else {
                     tracing::warn!(path, attempt = attempts, wait_ms = wait.as_millis() as u64, %reason, "transient failure, retrying");
@@ -150,7 +181,12 @@ pub async fn deliver(
                 }
             }
         };
-        return Delivery { outcome, attempts, rate_limited, latency };
+        return Delivery {
+            outcome,
+            attempts,
+            rate_limited,
+            latency,
+        };
     }
 }
 
@@ -160,7 +196,11 @@ mod tests {
 
     #[test]
     fn backoff_is_capped_full_jitter() {
-        let p = RetryPolicy { base_delay: Duration::from_secs(1), max_delay: Duration::from_secs(8), ..Default::default() };
+        let p = RetryPolicy {
+            base_delay: Duration::from_secs(1),
+            max_delay: Duration::from_secs(8),
+            ..Default::default()
+        };
         for retry in 1..30 {
             let ceiling = Duration::from_secs(1u64 << (retry - 1).min(3));
             for _ in 0..50 {

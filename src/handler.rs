@@ -51,16 +51,26 @@ impl Invocation {
     /// away is not believed — `cargo lambda watch` sends a relative 600000 — and the configured
     /// `MAX_RUN_SECS` is used instead.
     pub fn from_deadline_ms(deadline_ms: u64, config: &Config) -> Self {
-        let now_ms = SystemTime::now().duration_since(UNIX_EPOCH).map(|d| d.as_millis() as u64).unwrap_or(0);
+        let now_ms = SystemTime::now()
+            .duration_since(UNIX_EPOCH)
+            .map(|d| d.as_millis() as u64)
+            .unwrap_or(0);
         let left_ms = deadline_ms.saturating_sub(now_ms);
         let believable = deadline_ms > now_ms && left_ms <= 16 * 60 * 1000;
         let left = if believable {
             Duration::from_millis(left_ms)
         } else {
-            tracing::warn!(deadline_ms, now_ms, max_run_secs = config.max_run_secs, "the invocation deadline is not believable; using MAX_RUN_SECS");
+            tracing::warn!(
+                deadline_ms,
+                now_ms,
+                max_run_secs = config.max_run_secs,
+                "the invocation deadline is not believable; using MAX_RUN_SECS"
+            );
             Duration::from_secs(config.max_run_secs)
         };
-        Invocation { deadline: Some(Instant::now() + left) }
+        Invocation {
+            deadline: Some(Instant::now() + left),
+        }
     }
 
     /// No deadline.
@@ -70,13 +80,18 @@ impl Invocation {
 
     /// When to stop starting new work: the deadline less `DEADLINE_MARGIN_SECS`.
     fn stop_at(&self, config: &Config) -> Option<Instant> {
-        self.deadline.map(|d| d.checked_sub(Duration::from_secs(config.deadline_margin_secs)).unwrap_or(d))
+        self.deadline.map(|d| {
+            d.checked_sub(Duration::from_secs(config.deadline_margin_secs))
+                .unwrap_or(d)
+        })
     }
 
     /// Seconds a run marker's lease must last: past the deadline, so that only a dead invocation's
     /// marker is ever taken over.
     fn lease_secs(&self) -> u64 {
-        self.deadline.map_or(16 * 60, |d| d.saturating_duration_since(Instant::now()).as_secs() + 60)
+        self.deadline.map_or(16 * 60, |d| {
+            d.saturating_duration_since(Instant::now()).as_secs() + 60
+        })
     }
 }
 
@@ -89,7 +104,11 @@ pub enum HandlerError {
 }
 
 /// Handles one invocation.
-pub async fn handle(deps: &Deps, payload: Value, inv: &Invocation) -> Result<Summary, HandlerError> {
+pub async fn handle(
+    deps: &Deps,
+    payload: Value,
+    inv: &Invocation,
+) -> Result<Summary, HandlerError> {
     let mut summary = Summary::default();
     if !invocation::is_sqs(&payload) {
         let request = invocation::parse(&payload, &deps.config, &mut summary.notes)?;
@@ -97,25 +116,33 @@ pub async fn handle(deps: &Deps, payload: Value, inv: &Invocation) -> Result<Sum
         return Ok(summary);
     }
     // SQS: report each message that failed so only those come back (partial batch response).
-    let sqs: SqsEvent = serde_json::from_value(payload).map_err(|e| UnknownPayload(format!("SQS event: {e}")))?;
+    let sqs: SqsEvent =
+        serde_json::from_value(payload).map_err(|e| UnknownPayload(format!("SQS event: {e}")))?;
     let mut failures = Vec::new();
     for record in sqs.records {
         let id = record.message_id.unwrap_or_default();
         let parsed = serde_json::from_str::<Value>(record.body.as_deref().unwrap_or_default())
             .map_err(|e| e.to_string())
-            .and_then(|body| invocation::parse(&body, &deps.config, &mut summary.notes).map_err(|e| e.to_string()));
+            .and_then(|body| {
+                invocation::parse(&body, &deps.config, &mut summary.notes)
+                    .map_err(|e| e.to_string())
+            });
         let request = match parsed {
             Ok(r) => r,
             Err(e) => {
                 // Retrying a message we cannot read would not help; its redrive policy would only
                 // delay the same answer.
-                summary.notes.push(format!("SQS message {id}: {e}; dropped"));
+                summary
+                    .notes
+                    .push(format!("SQS message {id}: {e}; dropped"));
                 continue;
             }
         };
         let before = summary.objects.len();
         let failed = match run_request(deps, request, inv, &mut summary).await {
-            Ok(()) => summary.objects[before..].iter().any(|o| o.status == Status::Failed),
+            Ok(()) => summary.objects[before..]
+                .iter()
+                .any(|o| o.status == Status::Failed),
             Err(e) => {
                 tracing::error!(error = %e, message_id = %id, "message failed");
                 summary.notes.push(format!("SQS message {id}: {e}"));
@@ -123,30 +150,53 @@ pub async fn handle(deps: &Deps, payload: Value, inv: &Invocation) -> Result<Sum
             }
         };
         if failed {
-            failures.push(BatchItemFailure { item_identifier: id });
+            failures.push(BatchItemFailure {
+                item_identifier: id,
+            });
         }
     }
     summary.batch_item_failures = Some(failures);
     Ok(summary)
 }
 
-async fn run_request(deps: &Deps, request: Request, inv: &Invocation, summary: &mut Summary) -> Result<(), FatalError> {
+async fn run_request(
+    deps: &Deps,
+    request: Request,
+    inv: &Invocation,
+    summary: &mut Summary,
+) -> Result<(), FatalError> {
     match request {
         Request::Objects(objects) => {
             for object in objects {
-                if let Some(line) = process_version(deps, &object, None, false, inv, &mut summary.notes).await? {
+                if let Some(line) =
+                    process_version(deps, &object, None, false, inv, &mut summary.notes).await?
+                {
                     summary.objects.push(line);
                 }
             }
         }
         Request::Work(item) => {
-            let object = ObjectRef { bucket: item.bucket, key: item.key };
-            if let Some(line) = process_version(deps, &object, item.etag.as_deref(), item.full_resync, inv, &mut summary.notes).await? {
+            let object = ObjectRef {
+                bucket: item.bucket,
+                key: item.key,
+            };
+            if let Some(line) = process_version(
+                deps,
+                &object,
+                item.etag.as_deref(),
+                item.full_resync,
+                inv,
+                &mut summary.notes,
+            )
+            .await?
+            {
                 summary.objects.push(line);
             }
         }
         Request::Sweep => sweep(deps, inv, summary).await?,
-        Request::Redrive(req) => summary.redrive = Some(redrive::redrive(deps, &req, inv.stop_at(&deps.config)).await),
+        Request::Redrive(req) => {
+            summary.redrive = Some(redrive::redrive(deps, &req, inv.stop_at(&deps.config)).await)
+        }
         Request::TestEvent => summary.notes.push("S3 test event: nothing to do".into()),
     }
     Ok(())
@@ -166,35 +216,80 @@ pub async fn process_version(
     let where_ = format!("s3://{}/{}", object.bucket, object.key);
     let meta = match deps.source.head(&object.bucket, &object.key).await {
         Ok(m) => m,
-        Err(e) => return Ok(Some(failed_line(object, format!("{e}; check the key exists and the function may read it")))),
+        Err(e) => {
+            return Ok(Some(failed_line(
+                object,
+                format!("{e}; check the key exists and the function may read it"),
+            )))
+        }
     };
     if let Some(what) = decode::marker_reason(&object.key, Some(meta.size)) {
         notes.push(format!("{where_}: {what}, not data; skipped"));
         return Ok(None);
     }
-    if let Some(expected) = expected_etag.map(normalize_etag).filter(|e| *e != meta.etag) {
+    if let Some(expected) = expected_etag
+        .map(normalize_etag)
+        .filter(|e| *e != meta.etag)
+    {
         notes.push(format!("{where_}: overwritten since its checkpoint (ETag {expected} → {}); the new version is processed from its start", meta.etag));
     }
 
-    let state_bucket = config.state_bucket.clone().unwrap_or_else(|| object.bucket.clone());
-    let markers = Markers { store: &*deps.state, state_bucket: &state_bucket, prefix: &config.state_prefix };
-    let (marker, marker_etag) = match markers.claim(&object.bucket, &object.key, &meta.etag, inv.lease_secs()).await {
-        Ok(Claim::Claimed { marker, marker_etag }) => (marker, marker_etag),
+    let state_bucket = config
+        .state_bucket
+        .clone()
+        .unwrap_or_else(|| object.bucket.clone());
+    let markers = Markers {
+        store: &*deps.state,
+        state_bucket: &state_bucket,
+        prefix: &config.state_prefix,
+    };
+    let (marker, marker_etag) = match markers
+        .claim(&object.bucket, &object.key, &meta.etag, inv.lease_secs())
+        .await
+    {
+        Ok(Claim::Claimed {
+            marker,
+            marker_etag,
+        }) => (marker, marker_etag),
         Ok(Claim::Complete { marker }) => {
-            notes.push(format!("{where_} (ETag {}): already processed completely ({}); nothing to do", meta.etag, marker.updated_at));
+            notes.push(format!(
+                "{where_} (ETag {}): already processed completely ({}); nothing to do",
+                meta.etag, marker.updated_at
+            ));
             return Ok(None);
         }
         Ok(Claim::Busy { marker }) => {
-            notes.push(format!("{where_} (ETag {}): being processed by another invocation since {}; skipped", meta.etag, marker.updated_at));
+            notes.push(format!(
+                "{where_} (ETag {}): being processed by another invocation since {}; skipped",
+                meta.etag, marker.updated_at
+            ));
             return Ok(None);
         }
-        Err(e) => return Ok(Some(failed_line(object, format!("could not claim the run marker: {e}; check the function may write to STATE_BUCKET")))),
+        Err(e) => {
+            return Ok(Some(failed_line(
+                object,
+                format!(
+                "could not claim the run marker: {e}; check the function may write to STATE_BUCKET"
+            ),
+            )))
+        }
     };
 
-    let plan = RunPlan { etag: Some(meta.etag.clone()), resume_after_row: marker.resume_after_row, stop_at: inv.stop_at(config), full_resync };
+    let plan = RunPlan {
+        etag: Some(meta.etag.clone()),
+        resume_after_row: marker.resume_after_row,
+        stop_at: inv.stop_at(config),
+        full_resync,
+    };
     let RunOutcome { mut report, fatal } = pipeline::process_object(deps, object, &plan).await;
 
-    let key = report_key(&config.state_prefix, &object.bucket, &object.key, &meta.etag, report.started_after_row);
+    let key = report_key(
+        &config.state_prefix,
+        &object.bucket,
+        &object.key,
+        &meta.etag,
+        report.started_after_row,
+    );
     report.summary.report = Some(format!("s3://{state_bucket}/{key}"));
     let s = &report.summary;
     tracing::info!(
@@ -221,10 +316,23 @@ pub async fn process_version(
         Status::Continued => MarkerStatus::Continued,
         Status::Failed => MarkerStatus::Failed,
     };
-    match markers.finish(marker, &marker_etag, status, report.resume_after_row, report.summary.error.clone()).await {
+    match markers
+        .finish(
+            marker,
+            &marker_etag,
+            status,
+            report.resume_after_row,
+            report.summary.error.clone(),
+        )
+        .await
+    {
         Ok(true) => {}
-        Ok(false) => tracing::warn!(%where_, "the run marker was taken over by another invocation while this one ran"),
-        Err(e) => tracing::error!(error = %e, %where_, "could not record the run's outcome; a repeat delivery will re-run from the last checkpoint"),
+        Ok(false) => {
+            tracing::warn!(%where_, "the run marker was taken over by another invocation while this one ran")
+        }
+        Err(e) => {
+            tracing::error!(error = %e, %where_, "could not record the run's outcome; a repeat delivery will re-run from the last checkpoint")
+        }
     }
 
     if report.summary.status == Status::Continued {
@@ -253,8 +361,15 @@ pub async fn process_version(
 /// notifications, failed or continued runs), at most `SWEEP_MAX_OBJECTS` per invocation.
 async fn sweep(deps: &Deps, inv: &Invocation, summary: &mut Summary) -> Result<(), FatalError> {
     let config = &deps.config;
-    let Some(bucket) = config.source_bucket.clone().or_else(|| config.state_bucket.clone()) else {
-        summary.notes.push("sweep: neither SOURCE_BUCKET nor STATE_BUCKET is set, so there is no bucket to sweep".into());
+    let Some(bucket) = config
+        .source_bucket
+        .clone()
+        .or_else(|| config.state_bucket.clone())
+    else {
+        summary.notes.push(
+            "sweep: neither SOURCE_BUCKET nor STATE_BUCKET is set, so there is no bucket to sweep"
+                .into(),
+        );
         return Ok(());
     };
     let listed = match deps.source.list(&bucket, &config.source_prefix).await {
@@ -264,11 +379,20 @@ async fn sweep(deps: &Deps, inv: &Invocation, summary: &mut Summary) -> Result<(
             return Ok(());
         }
     };
-    let state_bucket = config.state_bucket.clone().unwrap_or_else(|| bucket.clone());
-    let markers = Markers { store: &*deps.state, state_bucket: &state_bucket, prefix: &config.state_prefix };
+    let state_bucket = config
+        .state_bucket
+        .clone()
+        .unwrap_or_else(|| bucket.clone());
+    let markers = Markers {
+        store: &*deps.state,
+        state_bucket: &state_bucket,
+        prefix: &config.state_prefix,
+    };
     let (mut processed, mut done, mut busy) = (0usize, 0usize, 0usize);
     for o in listed {
-        let own_state = state_bucket == bucket && !config.state_prefix.is_empty() && o.key.starts_with(&config.state_prefix);
+        let own_state = state_bucket == bucket
+            && !config.state_prefix.is_empty()
+            && o.key.starts_with(&config.state_prefix);
         if own_state || decode::is_marker(&o.key, Some(o.size)) {
             continue;
         }
@@ -283,13 +407,20 @@ async fn sweep(deps: &Deps, inv: &Invocation, summary: &mut Summary) -> Result<(
             }
             _ => {}
         }
-        if processed >= config.sweep_max_objects || inv.stop_at(config).is_some_and(|t| Instant::now() >= t) {
+        if processed >= config.sweep_max_objects
+            || inv.stop_at(config).is_some_and(|t| Instant::now() >= t)
+        {
             summary.notes.push(format!("sweep: stopped after {processed} objects (SWEEP_MAX_OBJECTS or deadline); the next sweep continues"));
             break;
         }
         processed += 1;
-        let object = ObjectRef { bucket: bucket.clone(), key: o.key };
-        if let Some(line) = process_version(deps, &object, None, false, inv, &mut summary.notes).await? {
+        let object = ObjectRef {
+            bucket: bucket.clone(),
+            key: o.key,
+        };
+        if let Some(line) =
+            process_version(deps, &object, None, false, inv, &mut summary.notes).await?
+        {
             summary.objects.push(line);
         }
     }
@@ -298,10 +429,19 @@ async fn sweep(deps: &Deps, inv: &Invocation, summary: &mut Summary) -> Result<(
 }
 
 fn now_epoch() -> u64 {
-    SystemTime::now().duration_since(UNIX_EPOCH).map(|d| d.as_secs()).unwrap_or(0)
+    SystemTime::now()
+        .duration_since(UNIX_EPOCH)
+        .map(|d| d.as_secs())
+        .unwrap_or(0)
 }
 
 fn failed_line(object: &ObjectRef, error: String) -> ObjectSummary {
     tracing::error!(bucket = %object.bucket, key = %object.key, %error, "object failed");
-    ObjectSummary { bucket: object.bucket.clone(), key: object.key.clone(), status: Status::Failed, error: Some(error), ..Default::default() }
+    ObjectSummary {
+        bucket: object.bucket.clone(),
+        key: object.key.clone(),
+        status: Status::Failed,
+        error: Some(error),
+        ..Default::default()
+    }
 }

@@ -30,16 +30,22 @@ pub enum Request {
 pub struct UnknownPayload(pub String);
 
 /// Parses one payload that is not an SQS event (SQS bodies go through here one by one).
-pub fn parse(payload: &Value, config: &Config, notes: &mut Vec<String>) -> Result<Request, UnknownPayload> {
+pub fn parse(
+    payload: &Value,
+    config: &Config,
+    notes: &mut Vec<String>,
+) -> Result<Request, UnknownPayload> {
     if payload.get("detail-type").and_then(Value::as_str) == Some("Scheduled Event") {
         return Ok(Request::Sweep);
     }
     if let Some(r) = payload.get("redrive") {
-        let req = RedriveRequest::deserialize(r).map_err(|e| UnknownPayload(format!("redrive: {e}")))?;
+        let req =
+            RedriveRequest::deserialize(r).map_err(|e| UnknownPayload(format!("redrive: {e}")))?;
         return Ok(Request::Redrive(req));
     }
     if payload.get("moengage_sync").is_some() {
-        let msg = WorkMessage::deserialize(payload).map_err(|e| UnknownPayload(format!("work item: {e}")))?;
+        let msg = WorkMessage::deserialize(payload)
+            .map_err(|e| UnknownPayload(format!("work item: {e}")))?;
         return Ok(Request::Work(msg.moengage_sync));
     }
     if payload.get("Event").and_then(Value::as_str) == Some("s3:TestEvent") {
@@ -97,13 +103,21 @@ struct S3Object {
 }
 
 /// The objects an S3 notification names, keys decoded; skips what is not an export.
-pub fn s3_objects(event: &Value, config: &Config, notes: &mut Vec<String>) -> Result<Vec<ObjectRef>, UnknownPayload> {
-    let event = S3Notification::deserialize(event).map_err(|e| UnknownPayload(format!("S3 notification: {e}")))?;
+pub fn s3_objects(
+    event: &Value,
+    config: &Config,
+    notes: &mut Vec<String>,
+) -> Result<Vec<ObjectRef>, UnknownPayload> {
+    let event = S3Notification::deserialize(event)
+        .map_err(|e| UnknownPayload(format!("S3 notification: {e}")))?;
     let mut out = Vec::new();
     for r in event.records {
         let (bucket, key) = (r.s3.bucket.name, decode_key(&r.s3.object.key));
         if !r.event_name.is_empty() && !r.event_name.starts_with("ObjectCreated") {
-            notes.push(format!("s3://{bucket}/{key}: {} is not an object creation; ignored", r.event_name));
+            notes.push(format!(
+                "s3://{bucket}/{key}: {} is not an object creation; ignored",
+                r.event_name
+            ));
             continue;
         }
         if let Some(what) = decode::marker_reason(&key, r.s3.object.size) {
@@ -112,8 +126,14 @@ pub fn s3_objects(event: &Value, config: &Config, notes: &mut Vec<String>) -> Re
         }
         // Our own reports land in the same bucket by default; never read them back as exports.
         let state_bucket = config.state_bucket.as_deref().unwrap_or(&bucket);
-        if state_bucket == bucket && !config.state_prefix.is_empty() && key.starts_with(&config.state_prefix) {
-            notes.push(format!("s3://{bucket}/{key}: under STATE_PREFIX {}, this tool's own state; skipped", config.state_prefix));
+        if state_bucket == bucket
+            && !config.state_prefix.is_empty()
+            && key.starts_with(&config.state_prefix)
+        {
+            notes.push(format!(
+                "s3://{bucket}/{key}: under STATE_PREFIX {}, this tool's own state; skipped",
+                config.state_prefix
+            ));
             continue;
         }
         out.push(ObjectRef { bucket, key });
@@ -124,19 +144,27 @@ pub fn s3_objects(event: &Value, config: &Config, notes: &mut Vec<String>) -> Re
 /// S3 notifications URL-encode keys form-style: `+` is a space, `%2F` a slash.
 pub fn decode_key(raw: &str) -> String {
     let spaced = raw.replace('+', " ");
-    percent_encoding::percent_decode_str(&spaced).decode_utf8_lossy().into_owned()
+    percent_encoding::percent_decode_str(&spaced)
+        .decode_utf8_lossy()
+        .into_owned()
 }
 
 fn describe(payload: &Value) -> String {
     match payload {
-        Value::Object(m) => format!("an object with keys {:?}", m.keys().take(8).collect::<Vec<_>>()),
-        other => format!("a JSON {}", match other {
-            Value::Array(_) => "array",
-            Value::String(_) => "string",
-            Value::Number(_) => "number",
-            Value::Bool(_) => "boolean",
-            _ => "null",
-        }),
+        Value::Object(m) => format!(
+            "an object with keys {:?}",
+            m.keys().take(8).collect::<Vec<_>>()
+        ),
+        other => format!(
+            "a JSON {}",
+            match other {
+                Value::Array(_) => "array",
+                Value::String(_) => "string",
+                Value::Number(_) => "number",
+                Value::Bool(_) => "boolean",
+                _ => "null",
+            }
+        ),
     }
 }
 
@@ -146,22 +174,27 @@ mod tests {
 
     fn config() -> Config {
         Config::from_lookup(|k| {
-            Some(match k {
-                "MOENGAGE_DATA_CENTER" => "DC-01",
-                "MOENGAGE_WORKSPACE_ID" => "WS",
-                "MOENGAGE_API_KEY" => "k",
-                "OBJECT_TYPE" => "bulk_import",
-                "DEAD_LETTER_QUEUE_URL" => "http://127.0.0.1:1/q",
-                _ => return None,
-            }
-            .to_string())
+            Some(
+                match k {
+                    "MOENGAGE_DATA_CENTER" => "DC-01",
+                    "MOENGAGE_WORKSPACE_ID" => "WS",
+                    "MOENGAGE_API_KEY" => "k",
+                    "OBJECT_TYPE" => "bulk_import",
+                    "DEAD_LETTER_QUEUE_URL" => "http://127.0.0.1:1/q",
+                    _ => return None,
+                }
+                .to_string(),
+            )
         })
         .unwrap()
     }
 
     #[test]
     fn keys_are_decoded_as_s3_encodes_them() {
-        assert_eq!(decode_key("exports/users/users%20sample.csv.gz"), "exports/users/users sample.csv.gz");
+        assert_eq!(
+            decode_key("exports/users/users%20sample.csv.gz"),
+            "exports/users/users sample.csv.gz"
+        );
         assert_eq!(decode_key("a+b%2Bc.csv"), "a b+c.csv");
         assert_eq!(decode_key("a%2Fb.csv"), "a/b.csv");
         assert_eq!(decode_key("caf%C3%A9.csv"), "café.csv");
@@ -176,18 +209,32 @@ mod tests {
                   "object":{"key":"exports/a%20b.csv","size":10,"eTag":"e"}}}]});
         let mut notes = Vec::new();
         let objects = s3_objects(&event, &config(), &mut notes).unwrap();
-        assert_eq!(objects, vec![ObjectRef { bucket: "b".into(), key: "exports/a b.csv".into() }]);
+        assert_eq!(
+            objects,
+            vec![ObjectRef {
+                bucket: "b".into(),
+                key: "exports/a b.csv".into()
+            }]
+        );
     }
 
     #[test]
     fn deletions_and_folder_placeholders_are_skipped_with_a_note() {
-        let rec = |name: &str, key: &str, size: u64| serde_json::json!({"eventSource":"aws:s3","eventName":name,
-            "s3":{"bucket":{"name":"b"},"object":{"key":key,"size":size}}});
+        let rec = |name: &str, key: &str, size: u64| {
+            serde_json::json!({"eventSource":"aws:s3","eventName":name,
+            "s3":{"bucket":{"name":"b"},"object":{"key":key,"size":size}}})
+        };
         let event = serde_json::json!({"Records":[rec("ObjectRemoved:Delete","a.csv",10), rec("ObjectCreated:Put","dir/",0),
             rec("ObjectCreated:Put","moengage-sync/reports/b/x.csv/e.json",5), rec("ObjectCreated:Put","x.csv",5)]});
         let mut notes = Vec::new();
         let objects = s3_objects(&event, &config(), &mut notes).unwrap();
-        assert_eq!(objects, vec![ObjectRef { bucket: "b".into(), key: "x.csv".into() }]);
+        assert_eq!(
+            objects,
+            vec![ObjectRef {
+                bucket: "b".into(),
+                key: "x.csv".into()
+            }]
+        );
         assert_eq!(notes.len(), 3, "{notes:?}");
     }
 }

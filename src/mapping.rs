@@ -12,12 +12,38 @@ use crate::config::{ObjectType, SyncMode};
 use crate::convert::{self, Cell, FieldType, ValueWarning};
 
 /// Fields that sit on an event's action object rather than in its `attributes`.
-pub const ACTION_FIELDS: [&str; 6] = ["action", "platform", "user_time", "current_time", "user_timezone_offset", "app_version"];
+pub const ACTION_FIELDS: [&str; 6] = [
+    "action",
+    "platform",
+    "user_time",
+    "current_time",
+    "user_timezone_offset",
+    "app_version",
+];
 
 /// `customer_id` values MoEngage refuses (compared trimmed, case-insensitively).
 pub const FORBIDDEN_CUSTOMER_IDS: [&str; 21] = [
-    "unknown", "guest", "null", "0", "1", "true", "false", "user_attribute_unique_id", "na", "n/a",
-    "dummy_seller_code", "user_id", "id", "customer_id", "uid", "userid", "none", "-2", "-1", "2", "",
+    "unknown",
+    "guest",
+    "null",
+    "0",
+    "1",
+    "true",
+    "false",
+    "user_attribute_unique_id",
+    "na",
+    "n/a",
+    "dummy_seller_code",
+    "user_id",
+    "id",
+    "customer_id",
+    "uid",
+    "userid",
+    "none",
+    "-2",
+    "-1",
+    "2",
+    "",
 ];
 
 /// The platforms MoEngage accepts, in its spelling.
@@ -52,22 +78,39 @@ pub enum MappingError {
     #[error("OBJECT_TYPE=events needs an action: map the field \"action\" to the column holding the event name")]
     NoAction,
     #[error("column {column:?} (for MoEngage field {field:?}) is not in the export's header; the header has: {header}")]
-    MissingColumn { field: String, column: String, header: String },
+    MissingColumn {
+        field: String,
+        column: String,
+        header: String,
+    },
 }
 
 impl FieldMapping {
     /// Parses `FIELD_MAPPING` (JSON object) for `object_type`. `None`/`{}` means identity.
-    pub fn parse(raw: Option<&str>, primary_key: Option<String>, object_type: ObjectType) -> Result<Self, MappingError> {
+    pub fn parse(
+        raw: Option<&str>,
+        primary_key: Option<String>,
+        object_type: ObjectType,
+    ) -> Result<Self, MappingError> {
         let mut fields = Vec::new();
         if let Some(raw) = raw {
-            let obj: serde_json::Map<String, Value> = serde_json::from_str(raw)
-                .map_err(|e| MappingError::Json { value: raw.to_string(), reason: e.to_string() })?;
+            let obj: serde_json::Map<String, Value> =
+                serde_json::from_str(raw).map_err(|e| MappingError::Json {
+                    value: raw.to_string(),
+                    reason: e.to_string(),
+                })?;
             for (field, spec) in obj {
-                let bad = || MappingError::BadEntry { field: field.clone() };
+                let bad = || MappingError::BadEntry {
+                    field: field.clone(),
+                };
                 let (column, field_type) = match &spec {
                     Value::String(c) if !c.trim().is_empty() => (c.clone(), None),
                     Value::Object(o) => {
-                        let column = o.get("column").and_then(Value::as_str).filter(|c| !c.trim().is_empty()).ok_or_else(bad)?;
+                        let column = o
+                            .get("column")
+                            .and_then(Value::as_str)
+                            .filter(|c| !c.trim().is_empty())
+                            .ok_or_else(bad)?;
                         let ty = match o.get("type") {
                             None | Some(Value::Null) => None,
                             Some(Value::String(t)) => Some(FieldType::parse(t).ok_or_else(bad)?),
@@ -80,10 +123,18 @@ impl FieldMapping {
                 if field.trim().is_empty() {
                     return Err(bad());
                 }
-                fields.push(FieldSpec { field, column, field_type });
+                fields.push(FieldSpec {
+                    field,
+                    column,
+                    field_type,
+                });
             }
         }
-        let mapping = FieldMapping { fields, primary_key, object_type };
+        let mapping = FieldMapping {
+            fields,
+            primary_key,
+            object_type,
+        };
         if !mapping.fields.is_empty() {
             if !mapping.has_field("customer_id") && mapping.primary_key.is_none() {
                 return Err(MappingError::NoCustomerId);
@@ -101,29 +152,53 @@ impl FieldMapping {
 
     /// Binds the mapping to an export's columns. Fails before any row is sent when a mapped column
     /// or a required field is missing.
-    pub fn resolve(&self, header: &[String], sync_mode: SyncMode) -> Result<ResolvedMapping, MappingError> {
+    pub fn resolve(
+        &self,
+        header: &[String],
+        sync_mode: SyncMode,
+    ) -> Result<ResolvedMapping, MappingError> {
         let specs: Vec<FieldSpec> = if self.fields.is_empty() {
             header
                 .iter()
                 .filter(|c| !c.is_empty())
                 // Under identity mapping the primary-key column is the customer_id, not an attribute.
-                .filter(|c| self.primary_key.as_deref() != Some(c.as_str()) || header.iter().any(|h| h == "customer_id"))
-                .map(|c| FieldSpec { field: c.clone(), column: c.clone(), field_type: None })
+                .filter(|c| {
+                    self.primary_key.as_deref() != Some(c.as_str())
+                        || header.iter().any(|h| h == "customer_id")
+                })
+                .map(|c| FieldSpec {
+                    field: c.clone(),
+                    column: c.clone(),
+                    field_type: None,
+                })
                 .collect()
         } else {
             self.fields.clone()
         };
         let index_of = |field: &str, column: &str| {
-            header.iter().position(|h| h == column).ok_or_else(|| MappingError::MissingColumn {
-                field: field.to_string(),
-                column: column.to_string(),
-                header: header.join(", "),
-            })
+            header
+                .iter()
+                .position(|h| h == column)
+                .ok_or_else(|| MappingError::MissingColumn {
+                    field: field.to_string(),
+                    column: column.to_string(),
+                    header: header.join(", "),
+                })
         };
         let customer_id = match specs.iter().find(|s| s.field == "customer_id") {
-            Some(s) => Bound { field: s.field.clone(), column: s.column.clone(), index: index_of(&s.field, &s.column)?, field_type: s.field_type },
+            Some(s) => Bound {
+                field: s.field.clone(),
+                column: s.column.clone(),
+                index: index_of(&s.field, &s.column)?,
+                field_type: s.field_type,
+            },
             None => match &self.primary_key {
-                Some(pk) => Bound { field: "customer_id".into(), column: pk.clone(), index: index_of("customer_id", pk)?, field_type: None },
+                Some(pk) => Bound {
+                    field: "customer_id".into(),
+                    column: pk.clone(),
+                    index: index_of("customer_id", pk)?,
+                    field_type: None,
+                },
                 None => return Err(MappingError::NoCustomerId),
             },
         };
@@ -131,8 +206,14 @@ impl FieldMapping {
         let mut action_fields = Vec::new();
         let mut attributes = Vec::new();
         for s in specs.iter().filter(|s| s.field != "customer_id") {
-            let bound = Bound { field: s.field.clone(), column: s.column.clone(), index: index_of(&s.field, &s.column)?, field_type: s.field_type };
-            let on_action = self.object_type != ObjectType::UserAttributes && ACTION_FIELDS.contains(&s.field.as_str());
+            let bound = Bound {
+                field: s.field.clone(),
+                column: s.column.clone(),
+                index: index_of(&s.field, &s.column)?,
+                field_type: s.field_type,
+            };
+            let on_action = self.object_type != ObjectType::UserAttributes
+                && ACTION_FIELDS.contains(&s.field.as_str());
             if s.field == "action" && on_action {
                 action = Some(bound);
             } else if on_action {
@@ -218,12 +299,17 @@ impl ResolvedMapping {
     /// The event id of `row` (its PRIMARY_KEY cell) when the mapping has one and it is not empty.
     pub fn event_key(&self, row: &dyn Row) -> Option<String> {
         let cell = row.cell(self.event_key?).ok()?;
-        cell.as_text().map(|t| t.trim().to_string()).filter(|t| !t.is_empty())
+        cell.as_text()
+            .map(|t| t.trim().to_string())
+            .filter(|t| !t.is_empty())
     }
 
     /// The columns this mapping reads, for decoders that can skip the rest.
     pub fn columns(&self) -> impl Iterator<Item = &Bound> {
-        std::iter::once(&self.customer_id).chain(self.action.iter()).chain(&self.action_fields).chain(&self.attributes)
+        std::iter::once(&self.customer_id)
+            .chain(self.action.iter())
+            .chain(&self.action_fields)
+            .chain(&self.attributes)
     }
 
     /// Encodes `row` as one element into `out` (cleared first). On `Err`, the row is rejected and
@@ -236,33 +322,59 @@ impl ResolvedMapping {
     ) -> Result<(ElementKind, Encoded), RowIssue> {
         out.clear();
         let mut encoded = Encoded::default();
-        let issue = |b: &Bound, reason: String| RowIssue { column: b.column.clone(), reason };
+        let issue = |b: &Bound, reason: String| RowIssue {
+            column: b.column.clone(),
+            reason,
+        };
 
-        let cid_cell = row.cell(self.customer_id.index).map_err(|r| issue(&self.customer_id, r))?;
+        let cid_cell = row
+            .cell(self.customer_id.index)
+            .map_err(|r| issue(&self.customer_id, r))?;
         let cid = cid_cell
             .as_text()
             .map(|t| t.trim().to_string())
-            .ok_or_else(|| issue(&self.customer_id, "customer_id is missing (every record needs one)".into()))?;
+            .ok_or_else(|| {
+                issue(
+                    &self.customer_id,
+                    "customer_id is missing (every record needs one)".into(),
+                )
+            })?;
         if cid.is_empty() {
-            return Err(issue(&self.customer_id, "customer_id is empty (every record needs one)".into()));
+            return Err(issue(
+                &self.customer_id,
+                "customer_id is empty (every record needs one)".into(),
+            ));
         }
-        if FORBIDDEN_CUSTOMER_IDS.iter().any(|f| f.eq_ignore_ascii_case(&cid)) {
-            return Err(issue(&self.customer_id, format!("customer_id {cid:?} is a placeholder MoEngage refuses")));
+        if FORBIDDEN_CUSTOMER_IDS
+            .iter()
+            .any(|f| f.eq_ignore_ascii_case(&cid))
+        {
+            return Err(issue(
+                &self.customer_id,
+                format!("customer_id {cid:?} is a placeholder MoEngage refuses"),
+            ));
         }
 
         let action_name = match &self.action {
             Some(b) => {
                 let cell = row.cell(b.index).map_err(|r| issue(b, r))?;
-                cell.as_text().map(|t| t.trim().to_string()).filter(|t| !t.is_empty())
+                cell.as_text()
+                    .map(|t| t.trim().to_string())
+                    .filter(|t| !t.is_empty())
             }
             None => None,
         };
         let kind = match (self.object_type, &action_name) {
             (ObjectType::Events, None) => {
                 let b = self.action.as_ref().unwrap_or(&self.customer_id);
-                return Err(issue(b, "action is empty: every event needs an event name".into()));
+                return Err(issue(
+                    b,
+                    "action is empty: every event needs an event name".into(),
+                ));
             }
-            (ObjectType::UserAttributes, _) | (ObjectType::BulkImport, None) => ElementKind::Customer,
+            (ObjectType::UserAttributes, _) | (ObjectType::BulkImport, None) => {
+                ElementKind::Customer
+            }
             (_, Some(_)) => ElementKind::Event,
         };
 
@@ -298,12 +410,20 @@ impl ResolvedMapping {
         Ok((kind, encoded))
     }
 
-    fn write_attributes(&self, row: &dyn Row, out: &mut Vec<u8>, encoded: &mut Encoded) -> Result<(), RowIssue> {
+    fn write_attributes(
+        &self,
+        row: &dyn Row,
+        out: &mut Vec<u8>,
+        encoded: &mut Encoded,
+    ) -> Result<(), RowIssue> {
         out.push(b'{');
         let mut first = true;
         let mut warnings = Vec::new();
         for b in &self.attributes {
-            let cell = row.cell(b.index).map_err(|r| RowIssue { column: b.column.clone(), reason: r })?;
+            let cell = row.cell(b.index).map_err(|r| RowIssue {
+                column: b.column.clone(),
+                reason: r,
+            })?;
             if cell.is_empty() {
                 continue;
             }
@@ -317,7 +437,12 @@ impl ResolvedMapping {
             match convert::write_value(cell, b.field_type, out, &mut warnings) {
                 Ok(true) => first = false,
                 Ok(false) => out.truncate(mark),
-                Err(e) => return Err(RowIssue { column: b.column.clone(), reason: format!("{}: {}", b.field, e.0) }),
+                Err(e) => {
+                    return Err(RowIssue {
+                        column: b.column.clone(),
+                        reason: format!("{}: {}", b.field, e.0),
+                    })
+                }
             }
             for w in &warnings {
                 encoded.warnings.push(value_warning(b, w));
@@ -335,7 +460,10 @@ impl ResolvedMapping {
         encoded: &mut Encoded,
         now: chrono::DateTime<chrono::Utc>,
     ) -> Result<(), RowIssue> {
-        let issue = |reason: String| RowIssue { column: b.column.clone(), reason };
+        let issue = |reason: String| RowIssue {
+            column: b.column.clone(),
+            reason,
+        };
         let cell = row.cell(b.index).map_err(issue)?;
         if cell.is_empty() {
             return Ok(());
@@ -345,10 +473,15 @@ impl ResolvedMapping {
         out.push(b':');
         match b.field.as_str() {
             "platform" => {
-                let raw = cell.as_text().map(|t| t.trim().to_string()).unwrap_or_default();
+                let raw = cell
+                    .as_text()
+                    .map(|t| t.trim().to_string())
+                    .unwrap_or_default();
                 let known = PLATFORMS.iter().find(|p| p.eq_ignore_ascii_case(&raw));
                 if known.is_none() {
-                    encoded.warnings.push(issue(format!("platform {raw:?} is not one of ANDROID, iOS, web, TV; sent as \"unknown\"")));
+                    encoded.warnings.push(issue(format!(
+                        "platform {raw:?} is not one of ANDROID, iOS, web, TV; sent as \"unknown\""
+                    )));
                 }
                 convert::write_raw_str(known.copied().unwrap_or("unknown"), out);
             }
@@ -364,16 +497,26 @@ impl ResolvedMapping {
                 convert::write_raw_str(&convert::format_datetime(&dt), out);
             }
             "user_timezone_offset" => {
-                let t = cell.as_text().map(|t| t.trim().to_string()).unwrap_or_default();
-                let n: i64 = t.parse().map_err(|_| issue(format!("user_timezone_offset {t:?} is not a whole number of seconds")))?;
+                let t = cell
+                    .as_text()
+                    .map(|t| t.trim().to_string())
+                    .unwrap_or_default();
+                let n: i64 = t.parse().map_err(|_| {
+                    issue(format!(
+                        "user_timezone_offset {t:?} is not a whole number of seconds"
+                    ))
+                })?;
                 if !(-54_000..=54_000).contains(&n) {
-                    return Err(issue(format!("user_timezone_offset {n} is outside -54000..54000 seconds")));
+                    return Err(issue(format!(
+                        "user_timezone_offset {n} is outside -54000..54000 seconds"
+                    )));
                 }
                 out.extend_from_slice(n.to_string().as_bytes());
             }
             _ => {
                 let mut warnings = Vec::new();
-                convert::write_value(cell, b.field_type, out, &mut warnings).map_err(|e| issue(e.0))?;
+                convert::write_value(cell, b.field_type, out, &mut warnings)
+                    .map_err(|e| issue(e.0))?;
                 for w in &warnings {
                     encoded.warnings.push(value_warning(b, w));
                 }
@@ -386,13 +529,28 @@ impl ResolvedMapping {
     pub fn name_warnings(&self) -> Vec<RowIssue> {
         let mut out = Vec::new();
         for b in &self.attributes {
-            let reserved_standard = ["moe_mobile", "moe_unsubscribe", "moe_gaid", "moe_sub_w", "moe_sub_s", "moe_sub_p", "moe_sub_e", "moe_rsp_android", "moe_rsp_ios", "moe_rsp_web"];
+            let reserved_standard = [
+                "moe_mobile",
+                "moe_unsubscribe",
+                "moe_gaid",
+                "moe_sub_w",
+                "moe_sub_s",
+                "moe_sub_p",
+                "moe_sub_e",
+                "moe_rsp_android",
+                "moe_rsp_ios",
+                "moe_rsp_web",
+            ];
             if b.field == "id" || b.field == "_id" {
                 out.push(RowIssue { column: b.column.clone(), reason: format!("attribute name {:?} is reserved by MoEngage and will not be stored; map it to another name", b.field) });
-            } else if b.field.starts_with("moe_") && !reserved_standard.contains(&b.field.as_str()) {
+            } else if b.field.starts_with("moe_") && !reserved_standard.contains(&b.field.as_str())
+            {
                 out.push(RowIssue { column: b.column.clone(), reason: format!("attribute name {:?} uses MoEngage's reserved moe_ prefix; custom attributes must not", b.field) });
             } else if b.field.chars().count() > 200 {
-                out.push(RowIssue { column: b.column.clone(), reason: "attribute name is over 200 characters; MoEngage truncates it".into() });
+                out.push(RowIssue {
+                    column: b.column.clone(),
+                    reason: "attribute name is over 200 characters; MoEngage truncates it".into(),
+                });
             }
         }
         out
@@ -401,11 +559,23 @@ impl ResolvedMapping {
 
 fn value_warning(b: &Bound, w: &ValueWarning) -> RowIssue {
     let reason = match w {
-        ValueWarning::LongString(n) => format!("{}: string of {n} characters; MoEngage truncates values over 512", b.field),
-        ValueWarning::LongArray(n) => format!("{}: array of {n} elements; MoEngage keeps at most 50", b.field),
-        ValueWarning::MixedArray => format!("{}: array mixes value types; MoEngage needs arrays of one type", b.field),
+        ValueWarning::LongString(n) => format!(
+            "{}: string of {n} characters; MoEngage truncates values over 512",
+            b.field
+        ),
+        ValueWarning::LongArray(n) => format!(
+            "{}: array of {n} elements; MoEngage keeps at most 50",
+            b.field
+        ),
+        ValueWarning::MixedArray => format!(
+            "{}: array mixes value types; MoEngage needs arrays of one type",
+            b.field
+        ),
     };
-    RowIssue { column: b.column.clone(), reason }
+    RowIssue {
+        column: b.column.clone(),
+        reason,
+    }
 }
 
 #[cfg(test)]

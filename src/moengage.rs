@@ -70,15 +70,28 @@ pub enum RetryAction {
 pub fn classify(status: u16, body: &str) -> RetryAction {
     let parsed: Option<serde_json::Value> = serde_json::from_str(body).ok();
     let field = |name: &str| {
-        parsed.as_ref().and_then(|v| v.get(name).or_else(|| v.get("error").and_then(|e| e.get(name)))).and_then(|v| v.as_str()).map(str::to_string)
+        parsed
+            .as_ref()
+            .and_then(|v| {
+                v.get(name)
+                    .or_else(|| v.get("error").and_then(|e| e.get(name)))
+            })
+            .and_then(|v| v.as_str())
+            .map(str::to_string)
     };
     let message = field("message").unwrap_or_else(|| truncate(body, 300));
     match status {
-        200..=299 => match parsed.as_ref().and_then(|v| v.get("status")).and_then(|s| s.as_str()) {
+        200..=299 => match parsed
+            .as_ref()
+            .and_then(|v| v.get("status"))
+            .and_then(|s| s.as_str())
+        {
             Some(s) if s.eq_ignore_ascii_case("fail") => {
                 RetryAction::DontRetry(format!("HTTP {status} with status \"fail\": {message}"))
             }
-            _ => RetryAction::Successful { request_id: field("request_id") },
+            _ => RetryAction::Successful {
+                request_id: field("request_id"),
+            },
         },
         401 | 403 | 409 => RetryAction::Misconfigured(format!("HTTP {status}: {message}")),
         408 | 429 | 500..=599 => RetryAction::Retry(format!("HTTP {status}: {message}")),
@@ -99,10 +112,20 @@ fn truncate(s: &str, max: usize) -> String {
 
 /// Reads the rate-limit headers; `now_epoch` decides whether a reset value is epoch seconds.
 pub fn rate_limit_info(headers: &HeaderMap, now_epoch: u64) -> RateLimitInfo {
-    let num = |name: &str| headers.get(name).and_then(|v| v.to_str().ok()).and_then(|v| v.trim().parse::<f64>().ok()).filter(|f| f.is_finite() && *f >= 0.0);
+    let num = |name: &str| {
+        headers
+            .get(name)
+            .and_then(|v| v.to_str().ok())
+            .and_then(|v| v.trim().parse::<f64>().ok())
+            .filter(|f| f.is_finite() && *f >= 0.0)
+    };
     let reset_after = num("x-ratelimit-reset").map(|r| {
         // An epoch timestamp is far larger than any window length (a day is 86,400 s).
-        let secs = if r > 1.0e9 { (r - now_epoch as f64).max(0.0) } else { r };
+        let secs = if r > 1.0e9 {
+            (r - now_epoch as f64).max(0.0)
+        } else {
+            r
+        };
         Duration::from_secs_f64(secs.min(3600.0))
     });
     RateLimitInfo {
@@ -119,12 +142,27 @@ impl MoEngageClient {
             .connect_timeout(Duration::from_secs(10))
             .user_agent(concat!("moengage-sync/", env!("CARGO_PKG_VERSION")))
             .build()
-            .map_err(|e| TransportError { kind: "client", message: e.to_string() })?;
-        let token = base64::engine::general_purpose::STANDARD.encode(format!("{}:{}", config.workspace_id, api_key.expose()));
-        let mut auth = HeaderValue::from_str(&format!("Basic {token}"))
-            .map_err(|_| TransportError { kind: "client", message: "the Workspace ID contains characters not allowed in a header".into() })?;
+            .map_err(|e| TransportError {
+                kind: "client",
+                message: e.to_string(),
+            })?;
+        let token = base64::engine::general_purpose::STANDARD.encode(format!(
+            "{}:{}",
+            config.workspace_id,
+            api_key.expose()
+        ));
+        let mut auth =
+            HeaderValue::from_str(&format!("Basic {token}")).map_err(|_| TransportError {
+                kind: "client",
+                message: "the Workspace ID contains characters not allowed in a header".into(),
+            })?;
         auth.set_sensitive(true);
-        Ok(MoEngageClient { http, base_url: config.api_base_url.clone(), app_id: config.app_id.clone(), auth })
+        Ok(MoEngageClient {
+            http,
+            base_url: config.api_base_url.clone(),
+            app_id: config.app_id.clone(),
+            auth,
+        })
     }
 
     /// The path (`/v1/…/{app_id}`) a body for `endpoint` is posted to.
@@ -133,7 +171,11 @@ impl MoEngageClient {
     }
 
     /// POSTs `body` to `path` (as built by [`Self::path`], or taken from a dead-letter message).
-    pub async fn post(&self, path: &str, body: bytes::Bytes) -> Result<ApiResponse, TransportError> {
+    pub async fn post(
+        &self,
+        path: &str,
+        body: bytes::Bytes,
+    ) -> Result<ApiResponse, TransportError> {
         let url = format!("{}{}", self.base_url, path);
         let response = self
             .http
@@ -147,16 +189,27 @@ impl MoEngageClient {
             .await
             .map_err(transport_error)?;
         let status = response.status().as_u16();
-        let now = SystemTime::now().duration_since(UNIX_EPOCH).map(|d| d.as_secs()).unwrap_or(0);
+        let now = SystemTime::now()
+            .duration_since(UNIX_EPOCH)
+            .map(|d| d.as_secs())
+            .unwrap_or(0);
         let rate_limit = rate_limit_info(response.headers(), now);
         let body = response.text().await.map_err(transport_error)?;
-        Ok(ApiResponse { status, body, rate_limit })
+        Ok(ApiResponse {
+            status,
+            body,
+            rate_limit,
+        })
     }
 
     /// Checks the credentials and data center without sending data
     /// (`POST /v1/integrations/authentication`).
     pub async fn check_auth(&self) -> Result<ApiResponse, TransportError> {
-        self.post("/v1/integrations/authentication", bytes::Bytes::from_static(b"{}")).await
+        self.post(
+            "/v1/integrations/authentication",
+            bytes::Bytes::from_static(b"{}"),
+        )
+        .await
     }
 }
 
@@ -187,7 +240,8 @@ mod tests {
 
     #[test]
     fn classify_table() {
-        let ok = r#"{"status":"success","message":"Your request has been accepted","request_id":"r-1"}"#;
+        let ok =
+            r#"{"status":"success","message":"Your request has been accepted","request_id":"r-1"}"#;
         let fail = r#"{"status":"fail","error":{"type":"MissingAttributeError","attribute":"customer_id","message":"customer_id missing","request_id":"r-2"}}"#;
         let table: &[(u16, &str, &str)] = &[
             (200, ok, "ok"),
@@ -217,7 +271,12 @@ mod tests {
             };
             assert_eq!(got, *want, "status {status} body {body}");
         }
-        assert_eq!(classify(200, ok), RetryAction::Successful { request_id: Some("r-1".into()) });
+        assert_eq!(
+            classify(200, ok),
+            RetryAction::Successful {
+                request_id: Some("r-1".into())
+            }
+        );
         match classify(400, fail) {
             RetryAction::DontRetry(m) => assert!(m.contains("customer_id missing"), "{m}"),
             other => panic!("{other:?}"),
@@ -237,6 +296,9 @@ mod tests {
         let info = rate_limit_info(&h, 1_800_000_000);
         assert_eq!(info.reset_after, Some(Duration::from_secs(30)));
         assert_eq!(info.retry_after, Some(Duration::from_secs(7)));
-        assert_eq!(rate_limit_info(&HeaderMap::new(), 0), RateLimitInfo::default());
+        assert_eq!(
+            rate_limit_info(&HeaderMap::new(), 0),
+            RateLimitInfo::default()
+        );
     }
 }

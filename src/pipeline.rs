@@ -23,8 +23,10 @@ use crate::decode::{self, DecodeInput, RangedObject};
 use crate::delivery::{self, FailureDetail, Outcome};
 use crate::handler::Deps;
 use crate::mapping::{ElementKind, ResolvedMapping};
-use crate::sync_state::{self, customer_id_of, Fingerprinter, SyncLocation, SyncOptions, SyncState, SyncStateError};
 use crate::report::{RowReport, RunReport, Status};
+use crate::sync_state::{
+    self, customer_id_of, Fingerprinter, SyncLocation, SyncOptions, SyncState, SyncStateError,
+};
 
 /// Bodies decoded ahead of delivery; bounds memory at a few request bodies.
 const CHANNEL_DEPTH: usize = 4;
@@ -54,7 +56,13 @@ pub struct RunPlan {
 pub enum FatalError {
     /// A body that could be neither delivered nor dead-lettered would be lost.
     #[error("s3://{bucket}/{key} rows {first_row}-{last_row} could not be delivered nor dead-lettered: {source}")]
-    DeadLetter { bucket: String, key: String, first_row: u64, last_row: u64, source: DeadLetterError },
+    DeadLetter {
+        bucket: String,
+        key: String,
+        first_row: u64,
+        last_row: u64,
+        source: DeadLetterError,
+    },
 }
 
 /// A run's report, plus the error that must fail the invocation, if any.
@@ -74,7 +82,10 @@ enum Decoded {
     DuplicateKey(RowReport),
     Warnings(Vec<RowReport>),
     /// The object cannot be decoded further. `unsent_rows` were read into a body never handed over.
-    Failed { reason: String, unsent_rows: u64 },
+    Failed {
+        reason: String,
+        unsent_rows: u64,
+    },
 }
 
 /// Why the delivery loop stopped early.
@@ -102,9 +113,21 @@ pub async fn process_object(deps: &Deps, object: &ObjectRef, plan: &RunPlan) -> 
     report.summary.key = object.key.clone();
 
     // Source: a stream over the object, never the whole object in memory.
-    let source = match deps.source.open_if(&object.bucket, &object.key, plan.etag.as_deref()).await {
+    let source = match deps
+        .source
+        .open_if(&object.bucket, &object.key, plan.etag.as_deref())
+        .await
+    {
         Ok(s) => s,
-        Err(e) => return RunOutcome { report: finish_failed(report, format!("{e}; check the key exists and the function may read it")), fatal: None },
+        Err(e) => {
+            return RunOutcome {
+                report: finish_failed(
+                    report,
+                    format!("{e}; check the key exists and the function may read it"),
+                ),
+                fatal: None,
+            }
+        }
     };
     report.etag = source.etag.clone();
     report.version_id = source.version_id.clone();
@@ -120,7 +143,15 @@ pub async fn process_object(deps: &Deps, object: &ObjectRef, plan: &RunPlan) -> 
     // Change detection: what MoEngage already holds for this workspace and object type.
     let sync = match open_sync_state(deps, object, plan.full_resync).await {
         Ok(s) => Arc::new(s),
-        Err(e) => return RunOutcome { report: finish_failed(report, format!("{e}; check the function may read and write STATE_BUCKET")), fatal: None },
+        Err(e) => {
+            return RunOutcome {
+                report: finish_failed(
+                    report,
+                    format!("{e}; check the function may read and write STATE_BUCKET"),
+                ),
+                fatal: None,
+            }
+        }
     };
 
     // Decode → map + validate → diff → batch, on a blocking thread.
@@ -138,7 +169,16 @@ pub async fn process_object(deps: &Deps, object: &ObjectRef, plan: &RunPlan) -> 
             compression: decode_config.source_compression,
             ranged: Some(ranged),
         };
-        decode_object(input, &decode_config, Limits { skip_through: skip, max_rows: None }, Some(&decode_sync), &tx)
+        decode_object(
+            input,
+            &decode_config,
+            Limits {
+                skip_through: skip,
+                max_rows: None,
+            },
+            Some(&decode_sync),
+            &tx,
+        )
     });
 
     // Deliver each body as it arrives; account for every row. Rejections are held until the
@@ -159,11 +199,17 @@ pub async fn process_object(deps: &Deps, object: &ObjectRef, plan: &RunPlan) -> 
         match msg {
             Decoded::Rejected(r) => {
                 last_row_read = last_row_read.max(r.row);
-                held.push(Held { row: r.row, rejection: Some(r) });
+                held.push(Held {
+                    row: r.row,
+                    rejection: Some(r),
+                });
             }
             Decoded::Unchanged(row) => {
                 last_row_read = last_row_read.max(row);
-                held.push(Held { row, rejection: None });
+                held.push(Held {
+                    row,
+                    rejection: None,
+                });
             }
             Decoded::DuplicateKey(r) => {
                 report.duplicate_keys += 1;
@@ -178,7 +224,10 @@ pub async fn process_object(deps: &Deps, object: &ObjectRef, plan: &RunPlan) -> 
                     report.warn(w);
                 }
             }
-            Decoded::Failed { reason, unsent_rows } => {
+            Decoded::Failed {
+                reason,
+                unsent_rows,
+            } => {
                 report.summary.rows_read += unsent_rows;
                 report.summary.rows_pending += unsent_rows;
                 failure = Some(reason);
@@ -194,7 +243,16 @@ pub async fn process_object(deps: &Deps, object: &ObjectRef, plan: &RunPlan) -> 
                 let path = deps.moengage.path(batch.endpoint);
                 let body = Bytes::from(batch.body.clone());
                 let records = (batch.records - batch.events, batch.events);
-                let d = delivery::deliver(&deps.moengage, &deps.budget, &config.retry, &path, body, records, plan.stop_at).await;
+                let d = delivery::deliver(
+                    &deps.moengage,
+                    &deps.budget,
+                    &config.retry,
+                    &path,
+                    body,
+                    records,
+                    plan.stop_at,
+                )
+                .await;
                 report.summary.requests_sent += u64::from(d.attempts);
                 report.retries += u64::from(d.attempts.saturating_sub(1));
                 report.rate_limited += u64::from(d.rate_limited);
@@ -208,7 +266,16 @@ pub async fn process_object(deps: &Deps, object: &ObjectRef, plan: &RunPlan) -> 
                         report.resume_after_row = batch.last_row;
                         tracing::debug!(key = %object.key, rows = batch.records, first_row = batch.first_row, request_id = request_id.as_deref().unwrap_or(""), "delivered");
                     }
-                    Outcome::Failed(detail) => match dead_letter(deps, source_ref(&batch), path, &batch, detail, d.attempts).await {
+                    Outcome::Failed(detail) => match dead_letter(
+                        deps,
+                        source_ref(&batch),
+                        path,
+                        &batch,
+                        detail,
+                        d.attempts,
+                    )
+                    .await
+                    {
                         Ok(id) => {
                             report.summary.rows_read += batch.records;
                             report.summary.rows_dead_lettered += batch.records;
@@ -262,7 +329,10 @@ pub async fn process_object(deps: &Deps, object: &ObjectRef, plan: &RunPlan) -> 
                     report.accounting_balanced = report.summary.balanced();
                     tracing::info!(key = %object.key, resume_after_row = report.resume_after_row, "deadline near: stopping at a batch boundary");
                     save_sync_state(&sync, &mut report).await;
-                    return RunOutcome { report, fatal: None };
+                    return RunOutcome {
+                        report,
+                        fatal: None,
+                    };
                 }
                 Stop::Misconfigured(diagnosis) => failure = Some(diagnosis),
                 Stop::Fatal(e) => {
@@ -307,10 +377,21 @@ fn settle_rejections(report: &mut RunReport, held: &mut Vec<Held>, before_row: u
     }
 }
 
-async fn open_sync_state(deps: &Deps, object: &ObjectRef, full_resync: bool) -> Result<SyncState, SyncStateError> {
+async fn open_sync_state(
+    deps: &Deps,
+    object: &ObjectRef,
+    full_resync: bool,
+) -> Result<SyncState, SyncStateError> {
     let config = &deps.config;
-    let bucket = config.state_bucket.clone().unwrap_or_else(|| object.bucket.clone());
-    let location = SyncLocation::new(bucket, &config.state_prefix, &sync_state::scope(&config.workspace_id, config.object_type));
+    let bucket = config
+        .state_bucket
+        .clone()
+        .unwrap_or_else(|| object.bucket.clone());
+    let location = SyncLocation::new(
+        bucket,
+        &config.state_prefix,
+        &sync_state::scope(&config.workspace_id, config.object_type),
+    );
     let options = SyncOptions::new(config.sync_mode, full_resync || config.full_resync);
     let state = SyncState::open(deps.state.clone(), location, options).await?;
     // All shards up front, in parallel: the decode thread then never waits on a GET. A scope with
@@ -329,7 +410,14 @@ async fn save_sync_state(sync: &SyncState, report: &mut RunReport) {
     }
 }
 
-async fn dead_letter(deps: &Deps, source: SourceRef, path: String, batch: &Batch, detail: FailureDetail, attempts: u32) -> Result<String, FatalError> {
+async fn dead_letter(
+    deps: &Deps,
+    source: SourceRef,
+    path: String,
+    batch: &Batch,
+    detail: FailureDetail,
+    attempts: u32,
+) -> Result<String, FatalError> {
     let (bucket, key) = (source.bucket.clone(), source.key.clone());
     let fatal = |source: DeadLetterError| FatalError::DeadLetter {
         bucket: bucket.clone(),
@@ -339,18 +427,33 @@ async fn dead_letter(deps: &Deps, source: SourceRef, path: String, batch: &Batch
         source,
     };
     tracing::warn!(%bucket, %key, first_row = batch.first_row, last_row = batch.last_row, reason = %detail.reason, "dead-lettering a request body");
-    let mut msg = DeadLetterMessage::new(source, path, &batch.body, batch.records, detail, attempts).map_err(fatal)?;
+    let mut msg =
+        DeadLetterMessage::new(source, path, &batch.body, batch.records, detail, attempts)
+            .map_err(fatal)?;
     if msg.encoded_len() > dead_letter::MAX_INLINE_MESSAGE_BYTES {
         // Over SQS's message size: the payload goes to S3 and the message points to it.
-        let state_bucket = deps.config.state_bucket.clone().unwrap_or_else(|| bucket.clone());
+        let state_bucket = deps
+            .config
+            .state_bucket
+            .clone()
+            .unwrap_or_else(|| bucket.clone());
         let payload_key = format!(
             "{}dead-letters/{}/{}/rows-{}-{}-{}.json",
-            deps.config.state_prefix, bucket, key, batch.first_row, batch.last_row, chrono::Utc::now().timestamp_millis()
+            deps.config.state_prefix,
+            bucket,
+            key,
+            batch.first_row,
+            batch.last_row,
+            chrono::Utc::now().timestamp_millis()
         );
         deps.state
             .put(&state_bucket, &payload_key, batch.body.clone(), false)
             .await
-            .map_err(|e| fatal(DeadLetterError(format!("payload too large for SQS and could not be stored in S3: {e}"))))?;
+            .map_err(|e| {
+                fatal(DeadLetterError(format!(
+                    "payload too large for SQS and could not be stored in S3: {e}"
+                )))
+            })?;
         msg.move_payload_to(format!("s3://{state_bucket}/{payload_key}"));
     }
     deps.dead_letters.send(&msg).await.map_err(fatal)
@@ -410,25 +513,48 @@ struct Limits {
 }
 
 /// The blocking half: stream → rows → elements → bodies, sent down `tx`.
-fn decode_object(input: DecodeInput<'_>, config: &Config, limits: Limits, sync: Option<&SyncState>, tx: &mpsc::Sender<Decoded>) {
+fn decode_object(
+    input: DecodeInput<'_>,
+    config: &Config,
+    limits: Limits,
+    sync: Option<&SyncState>,
+    tx: &mpsc::Sender<Decoded>,
+) {
     let max_rows = limits.max_rows;
     let send = |m: Decoded| tx.blocking_send(m).is_ok();
     let mut rows = match decode::open(input) {
         Ok(r) => r,
         Err(e) => {
-            send(Decoded::Failed { reason: format!("not a readable export: {e}"), unsent_rows: 0 });
+            send(Decoded::Failed {
+                reason: format!("not a readable export: {e}"),
+                unsent_rows: 0,
+            });
             return;
         }
     };
-    let mapping: ResolvedMapping = match config.field_mapping.resolve(rows.header(), config.sync_mode) {
+    let mapping: ResolvedMapping = match config
+        .field_mapping
+        .resolve(rows.header(), config.sync_mode)
+    {
         Ok(m) => m,
         Err(e) => {
-            send(Decoded::Failed { reason: format!("the mapping does not fit this export: {e}"), unsent_rows: 0 });
+            send(Decoded::Failed {
+                reason: format!("the mapping does not fit this export: {e}"),
+                unsent_rows: 0,
+            });
             return;
         }
     };
-    let name_warnings: Vec<RowReport> =
-        mapping.name_warnings().into_iter().map(|w| RowReport { row: 0, line: None, column: w.column, reason: w.reason }).collect();
+    let name_warnings: Vec<RowReport> = mapping
+        .name_warnings()
+        .into_iter()
+        .map(|w| RowReport {
+            row: 0,
+            line: None,
+            column: w.column,
+            reason: w.reason,
+        })
+        .collect();
     if !name_warnings.is_empty() && !send(Decoded::Warnings(name_warnings)) {
         return;
     }
@@ -451,7 +577,10 @@ fn decode_object(input: DecodeInput<'_>, config: &Config, limits: Limits, sync: 
             Ok(None) => break,
             Err(e) => {
                 let unsent = batcher.finish().map_or(0, |b| b.records);
-                send(Decoded::Failed { reason: format!("the export could not be read to the end: {e}"), unsent_rows: unsent });
+                send(Decoded::Failed {
+                    reason: format!("the export could not be read to the end: {e}"),
+                    unsent_rows: unsent,
+                });
                 return;
             }
         };
@@ -459,7 +588,12 @@ fn decode_object(input: DecodeInput<'_>, config: &Config, limits: Limits, sync: 
             Ok(row) => row,
             Err(bad) if bad.row <= limits.skip_through => continue,
             Err(bad) => {
-                if !send(Decoded::Rejected(RowReport { row: bad.row, line: bad.line, column: String::new(), reason: bad.reason })) {
+                if !send(Decoded::Rejected(RowReport {
+                    row: bad.row,
+                    line: bad.line,
+                    column: String::new(),
+                    reason: bad.reason,
+                })) {
                     return;
                 }
                 continue;
@@ -469,7 +603,14 @@ fn decode_object(input: DecodeInput<'_>, config: &Config, limits: Limits, sync: 
         if row_no <= limits.skip_through {
             continue;
         }
-        let reject = |column: String, reason: String| Decoded::Rejected(RowReport { row: row_no, line, column, reason });
+        let reject = |column: String, reason: String| {
+            Decoded::Rejected(RowReport {
+                row: row_no,
+                line,
+                column,
+                reason,
+            })
+        };
         match mapping.encode(row.row, &mut element, now) {
             Err(issue) => {
                 if !send(reject(issue.column, issue.reason)) {
@@ -480,7 +621,11 @@ fn decode_object(input: DecodeInput<'_>, config: &Config, limits: Limits, sync: 
                 // Diff against the sync state: users by customer_id, events by their event id.
                 let mut print = None;
                 if let Some(state) = sync {
-                    let event_id = if kind == ElementKind::Event { mapping.event_key(row.row) } else { None };
+                    let event_id = if kind == ElementKind::Event {
+                        mapping.event_key(row.row)
+                    } else {
+                        None
+                    };
                     let key: Option<&[u8]> = match kind {
                         ElementKind::Customer => customer_id_of(&element),
                         ElementKind::Event => event_id.as_deref().map(str::as_bytes),
@@ -490,7 +635,11 @@ fn decode_object(input: DecodeInput<'_>, config: &Config, limits: Limits, sync: 
                         match state.classify(kind, p) {
                             Ok(decision) => {
                                 if decision.duplicate {
-                                    let what = if kind == ElementKind::Event { "event id" } else { "customer_id" };
+                                    let what = if kind == ElementKind::Event {
+                                        "event id"
+                                    } else {
+                                        "customer_id"
+                                    };
                                     let w = RowReport { row: row_no, line, column: String::new(), reason: format!("{what} {} occurred earlier in this export; the last occurrence wins", String::from_utf8_lossy(key)) };
                                     if !send(Decoded::DuplicateKey(w)) {
                                         return;
@@ -506,7 +655,10 @@ fn decode_object(input: DecodeInput<'_>, config: &Config, limits: Limits, sync: 
                             }
                             Err(e) => {
                                 let unsent = batcher.finish().map_or(0, |b| b.records);
-                                send(Decoded::Failed { reason: format!("could not read the sync state: {e}"), unsent_rows: unsent });
+                                send(Decoded::Failed {
+                                    reason: format!("could not read the sync state: {e}"),
+                                    unsent_rows: unsent,
+                                });
                                 return;
                             }
                         }
@@ -527,7 +679,16 @@ fn decode_object(input: DecodeInput<'_>, config: &Config, limits: Limits, sync: 
                     }
                 }
                 if !encoded.warnings.is_empty() {
-                    let ws = encoded.warnings.into_iter().map(|w| RowReport { row: row_no, line, column: w.column, reason: w.reason }).collect();
+                    let ws = encoded
+                        .warnings
+                        .into_iter()
+                        .map(|w| RowReport {
+                            row: row_no,
+                            line,
+                            column: w.column,
+                            reason: w.reason,
+                        })
+                        .collect();
                     if !send(Decoded::Warnings(ws)) {
                         return;
                     }
@@ -565,11 +726,30 @@ pub fn dry_run(config: &Config, input: DecodeInput<'_>, max_rows: u64) -> DryRun
 
 /// As [`dry_run`], diffing against `sync` (rows MoEngage already has are counted `unchanged`, not
 /// shown as bodies). Nothing is recorded or saved.
-pub fn dry_run_with_state(config: &Config, input: DecodeInput<'_>, max_rows: u64, sync: Option<&SyncState>) -> DryRun {
+pub fn dry_run_with_state(
+    config: &Config,
+    input: DecodeInput<'_>,
+    max_rows: u64,
+    sync: Option<&SyncState>,
+) -> DryRun {
     let (tx, mut rx) = mpsc::channel(CHANNEL_DEPTH);
-    let mut out = DryRun { diffed: sync.is_some(), ..DryRun::default() };
+    let mut out = DryRun {
+        diffed: sync.is_some(),
+        ..DryRun::default()
+    };
     std::thread::scope(|scope| {
-        scope.spawn(move || decode_object(input, config, Limits { skip_through: 0, max_rows: Some(max_rows) }, sync, &tx));
+        scope.spawn(move || {
+            decode_object(
+                input,
+                config,
+                Limits {
+                    skip_through: 0,
+                    max_rows: Some(max_rows),
+                },
+                sync,
+                &tx,
+            )
+        });
         while let Some(msg) = rx.blocking_recv() {
             match msg {
                 Decoded::Batch(b) => {
@@ -586,7 +766,10 @@ pub fn dry_run_with_state(config: &Config, input: DecodeInput<'_>, max_rows: u64
                 }
                 Decoded::DuplicateKey(w) => out.warnings.push(w),
                 Decoded::Warnings(ws) => out.warnings.extend(ws),
-                Decoded::Failed { reason, unsent_rows } => {
+                Decoded::Failed {
+                    reason,
+                    unsent_rows,
+                } => {
                     out.rows_read += unsent_rows;
                     out.failure = Some(reason);
                 }
@@ -628,7 +811,10 @@ pub fn drain(config: &Config, input: DecodeInput<'_>) -> DrainStats {
                 }
                 // drain runs without sync state: no row is unchanged or a tracked duplicate.
                 Decoded::Unchanged(_) | Decoded::DuplicateKey(_) | Decoded::Warnings(_) => {}
-                Decoded::Failed { reason, unsent_rows } => {
+                Decoded::Failed {
+                    reason,
+                    unsent_rows,
+                } => {
                     out.rows_read += unsent_rows;
                     out.failure = Some(reason);
                 }

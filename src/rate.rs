@@ -27,12 +27,18 @@ impl Pacer {
     /// Paces at `HEADROOM` × `per_minute` requests per minute.
     pub fn per_minute(per_minute: u32) -> Self {
         let rate = (per_minute.max(1) as f64) * HEADROOM;
-        Pacer { interval: Duration::from_secs_f64(60.0 / rate), next: Mutex::new(None) }
+        Pacer {
+            interval: Duration::from_secs_f64(60.0 / rate),
+            next: Mutex::new(None),
+        }
     }
 
     /// No pacing at all (benchmarks with the limit lifted).
     pub fn unlimited() -> Self {
-        Pacer { interval: Duration::ZERO, next: Mutex::new(None) }
+        Pacer {
+            interval: Duration::ZERO,
+            next: Mutex::new(None),
+        }
     }
 
     pub fn interval(&self) -> Duration {
@@ -56,7 +62,11 @@ impl Pacer {
             let mut next = self.next.lock().unwrap_or_else(|p| p.into_inner());
             let now = Instant::now();
             let at = next.map_or(now, |n| n.max(now));
-            *next = Some(at + self.interval.saturating_mul(u32::try_from(n).unwrap_or(u32::MAX)));
+            *next = Some(
+                at + self
+                    .interval
+                    .saturating_mul(u32::try_from(n).unwrap_or(u32::MAX)),
+            );
             at
         };
         tokio::time::sleep_until(at).await;
@@ -84,7 +94,11 @@ pub struct Budget {
 }
 
 impl Budget {
-    pub fn new(requests_per_minute: u32, users_per_minute: Option<u32>, events_per_minute: Option<u32>) -> Self {
+    pub fn new(
+        requests_per_minute: u32,
+        users_per_minute: Option<u32>,
+        events_per_minute: Option<u32>,
+    ) -> Self {
         Budget {
             requests: Pacer::per_minute(requests_per_minute),
             users: users_per_minute.map(Pacer::per_minute),
@@ -116,7 +130,10 @@ mod tests {
     /// tokio's timer ticks in milliseconds; slots are absolute instants, so rounding never
     /// accumulates beyond one tick.
     fn assert_close(got: Duration, want: Duration) {
-        assert!(got >= want && got - want <= Duration::from_millis(1), "got {got:?}, want {want:?}");
+        assert!(
+            got >= want && got - want <= Duration::from_millis(1),
+            "got {got:?}, want {want:?}"
+        );
     }
 
     #[tokio::test(start_paused = true)]

@@ -47,7 +47,11 @@ pub struct StillFailing {
 }
 
 /// Replays up to `request.max_messages` dead-letter messages; stops early at `stop_at`.
-pub async fn redrive(deps: &Deps, request: &RedriveRequest, stop_at: Option<Instant>) -> RedriveReport {
+pub async fn redrive(
+    deps: &Deps,
+    request: &RedriveRequest,
+    stop_at: Option<Instant>,
+) -> RedriveReport {
     let max = request.max_messages.unwrap_or(100);
     let mut report = RedriveReport::default();
     let mut to_release = Vec::new();
@@ -73,12 +77,18 @@ pub async fn redrive(deps: &Deps, request: &RedriveRequest, stop_at: Option<Inst
             report.replayed += 1;
             let fail = |report: &mut RedriveReport, reason: String| {
                 tracing::warn!(message_id = %m.message_id, %reason, "redrive: still failing");
-                report.still_failing.push(StillFailing { message_id: m.message_id.clone(), reason });
+                report.still_failing.push(StillFailing {
+                    message_id: m.message_id.clone(),
+                    reason,
+                });
             };
             let msg: DeadLetterMessage = match serde_json::from_str(&m.body) {
                 Ok(msg) => msg,
                 Err(e) => {
-                    fail(&mut report, format!("not a moengage-sync dead-letter message ({e})"));
+                    fail(
+                        &mut report,
+                        format!("not a moengage-sync dead-letter message ({e})"),
+                    );
                     to_release.push(m.receipt);
                     continue;
                 }
@@ -92,7 +102,16 @@ pub async fn redrive(deps: &Deps, request: &RedriveRequest, stop_at: Option<Inst
                 }
             };
             let records = record_kinds(&msg.endpoint, &payload, msg.records);
-            let d = delivery::deliver(&deps.moengage, &deps.budget, &deps.config.retry, &msg.endpoint, payload, records, stop_at).await;
+            let d = delivery::deliver(
+                &deps.moengage,
+                &deps.budget,
+                &deps.config.retry,
+                &msg.endpoint,
+                payload,
+                records,
+                stop_at,
+            )
+            .await;
             match d.outcome {
                 Outcome::Delivered { .. } => match deps.dead_letters.delete(&m.receipt).await {
                     Ok(()) => {
@@ -101,7 +120,10 @@ pub async fn redrive(deps: &Deps, request: &RedriveRequest, stop_at: Option<Inst
                     }
                     // Delivered but still queued: a later redrive sends it again (MoEngage
                     // upserts are idempotent for users; say so rather than hide it).
-                    Err(e) => fail(&mut report, format!("delivered, but could not be deleted from the queue: {e}")),
+                    Err(e) => fail(
+                        &mut report,
+                        format!("delivered, but could not be deleted from the queue: {e}"),
+                    ),
                 },
                 Outcome::Failed(detail) | Outcome::Misconfigured(detail) => {
                     fail(&mut report, detail.reason);
@@ -134,7 +156,11 @@ fn record_kinds(endpoint: &str, payload: &[u8], records: u64) -> (u64, u64) {
     }
     let events = serde_json::from_slice::<serde_json::Value>(payload)
         .ok()
-        .and_then(|v| v.get("elements").and_then(|e| e.as_array()).map(|a| a.iter().filter(|e| e["type"] == "event").count() as u64))
+        .and_then(|v| {
+            v.get("elements")
+                .and_then(|e| e.as_array())
+                .map(|a| a.iter().filter(|e| e["type"] == "event").count() as u64)
+        })
         .unwrap_or(0);
     (records.saturating_sub(events), events)
 }
@@ -144,8 +170,14 @@ async fn payload_of(deps: &Deps, msg: &DeadLetterMessage) -> Result<Bytes, Strin
     if let Some(p) = &msg.payload {
         return Ok(Bytes::copy_from_slice(p.get().as_bytes()));
     }
-    let uri = msg.payload_s3.as_deref().ok_or("the message has neither payload nor payload_s3")?;
-    let (bucket, key) = uri.strip_prefix("s3://").and_then(|r| r.split_once('/')).ok_or_else(|| format!("payload_s3 {uri:?} is not an s3:// URI"))?;
+    let uri = msg
+        .payload_s3
+        .as_deref()
+        .ok_or("the message has neither payload nor payload_s3")?;
+    let (bucket, key) = uri
+        .strip_prefix("s3://")
+        .and_then(|r| r.split_once('/'))
+        .ok_or_else(|| format!("payload_s3 {uri:?} is not an s3:// URI"))?;
     match deps.state.get(bucket, key).await {
         Ok(Some(body)) => Ok(Bytes::from(body)),
         Ok(None) => Err(format!("payload {uri} no longer exists")),

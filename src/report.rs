@@ -46,7 +46,11 @@ impl ObjectSummary {
     /// `rows_read = delivered + unchanged + rejected + dead_lettered + pending`.
     pub fn balanced(&self) -> bool {
         self.rows_read
-            == self.rows_delivered + self.rows_unchanged + self.rows_rejected + self.rows_dead_lettered + self.rows_pending
+            == self.rows_delivered
+                + self.rows_unchanged
+                + self.rows_rejected
+                + self.rows_dead_lettered
+                + self.rows_pending
     }
 }
 
@@ -117,7 +121,11 @@ impl RunReport {
 #[derive(Debug, Clone, Default, Serialize, Deserialize)]
 pub struct Summary {
     pub objects: Vec<ObjectSummary>,
-    #[serde(rename = "batchItemFailures", skip_serializing_if = "Option::is_none", default)]
+    #[serde(
+        rename = "batchItemFailures",
+        skip_serializing_if = "Option::is_none",
+        default
+    )]
     pub batch_item_failures: Option<Vec<BatchItemFailure>>,
     /// Invocation-level notes (skipped markers, test events, continuations…).
     #[serde(skip_serializing_if = "Vec::is_empty", default)]
@@ -135,11 +143,20 @@ pub struct BatchItemFailure {
 
 /// Where a run's report lives: `{prefix}reports/{bucket}/{key}/{etag}.json` for a version's first
 /// run, `{etag}.from-row-{N}.json` for a run that resumed at row N.
-pub fn report_key(prefix: &str, bucket: &str, key: &str, etag: &str, started_after_row: u64) -> String {
+pub fn report_key(
+    prefix: &str,
+    bucket: &str,
+    key: &str,
+    etag: &str,
+    started_after_row: u64,
+) -> String {
     let etag = if etag.is_empty() { "no-etag" } else { etag };
     if started_after_row == 0 {
         format!("{prefix}reports/{bucket}/{key}/{etag}.json")
     } else {
-        format!("{prefix}reports/{bucket}/{key}/{etag}.from-row-{}.json", started_after_row + 1)
+        format!(
+            "{prefix}reports/{bucket}/{key}/{etag}.from-row-{}.json",
+            started_after_row + 1
+        )
     }
 }

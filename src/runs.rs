@@ -51,7 +51,10 @@ pub struct RunMarker {
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum Claim {
     /// This invocation owns the version now; start after `resume_after_row`.
-    Claimed { marker: RunMarker, marker_etag: String },
+    Claimed {
+        marker: RunMarker,
+        marker_etag: String,
+    },
     /// Already fully processed.
     Complete { marker: RunMarker },
     /// Another invocation holds a live lease.
@@ -65,7 +68,10 @@ pub fn marker_key(prefix: &str, bucket: &str, key: &str, etag: &str) -> String {
 }
 
 fn now_epoch() -> u64 {
-    std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).map(|d| d.as_secs()).unwrap_or(0)
+    std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map(|d| d.as_secs())
+        .unwrap_or(0)
 }
 
 fn now_rfc3339() -> String {
@@ -82,7 +88,13 @@ pub struct Markers<'a> {
 impl Markers<'_> {
     /// Claims (bucket, key, etag) for `lease_secs`. Re-reads and retries on a lost race, so two
     /// concurrent claims end with exactly one `Claimed`.
-    pub async fn claim(&self, bucket: &str, key: &str, etag: &str, lease_secs: u64) -> Result<Claim, StateError> {
+    pub async fn claim(
+        &self,
+        bucket: &str,
+        key: &str,
+        etag: &str,
+        lease_secs: u64,
+    ) -> Result<Claim, StateError> {
         let mkey = marker_key(self.prefix, bucket, key, etag);
         for _ in 0..5 {
             let existing = self.store.get_versioned(self.state_bucket, &mkey).await?;
@@ -96,7 +108,9 @@ impl Markers<'_> {
                     })?;
                     match marker.status {
                         MarkerStatus::Complete => return Ok(Claim::Complete { marker }),
-                        MarkerStatus::Running if marker.lease_until > now_epoch() => return Ok(Claim::Busy { marker }),
+                        MarkerStatus::Running if marker.lease_until > now_epoch() => {
+                            return Ok(Claim::Busy { marker })
+                        }
                         _ => (Some(marker), Expect::Etag(v.etag)),
                     }
                 }
@@ -117,28 +131,64 @@ impl Markers<'_> {
                 key: mkey.clone(),
                 reason: e.to_string(),
             })?;
-            if let Some(marker_etag) = self.store.put_if(self.state_bucket, &mkey, body, expect).await? {
-                return Ok(Claim::Claimed { marker, marker_etag });
+            if let Some(marker_etag) = self
+                .store
+                .put_if(self.state_bucket, &mkey, body, expect)
+                .await?
+            {
+                return Ok(Claim::Claimed {
+                    marker,
+                    marker_etag,
+                });
             }
             // Someone else wrote the marker between our read and write: look again.
         }
-        Err(StateError { bucket: self.state_bucket.into(), key: mkey, reason: "could not claim the run marker after 5 attempts (heavy contention)".into() })
+        Err(StateError {
+            bucket: self.state_bucket.into(),
+            key: mkey,
+            reason: "could not claim the run marker after 5 attempts (heavy contention)".into(),
+        })
     }
 
     /// Records how the run ended (and where to resume). Conditional on still owning the marker.
-    pub async fn finish(&self, mut marker: RunMarker, marker_etag: &str, status: MarkerStatus, resume_after_row: u64, error: Option<String>) -> Result<bool, StateError> {
+    pub async fn finish(
+        &self,
+        mut marker: RunMarker,
+        marker_etag: &str,
+        status: MarkerStatus,
+        resume_after_row: u64,
+        error: Option<String>,
+    ) -> Result<bool, StateError> {
         let mkey = marker_key(self.prefix, &marker.bucket, &marker.key, &marker.etag);
         marker.status = status;
         marker.resume_after_row = resume_after_row;
         marker.lease_until = 0;
         marker.updated_at = now_rfc3339();
         marker.error = error;
-        let body = serde_json::to_vec_pretty(&marker).map_err(|e| StateError { bucket: self.state_bucket.into(), key: mkey.clone(), reason: e.to_string() })?;
-        Ok(self.store.put_if(self.state_bucket, &mkey, body, Expect::Etag(marker_etag.to_string())).await?.is_some())
+        let body = serde_json::to_vec_pretty(&marker).map_err(|e| StateError {
+            bucket: self.state_bucket.into(),
+            key: mkey.clone(),
+            reason: e.to_string(),
+        })?;
+        Ok(self
+            .store
+            .put_if(
+                self.state_bucket,
+                &mkey,
+                body,
+                Expect::Etag(marker_etag.to_string()),
+            )
+            .await?
+            .is_some())
     }
 
     /// The marker of a version, if any (the sweep uses it to find work).
-    pub async fn get(&self, bucket: &str, key: &str, etag: &str) -> Result<Option<RunMarker>, StateError> {
+    pub async fn get(
+        &self,
+        bucket: &str,
+        key: &str,
+        etag: &str,
+    ) -> Result<Option<RunMarker>, StateError> {
         let mkey = marker_key(self.prefix, bucket, key, etag);
         Ok(match self.store.get(self.state_bucket, &mkey).await? {
             Some(body) => serde_json::from_slice(&body).ok(),
@@ -173,9 +223,20 @@ pub(crate) mod tests {
     #[async_trait]
     impl StateStore for MemStore {
         async fn get(&self, _b: &str, key: &str) -> Result<Option<Vec<u8>>, StateError> {
-            Ok(self.objects.lock().unwrap().get(key).map(|(b, _)| b.clone()))
+            Ok(self
+                .objects
+                .lock()
+                .unwrap()
+                .get(key)
+                .map(|(b, _)| b.clone()))
         }
-        async fn put(&self, _b: &str, key: &str, body: Vec<u8>, if_absent: bool) -> Result<PutOutcome, StateError> {
+        async fn put(
+            &self,
+            _b: &str,
+            key: &str,
+            body: Vec<u8>,
+            if_absent: bool,
+        ) -> Result<PutOutcome, StateError> {
             let n = self.next();
             let mut o = self.objects.lock().unwrap();
             if if_absent && o.contains_key(key) {
@@ -184,10 +245,28 @@ pub(crate) mod tests {
             o.insert(key.into(), (body, n));
             Ok(PutOutcome::Written)
         }
-        async fn get_versioned(&self, _b: &str, key: &str) -> Result<Option<Versioned>, StateError> {
-            Ok(self.objects.lock().unwrap().get(key).map(|(b, e)| Versioned { body: b.clone(), etag: e.to_string() }))
+        async fn get_versioned(
+            &self,
+            _b: &str,
+            key: &str,
+        ) -> Result<Option<Versioned>, StateError> {
+            Ok(self
+                .objects
+                .lock()
+                .unwrap()
+                .get(key)
+                .map(|(b, e)| Versioned {
+                    body: b.clone(),
+                    etag: e.to_string(),
+                }))
         }
-        async fn put_if(&self, _b: &str, key: &str, body: Vec<u8>, expect: Expect) -> Result<Option<String>, StateError> {
+        async fn put_if(
+            &self,
+            _b: &str,
+            key: &str,
+            body: Vec<u8>,
+            expect: Expect,
+        ) -> Result<Option<String>, StateError> {
             let n = self.next();
             let mut o = self.objects.lock().unwrap();
             let ok = match (&expect, o.get(key)) {
@@ -210,17 +289,51 @@ pub(crate) mod tests {
     #[tokio::test]
     async fn a_version_is_claimed_once_resumed_from_its_checkpoint_and_then_complete() {
         let store = MemStore::default();
-        let m = Markers { store: &store, state_bucket: "s", prefix: "p/" };
-        let Claim::Claimed { marker, marker_etag } = m.claim("b", "k", "e1", 900).await.unwrap() else { panic!("first claim") };
+        let m = Markers {
+            store: &store,
+            state_bucket: "s",
+            prefix: "p/",
+        };
+        let Claim::Claimed {
+            marker,
+            marker_etag,
+        } = m.claim("b", "k", "e1", 900).await.unwrap()
+        else {
+            panic!("first claim")
+        };
         assert_eq!(marker.resume_after_row, 0);
-        assert!(matches!(m.claim("b", "k", "e1", 900).await.unwrap(), Claim::Busy { .. }), "live lease blocks a second run");
-        assert!(m.finish(marker, &marker_etag, MarkerStatus::Continued, 500, None).await.unwrap());
-        let Claim::Claimed { marker, marker_etag } = m.claim("b", "k", "e1", 900).await.unwrap() else { panic!("continuation claim") };
+        assert!(
+            matches!(
+                m.claim("b", "k", "e1", 900).await.unwrap(),
+                Claim::Busy { .. }
+            ),
+            "live lease blocks a second run"
+        );
+        assert!(m
+            .finish(marker, &marker_etag, MarkerStatus::Continued, 500, None)
+            .await
+            .unwrap());
+        let Claim::Claimed {
+            marker,
+            marker_etag,
+        } = m.claim("b", "k", "e1", 900).await.unwrap()
+        else {
+            panic!("continuation claim")
+        };
         assert_eq!((marker.resume_after_row, marker.runs), (500, 2));
-        assert!(m.finish(marker, &marker_etag, MarkerStatus::Complete, 1000, None).await.unwrap());
-        assert!(matches!(m.claim("b", "k", "e1", 900).await.unwrap(), Claim::Complete { .. }));
+        assert!(m
+            .finish(marker, &marker_etag, MarkerStatus::Complete, 1000, None)
+            .await
+            .unwrap());
+        assert!(matches!(
+            m.claim("b", "k", "e1", 900).await.unwrap(),
+            Claim::Complete { .. }
+        ));
         // A new version of the same key is a new object.
-        assert!(matches!(m.claim("b", "k", "e2", 900).await.unwrap(), Claim::Claimed { .. }));
+        assert!(matches!(
+            m.claim("b", "k", "e2", 900).await.unwrap(),
+            Claim::Claimed { .. }
+        ));
     }
 
     #[tokio::test]
@@ -230,8 +343,15 @@ pub(crate) mod tests {
             .map(|_| {
                 let store = store.clone();
                 tokio::spawn(async move {
-                    let m = Markers { store: &*store, state_bucket: "s", prefix: "p/" };
-                    matches!(m.claim("b", "k", "e", 900).await.unwrap(), Claim::Claimed { .. })
+                    let m = Markers {
+                        store: &*store,
+                        state_bucket: "s",
+                        prefix: "p/",
+                    };
+                    matches!(
+                        m.claim("b", "k", "e", 900).await.unwrap(),
+                        Claim::Claimed { .. }
+                    )
                 })
             })
             .collect();
@@ -245,8 +365,18 @@ pub(crate) mod tests {
     #[tokio::test]
     async fn an_expired_lease_can_be_taken_over() {
         let store = MemStore::default();
-        let m = Markers { store: &store, state_bucket: "s", prefix: "p/" };
-        assert!(matches!(m.claim("b", "k", "e", 0).await.unwrap(), Claim::Claimed { .. }));
-        assert!(matches!(m.claim("b", "k", "e", 900).await.unwrap(), Claim::Claimed { .. }));
+        let m = Markers {
+            store: &store,
+            state_bucket: "s",
+            prefix: "p/",
+        };
+        assert!(matches!(
+            m.claim("b", "k", "e", 0).await.unwrap(),
+            Claim::Claimed { .. }
+        ));
+        assert!(matches!(
+            m.claim("b", "k", "e", 900).await.unwrap(),
+            Claim::Claimed { .. }
+        ));
     }
 }

@@ -46,20 +46,34 @@ pub struct ObjectMeta {
 pub trait ObjectSource: Send + Sync {
     async fn open(&self, bucket: &str, key: &str) -> Result<SourceObject, SourceError>;
     /// Opens exactly the version with ETag `etag` (fails if the object changed since).
-    async fn open_if(&self, bucket: &str, key: &str, etag: Option<&str>) -> Result<SourceObject, SourceError> {
+    async fn open_if(
+        &self,
+        bucket: &str,
+        key: &str,
+        etag: Option<&str>,
+    ) -> Result<SourceObject, SourceError> {
         let object = self.open(bucket, key).await?;
         match etag {
             Some(e) if normalize_etag(e) != object.etag => Err(SourceError {
                 bucket: bucket.into(),
                 key: key.into(),
-                reason: format!("the object changed while it was being processed (ETag {} instead of {e})", object.etag),
+                reason: format!(
+                    "the object changed while it was being processed (ETag {} instead of {e})",
+                    object.etag
+                ),
             }),
             _ => Ok(object),
         }
     }
     async fn head(&self, bucket: &str, key: &str) -> Result<ObjectMeta, SourceError>;
     /// Bytes `start..end` (end exclusive) of the object — for formats read by ranges (Parquet).
-    async fn read_range(&self, bucket: &str, key: &str, start: u64, end: u64) -> Result<bytes::Bytes, SourceError>;
+    async fn read_range(
+        &self,
+        bucket: &str,
+        key: &str,
+        start: u64,
+        end: u64,
+    ) -> Result<bytes::Bytes, SourceError>;
     /// Every object under `prefix` (paginated internally).
     async fn list(&self, bucket: &str, prefix: &str) -> Result<Vec<ListedObject>, SourceError>;
 }
@@ -75,8 +89,17 @@ impl ObjectSource for aws_sdk_s3::Client {
         self.open_if(bucket, key, None).await
     }
 
-    async fn open_if(&self, bucket: &str, key: &str, etag: Option<&str>) -> Result<SourceObject, SourceError> {
-        let err = |reason: String| SourceError { bucket: bucket.into(), key: key.into(), reason };
+    async fn open_if(
+        &self,
+        bucket: &str,
+        key: &str,
+        etag: Option<&str>,
+    ) -> Result<SourceObject, SourceError> {
+        let err = |reason: String| SourceError {
+            bucket: bucket.into(),
+            key: key.into(),
+            reason,
+        };
         let mut req = self.get_object().bucket(bucket).key(key);
         if let Some(e) = etag {
             req = req.if_match(format!("\"{}\"", normalize_etag(e)));
@@ -100,21 +123,40 @@ impl ObjectSource for aws_sdk_s3::Client {
     }
 
     async fn head(&self, bucket: &str, key: &str) -> Result<ObjectMeta, SourceError> {
-        let out = self.head_object().bucket(bucket).key(key).send().await.map_err(|e| SourceError {
-            bucket: bucket.into(),
-            key: key.into(),
-            reason: aws_error_text(&e),
-        })?;
+        let out = self
+            .head_object()
+            .bucket(bucket)
+            .key(key)
+            .send()
+            .await
+            .map_err(|e| SourceError {
+                bucket: bucket.into(),
+                key: key.into(),
+                reason: aws_error_text(&e),
+            })?;
         Ok(ObjectMeta {
             etag: out.e_tag().map(normalize_etag).unwrap_or_default(),
             version_id: out.version_id().map(str::to_string),
-            size: out.content_length().and_then(|l| u64::try_from(l).ok()).unwrap_or(0),
+            size: out
+                .content_length()
+                .and_then(|l| u64::try_from(l).ok())
+                .unwrap_or(0),
             content_encoding: out.content_encoding().map(str::to_string),
         })
     }
 
-    async fn read_range(&self, bucket: &str, key: &str, start: u64, end: u64) -> Result<bytes::Bytes, SourceError> {
-        let err = |reason: String| SourceError { bucket: bucket.into(), key: key.into(), reason };
+    async fn read_range(
+        &self,
+        bucket: &str,
+        key: &str,
+        start: u64,
+        end: u64,
+    ) -> Result<bytes::Bytes, SourceError> {
+        let err = |reason: String| SourceError {
+            bucket: bucket.into(),
+            key: key.into(),
+            reason,
+        };
         if end <= start {
             return Ok(bytes::Bytes::new());
         }
@@ -131,10 +173,19 @@ impl ObjectSource for aws_sdk_s3::Client {
     }
 
     async fn list(&self, bucket: &str, prefix: &str) -> Result<Vec<ListedObject>, SourceError> {
-        let mut pages = self.list_objects_v2().bucket(bucket).prefix(prefix).into_paginator().send();
+        let mut pages = self
+            .list_objects_v2()
+            .bucket(bucket)
+            .prefix(prefix)
+            .into_paginator()
+            .send();
         let mut out = Vec::new();
         while let Some(page) = pages.next().await {
-            let page = page.map_err(|e| SourceError { bucket: bucket.into(), key: prefix.into(), reason: aws_error_text(&e) })?;
+            let page = page.map_err(|e| SourceError {
+                bucket: bucket.into(),
+                key: prefix.into(),
+                reason: aws_error_text(&e),
+            })?;
             for o in page.contents() {
                 out.push(ListedObject {
                     key: o.key().unwrap_or_default().to_string(),

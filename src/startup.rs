@@ -28,11 +28,17 @@ pub async fn connect(config: Config) -> Result<Deps, StartupError> {
 }
 
 /// As [`connect`], with an explicit SDK configuration (tests point each one at its own moto).
-pub async fn connect_with(config: Config, aws: &aws_config::SdkConfig) -> Result<Deps, StartupError> {
+pub async fn connect_with(
+    config: Config,
+    aws: &aws_config::SdkConfig,
+) -> Result<Deps, StartupError> {
     // Local S3 (moto) needs path-style addressing: virtual-host style turns into a DNS lookup of
     // `bucket.127.0.0.1`.
-    let endpoint_override = aws.endpoint_url().is_some() || std::env::var("AWS_ENDPOINT_URL_S3").is_ok();
-    let s3_config = aws_sdk_s3::config::Builder::from(aws).force_path_style(endpoint_override).build();
+    let endpoint_override =
+        aws.endpoint_url().is_some() || std::env::var("AWS_ENDPOINT_URL_S3").is_ok();
+    let s3_config = aws_sdk_s3::config::Builder::from(aws)
+        .force_path_style(endpoint_override)
+        .build();
     let s3 = aws_sdk_s3::Client::from_conf(s3_config);
     let sqs = aws_sdk_sqs::Client::new(aws);
 
@@ -40,16 +46,26 @@ pub async fn connect_with(config: Config, aws: &aws_config::SdkConfig) -> Result
         ApiKeySource::Literal(key) => key.clone(),
         ApiKeySource::SecretArn(arn) => fetch_secret(aws, arn).await?,
     };
-    let moengage = MoEngageClient::new(&config, &api_key).map_err(|e| StartupError::Client(e.to_string()))?;
+    let moengage =
+        MoEngageClient::new(&config, &api_key).map_err(|e| StartupError::Client(e.to_string()))?;
     let s3 = Arc::new(s3);
-    let work_queue = config
-        .work_queue_url
-        .clone()
-        .map(|queue_url| Arc::new(SqsWorkQueue { client: sqs.clone(), queue_url }) as Arc<dyn crate::work::WorkQueue>);
+    let work_queue = config.work_queue_url.clone().map(|queue_url| {
+        Arc::new(SqsWorkQueue {
+            client: sqs.clone(),
+            queue_url,
+        }) as Arc<dyn crate::work::WorkQueue>
+    });
     Ok(Deps {
         work_queue,
-        budget: Budget::new(config.rate_limit_per_minute, config.users_per_minute, config.events_per_minute),
-        dead_letters: Arc::new(SqsDeadLetters { client: sqs.clone(), queue_url: config.dead_letter_queue_url.clone() }),
+        budget: Budget::new(
+            config.rate_limit_per_minute,
+            config.users_per_minute,
+            config.events_per_minute,
+        ),
+        dead_letters: Arc::new(SqsDeadLetters {
+            client: sqs.clone(),
+            queue_url: config.dead_letter_queue_url.clone(),
+        }),
         source: s3.clone(),
         state: s3,
         moengage,
@@ -62,15 +78,38 @@ pub const SECRET_PLACEHOLDER: &str = "REPLACE_WITH_MOENGAGE_DATA_API_KEY";
 
 /// The secret may hold the key itself, or JSON with one of the usual field names.
 async fn fetch_secret(aws: &aws_config::SdkConfig, arn: &str) -> Result<ApiKey, StartupError> {
-    let err = |reason: String| StartupError::Secret { arn: arn.to_string(), reason };
+    let err = |reason: String| StartupError::Secret {
+        arn: arn.to_string(),
+        reason,
+    };
     let client = aws_sdk_secretsmanager::Client::new(aws);
-    let out = client.get_secret_value().secret_id(arn).send().await.map_err(|e| err(aws_error_text(&e)))?;
-    let raw = out.secret_string().ok_or_else(|| err("the secret has no string value".into()))?.trim().to_string();
+    let out = client
+        .get_secret_value()
+        .secret_id(arn)
+        .send()
+        .await
+        .map_err(|e| err(aws_error_text(&e)))?;
+    let raw = out
+        .secret_string()
+        .ok_or_else(|| err("the secret has no string value".into()))?
+        .trim()
+        .to_string();
     let key = match serde_json::from_str::<serde_json::Value>(&raw) {
-        Ok(serde_json::Value::Object(m)) => ["data_api_key", "api_key", "apiKey", "key", "MOENGAGE_API_KEY"]
-            .iter()
-            .find_map(|k| m.get(*k).and_then(|v| v.as_str()).map(str::to_string))
-            .ok_or_else(|| err("the secret is JSON but has none of the fields data_api_key, api_key, apiKey, key".into()))?,
+        Ok(serde_json::Value::Object(m)) => [
+            "data_api_key",
+            "api_key",
+            "apiKey",
+            "key",
+            "MOENGAGE_API_KEY",
+        ]
+        .iter()
+        .find_map(|k| m.get(*k).and_then(|v| v.as_str()).map(str::to_string))
+        .ok_or_else(|| {
+            err(
+                "the secret is JSON but has none of the fields data_api_key, api_key, apiKey, key"
+                    .into(),
+            )
+        })?,
         _ => raw,
     };
     // The template seeds the secret with this placeholder when no key was given at deploy time.

@@ -41,19 +41,36 @@ pub enum Expect {
 pub trait StateStore: Send + Sync {
     async fn get(&self, bucket: &str, key: &str) -> Result<Option<Vec<u8>>, StateError>;
     /// Writes `body`; with `if_absent`, only when no object exists at `key` (`If-None-Match: *`).
-    async fn put(&self, bucket: &str, key: &str, body: Vec<u8>, if_absent: bool) -> Result<PutOutcome, StateError>;
+    async fn put(
+        &self,
+        bucket: &str,
+        key: &str,
+        body: Vec<u8>,
+        if_absent: bool,
+    ) -> Result<PutOutcome, StateError>;
     /// Reads a document with its ETag.
-    async fn get_versioned(&self, bucket: &str, key: &str) -> Result<Option<Versioned>, StateError>;
+    async fn get_versioned(&self, bucket: &str, key: &str)
+        -> Result<Option<Versioned>, StateError>;
     /// Writes only if `expect` holds; `Ok(None)` when it did not (someone else wrote first), else the
     /// new ETag.
-    async fn put_if(&self, bucket: &str, key: &str, body: Vec<u8>, expect: Expect) -> Result<Option<String>, StateError>;
+    async fn put_if(
+        &self,
+        bucket: &str,
+        key: &str,
+        body: Vec<u8>,
+        expect: Expect,
+    ) -> Result<Option<String>, StateError>;
     async fn delete(&self, bucket: &str, key: &str) -> Result<(), StateError>;
 }
 
 #[async_trait]
 impl StateStore for aws_sdk_s3::Client {
     async fn get(&self, bucket: &str, key: &str) -> Result<Option<Vec<u8>>, StateError> {
-        let err = |reason: String| StateError { bucket: bucket.into(), key: key.into(), reason };
+        let err = |reason: String| StateError {
+            bucket: bucket.into(),
+            key: key.into(),
+            reason,
+        };
         match self.get_object().bucket(bucket).key(key).send().await {
             Ok(out) => {
                 let bytes = out.body.collect().await.map_err(|e| err(e.to_string()))?;
@@ -64,33 +81,72 @@ impl StateStore for aws_sdk_s3::Client {
         }
     }
 
-    async fn put(&self, bucket: &str, key: &str, body: Vec<u8>, if_absent: bool) -> Result<PutOutcome, StateError> {
-        let mut req = self.put_object().bucket(bucket).key(key).content_type("application/json").body(body.into());
+    async fn put(
+        &self,
+        bucket: &str,
+        key: &str,
+        body: Vec<u8>,
+        if_absent: bool,
+    ) -> Result<PutOutcome, StateError> {
+        let mut req = self
+            .put_object()
+            .bucket(bucket)
+            .key(key)
+            .content_type("application/json")
+            .body(body.into());
         if if_absent {
             req = req.if_none_match("*");
         }
         match req.send().await {
             Ok(_) => Ok(PutOutcome::Written),
-            Err(e) if if_absent && e.raw_response().is_some_and(|r| r.status().as_u16() == 412) => Ok(PutOutcome::AlreadyExists),
-            Err(e) => Err(StateError { bucket: bucket.into(), key: key.into(), reason: aws_error_text(&e) }),
+            Err(e) if if_absent && e.raw_response().is_some_and(|r| r.status().as_u16() == 412) => {
+                Ok(PutOutcome::AlreadyExists)
+            }
+            Err(e) => Err(StateError {
+                bucket: bucket.into(),
+                key: key.into(),
+                reason: aws_error_text(&e),
+            }),
         }
     }
 
-    async fn get_versioned(&self, bucket: &str, key: &str) -> Result<Option<Versioned>, StateError> {
-        let err = |reason: String| StateError { bucket: bucket.into(), key: key.into(), reason };
+    async fn get_versioned(
+        &self,
+        bucket: &str,
+        key: &str,
+    ) -> Result<Option<Versioned>, StateError> {
+        let err = |reason: String| StateError {
+            bucket: bucket.into(),
+            key: key.into(),
+            reason,
+        };
         match self.get_object().bucket(bucket).key(key).send().await {
             Ok(out) => {
                 let etag = out.e_tag().unwrap_or_default().to_string();
                 let bytes = out.body.collect().await.map_err(|e| err(e.to_string()))?;
-                Ok(Some(Versioned { body: bytes.into_bytes().to_vec(), etag }))
+                Ok(Some(Versioned {
+                    body: bytes.into_bytes().to_vec(),
+                    etag,
+                }))
             }
             Err(e) if e.as_service_error().is_some_and(|s| s.is_no_such_key()) => Ok(None),
             Err(e) => Err(err(aws_error_text(&e))),
         }
     }
 
-    async fn put_if(&self, bucket: &str, key: &str, body: Vec<u8>, expect: Expect) -> Result<Option<String>, StateError> {
-        let mut req = self.put_object().bucket(bucket).key(key).content_type("application/json").body(body.into());
+    async fn put_if(
+        &self,
+        bucket: &str,
+        key: &str,
+        body: Vec<u8>,
+        expect: Expect,
+    ) -> Result<Option<String>, StateError> {
+        let mut req = self
+            .put_object()
+            .bucket(bucket)
+            .key(key)
+            .content_type("application/json")
+            .body(body.into());
         req = match &expect {
             Expect::Absent => req.if_none_match("*"),
             Expect::Etag(etag) => req.if_match(etag),
@@ -98,8 +154,17 @@ impl StateStore for aws_sdk_s3::Client {
         match req.send().await {
             Ok(out) => Ok(Some(out.e_tag().unwrap_or_default().to_string())),
             // 412: the condition failed; 409: a concurrent conditional write is in flight.
-            Err(e) if e.raw_response().is_some_and(|r| matches!(r.status().as_u16(), 409 | 412)) => Ok(None),
-            Err(e) => Err(StateError { bucket: bucket.into(), key: key.into(), reason: aws_error_text(&e) }),
+            Err(e)
+                if e.raw_response()
+                    .is_some_and(|r| matches!(r.status().as_u16(), 409 | 412)) =>
+            {
+                Ok(None)
+            }
+            Err(e) => Err(StateError {
+                bucket: bucket.into(),
+                key: key.into(),
+                reason: aws_error_text(&e),
+            }),
         }
     }
 
@@ -110,6 +175,10 @@ impl StateStore for aws_sdk_s3::Client {
             .send()
             .await
             .map(|_| ())
-            .map_err(|e| StateError { bucket: bucket.into(), key: key.into(), reason: aws_error_text(&e) })
+            .map_err(|e| StateError {
+                bucket: bucket.into(),
+                key: key.into(),
+                reason: aws_error_text(&e),
+            })
     }
 }

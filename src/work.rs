@@ -48,7 +48,10 @@ pub struct SqsWorkQueue {
 #[async_trait]
 impl WorkQueue for SqsWorkQueue {
     async fn enqueue(&self, item: &WorkItem) -> Result<(), WorkQueueError> {
-        let body = serde_json::to_string(&WorkMessage { moengage_sync: item.clone() }).map_err(|e| WorkQueueError(e.to_string()))?;
+        let body = serde_json::to_string(&WorkMessage {
+            moengage_sync: item.clone(),
+        })
+        .map_err(|e| WorkQueueError(e.to_string()))?;
         self.client
             .send_message()
             .queue_url(&self.queue_url)
@@ -56,6 +59,12 @@ impl WorkQueue for SqsWorkQueue {
             .send()
             .await
             .map(|_| ())
-            .map_err(|e| WorkQueueError(format!("could not send to {}: {}", self.queue_url, aws_error_text(&e))))
+            .map_err(|e| {
+                WorkQueueError(format!(
+                    "could not send to {}: {}",
+                    self.queue_url,
+                    aws_error_text(&e)
+                ))
+            })
     }
 }

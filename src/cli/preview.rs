@@ -78,15 +78,25 @@ fn unchanged_rows(_config: &Config, dry: &DryRun) -> Option<u64> {
 
 /// The sync state a real run of this object would diff against, opened read-only: preview
 /// classifies rows but never records or saves. `None` (with a note on stderr) when unreadable.
-async fn read_sync_state(config: &Config, aws: &aws_config::SdkConfig, bucket: Option<&str>) -> Option<Arc<SyncState>> {
+async fn read_sync_state(
+    config: &Config,
+    aws: &aws_config::SdkConfig,
+    bucket: Option<&str>,
+) -> Option<Arc<SyncState>> {
     let bucket = config.state_bucket.as_deref().or(bucket)?;
     let store: Arc<dyn StateStore> = Arc::new(super::s3_client(aws));
-    let location = SyncLocation::new(bucket, &config.state_prefix, &sync_state::scope(&config.workspace_id, config.object_type));
+    let location = SyncLocation::new(
+        bucket,
+        &config.state_prefix,
+        &sync_state::scope(&config.workspace_id, config.object_type),
+    );
     let options = SyncOptions::new(config.sync_mode, config.full_resync);
     match SyncState::open(store, location, options).await {
         Ok(state) => Some(Arc::new(state)),
         Err(e) => {
-            eprintln!("moengage-sync preview: sync state not read ({e}); unchanged rows are not detected");
+            eprintln!(
+                "moengage-sync preview: sync state not read ({e}); unchanged rows are not detected"
+            );
             None
         }
     }

@@ -30,7 +30,10 @@ impl<R: Read> CsvRows<R> {
             .flexible(true)
             .from_reader(reader);
         let header = reader.byte_headers().map_err(|e| match e.kind() {
-            csv::ErrorKind::Io(_) => DecodeError::Read { row: 0, reason: e.to_string() },
+            csv::ErrorKind::Io(_) => DecodeError::Read {
+                row: 0,
+                reason: e.to_string(),
+            },
             _ => DecodeError::Header(e.to_string()),
         })?;
         if header.is_empty() || header.iter().all(|h| h.is_empty()) {
@@ -42,10 +45,21 @@ impl<R: Read> CsvRows<R> {
             .map(|(i, h)| {
                 String::from_utf8(h.to_vec())
                     .map(|s| s.trim().to_string())
-                    .map_err(|_| DecodeError::Header(format!("column {} of the header is not valid UTF-8", i + 1)))
+                    .map_err(|_| {
+                        DecodeError::Header(format!(
+                            "column {} of the header is not valid UTF-8",
+                            i + 1
+                        ))
+                    })
             })
             .collect::<Result<Vec<_>, _>>()?;
-        Ok(CsvRows { reader, header, record: ByteRecord::new(), row: 0, delimiter })
+        Ok(CsvRows {
+            reader,
+            header,
+            record: ByteRecord::new(),
+            row: 0,
+            delimiter,
+        })
     }
 }
 
@@ -70,10 +84,16 @@ impl<R: Read + Send> RowSource for CsvRows<R> {
                     return Ok(Some(Err(BadRecord {
                         row: self.row,
                         line,
-                        reason: format!("has {} fields, the header has {}{hint}", self.record.len(), self.header.len()),
+                        reason: format!(
+                            "has {} fields, the header has {}{hint}",
+                            self.record.len(),
+                            self.header.len()
+                        ),
                     })));
                 }
-                if let Some(field) = swallowed_records(&self.record, self.header.len(), self.delimiter) {
+                if let Some(field) =
+                    swallowed_records(&self.record, self.header.len(), self.delimiter)
+                {
                     return Ok(Some(Err(BadRecord {
                         row: self.row,
                         line,
@@ -83,14 +103,25 @@ impl<R: Read + Send> RowSource for CsvRows<R> {
                         ),
                     })));
                 }
-                Ok(Some(Ok(RowRef { row: self, number: self.row, line })))
+                Ok(Some(Ok(RowRef {
+                    row: self,
+                    number: self.row,
+                    line,
+                })))
             }
             Err(e) => match e.kind() {
-                csv::ErrorKind::Io(_) => Err(DecodeError::Read { row: self.row, reason: e.to_string() }),
+                csv::ErrorKind::Io(_) => Err(DecodeError::Read {
+                    row: self.row,
+                    reason: e.to_string(),
+                }),
                 _ => {
                     self.row += 1;
                     let line = e.position().map(|p| p.line());
-                    Ok(Some(Err(BadRecord { row: self.row, line, reason: e.to_string() })))
+                    Ok(Some(Err(BadRecord {
+                        row: self.row,
+                        line,
+                        reason: e.to_string(),
+                    })))
                 }
             },
         }
@@ -104,15 +135,21 @@ fn swallowed_records(record: &ByteRecord, width: usize, delimiter: u8) -> Option
     if width < 2 {
         return None;
     }
-    record.iter().position(|field| {
-        let mut lines = field.split(|b| *b == b'\n').skip(1).filter(|l| !l.is_empty() && *l != b"\r");
-        let mut count = 0;
-        let all_records = lines.all(|l| {
-            count += 1;
-            l.iter().filter(|b| **b == delimiter).count() == width - 1
-        });
-        all_records && count >= 2
-    }).map(|i| i + 1)
+    record
+        .iter()
+        .position(|field| {
+            let mut lines = field
+                .split(|b| *b == b'\n')
+                .skip(1)
+                .filter(|l| !l.is_empty() && *l != b"\r");
+            let mut count = 0;
+            let all_records = lines.all(|l| {
+                count += 1;
+                l.iter().filter(|b| **b == delimiter).count() == width - 1
+            });
+            all_records && count >= 2
+        })
+        .map(|i| i + 1)
 }
 
 impl<R: Read> Row for CsvRows<R> {
@@ -184,7 +221,11 @@ mod tests {
         assert_eq!(out.len(), 5);
         let bad = out[1].as_ref().unwrap_err();
         assert_eq!((bad.row, bad.line), (2, Some(3)));
-        assert!(bad.reason.contains("has 1 fields, the header has 2"), "{}", bad.reason);
+        assert!(
+            bad.reason.contains("has 1 fields, the header has 2"),
+            "{}",
+            bad.reason
+        );
         assert!(out[2].as_ref().unwrap_err().reason.contains("has 3 fields"));
         assert!(out[3].as_ref().unwrap()[1].contains("not valid UTF-8"));
         assert_eq!(out[4].as_ref().unwrap(), &["5", "e"]);
@@ -211,7 +252,8 @@ mod tests {
         e.write_all(b"id,name\n").unwrap();
         for i in 0..200_000u64 {
             // Varied rows so the compressed stream is long and the corruption lands mid-data.
-            e.write_all(format!("{i},{}\n", i.wrapping_mul(0x9E37_79B9_7F4A_7C15)).as_bytes()).unwrap();
+            e.write_all(format!("{i},{}\n", i.wrapping_mul(0x9E37_79B9_7F4A_7C15)).as_bytes())
+                .unwrap();
         }
         let mut gz = e.finish().unwrap();
         let mid = gz.len() / 2;
@@ -228,6 +270,9 @@ mod tests {
             }
         };
         assert!(failed, "corruption must surface as a read error");
-        assert!(rows > 0 && rows < 200_000, "rows before the corruption are read: {rows}");
+        assert!(
+            rows > 0 && rows < 200_000,
+            "rows before the corruption are read: {rows}"
+        );
     }
 }

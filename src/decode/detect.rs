@@ -44,7 +44,10 @@ pub fn from_key(key: &str) -> Detected {
         Some("parquet" | "parq") => Some(Format::Parquet),
         _ => None,
     };
-    Detected { format, compression }
+    Detected {
+        format,
+        compression,
+    }
 }
 
 /// Compression from the first bytes of the raw object.
@@ -86,9 +89,14 @@ pub fn check_text(head: &[u8], format: Format) -> Result<(), DecodeError> {
     if !head.contains(&0) {
         return Ok(());
     }
-    let utf16 = head.starts_with(&[0xff, 0xfe]) || head.starts_with(&[0xfe, 0xff]) || head.iter().skip(1).step_by(2).take(64).all(|b| *b == 0);
+    let utf16 = head.starts_with(&[0xff, 0xfe])
+        || head.starts_with(&[0xfe, 0xff])
+        || head.iter().skip(1).step_by(2).take(64).all(|b| *b == 0);
     Err(DecodeError::Unsupported(if utf16 {
-        format!("the object is UTF-16 text; re-export the {} as UTF-8", format.name())
+        format!(
+            "the object is UTF-16 text; re-export the {} as UTF-8",
+            format.name()
+        )
     } else {
         format!(
             "the object holds binary data, not {}: it is none of CSV, TSV, NDJSON, Parquet, gzip or zstd (first bytes {})",
@@ -125,7 +133,10 @@ pub fn marker_reason(key: &str, size: Option<u64>) -> Option<&'static str> {
         Some("_SUCCESS marker")
     } else if name.starts_with('_') || name.starts_with('.') {
         Some("hidden file (name starts with _ or .), by the Hadoop/Spark convention for markers and checksums")
-    } else if lower.ends_with("manifest") || lower.ends_with(".manifest") || lower == "manifest.json" {
+    } else if lower.ends_with("manifest")
+        || lower.ends_with(".manifest")
+        || lower == "manifest.json"
+    {
         Some("manifest")
     } else {
         None
@@ -144,10 +155,22 @@ mod tests {
     #[test]
     fn formats_and_compression_from_warehouse_keys() {
         let table: &[(&str, Option<Format>, Option<Compression>)] = &[
-            ("unload/data_0_0_0.csv.gz", Some(Format::Csv), Some(Compression::Gzip)),
-            ("bq/000000000000.json.gz", Some(Format::Ndjson), Some(Compression::Gzip)),
+            (
+                "unload/data_0_0_0.csv.gz",
+                Some(Format::Csv),
+                Some(Compression::Gzip),
+            ),
+            (
+                "bq/000000000000.json.gz",
+                Some(Format::Ndjson),
+                Some(Compression::Gzip),
+            ),
             ("bq/000000000001.json", Some(Format::Ndjson), None),
-            ("x/users.jsonl.zst", Some(Format::Ndjson), Some(Compression::Zstd)),
+            (
+                "x/users.jsonl.zst",
+                Some(Format::Ndjson),
+                Some(Compression::Zstd),
+            ),
             ("x/users.ndjson", Some(Format::Ndjson), None),
             ("x/users.TSV", Some(Format::Tsv), None),
             ("rs/0000_part_00.parquet", Some(Format::Parquet), None),
@@ -158,25 +181,57 @@ mod tests {
             ("users.csv.zstd", Some(Format::Csv), Some(Compression::Zstd)),
         ];
         for (key, format, compression) in table {
-            assert_eq!(from_key(key), Detected { format: *format, compression: *compression }, "{key}");
+            assert_eq!(
+                from_key(key),
+                Detected {
+                    format: *format,
+                    compression: *compression
+                },
+                "{key}"
+            );
         }
     }
 
     #[test]
     fn magic_bytes() {
-        assert_eq!(compression_from_magic(&[0x1f, 0x8b, 8, 0]), Compression::Gzip);
-        assert_eq!(compression_from_magic(&[0x28, 0xb5, 0x2f, 0xfd]), Compression::Zstd);
+        assert_eq!(
+            compression_from_magic(&[0x1f, 0x8b, 8, 0]),
+            Compression::Gzip
+        );
+        assert_eq!(
+            compression_from_magic(&[0x28, 0xb5, 0x2f, 0xfd]),
+            Compression::Zstd
+        );
         assert_eq!(compression_from_magic(b"PAR1"), Compression::None);
         assert_eq!(format_from_content(b"{\"a\":1}\n").unwrap(), Format::Ndjson);
-        assert_eq!(format_from_content(b"\xef\xbb\xbf  \n{\"a\":1}").unwrap(), Format::Ndjson);
+        assert_eq!(
+            format_from_content(b"\xef\xbb\xbf  \n{\"a\":1}").unwrap(),
+            Format::Ndjson
+        );
         assert_eq!(format_from_content(b"id,name\n").unwrap(), Format::Csv);
-        assert_eq!(format_from_content(b"id\tname\n1\ta,b,c\n").unwrap(), Format::Tsv);
-        assert_eq!(format_from_content(b"id,note\n1,a\tb\tc\n").unwrap(), Format::Csv);
-        assert!(matches!(format_from_content(b"[{\"a\":1}]"), Err(DecodeError::Unsupported(_))));
+        assert_eq!(
+            format_from_content(b"id\tname\n1\ta,b,c\n").unwrap(),
+            Format::Tsv
+        );
+        assert_eq!(
+            format_from_content(b"id,note\n1,a\tb\tc\n").unwrap(),
+            Format::Csv
+        );
+        assert!(matches!(
+            format_from_content(b"[{\"a\":1}]"),
+            Err(DecodeError::Unsupported(_))
+        ));
         assert!(check_text(b"id,name\n1,a\n", Format::Csv).is_ok());
-        let e = check_text(&[0x89, 0x50, 0x4e, 0x47, 0, 0, 0, 13], Format::Csv).unwrap_err().to_string();
-        assert!(e.contains("binary data") && e.contains("89 50 4e 47"), "{e}");
-        let e = check_text(b"\xff\xfei\0d\0", Format::Csv).unwrap_err().to_string();
+        let e = check_text(&[0x89, 0x50, 0x4e, 0x47, 0, 0, 0, 13], Format::Csv)
+            .unwrap_err()
+            .to_string();
+        assert!(
+            e.contains("binary data") && e.contains("89 50 4e 47"),
+            "{e}"
+        );
+        let e = check_text(b"\xff\xfei\0d\0", Format::Csv)
+            .unwrap_err()
+            .to_string();
         assert!(e.contains("UTF-16"), "{e}");
     }
 

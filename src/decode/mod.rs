@@ -135,7 +135,10 @@ pub enum DecodeError {
     Unsupported(String),
     /// The file is of a supported format but damaged (truncated Parquet, a bad footer).
     #[error("corrupt {format} file: {reason}")]
-    Corrupt { format: &'static str, reason: String },
+    Corrupt {
+        format: &'static str,
+        reason: String,
+    },
 }
 
 /// A row that cannot become an element whatever the mapping (wrong width, bad quoting, not JSON).
@@ -171,7 +174,10 @@ const READ_BUFFER_BYTES: usize = 256 * 1024;
 
 /// Wraps `reader` in the right decompressor. With no hint, sniffs gzip's and zstd's magic bytes
 /// so a `.csv` that is really gzip (a common `COPY INTO` mix-up) still decodes.
-pub fn decompress<'a>(reader: impl Read + Send + 'a, hint: Option<Compression>) -> std::io::Result<Box<dyn BufRead + Send + 'a>> {
+pub fn decompress<'a>(
+    reader: impl Read + Send + 'a,
+    hint: Option<Compression>,
+) -> std::io::Result<Box<dyn BufRead + Send + 'a>> {
     let mut buffered = BufReader::with_capacity(READ_BUFFER_BYTES, reader);
     let compression = match hint {
         Some(c) => c,
@@ -179,9 +185,15 @@ pub fn decompress<'a>(reader: impl Read + Send + 'a, hint: Option<Compression>) 
     };
     Ok(match compression {
         // Multi-member: Snowflake and `gzip -c a b` produce concatenated gzip streams.
-        Compression::Gzip => Box::new(BufReader::with_capacity(READ_BUFFER_BYTES, flate2::bufread::MultiGzDecoder::new(buffered))),
+        Compression::Gzip => Box::new(BufReader::with_capacity(
+            READ_BUFFER_BYTES,
+            flate2::bufread::MultiGzDecoder::new(buffered),
+        )),
         // zstd's reader decodes every frame of a multi-frame stream.
-        Compression::Zstd => Box::new(BufReader::with_capacity(READ_BUFFER_BYTES, zstd::stream::read::Decoder::with_buffer(buffered)?)),
+        Compression::Zstd => Box::new(BufReader::with_capacity(
+            READ_BUFFER_BYTES,
+            zstd::stream::read::Decoder::with_buffer(buffered)?,
+        )),
         Compression::None => Box::new(buffered),
     })
 }
@@ -190,9 +202,14 @@ pub fn decompress<'a>(reader: impl Read + Send + 'a, hint: Option<Compression>) 
 /// else the magic bytes of the body (see [`detect`]); compression likewise, plus
 /// `Content-Encoding`.
 pub fn open(input: DecodeInput<'_>) -> Result<Box<dyn RowSource + '_>, DecodeError> {
-    let read_err = |e: std::io::Error| DecodeError::Read { row: 0, reason: e.to_string() };
+    let read_err = |e: std::io::Error| DecodeError::Read {
+        row: 0,
+        reason: e.to_string(),
+    };
     let from_key = detect::from_key(input.key);
-    let hint = input.compression.or_else(|| Compression::from_metadata(input.key, input.content_encoding));
+    let hint = input
+        .compression
+        .or_else(|| Compression::from_metadata(input.key, input.content_encoding));
     let format = input.format.or(from_key.format);
 
     if format == Some(Format::Parquet) {
@@ -224,12 +241,17 @@ pub fn open(input: DecodeInput<'_>) -> Result<Box<dyn RowSource + '_>, DecodeErr
     }
 }
 
-fn open_parquet<'a>(ranged: Option<RangedObject>, reader: Box<dyn Read + Send + 'a>) -> Result<Box<dyn RowSource + 'a>, DecodeError> {
+fn open_parquet<'a>(
+    ranged: Option<RangedObject>,
+    reader: Box<dyn Read + Send + 'a>,
+) -> Result<Box<dyn RowSource + 'a>, DecodeError> {
     let access: std::sync::Arc<dyn RandomAccess> = match ranged {
         Some(r) => std::sync::Arc::new(random::S3Ranges::new(r)?),
         None => std::sync::Arc::new(spool_to_temp_file(reader).map_err(|e| DecodeError::Read {
             row: 0,
-            reason: format!("could not copy the Parquet file to a temporary file for random access: {e}"),
+            reason: format!(
+                "could not copy the Parquet file to a temporary file for random access: {e}"
+            ),
         })?),
     };
     Ok(Box::new(ParquetRows::open(access)?))
@@ -241,10 +263,22 @@ mod tests {
 
     #[test]
     fn compression_from_key_or_content_encoding() {
-        assert_eq!(Compression::from_metadata("a/b.csv.gz", None), Some(Compression::Gzip));
-        assert_eq!(Compression::from_metadata("a/b.CSV.GZIP", None), Some(Compression::Gzip));
-        assert_eq!(Compression::from_metadata("a/b.csv", Some("gzip")), Some(Compression::Gzip));
-        assert_eq!(Compression::from_metadata("a/b.json.zst", None), Some(Compression::Zstd));
+        assert_eq!(
+            Compression::from_metadata("a/b.csv.gz", None),
+            Some(Compression::Gzip)
+        );
+        assert_eq!(
+            Compression::from_metadata("a/b.CSV.GZIP", None),
+            Some(Compression::Gzip)
+        );
+        assert_eq!(
+            Compression::from_metadata("a/b.csv", Some("gzip")),
+            Some(Compression::Gzip)
+        );
+        assert_eq!(
+            Compression::from_metadata("a/b.json.zst", None),
+            Some(Compression::Zstd)
+        );
         assert_eq!(Compression::from_metadata("a/b.csv", None), None);
     }
 }

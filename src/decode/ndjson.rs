@@ -69,11 +69,19 @@ impl<R: BufRead> NdjsonRows<R> {
     /// Reads ahead to build the header.
     pub fn new(mut reader: R) -> Result<Self, DecodeError> {
         let mut pending = VecDeque::new();
-        let (mut header, mut seen) = (Vec::<String>::new(), std::collections::HashSet::<String>::new());
+        let (mut header, mut seen) = (
+            Vec::<String>::new(),
+            std::collections::HashSet::<String>::new(),
+        );
         let (mut rows, mut bytes, mut line_no, mut any_line) = (0usize, 0usize, 0u64, false);
         while rows < LOOKAHEAD_ROWS && bytes < LOOKAHEAD_BYTES {
             let mut line = Vec::new();
-            let too_long = match read_line(&mut reader, &mut line, MAX_LINE_BYTES).map_err(|e| DecodeError::Read { row: 0, reason: e.to_string() })? {
+            let too_long = match read_line(&mut reader, &mut line, MAX_LINE_BYTES).map_err(|e| {
+                DecodeError::Read {
+                    row: 0,
+                    reason: e.to_string(),
+                }
+            })? {
                 None => break,
                 Some(t) => t,
             };
@@ -103,7 +111,11 @@ impl<R: BufRead> NdjsonRows<R> {
                 "no JSON object with keys in the first {rows} rows: this is not NDJSON (one JSON object per line)"
             )));
         }
-        let index = header.iter().enumerate().map(|(i, h)| (h.clone(), i)).collect();
+        let index = header
+            .iter()
+            .enumerate()
+            .map(|(i, h)| (h.clone(), i))
+            .collect();
         let width = header.len();
         Ok(NdjsonRows {
             reader,
@@ -135,7 +147,12 @@ impl<R: BufRead> NdjsonRows<R> {
                         self.line_no += 1;
                         t
                     }
-                    Err(e) => return Err(DecodeError::Read { row: self.row, reason: e.to_string() }),
+                    Err(e) => {
+                        return Err(DecodeError::Read {
+                            row: self.row,
+                            reason: e.to_string(),
+                        })
+                    }
                 }
             };
             if too_long || !trim(&self.line, self.line_no == 1).is_empty() {
@@ -151,11 +168,22 @@ impl<R: BufRead + Send> RowSource for NdjsonRows<R> {
     }
 
     fn next_row(&mut self) -> Result<Option<Result<RowRef<'_>, BadRecord>>, DecodeError> {
-        let Some(too_long) = self.next_line()? else { return Ok(None) };
+        let Some(too_long) = self.next_line()? else {
+            return Ok(None);
+        };
         self.row += 1;
-        let bad = |this: &Self, reason: String| Ok(Some(Err(BadRecord { row: this.row, line: Some(this.line_no), reason })));
+        let bad = |this: &Self, reason: String| {
+            Ok(Some(Err(BadRecord {
+                row: this.row,
+                line: Some(this.line_no),
+                reason,
+            })))
+        };
         if too_long {
-            return bad(self, format!("the line is over {} MiB; not read", MAX_LINE_BYTES >> 20));
+            return bad(
+                self,
+                format!("the line is over {} MiB; not read", MAX_LINE_BYTES >> 20),
+            );
         }
         let text = trim(&self.line, self.line_no == 1);
         let offset = text.as_ptr() as usize - self.line.as_ptr() as usize;
@@ -166,7 +194,10 @@ impl<R: BufRead + Send> RowSource for NdjsonRows<R> {
                 Some(b'"') => "a JSON string",
                 _ => "not a JSON object",
             };
-            return bad(self, format!("the line is {what}; every line must be one JSON object"));
+            return bad(
+                self,
+                format!("the line is {what}; every line must be one JSON object"),
+            );
         }
         self.slots.fill(Slot::Missing);
         let mut unknown = None;
@@ -181,7 +212,14 @@ impl<R: BufRead + Send> RowSource for NdjsonRows<R> {
         };
         let mut de = serde_json::Deserializer::from_slice(text);
         if let Err(e) = seed.deserialize(&mut de).and_then(|()| de.end()) {
-            return bad(self, format!("not valid JSON at character {}: {}", e.column(), json_reason(&e)));
+            return bad(
+                self,
+                format!(
+                    "not valid JSON at character {}: {}",
+                    e.column(),
+                    json_reason(&e)
+                ),
+            );
         }
         if let Some(key) = unknown {
             if !self.unknown_key_logged {
@@ -190,29 +228,40 @@ impl<R: BufRead + Send> RowSource for NdjsonRows<R> {
                     "a key first seen after the header look-ahead is ignored (the mapping is bound to the header); further such keys are not logged");
             }
         }
-        Ok(Some(Ok(RowRef { row: self, number: self.row, line: Some(self.line_no) })))
+        Ok(Some(Ok(RowRef {
+            row: self,
+            number: self.row,
+            line: Some(self.line_no),
+        })))
     }
 }
 
 impl<R: BufRead> Row for NdjsonRows<R> {
     fn cell(&self, index: usize) -> Result<Cell<'_>, String> {
         let text = |a: usize, b: usize| {
-            std::str::from_utf8(&self.line[a..b]).map_err(|_| format!("column {:?} is not valid UTF-8", self.header[index]))
+            std::str::from_utf8(&self.line[a..b])
+                .map_err(|_| format!("column {:?} is not valid UTF-8", self.header[index]))
         };
-        Ok(match self.slots.get(index).copied().unwrap_or(Slot::Missing) {
-            Slot::Missing | Slot::Null => Cell::Null,
-            Slot::Bool(b) => Cell::Bool(b),
-            Slot::Str(a, b) => Cell::Str(text(a, b)?),
-            Slot::Number(a, b) => Cell::Number(text(a, b)?),
-            Slot::Escaped => Cell::Str(&self.owned[index]),
-            Slot::Nested => Cell::Json(&self.nested[index]),
-        })
+        Ok(
+            match self.slots.get(index).copied().unwrap_or(Slot::Missing) {
+                Slot::Missing | Slot::Null => Cell::Null,
+                Slot::Bool(b) => Cell::Bool(b),
+                Slot::Str(a, b) => Cell::Str(text(a, b)?),
+                Slot::Number(a, b) => Cell::Number(text(a, b)?),
+                Slot::Escaped => Cell::Str(&self.owned[index]),
+                Slot::Nested => Cell::Json(&self.nested[index]),
+            },
+        )
     }
 }
 
 /// The line without surrounding whitespace (and without a UTF-8 BOM on the first line).
 fn trim(line: &[u8], first: bool) -> &[u8] {
-    let line = if first { line.strip_prefix(b"\xef\xbb\xbf").unwrap_or(line) } else { line };
+    let line = if first {
+        line.strip_prefix(b"\xef\xbb\xbf").unwrap_or(line)
+    } else {
+        line
+    };
     line.trim_ascii()
 }
 
@@ -227,7 +276,11 @@ fn json_reason(e: &serde_json::Error) -> String {
 
 /// Reads one line (without its `\n`) into `buf`. `Ok(None)` at the end of input; `Ok(Some(true))`
 /// when the line exceeded `max` bytes — it is consumed but not kept.
-pub(crate) fn read_line(reader: &mut impl BufRead, buf: &mut Vec<u8>, max: usize) -> std::io::Result<Option<bool>> {
+pub(crate) fn read_line(
+    reader: &mut impl BufRead,
+    buf: &mut Vec<u8>,
+    max: usize,
+) -> std::io::Result<Option<bool>> {
     buf.clear();
     let (mut any, mut too_long) = (false, false);
     loop {
@@ -313,7 +366,11 @@ impl<'de> Visitor<'de> for RowSeed<'_> {
         use serde::de::Error;
         // Exports repeat one key order on every line: guess the next column before hashing.
         let mut expected = 0;
-        while let Some(column) = map.next_key_seed(KeySeed { header: self.header, index: self.index, expected })? {
+        while let Some(column) = map.next_key_seed(KeySeed {
+            header: self.header,
+            index: self.index,
+            expected,
+        })? {
             let raw: &'de RawValue = map.next_value()?;
             let Ok(i) = column else {
                 if self.unknown.is_none() {
@@ -405,7 +462,17 @@ mod tests {
         let input = "\u{feff}{\"id\":\"u1\",\"n\":12.50,\"ok\":true,\"tags\":[\"a\",1],\"q\":\"say \\\"hi\\\"\",\"z\":null}\r\n";
         let (header, out) = rows(input);
         assert_eq!(header, ["id", "n", "ok", "tags", "q", "z"]);
-        assert_eq!(out[0].as_ref().unwrap(), &["s:u1", "n:12.50", "b:true", "j:[\"a\",1]", "s:say \"hi\"", "<null>"]);
+        assert_eq!(
+            out[0].as_ref().unwrap(),
+            &[
+                "s:u1",
+                "n:12.50",
+                "b:true",
+                "j:[\"a\",1]",
+                "s:say \"hi\"",
+                "<null>"
+            ]
+        );
     }
 
     #[test]
@@ -439,15 +506,29 @@ mod tests {
         assert!(bad.reason.contains("JSON array"), "{}", bad.reason);
         let bad = out[2].as_ref().unwrap_err();
         assert_eq!((bad.row, bad.line), (3, Some(4)));
-        assert!(bad.reason.contains("not valid JSON at character"), "{}", bad.reason);
-        assert!(out[3].as_ref().unwrap_err().reason.contains("not a JSON object"));
+        assert!(
+            bad.reason.contains("not valid JSON at character"),
+            "{}",
+            bad.reason
+        );
+        assert!(out[3]
+            .as_ref()
+            .unwrap_err()
+            .reason
+            .contains("not a JSON object"));
         assert_eq!(out[4].as_ref().unwrap(), &["s:u5"]);
     }
 
     #[test]
     fn empty_and_non_json_inputs_are_object_errors() {
-        assert!(matches!(NdjsonRows::new(&b"\n\n"[..]), Err(DecodeError::Empty)));
-        assert!(matches!(NdjsonRows::new(&b"[1]\n[2]\n"[..]), Err(DecodeError::Unsupported(_))));
+        assert!(matches!(
+            NdjsonRows::new(&b"\n\n"[..]),
+            Err(DecodeError::Empty)
+        ));
+        assert!(matches!(
+            NdjsonRows::new(&b"[1]\n[2]\n"[..]),
+            Err(DecodeError::Unsupported(_))
+        ));
     }
 
     #[test]

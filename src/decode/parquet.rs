@@ -8,12 +8,17 @@
 use std::sync::{Arc, Mutex};
 
 use arrow_array::cast::AsArray;
-use arrow_array::types::{Date32Type, Decimal128Type, Float32Type, Float64Type, Int64Type, UInt64Type};
+use arrow_array::types::{
+    Date32Type, Decimal128Type, Float32Type, Float64Type, Int64Type, UInt64Type,
+};
 use arrow_array::{Array, ArrayRef, RecordBatch};
 use arrow_schema::{DataType, TimeUnit};
 use bytes::{Buf, Bytes};
 use chrono::{DateTime, NaiveDate};
-use parquet::arrow::arrow_reader::{ArrowReaderMetadata, ArrowReaderOptions, ParquetRecordBatchReader, ParquetRecordBatchReaderBuilder};
+use parquet::arrow::arrow_reader::{
+    ArrowReaderMetadata, ArrowReaderOptions, ParquetRecordBatchReader,
+    ParquetRecordBatchReaderBuilder,
+};
 use parquet::file::metadata::{ParquetMetaData, ParquetMetaDataReader};
 use parquet::file::reader::{ChunkReader, Length};
 use serde_json::Value;
@@ -56,42 +61,84 @@ impl ParquetRows {
 
     /// As [`open`](Self::open), with `window_budget_bytes` shared by the column windows (tests
     /// use a small one to show a file is read in bounded pieces).
-    pub fn open_with(access: Arc<dyn RandomAccess>, window_budget_bytes: u64) -> Result<Self, DecodeError> {
+    pub fn open_with(
+        access: Arc<dyn RandomAccess>,
+        window_budget_bytes: u64,
+    ) -> Result<Self, DecodeError> {
         let metadata = read_metadata(access.as_ref())?;
         let columns = metadata.file_metadata().schema_descr().num_columns().max(1) as u64;
         let window = (window_budget_bytes / columns).clamp(MIN_WINDOW_BYTES, MAX_WINDOW_BYTES);
         let chunks = Windowed::new(access, &metadata, window);
         let arrow = ArrowReaderMetadata::try_new(Arc::new(metadata), ArrowReaderOptions::new())
-            .map_err(|e| DecodeError::Unsupported(format!("this Parquet schema cannot be read: {e}")))?;
-        let header: Vec<String> = arrow.schema().fields().iter().map(|f| f.name().clone()).collect();
+            .map_err(|e| {
+                DecodeError::Unsupported(format!("this Parquet schema cannot be read: {e}"))
+            })?;
+        let header: Vec<String> = arrow
+            .schema()
+            .fields()
+            .iter()
+            .map(|f| f.name().clone())
+            .collect();
         if header.is_empty() {
             return Err(DecodeError::Empty);
         }
         let reader = ParquetRecordBatchReaderBuilder::new_with_metadata(chunks, arrow)
             .with_batch_size(BATCH_ROWS)
             .build()
-            .map_err(|e| DecodeError::Corrupt { format: FORMAT, reason: e.to_string() })?;
-        Ok(ParquetRows { header, reader, columns: Vec::new(), pos: 0, len: 0, row: 0 })
+            .map_err(|e| DecodeError::Corrupt {
+                format: FORMAT,
+                reason: e.to_string(),
+            })?;
+        Ok(ParquetRows {
+            header,
+            reader,
+            columns: Vec::new(),
+            pos: 0,
+            len: 0,
+            row: 0,
+        })
     }
 }
 
 /// The footer: `<metadata><u32 LE length>PAR1` at the end of the file.
 fn read_metadata(access: &dyn RandomAccess) -> Result<ParquetMetaData, DecodeError> {
-    let corrupt = |reason: String| DecodeError::Corrupt { format: FORMAT, reason };
-    let read = |start: u64, end: u64| access.read_range(start, end).map_err(|e| DecodeError::Read { row: 0, reason: e.to_string() });
+    let corrupt = |reason: String| DecodeError::Corrupt {
+        format: FORMAT,
+        reason,
+    };
+    let read = |start: u64, end: u64| {
+        access
+            .read_range(start, end)
+            .map_err(|e| DecodeError::Read {
+                row: 0,
+                reason: e.to_string(),
+            })
+    };
     let size = access.len();
     if size < 12 {
-        return Err(corrupt(format!("the file is {size} bytes, too short to be Parquet (truncated upload?)")));
+        return Err(corrupt(format!(
+            "the file is {size} bytes, too short to be Parquet (truncated upload?)"
+        )));
     }
     let tail_len = size.min(FOOTER_GUESS_BYTES);
     let tail = read(size - tail_len, size)?;
     let footer = &tail[tail.len() - 8..];
     match &footer[4..] {
         b"PAR1" => {}
-        b"PARE" => return Err(DecodeError::Unsupported("the Parquet file is encrypted (PARE footer); export it unencrypted".into())),
-        _ => return Err(corrupt("no PAR1 footer at the end: the file is truncated or not Parquet".into())),
+        b"PARE" => {
+            return Err(DecodeError::Unsupported(
+                "the Parquet file is encrypted (PARE footer); export it unencrypted".into(),
+            ))
+        }
+        _ => {
+            return Err(corrupt(
+                "no PAR1 footer at the end: the file is truncated or not Parquet".into(),
+            ))
+        }
     }
-    let meta_len = u64::from(u32::from_le_bytes([footer[0], footer[1], footer[2], footer[3]]));
+    let meta_len = u64::from(u32::from_le_bytes([
+        footer[0], footer[1], footer[2], footer[3],
+    ]));
     if meta_len + 12 > size {
         return Err(corrupt(format!("the footer names {meta_len} bytes of metadata, more than the {size}-byte file holds (truncated?)")));
     }
@@ -100,7 +147,8 @@ fn read_metadata(access: &dyn RandomAccess) -> Result<ParquetMetaData, DecodeErr
     } else {
         read(size - 8 - meta_len, size - 8)?
     };
-    let metadata = ParquetMetaDataReader::decode_metadata(&meta).map_err(|e| corrupt(format!("unreadable metadata: {e}")))?;
+    let metadata = ParquetMetaDataReader::decode_metadata(&meta)
+        .map_err(|e| corrupt(format!("unreadable metadata: {e}")))?;
     for (g, rg) in metadata.row_groups().iter().enumerate() {
         for c in rg.columns() {
             let (start, len) = c.byte_range();
@@ -127,7 +175,12 @@ impl RowSource for ParquetRows {
             let batch = loop {
                 match self.reader.next() {
                     None => return Ok(None),
-                    Some(Err(e)) => return Err(DecodeError::Read { row: self.row, reason: format!("Parquet: {e}") }),
+                    Some(Err(e)) => {
+                        return Err(DecodeError::Read {
+                            row: self.row,
+                            reason: format!("Parquet: {e}"),
+                        })
+                    }
                     Some(Ok(b)) if b.num_rows() == 0 => continue,
                     Some(Ok(b)) => break b,
                 }
@@ -135,7 +188,11 @@ impl RowSource for ParquetRows {
             self.load(&batch)?;
         }
         self.row += 1;
-        Ok(Some(Ok(RowRef { row: self, number: self.row, line: None })))
+        Ok(Some(Ok(RowRef {
+            row: self,
+            number: self.row,
+            line: None,
+        })))
     }
 }
 
@@ -144,7 +201,11 @@ impl ParquetRows {
         self.columns.clear();
         for (i, array) in batch.columns().iter().enumerate() {
             let column = Column::new(array).map_err(|e| {
-                DecodeError::Unsupported(format!("column {:?} has Parquet/Arrow type {}, which cannot be sent: {e}", self.header[i], array.data_type()))
+                DecodeError::Unsupported(format!(
+                    "column {:?} has Parquet/Arrow type {}, which cannot be sent: {e}",
+                    self.header[i],
+                    array.data_type()
+                ))
             })?;
             self.columns.push(column);
         }
@@ -184,13 +245,17 @@ impl Column {
             DataType::Utf8 => Column::Str(array.clone()),
             DataType::LargeUtf8 => Column::LargeStr(array.clone()),
             DataType::Utf8View => Column::StrView(array.clone()),
-            DataType::Binary | DataType::LargeBinary | DataType::BinaryView | DataType::FixedSizeBinary(_) => {
-                Column::Binary(cast(array, &DataType::LargeBinary)?)
-            }
+            DataType::Binary
+            | DataType::LargeBinary
+            | DataType::BinaryView
+            | DataType::FixedSizeBinary(_) => Column::Binary(cast(array, &DataType::LargeBinary)?),
             DataType::Int64 => Column::Int(array.clone()),
-            DataType::Int8 | DataType::Int16 | DataType::Int32 | DataType::UInt8 | DataType::UInt16 | DataType::UInt32 => {
-                Column::Int(cast(array, &DataType::Int64)?)
-            }
+            DataType::Int8
+            | DataType::Int16
+            | DataType::Int32
+            | DataType::UInt8
+            | DataType::UInt16
+            | DataType::UInt32 => Column::Int(cast(array, &DataType::Int64)?),
             DataType::UInt64 => Column::UInt(array.clone()),
             DataType::Float64 => Column::Float(array.clone()),
             DataType::Float32 => Column::Float32(array.clone()),
@@ -208,7 +273,9 @@ impl Column {
                 Column::Timestamp(cast(array, &DataType::Int64)?, per_second)
             }
             DataType::Decimal128(_, scale) => Column::Decimal(array.clone(), *scale),
-            DataType::Decimal32(p, s) | DataType::Decimal64(p, s) => Column::Decimal(cast(array, &DataType::Decimal128(*p, *s))?, *s),
+            DataType::Decimal32(p, s) | DataType::Decimal64(p, s) => {
+                Column::Decimal(cast(array, &DataType::Decimal128(*p, *s))?, *s)
+            }
             DataType::Decimal256(_, _) => Column::NumberText(cast(array, &DataType::Utf8)?),
             DataType::Dictionary(_, value) => Column::new(&cast(array, value)?)?,
             DataType::List(_)
@@ -218,7 +285,9 @@ impl Column {
             | DataType::LargeListView(_)
             | DataType::Struct(_)
             | DataType::Map(_, _) => {
-                let values = (0..array.len()).map(|i| to_json(array.as_ref(), i)).collect::<Result<_, _>>()?;
+                let values = (0..array.len())
+                    .map(|i| to_json(array.as_ref(), i))
+                    .collect::<Result<_, _>>()?;
                 Column::Nested(array.clone(), values)
             }
             // Times, durations, intervals: as the text Arrow prints for them.
@@ -257,22 +326,36 @@ impl Column {
             Column::Str(a) => Cell::Str(a.as_string::<i32>().value(i)),
             Column::LargeStr(a) => Cell::Str(a.as_string::<i64>().value(i)),
             Column::StrView(a) => Cell::Str(a.as_string_view().value(i)),
-            Column::Binary(a) => Cell::Str(std::str::from_utf8(a.as_binary::<i64>().value(i)).map_err(|e| {
-                format!("binary value is not UTF-8 text (byte {}); export the column as a string", e.valid_up_to())
-            })?),
+            Column::Binary(a) => Cell::Str(
+                std::str::from_utf8(a.as_binary::<i64>().value(i)).map_err(|e| {
+                    format!(
+                        "binary value is not UTF-8 text (byte {}); export the column as a string",
+                        e.valid_up_to()
+                    )
+                })?,
+            ),
             Column::Int(a) => Cell::Int(a.as_primitive::<Int64Type>().value(i)),
             Column::UInt(a) => {
                 let v = a.as_primitive::<UInt64Type>().value(i);
-                i64::try_from(v).map(Cell::Int).unwrap_or(Cell::Decimal { unscaled: i128::from(v), scale: 0 })
+                i64::try_from(v).map(Cell::Int).unwrap_or(Cell::Decimal {
+                    unscaled: i128::from(v),
+                    scale: 0,
+                })
             }
             Column::Float(a) => Cell::Float(a.as_primitive::<Float64Type>().value(i)),
             Column::Float32(a) => Cell::Float(f32_to_f64(a.as_primitive::<Float32Type>().value(i))),
             Column::Bool(a) => Cell::Bool(a.as_boolean().value(i)),
-            Column::Date(a) => Cell::Date(date(a.as_primitive::<Date32Type>().value(i)).ok_or("date out of range")?),
-            Column::Timestamp(a, per_second) => {
-                Cell::Timestamp(timestamp(a.as_primitive::<Int64Type>().value(i), *per_second).ok_or("timestamp out of range")?)
-            }
-            Column::Decimal(a, scale) => Cell::Decimal { unscaled: a.as_primitive::<Decimal128Type>().value(i), scale: *scale },
+            Column::Date(a) => Cell::Date(
+                date(a.as_primitive::<Date32Type>().value(i)).ok_or("date out of range")?,
+            ),
+            Column::Timestamp(a, per_second) => Cell::Timestamp(
+                timestamp(a.as_primitive::<Int64Type>().value(i), *per_second)
+                    .ok_or("timestamp out of range")?,
+            ),
+            Column::Decimal(a, scale) => Cell::Decimal {
+                unscaled: a.as_primitive::<Decimal128Type>().value(i),
+                scale: *scale,
+            },
             Column::NumberText(a) => Cell::Number(a.as_string::<i32>().value(i)),
             Column::Nested(_, values) => Cell::Json(&values[i]),
         })
@@ -291,7 +374,10 @@ impl Row for ParquetRows {
 /// FLOAT widened through its shortest text, so `0.1f32` is sent as 0.1, not 0.10000000149011612.
 fn f32_to_f64(v: f32) -> f64 {
     if v.is_finite() {
-        ryu::Buffer::new().format_finite(v).parse().unwrap_or(f64::from(v))
+        ryu::Buffer::new()
+            .format_finite(v)
+            .parse()
+            .unwrap_or(f64::from(v))
     } else {
         f64::from(v)
     }
@@ -339,14 +425,27 @@ fn to_json(array: &dyn Array, i: usize) -> Result<Value, arrow_schema::ArrowErro
             }
             Value::Object(map)
         }
-        DataType::Utf8 | DataType::LargeUtf8 | DataType::Utf8View | DataType::Null => scalar_json(&Column::new(&one(i))?)?,
-        DataType::Boolean | DataType::Int8 | DataType::Int16 | DataType::Int32 | DataType::Int64 => scalar_json(&Column::new(&one(i))?)?,
-        DataType::UInt8 | DataType::UInt16 | DataType::UInt32 | DataType::UInt64 => scalar_json(&Column::new(&one(i))?)?,
-        DataType::Float16 | DataType::Float32 | DataType::Float64 => scalar_json(&Column::new(&one(i))?)?,
-        DataType::Date32 | DataType::Date64 | DataType::Timestamp(_, _) => scalar_json(&Column::new(&one(i))?)?,
-        DataType::Decimal32(_, _) | DataType::Decimal64(_, _) | DataType::Decimal128(_, _) | DataType::Decimal256(_, _) => {
+        DataType::Utf8 | DataType::LargeUtf8 | DataType::Utf8View | DataType::Null => {
             scalar_json(&Column::new(&one(i))?)?
         }
+        DataType::Boolean
+        | DataType::Int8
+        | DataType::Int16
+        | DataType::Int32
+        | DataType::Int64 => scalar_json(&Column::new(&one(i))?)?,
+        DataType::UInt8 | DataType::UInt16 | DataType::UInt32 | DataType::UInt64 => {
+            scalar_json(&Column::new(&one(i))?)?
+        }
+        DataType::Float16 | DataType::Float32 | DataType::Float64 => {
+            scalar_json(&Column::new(&one(i))?)?
+        }
+        DataType::Date32 | DataType::Date64 | DataType::Timestamp(_, _) => {
+            scalar_json(&Column::new(&one(i))?)?
+        }
+        DataType::Decimal32(_, _)
+        | DataType::Decimal64(_, _)
+        | DataType::Decimal128(_, _)
+        | DataType::Decimal256(_, _) => scalar_json(&Column::new(&one(i))?)?,
         _ => Value::String(arrow_cast::display::array_value_to_string(array, i)?),
     })
 }
@@ -354,9 +453,17 @@ fn to_json(array: &dyn Array, i: usize) -> Result<Value, arrow_schema::ArrowErro
 fn list_json(values: &dyn Array) -> Result<Value, arrow_schema::ArrowError> {
     // Lists of strings (tags, segments) are the common case: no per-element slicing.
     if let Some(strings) = values.as_string_opt::<i32>() {
-        return Ok(Value::Array(strings.iter().map(|s| s.map_or(Value::Null, |s| Value::String(s.to_string()))).collect()));
+        return Ok(Value::Array(
+            strings
+                .iter()
+                .map(|s| s.map_or(Value::Null, |s| Value::String(s.to_string())))
+                .collect(),
+        ));
     }
-    (0..values.len()).map(|j| to_json(values, j)).collect::<Result<Vec<_>, _>>().map(Value::Array)
+    (0..values.len())
+        .map(|j| to_json(values, j))
+        .collect::<Result<Vec<_>, _>>()
+        .map(Value::Array)
 }
 
 /// A one-row column's value as JSON, written the way a top-level cell would be.
@@ -399,14 +506,23 @@ impl Windowed {
         let mut chunks: Vec<(u64, u64, usize)> = metadata
             .row_groups()
             .iter()
-            .flat_map(|rg| rg.columns().iter().enumerate().map(|(c, m)| {
-                let (start, len) = m.byte_range();
-                (start, start + len, c)
-            }))
+            .flat_map(|rg| {
+                rg.columns().iter().enumerate().map(|(c, m)| {
+                    let (start, len) = m.byte_range();
+                    (start, start + len, c)
+                })
+            })
             .collect();
         chunks.sort_unstable();
         let columns = metadata.file_metadata().schema_descr().num_columns();
-        Windowed { inner: Arc::new(WindowedInner { access, chunks, window, windows: Mutex::new(vec![None; columns]) }) }
+        Windowed {
+            inner: Arc::new(WindowedInner {
+                access,
+                chunks,
+                window,
+                windows: Mutex::new(vec![None; columns]),
+            }),
+        }
     }
 }
 
@@ -418,10 +534,15 @@ impl WindowedInner {
             return Ok(Bytes::new());
         }
         let k = self.chunks.partition_point(|c| c.0 <= pos);
-        let chunk = k.checked_sub(1).map(|k| self.chunks[k]).filter(|c| pos < c.1);
+        let chunk = k
+            .checked_sub(1)
+            .map(|k| self.chunks[k])
+            .filter(|c| pos < c.1);
         let Some((_, end, column)) = chunk else {
             // Outside every column chunk (not done by the reader in practice): read, don't keep.
-            return self.access.read_range(pos, size.min(pos + MIN_WINDOW_BYTES));
+            return self
+                .access
+                .read_range(pos, size.min(pos + MIN_WINDOW_BYTES));
         };
         // A poisoned lock only means another reader panicked mid-fetch; the cache is still sound.
         let mut windows = self.windows.lock().unwrap_or_else(|p| p.into_inner());
@@ -446,7 +567,11 @@ impl ChunkReader for Windowed {
     type T = WindowRead;
 
     fn get_read(&self, start: u64) -> parquet::errors::Result<WindowRead> {
-        Ok(WindowRead { inner: self.inner.clone(), pos: start, current: Bytes::new() })
+        Ok(WindowRead {
+            inner: self.inner.clone(),
+            pos: start,
+            current: Bytes::new(),
+        })
     }
 
     fn get_bytes(&self, start: u64, length: usize) -> parquet::errors::Result<Bytes> {
@@ -459,7 +584,9 @@ impl ChunkReader for Windowed {
         while out.len() < length {
             let more = self.inner.fetch(start + out.len() as u64)?;
             if more.is_empty() {
-                return Err(parquet::errors::ParquetError::EOF(format!("wanted {length} bytes at {start}, the file ends first")));
+                return Err(parquet::errors::ParquetError::EOF(format!(
+                    "wanted {length} bytes at {start}, the file ends first"
+                )));
             }
             let take = more.len().min(length - out.len());
             out.extend_from_slice(&more[..take]);

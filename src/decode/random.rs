@@ -33,7 +33,14 @@ impl S3Ranges {
         let size = if object.size > 0 {
             object.size
         } else {
-            object.runtime.block_on(object.source.head(&object.bucket, &object.key)).map_err(|e| DecodeError::Read { row: 0, reason: e.to_string() })?.size
+            object
+                .runtime
+                .block_on(object.source.head(&object.bucket, &object.key))
+                .map_err(|e| DecodeError::Read {
+                    row: 0,
+                    reason: e.to_string(),
+                })?
+                .size
         };
         Ok(S3Ranges { object, size })
     }
@@ -46,7 +53,10 @@ impl RandomAccess for S3Ranges {
 
     fn read_range(&self, start: u64, end: u64) -> std::io::Result<Bytes> {
         let o = &self.object;
-        let bytes = o.runtime.block_on(o.source.read_range(&o.bucket, &o.key, start, end)).map_err(std::io::Error::other)?;
+        let bytes = o
+            .runtime
+            .block_on(o.source.read_range(&o.bucket, &o.key, start, end))
+            .map_err(std::io::Error::other)?;
         if bytes.len() as u64 != end - start {
             return Err(std::io::Error::new(
                 std::io::ErrorKind::UnexpectedEof,
@@ -76,7 +86,8 @@ impl RandomAccess for LocalFile {
     }
 
     fn read_range(&self, start: u64, end: u64) -> std::io::Result<Bytes> {
-        let mut buf = vec![0; usize::try_from(end.saturating_sub(start)).map_err(std::io::Error::other)?];
+        let mut buf =
+            vec![0; usize::try_from(end.saturating_sub(start)).map_err(std::io::Error::other)?];
         self.file.read_exact_at(&mut buf, start)?;
         Ok(Bytes::from(buf))
     }
@@ -87,8 +98,13 @@ impl RandomAccess for LocalFile {
 pub fn spool_to_temp_file(mut reader: impl Read) -> std::io::Result<LocalFile> {
     static COUNTER: std::sync::atomic::AtomicU64 = std::sync::atomic::AtomicU64::new(0);
     let n = COUNTER.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
-    let path = std::env::temp_dir().join(format!("moengage-sync-{}-{n}.parquet", std::process::id()));
-    let mut file = std::fs::OpenOptions::new().read(true).write(true).create_new(true).open(&path)?;
+    let path =
+        std::env::temp_dir().join(format!("moengage-sync-{}-{n}.parquet", std::process::id()));
+    let mut file = std::fs::OpenOptions::new()
+        .read(true)
+        .write(true)
+        .create_new(true)
+        .open(&path)?;
     let _ = std::fs::remove_file(&path);
     std::io::copy(&mut reader, &mut file)?;
     LocalFile::new(file)

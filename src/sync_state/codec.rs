@@ -48,7 +48,10 @@ pub fn shard_of(key: u64, bits: u8) -> usize {
 /// Encodes sorted, unique `keys` with their `fps` (same length).
 pub fn encode(bits: u8, index: usize, keys: &[u64], fps: &[u64]) -> Vec<u8> {
     debug_assert_eq!(keys.len(), fps.len());
-    debug_assert!(keys.windows(2).all(|w| w[0] < w[1]), "keys must be strictly ascending");
+    debug_assert!(
+        keys.windows(2).all(|w| w[0] < w[1]),
+        "keys must be strictly ascending"
+    );
     let mut out = Vec::with_capacity(FRAME_BYTES + 16 * keys.len());
     out.extend_from_slice(MAGIC);
     out.push(FORMAT_VERSION);
@@ -75,32 +78,56 @@ pub fn decode(bytes: &[u8], bits: u8, index: usize) -> Result<(Vec<u64>, Vec<u64
         return corrupt("not a sync-state shard (bad magic)".into());
     }
     if bytes[7] != FORMAT_VERSION {
-        return Err(DecodeError::UnknownFormat(format!("shard format version {} (this release reads {FORMAT_VERSION})", bytes[7])));
+        return Err(DecodeError::UnknownFormat(format!(
+            "shard format version {} (this release reads {FORMAT_VERSION})",
+            bytes[7]
+        )));
     }
     if bytes.len() < FRAME_BYTES {
-        return corrupt(format!("{} bytes is shorter than a shard's frame", bytes.len()));
+        return corrupt(format!(
+            "{} bytes is shorter than a shard's frame",
+            bytes.len()
+        ));
     }
     let (body, trailer) = bytes.split_at(bytes.len() - TRAILER_BYTES);
     if xxh3_64(body).to_le_bytes() != trailer {
         return corrupt("checksum mismatch".into());
     }
-    let (got_bits, got_index) = (body[8], u32::from_le_bytes([body[12], body[13], body[14], body[15]]) as usize);
+    let (got_bits, got_index) = (
+        body[8],
+        u32::from_le_bytes([body[12], body[13], body[14], body[15]]) as usize,
+    );
     if (got_bits, got_index) != (bits, index) {
-        return corrupt(format!("holds shard {got_index} of {got_bits} bits, expected {index} of {bits}"));
+        return corrupt(format!(
+            "holds shard {got_index} of {got_bits} bits, expected {index} of {bits}"
+        ));
     }
     let count = u64::from_le_bytes(word(&body[16..24]));
     let n = usize::try_from(count).unwrap_or(usize::MAX);
     if n.checked_mul(16).and_then(|b| b.checked_add(HEADER_BYTES)) != Some(body.len()) {
-        return corrupt(format!("count {count} does not match {} bytes", bytes.len()));
+        return corrupt(format!(
+            "count {count} does not match {} bytes",
+            bytes.len()
+        ));
     }
     let (key_bytes, fp_bytes) = body[HEADER_BYTES..].split_at(8 * n);
-    let keys: Vec<u64> = key_bytes.chunks_exact(8).map(|c| u64::from_le_bytes(word(c))).collect();
-    let fps: Vec<u64> = fp_bytes.chunks_exact(8).map(|c| u64::from_le_bytes(word(c))).collect();
+    let keys: Vec<u64> = key_bytes
+        .chunks_exact(8)
+        .map(|c| u64::from_le_bytes(word(c)))
+        .collect();
+    let fps: Vec<u64> = fp_bytes
+        .chunks_exact(8)
+        .map(|c| u64::from_le_bytes(word(c)))
+        .collect();
     if !keys.windows(2).all(|w| w[0] < w[1]) {
         return corrupt("keys are not strictly ascending".into());
     }
     // Sorted, so checking both ends covers every key.
-    if [keys.first(), keys.last()].into_iter().flatten().any(|k| shard_of(*k, bits) != index) {
+    if [keys.first(), keys.last()]
+        .into_iter()
+        .flatten()
+        .any(|k| shard_of(*k, bits) != index)
+    {
         return corrupt("holds keys of another shard".into());
     }
     Ok((keys, fps))

@@ -19,7 +19,10 @@ const EVENT_KEY_SEED: u64 = 0x6576_656e_745f_6964; // "event_id"
 /// Versions the mapping fingerprint's input layout; changing it resends everything once.
 const MAPPING_DOMAIN: &[u8] = b"moengage-sync/mapping-fingerprint/v1";
 
-const CUSTOMER_ID_AFTER: [&[u8]; 2] = [b"{\"type\":\"customer\",\"customer_id\":\"", b"{\"type\":\"event\",\"customer_id\":\""];
+const CUSTOMER_ID_AFTER: [&[u8]; 2] = [
+    b"{\"type\":\"customer\",\"customer_id\":\"",
+    b"{\"type\":\"event\",\"customer_id\":\"",
+];
 
 /// One row's identity in the state: which key, and what was (or would be) sent for it.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
@@ -78,7 +81,10 @@ impl Fingerprinter {
 
     /// Key and fingerprint of one element.
     pub fn print(&self, kind: ElementKind, key: &[u8], element: &[u8]) -> RowPrint {
-        RowPrint { key: Self::key(kind, key), fingerprint: self.fingerprint(element) }
+        RowPrint {
+            key: Self::key(kind, key),
+            fingerprint: self.fingerprint(element),
+        }
     }
 }
 
@@ -91,7 +97,9 @@ fn nonzero(fp: u64) -> u64 {
 /// for anything that is not an element `ResolvedMapping::encode` wrote. Lets the pipeline key users
 /// without a second pass over the row.
 pub fn customer_id_of(element: &[u8]) -> Option<&[u8]> {
-    let rest = CUSTOMER_ID_AFTER.iter().find_map(|p| element.strip_prefix(*p))?;
+    let rest = CUSTOMER_ID_AFTER
+        .iter()
+        .find_map(|p| element.strip_prefix(*p))?;
     let mut i = 0;
     while i < rest.len() {
         match rest[i] {

@@ -31,7 +31,9 @@ use crate::mapping::ElementKind;
 use crate::state::{StateError, StateStore};
 
 pub use codec::shard_of;
-pub use fingerprint::{customer_id_of, mapping_fingerprint, Fingerprinter, RowPrint, UPDATE_EXISTING_ONLY_SUFFIX};
+pub use fingerprint::{
+    customer_id_of, mapping_fingerprint, Fingerprinter, RowPrint, UPDATE_EXISTING_ONLY_SUFFIX,
+};
 pub use shard::Verdict;
 pub use store::{SaveReport, SyncLocation};
 
@@ -55,7 +57,11 @@ pub struct SyncOptions {
 
 impl SyncOptions {
     pub fn new(mode: SyncMode, full_resync: bool) -> Self {
-        SyncOptions { mode, full_resync, shard_bits: DEFAULT_SHARD_BITS }
+        SyncOptions {
+            mode,
+            full_resync,
+            shard_bits: DEFAULT_SHARD_BITS,
+        }
     }
 }
 
@@ -97,11 +103,19 @@ pub enum SyncStateError {
     Store(#[from] StateError),
     /// A manifest or shard this release cannot read safely; nothing is overwritten.
     #[error("sync state s3://{bucket}/{key}: {reason}")]
-    Unreadable { bucket: String, key: String, reason: String },
+    Unreadable {
+        bucket: String,
+        key: String,
+        reason: String,
+    },
     /// Other writers kept winning the compare-and-swap; this run's deliveries to the shard stay
     /// unrecorded (sent again next run) and `save` may be called again.
     #[error("sync state s3://{bucket}/{key}: still changing under concurrent writers after {attempts} attempts")]
-    Contended { bucket: String, key: String, attempts: u32 },
+    Contended {
+        bucket: String,
+        key: String,
+        attempts: u32,
+    },
 }
 
 /// Counters for the run report and the benchmarks.
@@ -151,11 +165,17 @@ impl SyncState {
     /// Without a manifest the scope has no shard either (a save writes the manifest first), so every
     /// shard starts empty and nothing is fetched. Should another run create the state meanwhile,
     /// this run sends more than needed and its save merges (`If-None-Match: *` fails, re-read, merge).
-    pub async fn open(store: Arc<dyn StateStore>, location: SyncLocation, options: SyncOptions) -> Result<Self, SyncStateError> {
+    pub async fn open(
+        store: Arc<dyn StateStore>,
+        location: SyncLocation,
+        options: SyncOptions,
+    ) -> Result<Self, SyncStateError> {
         let manifest = store::read_manifest(store.as_ref(), &location).await?;
         let shard_bits = manifest.map_or(options.shard_bits.min(MAX_SHARD_BITS), |m| m.shard_bits);
         let empty = || Shard::new(Vec::new(), Vec::new(), None, options.full_resync);
-        let shards = (0..1usize << shard_bits).map(|_| Mutex::new(manifest.is_none().then(empty))).collect();
+        let shards = (0..1usize << shard_bits)
+            .map(|_| Mutex::new(manifest.is_none().then(empty)))
+            .collect();
         Ok(SyncState {
             store,
             location,
@@ -185,7 +205,9 @@ impl SyncState {
     /// whole state) for not waiting on one GET per shard on the decode thread.
     pub async fn prefetch(&self, concurrency: usize) -> Result<(), SyncStateError> {
         use futures_util::stream::{self, StreamExt, TryStreamExt};
-        let missing: Vec<usize> = (0..self.shards.len()).filter(|&i| self.lock(i).is_none()).collect();
+        let missing: Vec<usize> = (0..self.shards.len())
+            .filter(|&i| self.lock(i).is_none())
+            .collect();
         stream::iter(missing)
             .map(|i| async move {
                 let shard = self.load(i).await?;
@@ -207,8 +229,15 @@ impl SyncState {
         self.with_shard(shard_of(print.key, self.shard_bits), |shard| {
             let policy = |verdict, duplicate| should_send(mode, kind, verdict, duplicate);
             let (verdict, duplicate, send) = shard.classify(print.key, print.fingerprint, policy);
-            debug_assert!(!full || verdict != Verdict::Changed, "a full resync trusts no entry");
-            Decision { verdict, duplicate, send }
+            debug_assert!(
+                !full || verdict != Verdict::Changed,
+                "a full resync trusts no entry"
+            );
+            Decision {
+                verdict,
+                duplicate,
+                send,
+            }
         })
     }
 
@@ -217,7 +246,10 @@ impl SyncState {
     /// anything else is counted in `SyncStats::prints_ignored` and ignored.
     pub fn record_delivered(&self, prints: &[RowPrint]) {
         for p in prints {
-            let recorded = self.lock(shard_of(p.key, self.shard_bits)).as_mut().is_some_and(|s| s.record(p.key, p.fingerprint));
+            let recorded = self
+                .lock(shard_of(p.key, self.shard_bits))
+                .as_mut()
+                .is_some_and(|s| s.record(p.key, p.fingerprint));
             if !recorded {
                 self.counters.prints_ignored.fetch_add(1, Ordering::Relaxed);
             }
@@ -244,10 +276,16 @@ impl SyncState {
 
     /// Heap bytes held by loaded shards (entries, run bits, run table).
     pub fn heap_bytes(&self) -> usize {
-        (0..self.shards.len()).map(|i| self.lock(i).as_ref().map_or(0, Shard::heap_bytes)).sum()
+        (0..self.shards.len())
+            .map(|i| self.lock(i).as_ref().map_or(0, Shard::heap_bytes))
+            .sum()
     }
 
-    fn with_shard<T>(&self, index: usize, f: impl FnOnce(&mut Shard) -> T) -> Result<T, SyncStateError> {
+    fn with_shard<T>(
+        &self,
+        index: usize,
+        f: impl FnOnce(&mut Shard) -> T,
+    ) -> Result<T, SyncStateError> {
         let mut slot = self.lock(index);
         loop {
             if let Some(shard) = slot.as_mut() {
@@ -264,7 +302,9 @@ impl SyncState {
     fn lock(&self, index: usize) -> MutexGuard<'_, Option<Shard>> {
         // Poisoning would mean a panic inside one of the short sections above, none of which leaves
         // a shard half-updated (each update is a single assignment), so the data is still usable.
-        self.shards[index].lock().unwrap_or_else(PoisonError::into_inner)
+        self.shards[index]
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner)
     }
 
     async fn load(&self, index: usize) -> Result<Shard, SyncStateError> {
@@ -286,8 +326,13 @@ impl std::fmt::Debug for SyncState {
 /// The state's scope for a workspace and object type: `{workspace}/{object_type}`.
 pub fn scope(workspace_id: &str, object_type: ObjectType) -> String {
     use percent_encoding::{utf8_percent_encode, NON_ALPHANUMERIC};
-    const SAFE: percent_encoding::AsciiSet = NON_ALPHANUMERIC.remove(b'-').remove(b'_').remove(b'.');
-    format!("{}/{}", utf8_percent_encode(workspace_id, &SAFE), object_type.as_str())
+    const SAFE: percent_encoding::AsciiSet =
+        NON_ALPHANUMERIC.remove(b'-').remove(b'_').remove(b'.');
+    format!(
+        "{}/{}",
+        utf8_percent_encode(workspace_id, &SAFE),
+        object_type.as_str()
+    )
 }
 
 #[cfg(test)]

@@ -119,7 +119,11 @@ impl Shard {
         let n = keys.len();
         Shard {
             seen: Bits::new(n, false),
-            stale: if full_resync { Bits::new(n, true) } else { Bits::default() },
+            stale: if full_resync {
+                Bits::new(n, true)
+            } else {
+                Bits::default()
+            },
             keys,
             fps,
             run: RunTable::default(),
@@ -132,7 +136,9 @@ impl Shard {
     /// binary search over a 10M-key state takes ~16 scattered (cache-missing) probes.
     pub fn position(&self, key: u64) -> Option<usize> {
         let keys = &self.keys;
-        let (Some(&lo), Some(&hi)) = (keys.first(), keys.last()) else { return None };
+        let (Some(&lo), Some(&hi)) = (keys.first(), keys.last()) else {
+            return None;
+        };
         if key < lo || key > hi {
             return None;
         }
@@ -162,12 +168,21 @@ impl Shard {
 
     /// The verdict for `(key, fp)` and whether the key already occurred in this run; records the
     /// occurrence, and records `fp` as sent when `send(verdict, duplicate)` says so.
-    pub fn classify(&mut self, key: u64, fp: u64, send: impl FnOnce(Verdict, bool) -> bool) -> (Verdict, bool, bool) {
+    pub fn classify(
+        &mut self,
+        key: u64,
+        fp: u64,
+        send: impl FnOnce(Verdict, bool) -> bool,
+    ) -> (Verdict, bool, bool) {
         let (duplicate, known, reference) = match self.position(key) {
             Some(i) => {
                 let duplicate = self.seen.test_and_set(i);
                 let known = !self.stale.get(i);
-                let in_run = if duplicate { self.run.get(&key).map(|e| e.sent).filter(|s| *s != 0) } else { None };
+                let in_run = if duplicate {
+                    self.run.get(&key).map(|e| e.sent).filter(|s| *s != 0)
+                } else {
+                    None
+                };
                 (duplicate, known, in_run.or(known.then_some(self.fps[i])))
             }
             None => match self.run.get(&key) {
@@ -207,13 +222,24 @@ impl Shard {
             .run
             .iter()
             .filter(|(_, e)| e.delivered != 0)
-            .map(|(&key, e)| Change { key, loaded: self.position(key).map(|i| self.fps[i]), ours: Some(e.delivered) })
+            .map(|(&key, e)| Change {
+                key,
+                loaded: self.position(key).map(|i| self.fps[i]),
+                ours: Some(e.delivered),
+            })
             .collect();
         // FULL_RESYNC: an old entry that this run sent again and MoEngage has not (yet) accepted is
         // forgotten, so the next run sends it again instead of trusting the old entry.
         for (i, &key) in self.keys.iter().enumerate() {
-            if self.stale.get(i) && self.seen.get(i) && self.run.get(&key).is_none_or(|e| e.delivered == 0) {
-                out.push(Change { key, loaded: Some(self.fps[i]), ours: None });
+            if self.stale.get(i)
+                && self.seen.get(i)
+                && self.run.get(&key).is_none_or(|e| e.delivered == 0)
+            {
+                out.push(Change {
+                    key,
+                    loaded: Some(self.fps[i]),
+                    ours: None,
+                });
             }
         }
         out.sort_unstable_by_key(|c| c.key);
@@ -222,9 +248,19 @@ impl Shard {
 
     /// Adopts `keys`/`fps` as written under `etag`, carrying this run's bits over and clearing
     /// the deliveries that are now stored.
-    pub fn commit(&mut self, keys: Vec<u64>, fps: Vec<u64>, etag: Option<String>, changes: &[Change]) {
+    pub fn commit(
+        &mut self,
+        keys: Vec<u64>,
+        fps: Vec<u64>,
+        etag: Option<String>,
+        changes: &[Change],
+    ) {
         let mut seen = Bits::new(keys.len(), false);
-        let mut stale = if self.stale.0.is_empty() { Bits::default() } else { Bits::new(keys.len(), false) };
+        let mut stale = if self.stale.0.is_empty() {
+            Bits::default()
+        } else {
+            Bits::new(keys.len(), false)
+        };
         let (mut old, mut ch) = (0, 0);
         for (i, &key) in keys.iter().enumerate() {
             while old < self.keys.len() && self.keys[old] < key {
@@ -235,9 +271,15 @@ impl Shard {
             }
             let was = (old < self.keys.len() && self.keys[old] == key).then_some(old);
             let changed = ch < changes.len() && changes[ch].key == key;
-            seen.push_at(i, was.is_some_and(|o| self.seen.get(o)) || self.run.contains_key(&key));
+            seen.push_at(
+                i,
+                was.is_some_and(|o| self.seen.get(o)) || self.run.contains_key(&key),
+            );
             // Still stale only if nobody rewrote it: not us (a change) and not another writer.
-            stale.push_at(i, was.is_some_and(|o| self.stale.get(o) && self.fps[o] == fps[i]) && !changed);
+            stale.push_at(
+                i,
+                was.is_some_and(|o| self.stale.get(o) && self.fps[o] == fps[i]) && !changed,
+            );
         }
         for c in changes {
             if let (Some(fp), Some(e)) = (c.ours, self.run.get_mut(&c.key)) {
@@ -269,7 +311,11 @@ impl Shard {
 /// - otherwise both delivered different payloads concurrently and either may be the last one
 ///   MoEngage applied → drop the key: the next run sends it again. Keeping either could claim a
 ///   payload MoEngage does not hold.
-pub(crate) fn merge(theirs_keys: &[u64], theirs_fps: &[u64], changes: &[Change]) -> (Vec<u64>, Vec<u64>, u64) {
+pub(crate) fn merge(
+    theirs_keys: &[u64],
+    theirs_fps: &[u64],
+    changes: &[Change],
+) -> (Vec<u64>, Vec<u64>, u64) {
     let cap = theirs_keys.len() + changes.len();
     let (mut keys, mut fps, mut conflicts) = (Vec::with_capacity(cap), Vec::with_capacity(cap), 0);
     let (mut t, mut c) = (0, 0);

@@ -27,7 +27,10 @@ pub struct SyncLocation {
 impl SyncLocation {
     /// `state_prefix` as configured (empty or ending in `/`); `scope` e.g. [`super::scope`].
     pub fn new(bucket: impl Into<String>, state_prefix: &str, scope: &str) -> Self {
-        SyncLocation { bucket: bucket.into(), root: format!("{state_prefix}sync/{}/", scope.trim_matches('/')) }
+        SyncLocation {
+            bucket: bucket.into(),
+            root: format!("{state_prefix}sync/{}/", scope.trim_matches('/')),
+        }
     }
 
     pub fn manifest_key(&self) -> String {
@@ -64,16 +67,33 @@ pub struct SaveReport {
     pub conflicts_dropped: u64,
 }
 
-pub(crate) async fn read_manifest(store: &dyn StateStore, at: &SyncLocation) -> Result<Option<Manifest>, SyncStateError> {
+pub(crate) async fn read_manifest(
+    store: &dyn StateStore,
+    at: &SyncLocation,
+) -> Result<Option<Manifest>, SyncStateError> {
     let key = at.manifest_key();
-    let Some(body) = store.get(&at.bucket, &key).await? else { return Ok(None) };
-    let unreadable = |reason: String| SyncStateError::Unreadable { bucket: at.bucket.clone(), key: key.clone(), reason };
-    let m: Manifest = serde_json::from_slice(&body).map_err(|e| unreadable(format!("not a sync-state manifest: {e}")))?;
+    let Some(body) = store.get(&at.bucket, &key).await? else {
+        return Ok(None);
+    };
+    let unreadable = |reason: String| SyncStateError::Unreadable {
+        bucket: at.bucket.clone(),
+        key: key.clone(),
+        reason,
+    };
+    let m: Manifest = serde_json::from_slice(&body)
+        .map_err(|e| unreadable(format!("not a sync-state manifest: {e}")))?;
     if m.format != codec::FORMAT_VERSION {
-        return Err(unreadable(format!("format {} (this release reads {})", m.format, codec::FORMAT_VERSION)));
+        return Err(unreadable(format!(
+            "format {} (this release reads {})",
+            m.format,
+            codec::FORMAT_VERSION
+        )));
     }
     if m.shard_bits > MAX_SHARD_BITS {
-        return Err(unreadable(format!("shard_bits {} is over {MAX_SHARD_BITS}", m.shard_bits)));
+        return Err(unreadable(format!(
+            "shard_bits {} is over {MAX_SHARD_BITS}",
+            m.shard_bits
+        )));
     }
     Ok(Some(m))
 }
@@ -81,17 +101,22 @@ pub(crate) async fn read_manifest(store: &dyn StateStore, at: &SyncLocation) -> 
 /// Reads shard `index`; a missing shard is empty, a corrupt one is empty too (everything in it is
 /// sent again, and the next save replaces exactly that version).
 pub(crate) async fn load_shard(state: &SyncState, index: usize) -> Result<Shard, SyncStateError> {
-    let (bucket, key) = (&state.location.bucket, state.location.shard_key(state.shard_bits, index));
+    let (bucket, key) = (
+        &state.location.bucket,
+        state.location.shard_key(state.shard_bits, index),
+    );
     let full = state.options.full_resync;
     let Some(v) = state.store.get_versioned(bucket, &key).await? else {
         return Ok(Shard::new(Vec::new(), Vec::new(), None, full));
     };
     let c = &state.counters;
     c.shards_loaded.fetch_add(1, Ordering::Relaxed);
-    c.bytes_loaded.fetch_add(v.body.len() as u64, Ordering::Relaxed);
+    c.bytes_loaded
+        .fetch_add(v.body.len() as u64, Ordering::Relaxed);
     match codec::decode(&v.body, state.shard_bits, index) {
         Ok((keys, fps)) => {
-            c.keys_loaded.fetch_add(keys.len() as u64, Ordering::Relaxed);
+            c.keys_loaded
+                .fetch_add(keys.len() as u64, Ordering::Relaxed);
             Ok(Shard::new(keys, fps, Some(v.etag), full))
         }
         Err(DecodeError::Corrupt(reason)) => {
@@ -99,20 +124,32 @@ pub(crate) async fn load_shard(state: &SyncState, index: usize) -> Result<Shard,
             c.shards_discarded.fetch_add(1, Ordering::Relaxed);
             Ok(Shard::new(Vec::new(), Vec::new(), Some(v.etag), full))
         }
-        Err(DecodeError::UnknownFormat(reason)) => Err(SyncStateError::Unreadable { bucket: bucket.clone(), key, reason }),
+        Err(DecodeError::UnknownFormat(reason)) => Err(SyncStateError::Unreadable {
+            bucket: bucket.clone(),
+            key,
+            reason,
+        }),
     }
 }
 
 pub(crate) async fn save_all(state: &SyncState) -> Result<SaveReport, SyncStateError> {
-    let pending: Vec<usize> =
-        (0..state.shards.len()).filter(|&i| state.lock(i).as_ref().is_some_and(|s| !s.changes().is_empty())).collect();
+    let pending: Vec<usize> = (0..state.shards.len())
+        .filter(|&i| {
+            state
+                .lock(i)
+                .as_ref()
+                .is_some_and(|s| !s.changes().is_empty())
+        })
+        .collect();
     let mut report = SaveReport::default();
     if pending.is_empty() {
         return Ok(report);
     }
     ensure_manifest(state).await?;
     let mut first_error = None;
-    let mut results = stream::iter(pending).map(|i| save_shard(state, i)).buffer_unordered(SAVE_CONCURRENCY);
+    let mut results = stream::iter(pending)
+        .map(|i| save_shard(state, i))
+        .buffer_unordered(SAVE_CONCURRENCY);
     while let Some(result) = results.next().await {
         match result {
             Ok(r) => {
@@ -140,16 +177,26 @@ async fn ensure_manifest(state: &SyncState) -> Result<(), SyncStateError> {
         return Ok(());
     }
     let at = &state.location;
-    let ours = Manifest { format: codec::FORMAT_VERSION, shard_bits: state.shard_bits };
+    let ours = Manifest {
+        format: codec::FORMAT_VERSION,
+        shard_bits: state.shard_bits,
+    };
     // Serialising two small integers cannot fail.
     let body = serde_json::to_vec_pretty(&ours).unwrap_or_default();
-    if state.store.put_if(&at.bucket, &at.manifest_key(), body, Expect::Absent).await?.is_none() {
+    if state
+        .store
+        .put_if(&at.bucket, &at.manifest_key(), body, Expect::Absent)
+        .await?
+        .is_none()
+    {
         let theirs = read_manifest(state.store.as_ref(), at).await?;
         if theirs.is_some_and(|t| t != ours) {
             return Err(SyncStateError::Unreadable {
                 bucket: at.bucket.clone(),
                 key: at.manifest_key(),
-                reason: format!("created concurrently with other settings ({theirs:?}, this run uses {ours:?})"),
+                reason: format!(
+                    "created concurrently with other settings ({theirs:?}, this run uses {ours:?})"
+                ),
             });
         }
     }
@@ -159,12 +206,18 @@ async fn ensure_manifest(state: &SyncState) -> Result<(), SyncStateError> {
 
 /// Read-merge-write of one shard until the compare-and-swap holds.
 async fn save_shard(state: &SyncState, index: usize) -> Result<SaveReport, SyncStateError> {
-    let (bucket, key, bits) = (&state.location.bucket, state.location.shard_key(state.shard_bits, index), state.shard_bits);
+    let (bucket, key, bits) = (
+        &state.location.bucket,
+        state.location.shard_key(state.shard_bits, index),
+        state.shard_bits,
+    );
     let mut report = SaveReport::default();
     // Snapshot under the lock; the classify thread may go on while we write.
     let (changes, (mut keys, mut fps, _), etag, unchanged) = {
         let slot = state.lock(index);
-        let Some(shard) = slot.as_ref() else { return Ok(report) };
+        let Some(shard) = slot.as_ref() else {
+            return Ok(report);
+        };
         let changes = shard.changes();
         let merged = merge(&shard.keys, &shard.fps, &changes);
         let unchanged = merged.0 == shard.keys && merged.1 == shard.fps;
@@ -191,7 +244,11 @@ async fn save_shard(state: &SyncState, index: usize) -> Result<SaveReport, SyncS
         }
         // Someone wrote since we read: merge our changes into what is there now.
         report.cas_retries += 1;
-        let (theirs_keys, theirs_fps, theirs_expect) = match state.store.get_versioned(bucket, &key).await? {
+        let (theirs_keys, theirs_fps, theirs_expect) = match state
+            .store
+            .get_versioned(bucket, &key)
+            .await?
+        {
             None => (Vec::new(), Vec::new(), Expect::Absent),
             Some(v) => match codec::decode(&v.body, bits, index) {
                 Ok((k, f)) => (k, f, Expect::Etag(v.etag)),
@@ -199,7 +256,13 @@ async fn save_shard(state: &SyncState, index: usize) -> Result<SaveReport, SyncS
                     tracing::warn!(%bucket, %key, %reason, "sync-state shard is corrupt: replacing it");
                     (Vec::new(), Vec::new(), Expect::Etag(v.etag))
                 }
-                Err(DecodeError::UnknownFormat(reason)) => return Err(SyncStateError::Unreadable { bucket: bucket.clone(), key, reason }),
+                Err(DecodeError::UnknownFormat(reason)) => {
+                    return Err(SyncStateError::Unreadable {
+                        bucket: bucket.clone(),
+                        key,
+                        reason,
+                    })
+                }
             },
         };
         let (k, f, conflicts) = merge(&theirs_keys, &theirs_fps, &changes);
@@ -207,5 +270,9 @@ async fn save_shard(state: &SyncState, index: usize) -> Result<SaveReport, SyncS
         // Only the merge that is finally written counts.
         report.conflicts_dropped = conflicts;
     }
-    Err(SyncStateError::Contended { bucket: bucket.clone(), key, attempts: CAS_ATTEMPTS })
+    Err(SyncStateError::Contended {
+        bucket: bucket.clone(),
+        key,
+        attempts: CAS_ATTEMPTS,
+    })
 }

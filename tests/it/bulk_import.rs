@@ -19,10 +19,23 @@ async fn gzip_csv_of_1000_rows_arrives_whole_in_batches_within_limits() {
 
     let obj = &summary.objects[0];
     assert_eq!(obj.status, Status::Complete, "{obj:?}");
-    assert_eq!((obj.rows_read, obj.rows_delivered, obj.rows_rejected, obj.rows_dead_lettered, obj.rows_pending), (1000, 1000, 0, 0, 0));
+    assert_eq!(
+        (
+            obj.rows_read,
+            obj.rows_delivered,
+            obj.rows_rejected,
+            obj.rows_dead_lettered,
+            obj.rows_pending
+        ),
+        (1000, 1000, 0, 0, 0)
+    );
     assert!(obj.balanced());
     let state = stack.state();
-    assert!(state.dropped.is_empty(), "MoEngage would have silently dropped: {:?}", state.dropped);
+    assert!(
+        state.dropped.is_empty(),
+        "MoEngage would have silently dropped: {:?}",
+        state.dropped
+    );
     assert_eq!(state.users.len(), 1000);
     assert_eq!(
         Value::Object(state.users["user-00007"].clone()),
@@ -35,7 +48,9 @@ async fn gzip_csv_of_1000_rows_arrives_whole_in_batches_within_limits() {
         assert!(r.elements <= 50 && r.bytes <= 100_000, "{r:?}");
     }
     // The run report is stored and agrees with the summary.
-    let report = stack.get_json(obj.report.as_deref().expect("report location")).await;
+    let report = stack
+        .get_json(obj.report.as_deref().expect("report location"))
+        .await;
     assert_eq!(report["rows_delivered"], 1000);
     assert_eq!(report["accounting_balanced"], true);
 }
@@ -54,16 +69,28 @@ async fn rows_of_3kb_fill_batches_to_the_byte_limit() {
     let summary = stack.invoke(&deps, "exports/big.csv").await;
 
     let obj = &summary.objects[0];
-    assert_eq!((obj.rows_delivered, obj.rows_rejected), (rows, 0), "{obj:?}");
+    assert_eq!(
+        (obj.rows_delivered, obj.rows_rejected),
+        (rows, 0),
+        "{obj:?}"
+    );
     let state = stack.state();
     let total: usize = state.requests.iter().map(|r| r.bytes).sum();
     let minimum = total.div_ceil(100_000);
-    assert!(state.requests.len() <= minimum + 1, "{} requests for {total} bytes: batches are not filled", state.requests.len());
+    assert!(
+        state.requests.len() <= minimum + 1,
+        "{} requests for {total} bytes: batches are not filled",
+        state.requests.len()
+    );
     assert!(state.requests.iter().all(|r| r.bytes <= 100_000));
     // Every full request is within one element of the limit.
     let element = total / rows as usize;
     for r in &state.requests[..state.requests.len() - 1] {
-        assert!(r.bytes + element > 100_000, "request of {} bytes could have held another {element}-byte element", r.bytes);
+        assert!(
+            r.bytes + element > 100_000,
+            "request of {} bytes could have held another {element}-byte element",
+            r.bytes
+        );
     }
     assert_eq!(state.users["user-00123"]["bio"], json!("b".repeat(3000)));
 }
@@ -71,8 +98,16 @@ async fn rows_of_3kb_fill_batches_to_the_byte_limit() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn wrong_api_key_fails_the_object_and_says_what_to_check() {
     let stack = Stack::start().await;
-    let deps = stack.deps(&[("MOENGAGE_API_KEY", "not-the-key"), ("MOENGAGE_DATA_CENTER", "DC-02"), ("PRIMARY_KEY", "user_id")]).await;
-    stack.put("exports/u.csv.gz", gzip(users_csv(300).as_bytes())).await;
+    let deps = stack
+        .deps(&[
+            ("MOENGAGE_API_KEY", "not-the-key"),
+            ("MOENGAGE_DATA_CENTER", "DC-02"),
+            ("PRIMARY_KEY", "user_id"),
+        ])
+        .await;
+    stack
+        .put("exports/u.csv.gz", gzip(users_csv(300).as_bytes()))
+        .await;
 
     let summary = stack.invoke(&deps, "exports/u.csv.gz").await;
 
@@ -81,8 +116,17 @@ async fn wrong_api_key_fails_the_object_and_says_what_to_check() {
     assert_eq!(obj.rows_delivered, 0);
     assert!(obj.balanced(), "{obj:?}");
     let error = obj.error.as_deref().unwrap_or_default();
-    for needle in ["DC-02", "dashboard-02.moengage.com", "Workspace ID", "WORKSPACE1", "Data API key"] {
-        assert!(error.contains(needle), "error should name {needle}: {error}");
+    for needle in [
+        "DC-02",
+        "dashboard-02.moengage.com",
+        "Workspace ID",
+        "WORKSPACE1",
+        "Data API key",
+    ] {
+        assert!(
+            error.contains(needle),
+            "error should name {needle}: {error}"
+        );
     }
     assert!(!error.contains("not-the-key"), "the key leaked: {error}");
     // It stopped at once: one request, nothing stored, nothing dead-lettered (the object reruns whole).
@@ -107,8 +151,17 @@ async fn sqs_wrapped_notification_is_processed_and_failures_are_reported_per_mes
     assert_eq!(summary.objects.len(), 2);
     assert_eq!(summary.objects[0].rows_delivered, 10);
     assert_eq!(summary.objects[1].status, Status::Failed);
-    assert!(summary.objects[1].error.as_deref().unwrap_or_default().contains("exports/missing.csv"));
-    let failures: Vec<_> = summary.batch_item_failures.unwrap().into_iter().map(|f| f.item_identifier).collect();
+    assert!(summary.objects[1]
+        .error
+        .as_deref()
+        .unwrap_or_default()
+        .contains("exports/missing.csv"));
+    let failures: Vec<_> = summary
+        .batch_item_failures
+        .unwrap()
+        .into_iter()
+        .map(|f| f.item_identifier)
+        .collect();
     assert_eq!(failures, ["m-2"]);
     assert_eq!(stack.state().users.len(), 10);
 }

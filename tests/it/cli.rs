@@ -180,7 +180,10 @@ async fn preview_shows_the_exact_bodies_the_function_sends_and_sends_nothing() {
     assert_eq!(totals["rows_warned"], obj.rows_warned);
     // A local file without STATE_BUCKET: the sync state is not read.
     assert_eq!(totals["unchanged"], Value::Null);
-    assert!(totals["unchanged_note"].as_str().unwrap_or_default().contains("sync state not read"));
+    assert!(totals["unchanged_note"]
+        .as_str()
+        .unwrap_or_default()
+        .contains("sync state not read"));
     let report = stack.get_json(obj.report.as_deref().expect("report")).await;
     let previewed: Vec<RowReport> =
         serde_json::from_value(doc["rejected"].clone()).expect("rejected rows");
@@ -266,7 +269,10 @@ async fn preview_of_an_s3_object_matches_the_local_file() {
         });
         t
     };
-    assert_eq!(without_unchanged(&from_s3["totals"]), without_unchanged(&local["totals"]));
+    assert_eq!(
+        without_unchanged(&from_s3["totals"]),
+        without_unchanged(&local["totals"])
+    );
     assert_eq!(from_s3["totals"]["unchanged"], 0);
     assert_eq!(from_s3["rejected"], local["rejected"]);
     assert!(stack.state().requests.is_empty());
@@ -291,7 +297,12 @@ async fn preview_of_an_s3_object_matches_the_local_file() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn preview_counts_rows_the_sync_state_already_has_and_leaves_it_untouched() {
     let stack = Stack::start().await;
-    stack.put("exports/users.csv", std::fs::read(FIXTURE).expect("fixture")).await;
+    stack
+        .put(
+            "exports/users.csv",
+            std::fs::read(FIXTURE).expect("fixture"),
+        )
+        .await;
     let deps = stack.deps(&OVERRIDES).await;
     let delivered = stack.invoke(&deps, "exports/users.csv").await.objects[0].rows_delivered;
     assert!(delivered > 0);
@@ -302,7 +313,11 @@ async fn preview_counts_rows_the_sync_state_already_has_and_leaves_it_untouched(
     assert_eq!(doc["totals"]["unchanged"], delivered, "{}", doc["totals"]);
     assert_eq!(doc["totals"]["would_send"], 0);
     assert!(bodies.is_empty());
-    assert_eq!(stack.state().requests.len(), requests_before, "preview sends nothing");
+    assert_eq!(
+        stack.state().requests.len(),
+        requests_before,
+        "preview sends nothing"
+    );
     // Preview only reads the state: a second preview sees the same.
     let (again, _) = preview_json(&stack, &uri).await;
     assert_eq!(again["totals"], doc["totals"]);

@@ -23,7 +23,9 @@ fn users_key() -> &'static str {
 
 async fn stack_with_users() -> Stack {
     let stack = Stack::start().await;
-    stack.put(users_key(), gzip(users_csv(ROWS).as_bytes())).await;
+    stack
+        .put(users_key(), gzip(users_csv(ROWS).as_bytes()))
+        .await;
     stack
 }
 
@@ -38,13 +40,27 @@ fn assert_each_delivered_once(stack: &Stack) {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn transient_5xx_and_connection_resets_are_retried_until_every_row_arrives() {
     let stack = stack_with_users().await;
-    stack.emulator.set_faults(Faults { fail_first_n: 3, fail_status: 500, reset_probability: 0.05, ..Faults::default() });
-    let deps = stack.deps(&[("PRIMARY_KEY", "user_id"), ("RETRY_MAX_ATTEMPTS", "10")]).await;
+    stack.emulator.set_faults(Faults {
+        fail_first_n: 3,
+        fail_status: 500,
+        reset_probability: 0.05,
+        ..Faults::default()
+    });
+    let deps = stack
+        .deps(&[("PRIMARY_KEY", "user_id"), ("RETRY_MAX_ATTEMPTS", "10")])
+        .await;
 
     let obj = stack.invoke(&deps, users_key()).await.objects.remove(0);
 
-    assert_eq!((obj.status, obj.rows_delivered, obj.rows_dead_lettered), (Status::Complete, ROWS as u64, 0), "{obj:?}");
-    assert!(obj.requests_sent >= 6 + 3, "3 injected 500s must have been retried: {obj:?}");
+    assert_eq!(
+        (obj.status, obj.rows_delivered, obj.rows_dead_lettered),
+        (Status::Complete, ROWS as u64, 0),
+        "{obj:?}"
+    );
+    assert!(
+        obj.requests_sent >= 6 + 3,
+        "3 injected 500s must have been retried: {obj:?}"
+    );
     assert!(stack.dlq_messages().await.is_empty());
     assert_eq!(stack.state().users.len(), ROWS);
     assert_each_delivered_once(&stack);
@@ -53,14 +69,28 @@ async fn transient_5xx_and_connection_resets_are_retried_until_every_row_arrives
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_429_storm_is_backed_off_and_retries_stay_within_the_pace() {
     let stack = stack_with_users().await;
-    stack.emulator.set_faults(Faults { fail_first_n: 5, fail_status: 429, ..Faults::default() });
+    stack.emulator.set_faults(Faults {
+        fail_first_n: 5,
+        fail_status: 429,
+        ..Faults::default()
+    });
     // 600 requests/min → one every ~103 ms, retries included.
-    let deps = stack.deps(&[("PRIMARY_KEY", "user_id"), ("RATE_LIMIT_PER_MINUTE", "600"), ("RETRY_MAX_ATTEMPTS", "8")]).await;
+    let deps = stack
+        .deps(&[
+            ("PRIMARY_KEY", "user_id"),
+            ("RATE_LIMIT_PER_MINUTE", "600"),
+            ("RETRY_MAX_ATTEMPTS", "8"),
+        ])
+        .await;
 
     let summary = stack.invoke(&deps, users_key()).await;
 
     let obj = &summary.objects[0];
-    assert_eq!((obj.status, obj.rows_delivered), (Status::Complete, ROWS as u64), "{obj:?}");
+    assert_eq!(
+        (obj.status, obj.rows_delivered),
+        (Status::Complete, ROWS as u64),
+        "{obj:?}"
+    );
     let report = stack.get_json(obj.report.as_deref().unwrap()).await;
     assert_eq!(report["rate_limited"], 5);
     assert_eq!(report["retries"], 5);
@@ -70,47 +100,89 @@ async fn a_429_storm_is_backed_off_and_retries_stay_within_the_pace() {
     // 10 ms backoff. Arrival times jitter by a few ms, so the span is checked as a whole.
     let interval = Duration::from_secs_f64(60.0 / (600.0 * 0.97));
     for pair in requests.windows(2) {
-        let gap = (pair[1].timestamp - pair[0].timestamp).to_std().unwrap_or_default();
-        assert!(gap >= interval - Duration::from_millis(25), "requests {gap:?} apart: over budget");
+        let gap = (pair[1].timestamp - pair[0].timestamp)
+            .to_std()
+            .unwrap_or_default();
+        assert!(
+            gap >= interval - Duration::from_millis(25),
+            "requests {gap:?} apart: over budget"
+        );
     }
-    let span = (requests[requests.len() - 1].timestamp - requests[0].timestamp).to_std().unwrap_or_default();
-    assert!(span >= interval * (requests.len() as u32 - 1) - Duration::from_millis(25), "{span:?}");
+    let span = (requests[requests.len() - 1].timestamp - requests[0].timestamp)
+        .to_std()
+        .unwrap_or_default();
+    assert!(
+        span >= interval * (requests.len() as u32 - 1) - Duration::from_millis(25),
+        "{span:?}"
+    );
     assert!(stack.dlq_messages().await.is_empty());
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_permanent_400_dead_letters_that_exact_body_and_redrive_delivers_it() {
     let stack = stack_with_users().await;
-    stack.emulator.set_faults(Faults { fail_customer_id: Some("user-00123".into()), fail_customer_status: 400, ..Faults::default() });
+    stack.emulator.set_faults(Faults {
+        fail_customer_id: Some("user-00123".into()),
+        fail_customer_status: 400,
+        ..Faults::default()
+    });
     let deps = stack.deps(&[("PRIMARY_KEY", "user_id")]).await;
 
     let obj = stack.invoke(&deps, users_key()).await.objects.remove(0);
 
     // Rows 101–150 travel together; only that body fails.
-    assert_eq!((obj.rows_delivered, obj.rows_dead_lettered, obj.rows_read), (250, 50, 300), "{obj:?}");
+    assert_eq!(
+        (obj.rows_delivered, obj.rows_dead_lettered, obj.rows_read),
+        (250, 50, 300),
+        "{obj:?}"
+    );
     assert!(obj.balanced());
     let dlq = stack.dlq_messages().await;
     assert_eq!(dlq.len(), 1);
     let m = &dlq[0];
-    assert_eq!((m["source"]["first_row"].as_u64(), m["source"]["last_row"].as_u64()), (Some(101), Some(150)));
+    assert_eq!(
+        (
+            m["source"]["first_row"].as_u64(),
+            m["source"]["last_row"].as_u64()
+        ),
+        (Some(101), Some(150))
+    );
     assert_eq!(m["source"]["key"], users_key());
     assert_eq!(m["endpoint"], "/v1/transition/WORKSPACE1");
     assert_eq!(m["error"]["status"], 400);
     assert_eq!(m["records"], 50);
-    let elements = m["payload"]["elements"].as_array().expect("payload is the Transition body");
+    let elements = m["payload"]["elements"]
+        .as_array()
+        .expect("payload is the Transition body");
     assert_eq!(elements.len(), 50);
-    assert_eq!(elements[22], json!({"type":"customer","customer_id":"user-00123","attributes":{"email":"user123@example.com","first_name":"Name 123","city":"City, 4","plan":"free"}}));
+    assert_eq!(
+        elements[22],
+        json!({"type":"customer","customer_id":"user-00123","attributes":{"email":"user123@example.com","first_name":"Name 123","city":"City, 4","plan":"free"}})
+    );
     // The payload's bytes are what went on the wire: same length as the failed request.
-    let failed = stack.state().requests.into_iter().find(|r| r.status == Some(400)).expect("the failed request");
-    assert_eq!(serde_json::to_vec(&m["payload"]).unwrap().len(), failed.bytes);
+    let failed = stack
+        .state()
+        .requests
+        .into_iter()
+        .find(|r| r.status == Some(400))
+        .expect("the failed request");
+    assert_eq!(
+        serde_json::to_vec(&m["payload"]).unwrap().len(),
+        failed.bytes
+    );
     assert!(!stack.state().users.contains_key("user-00123"));
 
     // The cause is fixed; redrive replays it and empties the queue.
     stack.emulator.set_faults(Faults::default());
-    let redrive_event: Value = serde_json::from_str(include_str!("../../events/redrive.json")).unwrap();
+    let redrive_event: Value =
+        serde_json::from_str(include_str!("../../events/redrive.json")).unwrap();
     let summary = stack.invoke_payload(&deps, redrive_event).await;
     let redrive = summary.redrive.expect("redrive report");
-    assert_eq!((redrive.replayed, redrive.delivered, redrive.rows_delivered), (1, 1, 50), "{redrive:?}");
+    assert_eq!(
+        (redrive.replayed, redrive.delivered, redrive.rows_delivered),
+        (1, 1, 50),
+        "{redrive:?}"
+    );
     assert!(redrive.still_failing.is_empty());
     assert_eq!(stack.state().users.len(), ROWS, "{redrive:?}");
     assert!(stack.state().users.contains_key("user-00123"));
@@ -120,36 +192,71 @@ async fn a_permanent_400_dead_letters_that_exact_body_and_redrive_delivers_it() 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn wrong_key_fails_then_fixed_config_and_the_sweep_deliver_everything_once() {
     let stack = stack_with_users().await;
-    let bad = stack.deps(&[("PRIMARY_KEY", "user_id"), ("MOENGAGE_API_KEY", "wrong")]).await;
+    let bad = stack
+        .deps(&[("PRIMARY_KEY", "user_id"), ("MOENGAGE_API_KEY", "wrong")])
+        .await;
     let obj = stack.invoke(&bad, users_key()).await.objects.remove(0);
     assert_eq!((obj.status, obj.rows_delivered), (Status::Failed, 0));
-    assert!(obj.error.as_deref().unwrap_or_default().contains("Data API key"));
-    assert!(stack.dlq_messages().await.is_empty(), "a configuration failure is not a data failure");
+    assert!(obj
+        .error
+        .as_deref()
+        .unwrap_or_default()
+        .contains("Data API key"));
+    assert!(
+        stack.dlq_messages().await.is_empty(),
+        "a configuration failure is not a data failure"
+    );
 
     let good = stack.deps(&[("PRIMARY_KEY", "user_id")]).await;
-    let scheduled: Value = serde_json::from_str(include_str!("../../events/scheduled.json")).unwrap();
+    let scheduled: Value =
+        serde_json::from_str(include_str!("../../events/scheduled.json")).unwrap();
     let summary = stack.invoke_payload(&good, scheduled.clone()).await;
     assert_eq!(summary.objects.len(), 1, "{:?}", summary.notes);
-    assert_eq!((summary.objects[0].status, summary.objects[0].rows_delivered), (Status::Complete, ROWS as u64));
+    assert_eq!(
+        (summary.objects[0].status, summary.objects[0].rows_delivered),
+        (Status::Complete, ROWS as u64)
+    );
     assert_each_delivered_once(&stack);
 
     // A second sweep finds nothing left to do.
     let again = stack.invoke_payload(&good, scheduled).await;
     assert!(again.objects.is_empty(), "{again:?}");
-    assert!(again.notes.iter().any(|n| n.contains("1 already complete")), "{:?}", again.notes);
+    assert!(
+        again.notes.iter().any(|n| n.contains("1 already complete")),
+        "{:?}",
+        again.notes
+    );
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_deadline_mid_object_checkpoints_and_the_continuation_finishes_exactly() {
     let stack = stack_with_users().await;
-    stack.emulator.set_faults(Faults { delay_ms: 150, ..Faults::default() });
-    let deps = stack.deps(&[("PRIMARY_KEY", "user_id"), ("BATCH_MAX_RECORDS", "20"), ("DEADLINE_MARGIN_SECS", "0")]).await;
+    stack.emulator.set_faults(Faults {
+        delay_ms: 150,
+        ..Faults::default()
+    });
+    let deps = stack
+        .deps(&[
+            ("PRIMARY_KEY", "user_id"),
+            ("BATCH_MAX_RECORDS", "20"),
+            ("DEADLINE_MARGIN_SECS", "0"),
+        ])
+        .await;
 
     // A short deadline through the test seam: a few 150 ms requests fit, 15 do not.
-    let inv = Invocation { deadline: Some(tokio::time::Instant::now() + Duration::from_millis(700)) };
-    let first = handler::handle(&deps, s3_event(&stack.bucket, users_key()), &inv).await.unwrap().objects.remove(0);
+    let inv = Invocation {
+        deadline: Some(tokio::time::Instant::now() + Duration::from_millis(700)),
+    };
+    let first = handler::handle(&deps, s3_event(&stack.bucket, users_key()), &inv)
+        .await
+        .unwrap()
+        .objects
+        .remove(0);
     assert_eq!(first.status, Status::Continued, "{first:?}");
-    assert!(first.rows_delivered > 0 && first.rows_delivered < ROWS as u64, "{first:?}");
+    assert!(
+        first.rows_delivered > 0 && first.rows_delivered < ROWS as u64,
+        "{first:?}"
+    );
     assert!(first.balanced());
 
     // The continuation went to the work queue; the next invocation resumes from the checkpoint.
@@ -167,36 +274,89 @@ async fn a_deadline_mid_object_checkpoints_and_the_continuation_finishes_exactly
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_checkpoint_of_an_overwritten_version_is_not_resumed_blindly() {
     let stack = stack_with_users().await;
-    stack.emulator.set_faults(Faults { delay_ms: 150, ..Faults::default() });
-    let deps = stack.deps(&[("PRIMARY_KEY", "user_id"), ("BATCH_MAX_RECORDS", "20"), ("DEADLINE_MARGIN_SECS", "0")]).await;
-    let inv = Invocation { deadline: Some(tokio::time::Instant::now() + Duration::from_millis(500)) };
-    let first = handler::handle(&deps, s3_event(&stack.bucket, users_key()), &inv).await.unwrap().objects.remove(0);
+    stack.emulator.set_faults(Faults {
+        delay_ms: 150,
+        ..Faults::default()
+    });
+    let deps = stack
+        .deps(&[
+            ("PRIMARY_KEY", "user_id"),
+            ("BATCH_MAX_RECORDS", "20"),
+            ("DEADLINE_MARGIN_SECS", "0"),
+        ])
+        .await;
+    let inv = Invocation {
+        deadline: Some(tokio::time::Instant::now() + Duration::from_millis(500)),
+    };
+    let first = handler::handle(&deps, s3_event(&stack.bucket, users_key()), &inv)
+        .await
+        .unwrap()
+        .objects
+        .remove(0);
     assert_eq!(first.status, Status::Continued);
 
     // The export is rewritten (40 rows, every name changed) before the continuation runs.
     stack.emulator.set_faults(Faults::default());
-    stack.put(users_key(), gzip(users_csv(40).replace("Name ", "Renamed ").as_bytes())).await;
-    let second = stack.invoke_payload(&deps, stack.work_queue_as_sqs_event().await).await;
+    stack
+        .put(
+            users_key(),
+            gzip(users_csv(40).replace("Name ", "Renamed ").as_bytes()),
+        )
+        .await;
+    let second = stack
+        .invoke_payload(&deps, stack.work_queue_as_sqs_event().await)
+        .await;
     let obj = &second.objects[0];
-    assert_eq!((obj.status, obj.rows_read, obj.rows_delivered), (Status::Complete, 40, 40), "{second:?}");
-    assert!(second.notes.iter().any(|n| n.contains("overwritten since its checkpoint")), "{:?}", second.notes);
-    assert_eq!(stack.state().users["user-00001"]["first_name"], "Renamed 1", "row 1 is read again: from the start");
+    assert_eq!(
+        (obj.status, obj.rows_read, obj.rows_delivered),
+        (Status::Complete, 40, 40),
+        "{second:?}"
+    );
+    assert!(
+        second
+            .notes
+            .iter()
+            .any(|n| n.contains("overwritten since its checkpoint")),
+        "{:?}",
+        second.notes
+    );
+    assert_eq!(
+        stack.state().users["user-00001"]["first_name"],
+        "Renamed 1",
+        "row 1 is read again: from the start"
+    );
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn duplicate_and_concurrent_notifications_result_in_one_delivery() {
     let stack = stack_with_users().await;
-    stack.emulator.set_faults(Faults { delay_ms: 20, ..Faults::default() });
+    stack.emulator.set_faults(Faults {
+        delay_ms: 20,
+        ..Faults::default()
+    });
     let deps = stack.deps(&[("PRIMARY_KEY", "user_id")]).await;
     let inv = Invocation::unbounded();
     let event = s3_event(&stack.bucket, users_key());
 
-    let (a, b) = tokio::join!(handler::handle(&deps, event.clone(), &inv), handler::handle(&deps, event.clone(), &inv));
+    let (a, b) = tokio::join!(
+        handler::handle(&deps, event.clone(), &inv),
+        handler::handle(&deps, event.clone(), &inv)
+    );
     let third = handler::handle(&deps, event, &inv).await.unwrap();
 
-    let runs: Vec<_> = a.unwrap().objects.into_iter().chain(b.unwrap().objects).chain(third.objects.clone()).collect();
+    let runs: Vec<_> = a
+        .unwrap()
+        .objects
+        .into_iter()
+        .chain(b.unwrap().objects)
+        .chain(third.objects.clone())
+        .collect();
     assert_eq!(runs.len(), 1, "exactly one run: {runs:?}");
-    assert!(third.notes.iter().any(|n| n.contains("already processed")), "{:?}", third.notes);
+    assert!(
+        third.notes.iter().any(|n| n.contains("already processed")),
+        "{:?}",
+        third.notes
+    );
     assert_each_delivered_once(&stack);
 }
 
@@ -212,9 +372,16 @@ struct FailingReader {
 }
 
 impl AsyncRead for FailingReader {
-    fn poll_read(mut self: std::pin::Pin<&mut Self>, cx: &mut std::task::Context<'_>, buf: &mut tokio::io::ReadBuf<'_>) -> std::task::Poll<std::io::Result<()>> {
+    fn poll_read(
+        mut self: std::pin::Pin<&mut Self>,
+        cx: &mut std::task::Context<'_>,
+        buf: &mut tokio::io::ReadBuf<'_>,
+    ) -> std::task::Poll<std::io::Result<()>> {
         if self.left == 0 {
-            return std::task::Poll::Ready(Err(std::io::Error::new(std::io::ErrorKind::ConnectionReset, "S3 stream reset by peer")));
+            return std::task::Poll::Ready(Err(std::io::Error::new(
+                std::io::ErrorKind::ConnectionReset,
+                "S3 stream reset by peer",
+            )));
         }
         let mut tmp = vec![0u8; self.left.min(buf.remaining())];
         let mut limited = tokio::io::ReadBuf::new(&mut tmp);
@@ -230,13 +397,22 @@ impl AsyncRead for FailingReader {
 impl ObjectSource for FailingSource {
     async fn open(&self, bucket: &str, key: &str) -> Result<SourceObject, SourceError> {
         let mut o = self.inner.open(bucket, key).await?;
-        o.body = Box::pin(FailingReader { inner: o.body, left: self.fail_after });
+        o.body = Box::pin(FailingReader {
+            inner: o.body,
+            left: self.fail_after,
+        });
         Ok(o)
     }
     async fn head(&self, bucket: &str, key: &str) -> Result<ObjectMeta, SourceError> {
         self.inner.head(bucket, key).await
     }
-    async fn read_range(&self, bucket: &str, key: &str, start: u64, end: u64) -> Result<bytes::Bytes, SourceError> {
+    async fn read_range(
+        &self,
+        bucket: &str,
+        key: &str,
+        start: u64,
+        end: u64,
+    ) -> Result<bytes::Bytes, SourceError> {
         self.inner.read_range(bucket, key, start, end).await
     }
     async fn list(&self, bucket: &str, prefix: &str) -> Result<Vec<ListedObject>, SourceError> {
@@ -251,13 +427,30 @@ async fn s3_failing_mid_stream_reports_only_what_was_delivered() {
     let csv = users_csv(2000);
     stack.put("exports/big.csv", csv.clone().into_bytes()).await;
     let mut deps = stack.deps(&[("PRIMARY_KEY", "user_id")]).await;
-    deps.source = Arc::new(FailingSource { inner: stack.s3.clone(), fail_after: csv.len() / 2 });
+    deps.source = Arc::new(FailingSource {
+        inner: stack.s3.clone(),
+        fail_after: csv.len() / 2,
+    });
 
-    let obj = stack.invoke(&deps, "exports/big.csv").await.objects.remove(0);
+    let obj = stack
+        .invoke(&deps, "exports/big.csv")
+        .await
+        .objects
+        .remove(0);
 
     assert_eq!(obj.status, Status::Failed, "{obj:?}");
-    assert!(obj.error.as_deref().unwrap_or_default().contains("reset by peer"), "{obj:?}");
-    assert_eq!(obj.rows_delivered as usize, stack.state().users.len(), "reported delivered = what MoEngage holds");
+    assert!(
+        obj.error
+            .as_deref()
+            .unwrap_or_default()
+            .contains("reset by peer"),
+        "{obj:?}"
+    );
+    assert_eq!(
+        obj.rows_delivered as usize,
+        stack.state().users.len(),
+        "reported delivered = what MoEngage holds"
+    );
     assert!(obj.rows_delivered > 0 && obj.rows_delivered < 2000);
     assert!(obj.balanced(), "{obj:?}");
 }
@@ -268,26 +461,46 @@ struct BrokenQueue;
 #[async_trait]
 impl DeadLetterSink for BrokenQueue {
     async fn send(&self, _m: &DeadLetterMessage) -> Result<String, DeadLetterError> {
-        Err(DeadLetterError("AccessDenied: not authorized to perform sqs:SendMessage".into()))
+        Err(DeadLetterError(
+            "AccessDenied: not authorized to perform sqs:SendMessage".into(),
+        ))
     }
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn an_unwritable_dead_letter_queue_fails_the_invocation_and_the_retry_resumes() {
     let stack = stack_with_users().await;
-    stack.emulator.set_faults(Faults { fail_customer_id: Some("user-00123".into()), fail_customer_status: 400, ..Faults::default() });
+    stack.emulator.set_faults(Faults {
+        fail_customer_id: Some("user-00123".into()),
+        fail_customer_status: 400,
+        ..Faults::default()
+    });
     let mut deps = stack.deps(&[("PRIMARY_KEY", "user_id")]).await;
     deps.dead_letters = Arc::new(BrokenQueue);
 
-    let err = handler::handle(&deps, s3_event(&stack.bucket, users_key()), &Invocation::unbounded()).await.unwrap_err();
+    let err = handler::handle(
+        &deps,
+        s3_event(&stack.bucket, users_key()),
+        &Invocation::unbounded(),
+    )
+    .await
+    .unwrap_err();
     assert!(err.to_string().contains("rows 101-150"), "{err}");
-    assert_eq!(stack.state().users.len(), 100, "rows before the failing body were delivered, nothing after");
+    assert_eq!(
+        stack.state().users.len(),
+        100,
+        "rows before the failing body were delivered, nothing after"
+    );
 
     // Lambda retries the invocation once the queue works: it resumes at row 101.
     stack.emulator.set_faults(Faults::default());
     let deps = stack.deps(&[("PRIMARY_KEY", "user_id")]).await;
     let retry = stack.invoke(&deps, users_key()).await.objects.remove(0);
-    assert_eq!((retry.status, retry.rows_read, retry.rows_delivered), (Status::Complete, 200, 200), "{retry:?}");
+    assert_eq!(
+        (retry.status, retry.rows_read, retry.rows_delivered),
+        (Status::Complete, 200, 200),
+        "{retry:?}"
+    );
     assert_each_delivered_once(&stack);
 }
 
@@ -295,28 +508,67 @@ async fn an_unwritable_dead_letter_queue_fails_the_invocation_and_the_retry_resu
 async fn a_dead_letter_too_large_for_sqs_keeps_its_payload_in_s3_and_redrive_uses_it() {
     use moengage_sync::emulator::EmulatorConfig;
     // A workspace allowed 1 MB bodies, batches of 400 KB: one failed body exceeds SQS's 256 KiB.
-    let stack = Stack::start_with(EmulatorConfig { rate_limit_per_minute: 0, transition_max_bytes: 1_000_000, ..crate::support::emulator_config() }).await;
+    let stack = Stack::start_with(EmulatorConfig {
+        rate_limit_per_minute: 0,
+        transition_max_bytes: 1_000_000,
+        ..crate::support::emulator_config()
+    })
+    .await;
     let mut csv = String::from("user_id,bio\n");
     for i in 0..120 {
         csv.push_str(&format!("user-{i:05},{}\n", "b".repeat(3000)));
     }
     stack.put("exports/big.csv", csv.into_bytes()).await;
-    stack.emulator.set_faults(Faults { fail_customer_id: Some("user-00007".into()), fail_customer_status: 400, ..Faults::default() });
-    let deps = stack.deps(&[("PRIMARY_KEY", "user_id"), ("BATCH_MAX_BYTES", "400000"), ("BATCH_MAX_RECORDS", "200")]).await;
+    stack.emulator.set_faults(Faults {
+        fail_customer_id: Some("user-00007".into()),
+        fail_customer_status: 400,
+        ..Faults::default()
+    });
+    let deps = stack
+        .deps(&[
+            ("PRIMARY_KEY", "user_id"),
+            ("BATCH_MAX_BYTES", "400000"),
+            ("BATCH_MAX_RECORDS", "200"),
+        ])
+        .await;
 
-    let obj = stack.invoke(&deps, "exports/big.csv").await.objects.remove(0);
+    let obj = stack
+        .invoke(&deps, "exports/big.csv")
+        .await
+        .objects
+        .remove(0);
 
-    assert_eq!((obj.rows_dead_lettered, obj.rows_delivered), (120, 0), "{obj:?}");
+    assert_eq!(
+        (obj.rows_dead_lettered, obj.rows_delivered),
+        (120, 0),
+        "{obj:?}"
+    );
     let dlq = stack.dlq_messages().await;
     assert_eq!(dlq.len(), 1);
     assert!(dlq[0]["payload"].is_null());
     let uri = dlq[0]["payload_s3"].as_str().expect("payload_s3");
     let stored = stack.get_json(uri).await;
     assert_eq!(stored["elements"].as_array().map(Vec::len), Some(120));
-    assert_eq!(serde_json::to_vec(&stored).unwrap().len(), stack.state().requests[0].bytes, "the exact body, byte for byte");
+    assert_eq!(
+        serde_json::to_vec(&stored).unwrap().len(),
+        stack.state().requests[0].bytes,
+        "the exact body, byte for byte"
+    );
 
     stack.emulator.set_faults(Faults::default());
-    let redrive = stack.invoke_payload(&deps, json!({"redrive": {}})).await.redrive.unwrap();
-    assert_eq!((redrive.delivered, redrive.rows_delivered, redrive.left_in_queue), (1, 120, Some(0)), "{redrive:?}");
+    let redrive = stack
+        .invoke_payload(&deps, json!({"redrive": {}}))
+        .await
+        .redrive
+        .unwrap();
+    assert_eq!(
+        (
+            redrive.delivered,
+            redrive.rows_delivered,
+            redrive.left_in_queue
+        ),
+        (1, 120, Some(0)),
+        "{redrive:?}"
+    );
     assert_eq!(stack.state().users.len(), 120);
 }

@@ -11,7 +11,9 @@ use std::sync::{Arc, Mutex};
 
 use async_trait::async_trait;
 use moengage_sync::config::Config;
-use moengage_sync::decode::{Compression, DecodeInput, Format, ParquetRows, RangedObject, RowSource, S3Ranges};
+use moengage_sync::decode::{
+    Compression, DecodeInput, Format, ParquetRows, RangedObject, RowSource, S3Ranges,
+};
 use moengage_sync::pipeline::{self, DryRun};
 use moengage_sync::report::Status;
 use moengage_sync::source::{ListedObject, ObjectMeta, ObjectSource, SourceError, SourceObject};
@@ -40,8 +42,20 @@ fn config(mapping: &str, extra: &[(&str, &str)]) -> Config {
     Config::from_lookup(|k| env.get(k).cloned()).expect("valid config")
 }
 
-fn dry(bytes: Vec<u8>, key: &str, format: Option<Format>, compression: Option<Compression>) -> DryRun {
-    let input = DecodeInput { reader: Box::new(Cursor::new(bytes)), key, content_encoding: None, format, compression, ranged: None };
+fn dry(
+    bytes: Vec<u8>,
+    key: &str,
+    format: Option<Format>,
+    compression: Option<Compression>,
+) -> DryRun {
+    let input = DecodeInput {
+        reader: Box::new(Cursor::new(bytes)),
+        key,
+        content_encoding: None,
+        format,
+        compression,
+        ranged: None,
+    };
     pipeline::dry_run(&config(users::MAPPING, &[]), input, u64::MAX)
 }
 
@@ -49,19 +63,33 @@ fn dry(bytes: Vec<u8>, key: &str, format: Option<Format>, compression: Option<Co
 fn assert_element(label: &str, got: &Value, want: &Value) {
     let id = want["customer_id"].as_str().unwrap_or_default();
     assert_eq!(got["type"], want["type"], "{label} {id}: type");
-    assert_eq!(got["customer_id"], want["customer_id"], "{label}: customer_id");
-    let (g, w) = (got["attributes"].as_object().expect("attributes"), want["attributes"].as_object().expect("attributes"));
+    assert_eq!(
+        got["customer_id"], want["customer_id"],
+        "{label}: customer_id"
+    );
+    let (g, w) = (
+        got["attributes"].as_object().expect("attributes"),
+        want["attributes"].as_object().expect("attributes"),
+    );
     for (field, value) in w {
         assert_eq!(g.get(field), Some(value), "{label} {id}: attribute {field}");
     }
     for field in g.keys() {
-        assert!(w.contains_key(field), "{label} {id}: unexpected attribute {field} = {}", g[field]);
+        assert!(
+            w.contains_key(field),
+            "{label} {id}: unexpected attribute {field} = {}",
+            g[field]
+        );
     }
 }
 
 fn assert_golden(label: &str, run: &DryRun, rows: u64) {
     assert_eq!(run.failure, None, "{label}");
-    assert!(run.rejected.is_empty(), "{label}: {:?}", &run.rejected[..run.rejected.len().min(3)]);
+    assert!(
+        run.rejected.is_empty(),
+        "{label}: {:?}",
+        &run.rejected[..run.rejected.len().min(3)]
+    );
     assert_eq!(run.rows_read, rows, "{label}");
     let mut n = 0;
     for body in &run.bodies {
@@ -90,17 +118,47 @@ fn every_format_and_compression_gives_the_golden_elements() {
         ("bq/000000000000.json.gz", users::gzip(&ndjson), None, None),
         ("bq/users.jsonl.zst", users::zstd(&ndjson), None, None),
         ("bq/users.ndjson", ndjson.clone(), None, None),
-        ("rs/0000_part_00.parquet", users::parquet(ROWS, 128, Codec::Snappy), None, None),
-        ("sf/data_0_0_0.snappy.parquet", users::parquet(ROWS, 10_000, Codec::Gzip), None, None),
-        ("x/users.parquet", users::parquet(ROWS, 200, Codec::Zstd), None, None),
-        ("x/plain.parquet", users::parquet(ROWS, 200, Codec::Uncompressed), None, None),
+        (
+            "rs/0000_part_00.parquet",
+            users::parquet(ROWS, 128, Codec::Snappy),
+            None,
+            None,
+        ),
+        (
+            "sf/data_0_0_0.snappy.parquet",
+            users::parquet(ROWS, 10_000, Codec::Gzip),
+            None,
+            None,
+        ),
+        (
+            "x/users.parquet",
+            users::parquet(ROWS, 200, Codec::Zstd),
+            None,
+            None,
+        ),
+        (
+            "x/plain.parquet",
+            users::parquet(ROWS, 200, Codec::Uncompressed),
+            None,
+            None,
+        ),
         // No telling extension: magic bytes decide.
-        ("rs/0000_part_00", users::parquet(ROWS, 100, Codec::Snappy), None, None),
+        (
+            "rs/0000_part_00",
+            users::parquet(ROWS, 100, Codec::Snappy),
+            None,
+            None,
+        ),
         ("rs/0001_part_00", users::gzip(&csv), None, None),
         ("rs/0002_part_00", users::zstd(&ndjson), None, None),
         ("rs/0003_part_00", ndjson.clone(), None, None),
         // SOURCE_FORMAT / SOURCE_COMPRESSION win over the key.
-        ("exports/users.dat", users::gzip(&ndjson), Some(Format::Ndjson), Some(Compression::Gzip)),
+        (
+            "exports/users.dat",
+            users::gzip(&ndjson),
+            Some(Format::Ndjson),
+            Some(Compression::Gzip),
+        ),
         ("exports/users.txt", tsv.clone(), Some(Format::Tsv), None),
     ];
     for (key, bytes, format, compression) in cases {
@@ -111,15 +169,39 @@ fn every_format_and_compression_gives_the_golden_elements() {
 #[test]
 fn csv_with_bom_crlf_embedded_newlines_and_doubled_quotes() {
     let input = "\u{feff}user_id,note,city\r\nu-1,\"say \"\"hi\"\"\",\"Paris, FR\"\r\nu-2,\"two\r\nlines\",Oslo\r\nu-3,plain,\r\n";
-    let input_run = DecodeInput { reader: Box::new(Cursor::new(input.as_bytes().to_vec())), key: "e.csv", content_encoding: None, format: None, compression: None, ranged: None };
-    let run = pipeline::dry_run(&config(r#"{"customer_id":"user_id","note":"note","city":"city"}"#, &[]), input_run, 100);
+    let input_run = DecodeInput {
+        reader: Box::new(Cursor::new(input.as_bytes().to_vec())),
+        key: "e.csv",
+        content_encoding: None,
+        format: None,
+        compression: None,
+        ranged: None,
+    };
+    let run = pipeline::dry_run(
+        &config(
+            r#"{"customer_id":"user_id","note":"note","city":"city"}"#,
+            &[],
+        ),
+        input_run,
+        100,
+    );
     assert_eq!(run.failure, None);
     assert!(run.rejected.is_empty(), "{:?}", run.rejected);
     let body: Value = serde_json::from_slice(&run.bodies[0].body).unwrap();
     let e = body["elements"].as_array().unwrap();
-    assert_eq!(e[0]["attributes"], serde_json::json!({"note": "say \"hi\"", "city": "Paris, FR"}));
-    assert_eq!(e[1]["attributes"], serde_json::json!({"note": "two\r\nlines", "city": "Oslo"}));
-    assert_eq!(e[2]["attributes"], serde_json::json!({"note": "plain"}), "an empty cell is left out");
+    assert_eq!(
+        e[0]["attributes"],
+        serde_json::json!({"note": "say \"hi\"", "city": "Paris, FR"})
+    );
+    assert_eq!(
+        e[1]["attributes"],
+        serde_json::json!({"note": "two\r\nlines", "city": "Oslo"})
+    );
+    assert_eq!(
+        e[2]["attributes"],
+        serde_json::json!({"note": "plain"}),
+        "an empty cell is left out"
+    );
 }
 
 #[test]
@@ -129,7 +211,9 @@ fn unsupported_and_corrupt_files_fail_with_a_reason() {
     corrupt_gzip[mid..mid + 64].fill(0x55);
     let parquet = users::parquet(2_000, 500, Codec::Snappy);
     let truncated = parquet[..parquet.len() * 2 / 3].to_vec();
-    let garbage: Vec<u8> = (0..10_000u32).map(|i| (i.wrapping_mul(2_654_435_761) >> 13) as u8).collect();
+    let garbage: Vec<u8> = (0..10_000u32)
+        .map(|i| (i.wrapping_mul(2_654_435_761) >> 13) as u8)
+        .collect();
     let cases: Vec<(&str, Vec<u8>, &str)> = vec![
         ("a.csv.gz", corrupt_gzip, "could not be read to the end"),
         ("b.parquet", truncated.clone(), "truncated"),
@@ -160,7 +244,13 @@ impl ObjectSource for Counting {
     async fn head(&self, bucket: &str, key: &str) -> Result<ObjectMeta, SourceError> {
         self.inner.head(bucket, key).await
     }
-    async fn read_range(&self, bucket: &str, key: &str, start: u64, end: u64) -> Result<bytes::Bytes, SourceError> {
+    async fn read_range(
+        &self,
+        bucket: &str,
+        key: &str,
+        start: u64,
+        end: u64,
+    ) -> Result<bytes::Bytes, SourceError> {
         self.ranges.lock().unwrap().push((start, end));
         self.inner.read_range(bucket, key, start, end).await
     }
@@ -176,7 +266,10 @@ async fn parquet_is_read_from_s3_in_bounded_range_requests() {
     let file = users::parquet(rows, 15_000, Codec::Snappy);
     let size = file.len() as u64;
     stack.put("rs/0000_part_00.parquet", file).await;
-    let counting = Arc::new(Counting { inner: Arc::new(stack.s3.clone()), ranges: Mutex::new(Vec::new()) });
+    let counting = Arc::new(Counting {
+        inner: Arc::new(stack.s3.clone()),
+        ranges: Mutex::new(Vec::new()),
+    });
 
     // A 12 × 64 KiB window budget: every request is at most 64 KiB, far below the file's size.
     let ranged = RangedObject {
@@ -187,7 +280,11 @@ async fn parquet_is_read_from_s3_in_bounded_range_requests() {
         runtime: tokio::runtime::Handle::current(),
     };
     let read = tokio::task::spawn_blocking(move || {
-        let mut rows = ParquetRows::open_with(Arc::new(S3Ranges::new(ranged).expect("head")), 12 * 64 * 1024).expect("open");
+        let mut rows = ParquetRows::open_with(
+            Arc::new(S3Ranges::new(ranged).expect("head")),
+            12 * 64 * 1024,
+        )
+        .expect("open");
         let mut n = 0u64;
         while let Some(row) = rows.next_row().expect("read") {
             row.expect("row");
@@ -201,11 +298,24 @@ async fn parquet_is_read_from_s3_in_bounded_range_requests() {
     let ranges = counting.ranges.lock().unwrap().clone();
     let fetched: u64 = ranges.iter().map(|(s, e)| e - s).sum();
     let largest = ranges.iter().map(|(s, e)| e - s).max().unwrap();
-    assert!(size > 8 * 64 * 1024, "the file ({size} bytes) must be much larger than one window");
-    assert!(largest <= 64 * 1024, "a request fetched {largest} bytes; the window is 64 KiB");
+    assert!(
+        size > 8 * 64 * 1024,
+        "the file ({size} bytes) must be much larger than one window"
+    );
+    assert!(
+        largest <= 64 * 1024,
+        "a request fetched {largest} bytes; the window is 64 KiB"
+    );
     // Each byte once, plus the footer read (≤ 64 KiB), which may overlap the last column chunks.
-    assert!(fetched <= size + 64 * 1024, "fetched {fetched} bytes of a {size}-byte file: something was read twice");
-    assert!(ranges.len() as u64 >= size / (64 * 1024), "{} requests for {size} bytes", ranges.len());
+    assert!(
+        fetched <= size + 64 * 1024,
+        "fetched {fetched} bytes of a {size}-byte file: something was read twice"
+    );
+    assert!(
+        ranges.len() as u64 >= size / (64 * 1024),
+        "{} requests for {size} bytes",
+        ranges.len()
+    );
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -213,8 +323,13 @@ async fn every_format_end_to_end_through_the_handler() {
     let stack = Stack::start().await;
     // The same rows in every file: without FULL_RESYNC the sync state would (rightly) skip them
     // after the first file as unchanged.
-    let mut deps = stack.deps(&[("FIELD_MAPPING", users::MAPPING), ("FULL_RESYNC", "true")]).await;
-    let counting = Arc::new(Counting { inner: deps.source.clone(), ranges: Mutex::new(Vec::new()) });
+    let mut deps = stack
+        .deps(&[("FIELD_MAPPING", users::MAPPING), ("FULL_RESYNC", "true")])
+        .await;
+    let counting = Arc::new(Counting {
+        inner: deps.source.clone(),
+        ranges: Mutex::new(Vec::new()),
+    });
     deps.source = counting.clone();
     let rows = 300;
     let csv = users::csv(rows, b',');
@@ -233,7 +348,11 @@ async fn every_format_end_to_end_through_the_handler() {
         let summary = stack.invoke(&deps, key).await;
         let obj = &summary.objects[0];
         assert_eq!(obj.status, Status::Complete, "{key}: {obj:?}");
-        assert_eq!((obj.rows_read, obj.rows_delivered, obj.rows_rejected), (rows, rows, 0), "{key}");
+        assert_eq!(
+            (obj.rows_read, obj.rows_delivered, obj.rows_rejected),
+            (rows, rows, 0),
+            "{key}"
+        );
     }
     let state = stack.state();
     assert!(state.dropped.is_empty(), "{:?}", state.dropped);
@@ -249,8 +368,14 @@ async fn every_format_end_to_end_through_the_handler() {
     }
     let ranges = counting.ranges.lock().unwrap().clone();
     // The footer, then each column chunk of each of the 3 row groups by its own range.
-    assert!(ranges.len() > 3 * users::HEADER.len(), "Parquet is read by ranges: {ranges:?}");
-    assert!(ranges[1..].iter().all(|(s, e)| e - s < parquet_size / 3), "one column chunk per request: {ranges:?}");
+    assert!(
+        ranges.len() > 3 * users::HEADER.len(),
+        "Parquet is read by ranges: {ranges:?}"
+    );
+    assert!(
+        ranges[1..].iter().all(|(s, e)| e - s < parquet_size / 3),
+        "one column chunk per request: {ranges:?}"
+    );
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -258,14 +383,24 @@ async fn corrupt_objects_fail_in_s3_without_delivering_rows() {
     let stack = Stack::start().await;
     let deps = stack.deps(&[("FIELD_MAPPING", users::MAPPING)]).await;
     let parquet = users::parquet(1_000, 250, Codec::Snappy);
-    let garbage: Vec<u8> = (0..50_000u32).map(|i| (i.wrapping_mul(2_654_435_761) >> 11) as u8).collect();
+    let garbage: Vec<u8> = (0..50_000u32)
+        .map(|i| (i.wrapping_mul(2_654_435_761) >> 11) as u8)
+        .collect();
     let mut bad_gzip = users::gzip(&users::csv(20_000, b','));
     let mid = bad_gzip.len() / 2;
     bad_gzip[mid..mid + 64].fill(0);
     let cases: Vec<(&str, Vec<u8>, &str)> = vec![
-        ("bad/truncated.parquet", parquet[..parquet.len() / 2].to_vec(), "truncated"),
+        (
+            "bad/truncated.parquet",
+            parquet[..parquet.len() / 2].to_vec(),
+            "truncated",
+        ),
         ("bad/garbage", garbage, "binary data"),
-        ("bad/corrupt.csv.gz", bad_gzip, "could not be read to the end"),
+        (
+            "bad/corrupt.csv.gz",
+            bad_gzip,
+            "could not be read to the end",
+        ),
     ];
     for (key, body, reason) in cases {
         stack.put(key, body).await;

@@ -35,23 +35,41 @@ async fn the_api_key_never_appears_in_any_log_line() {
         .expect("no other global subscriber");
 
     let stack = Stack::start().await;
-    stack.put("exports/u.csv.gz", gzip(users_csv(120).as_bytes())).await;
+    stack
+        .put("exports/u.csv.gz", gzip(users_csv(120).as_bytes()))
+        .await;
     // A retry, a dead letter, a wrong key and a clean run: every path that logs.
-    stack.emulator.set_faults(Faults { fail_first_n: 1, fail_customer_id: Some("user-00070".into()), ..Faults::default() });
-    let wrong = stack.deps(&[("PRIMARY_KEY", "user_id"), ("MOENGAGE_API_KEY", "wrong-key-also-secret")]).await;
+    stack.emulator.set_faults(Faults {
+        fail_first_n: 1,
+        fail_customer_id: Some("user-00070".into()),
+        ..Faults::default()
+    });
+    let wrong = stack
+        .deps(&[
+            ("PRIMARY_KEY", "user_id"),
+            ("MOENGAGE_API_KEY", "wrong-key-also-secret"),
+        ])
+        .await;
     stack.invoke(&wrong, "exports/u.csv.gz").await;
     let good = stack.deps(&[("PRIMARY_KEY", "user_id")]).await;
     let summary = stack.invoke(&good, "exports/u.csv.gz").await;
     assert_eq!(summary.objects[0].rows_dead_lettered, 50);
 
     let logs = String::from_utf8_lossy(&captured.0.lock().unwrap()).into_owned();
-    assert!(logs.contains("\"key\":\"exports/u.csv.gz\"") && logs.contains("object processed"), "logs must say what happened");
-    assert!(logs.contains("dead-lettering a request body") && logs.contains("transient failure, retrying"));
+    assert!(
+        logs.contains("\"key\":\"exports/u.csv.gz\"") && logs.contains("object processed"),
+        "logs must say what happened"
+    );
+    assert!(
+        logs.contains("dead-lettering a request body")
+            && logs.contains("transient failure, retrying")
+    );
     let token = base64::engine::general_purpose::STANDARD.encode(format!("{WORKSPACE}:{API_KEY}"));
     for secret in [API_KEY, "wrong-key-also-secret", token.as_str()] {
         assert!(!logs.contains(secret), "{secret} leaked into the logs");
     }
     for line in logs.lines() {
-        serde_json::from_str::<serde_json::Value>(line).unwrap_or_else(|e| panic!("not a JSON log line ({e}): {line}"));
+        serde_json::from_str::<serde_json::Value>(line)
+            .unwrap_or_else(|e| panic!("not a JSON log line ({e}): {line}"));
     }
 }

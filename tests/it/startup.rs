@@ -5,12 +5,20 @@ use std::process::Command;
 
 fn run_with(env: &[(&str, &str)]) -> (bool, String) {
     let mut cmd = Command::new(env!("CARGO_BIN_EXE_moengage-sync"));
-    cmd.env_clear().env("PATH", std::env::var("PATH").unwrap_or_default());
+    cmd.env_clear()
+        .env("PATH", std::env::var("PATH").unwrap_or_default());
     for (k, v) in env {
         cmd.env(k, v);
     }
     let out = cmd.output().expect("run moengage-sync");
-    (out.status.success(), format!("{}{}", String::from_utf8_lossy(&out.stdout), String::from_utf8_lossy(&out.stderr)))
+    (
+        out.status.success(),
+        format!(
+            "{}{}",
+            String::from_utf8_lossy(&out.stdout),
+            String::from_utf8_lossy(&out.stderr)
+        ),
+    )
 }
 
 const GOOD: [(&str, &str); 5] = [
@@ -25,7 +33,11 @@ const GOOD: [(&str, &str); 5] = [
 fn bad_configuration_fails_at_startup_naming_the_variable() {
     let cases = [
         ("MOENGAGE_DATA_CENTER", "DC-09", "DC-01, DC-02"),
-        ("OBJECT_TYPE", "contacts", "user_attributes, events or bulk_import"),
+        (
+            "OBJECT_TYPE",
+            "contacts",
+            "user_attributes, events or bulk_import",
+        ),
         ("SYNC_MODE", "mirror", "upsert, insert or update"),
         ("BATCH_MAX_RECORDS", "lots", "whole number"),
         ("FIELD_MAPPING", "[1,2]", "JSON object"),
@@ -35,7 +47,13 @@ fn bad_configuration_fails_at_startup_naming_the_variable() {
         env.push((var, value));
         let (ok, output) = run_with(&env);
         assert!(!ok, "{var}={value} must fail start-up");
-        assert!(output.contains(var) && output.contains(value) && output.contains(accepted), "{var}: {output}");
-        assert!(!output.contains("do-not-print-me"), "the API key leaked: {output}");
+        assert!(
+            output.contains(var) && output.contains(value) && output.contains(accepted),
+            "{var}: {output}"
+        );
+        assert!(
+            !output.contains("do-not-print-me"),
+            "the API key leaked: {output}"
+        );
     }
 }

@@ -56,7 +56,10 @@ impl Moto {
         .expect("moto_server did not start within 30 s");
         // Keep draining moto's log so it never blocks on a full pipe.
         tokio::spawn(async move { while let Ok(Some(_)) = lines.next_line().await {} });
-        Moto { _child: child, endpoint }
+        Moto {
+            _child: child,
+            endpoint,
+        }
     }
 }
 
@@ -74,27 +77,68 @@ pub struct Stack {
 
 impl Stack {
     pub async fn start() -> Stack {
-        Self::start_with(EmulatorConfig { rate_limit_per_minute: 0, ..emulator_config() }).await
+        Self::start_with(EmulatorConfig {
+            rate_limit_per_minute: 0,
+            ..emulator_config()
+        })
+        .await
     }
 
     pub async fn start_with(emulator_config: EmulatorConfig) -> Stack {
         let (moto, emulator) = tokio::join!(Moto::start(), async {
-            let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.expect("bind emulator");
-            emulator::spawn(emulator_config, listener).await.expect("start emulator")
+            let listener = tokio::net::TcpListener::bind("127.0.0.1:0")
+                .await
+                .expect("bind emulator");
+            emulator::spawn(emulator_config, listener)
+                .await
+                .expect("start emulator")
         });
         let aws = aws_config::defaults(BehaviorVersion::latest())
             .region(Region::new("us-east-1"))
             .endpoint_url(&moto.endpoint)
-            .credentials_provider(aws_sdk_s3::config::Credentials::new("testing", "testing", None, None, "tests"))
+            .credentials_provider(aws_sdk_s3::config::Credentials::new(
+                "testing", "testing", None, None, "tests",
+            ))
             .load()
             .await;
-        let s3 = aws_sdk_s3::Client::from_conf(aws_sdk_s3::config::Builder::from(&aws).force_path_style(true).build());
+        let s3 = aws_sdk_s3::Client::from_conf(
+            aws_sdk_s3::config::Builder::from(&aws)
+                .force_path_style(true)
+                .build(),
+        );
         let sqs = aws_sdk_sqs::Client::new(&aws);
         let bucket = "exports-bucket".to_string();
-        s3.create_bucket().bucket(&bucket).send().await.expect("create bucket");
-        let dlq_url = sqs.create_queue().queue_name("moengage-dlq").send().await.expect("create queue").queue_url.expect("queue url");
-        let work_url = sqs.create_queue().queue_name("moengage-work").send().await.expect("create queue").queue_url.expect("queue url");
-        Stack { moto, emulator, aws, s3, sqs, bucket, dlq_url, work_url }
+        s3.create_bucket()
+            .bucket(&bucket)
+            .send()
+            .await
+            .expect("create bucket");
+        let dlq_url = sqs
+            .create_queue()
+            .queue_name("moengage-dlq")
+            .send()
+            .await
+            .expect("create queue")
+            .queue_url
+            .expect("queue url");
+        let work_url = sqs
+            .create_queue()
+            .queue_name("moengage-work")
+            .send()
+            .await
+            .expect("create queue")
+            .queue_url
+            .expect("queue url");
+        Stack {
+            moto,
+            emulator,
+            aws,
+            s3,
+            sqs,
+            bucket,
+            dlq_url,
+            work_url,
+        }
     }
 
     /// The configuration a user of the local stack would set.
@@ -125,26 +169,46 @@ impl Stack {
             env.insert(k.to_string(), v.to_string());
         }
         let config = Config::from_lookup(|k| env.get(k).cloned()).expect("valid test config");
-        moengage_sync::startup::connect_with(config, &self.aws).await.expect("connect")
+        moengage_sync::startup::connect_with(config, &self.aws)
+            .await
+            .expect("connect")
     }
 
     pub async fn put(&self, key: &str, body: Vec<u8>) {
-        self.s3.put_object().bucket(&self.bucket).key(key).body(body.into()).send().await.expect("put object");
+        self.s3
+            .put_object()
+            .bucket(&self.bucket)
+            .key(key)
+            .body(body.into())
+            .send()
+            .await
+            .expect("put object");
     }
 
     /// Invokes the real handler with the notification S3 would send for `key`.
     pub async fn invoke(&self, deps: &Deps, key: &str) -> Summary {
-        handler::handle(deps, s3_event(&self.bucket, key), &Invocation::unbounded()).await.expect("handler")
+        handler::handle(deps, s3_event(&self.bucket, key), &Invocation::unbounded())
+            .await
+            .expect("handler")
     }
 
     /// Invokes the real handler with any payload.
     pub async fn invoke_payload(&self, deps: &Deps, payload: Value) -> Summary {
-        handler::handle(deps, payload, &Invocation::unbounded()).await.expect("handler")
+        handler::handle(deps, payload, &Invocation::unbounded())
+            .await
+            .expect("handler")
     }
 
     /// Every message in the work queue, as an SQS event the function would receive.
     pub async fn work_queue_as_sqs_event(&self) -> Value {
-        let got = self.sqs.receive_message().queue_url(&self.work_url).max_number_of_messages(10).send().await.expect("receive");
+        let got = self
+            .sqs
+            .receive_message()
+            .queue_url(&self.work_url)
+            .max_number_of_messages(10)
+            .send()
+            .await
+            .expect("receive");
         let records: Vec<Value> = got
             .messages
             .unwrap_or_default()
@@ -178,7 +242,10 @@ impl Stack {
             for m in msgs {
                 if seen.insert(m.message_id().unwrap_or_default().to_string()) {
                     new += 1;
-                    out.push(serde_json::from_str(m.body().unwrap_or_default()).expect("DLQ body is JSON"));
+                    out.push(
+                        serde_json::from_str(m.body().unwrap_or_default())
+                            .expect("DLQ body is JSON"),
+                    );
                 }
             }
             if new == 0 {
@@ -191,7 +258,12 @@ impl Stack {
     /// How many times each customer id reached the emulator in an accepted request.
     pub fn deliveries_per_customer(&self) -> std::collections::BTreeMap<String, usize> {
         let mut out = std::collections::BTreeMap::new();
-        for r in self.state().requests.iter().filter(|r| r.status == Some(200)) {
+        for r in self
+            .state()
+            .requests
+            .iter()
+            .filter(|r| r.status == Some(200))
+        {
             for c in &r.customer_ids {
                 *out.entry(c.clone()).or_insert(0) += 1;
             }
@@ -203,20 +275,35 @@ impl Stack {
     pub async fn get_json(&self, uri: &str) -> Value {
         let rest = uri.strip_prefix("s3://").expect("s3 uri");
         let (bucket, key) = rest.split_once('/').expect("bucket/key");
-        let out = self.s3.get_object().bucket(bucket).key(key).send().await.expect("get object");
+        let out = self
+            .s3
+            .get_object()
+            .bucket(bucket)
+            .key(key)
+            .send()
+            .await
+            .expect("get object");
         serde_json::from_slice(&out.body.collect().await.expect("body").into_bytes()).expect("json")
     }
 }
 
 pub fn emulator_config() -> EmulatorConfig {
-    EmulatorConfig { workspace_id: WORKSPACE.into(), api_key: API_KEY.into(), ..EmulatorConfig::default() }
+    EmulatorConfig {
+        workspace_id: WORKSPACE.into(),
+        api_key: API_KEY.into(),
+        ..EmulatorConfig::default()
+    }
 }
 
 /// An S3 ObjectCreated notification as S3 sends it (key URL-encoded, `+` for spaces).
 pub fn s3_event(bucket: &str, key: &str) -> Value {
     let encoded: String = key
         .split('/')
-        .map(|seg| percent_encoding::utf8_percent_encode(seg, percent_encoding::NON_ALPHANUMERIC).to_string().replace("%20", "+"))
+        .map(|seg| {
+            percent_encoding::utf8_percent_encode(seg, percent_encoding::NON_ALPHANUMERIC)
+                .to_string()
+                .replace("%20", "+")
+        })
         .collect::<Vec<_>>()
         .join("/");
     json!({"Records":[{
@@ -237,7 +324,11 @@ pub fn gzip(bytes: &[u8]) -> Vec<u8> {
 pub fn users_csv(n: usize) -> String {
     let mut s = String::from("user_id,email,first_name,city,plan\n");
     for i in 1..=n {
-        s.push_str(&format!("user-{i:05},user{i}@example.com,Name {i},\"City, {}\",{}\n", i % 7, if i % 2 == 0 { "pro" } else { "free" }));
+        s.push_str(&format!(
+            "user-{i:05},user{i}@example.com,Name {i},\"City, {}\",{}\n",
+            i % 7,
+            if i % 2 == 0 { "pro" } else { "free" }
+        ));
     }
     s
 }

@@ -11,14 +11,22 @@ use crate::support::{gzip, Stack};
 fn snapshot(ids: impl Iterator<Item = usize>, plan_of: impl Fn(usize) -> &'static str) -> Vec<u8> {
     let mut s = String::from("user_id,email,plan,internal_note\n");
     for i in ids {
-        s.push_str(&format!("user-{i:04},u{i}@example.com,{},note {i}\n", plan_of(i)));
+        s.push_str(&format!(
+            "user-{i:04},u{i}@example.com,{},note {i}\n",
+            plan_of(i)
+        ));
     }
     gzip(s.as_bytes())
 }
 
 const MAPPING: &str = r#"{"customer_id":"user_id","email":"email","plan":"plan"}"#;
 
-async fn run(stack: &Stack, deps: &moengage_sync::handler::Deps, key: &str, body: Vec<u8>) -> moengage_sync::report::ObjectSummary {
+async fn run(
+    stack: &Stack,
+    deps: &moengage_sync::handler::Deps,
+    key: &str,
+    body: Vec<u8>,
+) -> moengage_sync::report::ObjectSummary {
     stack.put(key, body).await;
     let mut summary = stack.invoke(deps, key).await;
     assert_eq!(summary.objects.len(), 1, "{summary:?}");
@@ -26,7 +34,11 @@ async fn run(stack: &Stack, deps: &moengage_sync::handler::Deps, key: &str, body
 }
 
 fn sent_ids(stack: &Stack, since_request: usize) -> Vec<String> {
-    stack.state().requests[since_request..].iter().filter(|r| r.status == Some(200)).flat_map(|r| r.customer_ids.clone()).collect()
+    stack.state().requests[since_request..]
+        .iter()
+        .filter(|r| r.status == Some(200))
+        .flat_map(|r| r.customer_ids.clone())
+        .collect()
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -34,13 +46,34 @@ async fn upsert_sends_all_then_nothing_then_only_the_changed_rows() {
     let stack = Stack::start().await;
     let deps = stack.deps(&[("FIELD_MAPPING", MAPPING)]).await;
 
-    let first = run(&stack, &deps, "exports/day1/users.csv.gz", snapshot(1..=500, |_| "free")).await;
+    let first = run(
+        &stack,
+        &deps,
+        "exports/day1/users.csv.gz",
+        snapshot(1..=500, |_| "free"),
+    )
+    .await;
     assert_eq!((first.rows_delivered, first.rows_unchanged), (500, 0));
 
     // The identical snapshot under a new key: 0 requests.
     let before = stack.state().requests.len();
-    let same = run(&stack, &deps, "exports/day2/users.csv.gz", snapshot(1..=500, |_| "free")).await;
-    assert_eq!((same.status, same.rows_unchanged, same.rows_delivered, same.requests_sent), (Status::Complete, 500, 0, 0), "{same:?}");
+    let same = run(
+        &stack,
+        &deps,
+        "exports/day2/users.csv.gz",
+        snapshot(1..=500, |_| "free"),
+    )
+    .await;
+    assert_eq!(
+        (
+            same.status,
+            same.rows_unchanged,
+            same.rows_delivered,
+            same.requests_sent
+        ),
+        (Status::Complete, 500, 0, 0),
+        "{same:?}"
+    );
     assert!(same.balanced());
     assert_eq!(stack.state().requests.len(), before);
 
@@ -49,10 +82,23 @@ async fn upsert_sends_all_then_nothing_then_only_the_changed_rows() {
     let changed = |i: usize| if i % 50 == 0 { "pro" } else { "free" };
     let mut body = String::from("user_id,email,plan,internal_note\n");
     for i in 1..=500 {
-        body.push_str(&format!("user-{i:04},u{i}@example.com,{},rewritten {i}\n", changed(i)));
+        body.push_str(&format!(
+            "user-{i:04},u{i}@example.com,{},rewritten {i}\n",
+            changed(i)
+        ));
     }
-    let third = run(&stack, &deps, "exports/day3/users.csv.gz", gzip(body.as_bytes())).await;
-    assert_eq!((third.rows_delivered, third.rows_unchanged), (10, 490), "{third:?}");
+    let third = run(
+        &stack,
+        &deps,
+        "exports/day3/users.csv.gz",
+        gzip(body.as_bytes()),
+    )
+    .await;
+    assert_eq!(
+        (third.rows_delivered, third.rows_unchanged),
+        (10, 490),
+        "{third:?}"
+    );
     let mut sent = sent_ids(&stack, before);
     sent.sort();
     let want: Vec<String> = (1..=10).map(|k| format!("user-{:04}", k * 50)).collect();
@@ -63,30 +109,69 @@ async fn upsert_sends_all_then_nothing_then_only_the_changed_rows() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn insert_sends_only_keys_never_delivered() {
     let stack = Stack::start().await;
-    let deps = stack.deps(&[("FIELD_MAPPING", MAPPING), ("SYNC_MODE", "insert")]).await;
-    run(&stack, &deps, "exports/a.csv.gz", snapshot(1..=20, |_| "free")).await;
+    let deps = stack
+        .deps(&[("FIELD_MAPPING", MAPPING), ("SYNC_MODE", "insert")])
+        .await;
+    run(
+        &stack,
+        &deps,
+        "exports/a.csv.gz",
+        snapshot(1..=20, |_| "free"),
+    )
+    .await;
 
     // 20 old rows (some changed — insert ignores changes) and 5 new ones.
     let before = stack.state().requests.len();
-    let obj = run(&stack, &deps, "exports/b.csv.gz", snapshot(1..=25, |i| if i % 2 == 0 { "pro" } else { "free" })).await;
+    let obj = run(
+        &stack,
+        &deps,
+        "exports/b.csv.gz",
+        snapshot(1..=25, |i| if i % 2 == 0 { "pro" } else { "free" }),
+    )
+    .await;
     assert_eq!((obj.rows_delivered, obj.rows_unchanged), (5, 20), "{obj:?}");
     let mut sent = sent_ids(&stack, before);
     sent.sort();
-    assert_eq!(sent, (21..=25).map(|i| format!("user-{i:04}")).collect::<Vec<_>>());
+    assert_eq!(
+        sent,
+        (21..=25)
+            .map(|i| format!("user-{i:04}"))
+            .collect::<Vec<_>>()
+    );
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn rows_of_a_permanently_failed_request_are_sent_again_next_run() {
     let stack = Stack::start().await;
-    stack.emulator.set_faults(Faults { fail_customer_id: Some("user-0075".into()), fail_customer_status: 400, ..Faults::default() });
+    stack.emulator.set_faults(Faults {
+        fail_customer_id: Some("user-0075".into()),
+        fail_customer_status: 400,
+        ..Faults::default()
+    });
     let deps = stack.deps(&[("FIELD_MAPPING", MAPPING)]).await;
-    let first = run(&stack, &deps, "exports/1.csv.gz", snapshot(1..=200, |_| "free")).await;
+    let first = run(
+        &stack,
+        &deps,
+        "exports/1.csv.gz",
+        snapshot(1..=200, |_| "free"),
+    )
+    .await;
     assert_eq!((first.rows_delivered, first.rows_dead_lettered), (150, 50));
 
     stack.emulator.set_faults(Faults::default());
     let before = stack.state().requests.len();
-    let second = run(&stack, &deps, "exports/2.csv.gz", snapshot(1..=200, |_| "free")).await;
-    assert_eq!((second.rows_delivered, second.rows_unchanged), (50, 150), "the dead-lettered rows were never recorded: {second:?}");
+    let second = run(
+        &stack,
+        &deps,
+        "exports/2.csv.gz",
+        snapshot(1..=200, |_| "free"),
+    )
+    .await;
+    assert_eq!(
+        (second.rows_delivered, second.rows_unchanged),
+        (50, 150),
+        "the dead-lettered rows were never recorded: {second:?}"
+    );
     let sent = sent_ids(&stack, before);
     assert!(sent.contains(&"user-0075".to_string()) && sent.len() == 50);
 }
@@ -95,31 +180,94 @@ async fn rows_of_a_permanently_failed_request_are_sent_again_next_run() {
 async fn a_mapping_change_resends_everything_once_then_goes_quiet() {
     let stack = Stack::start().await;
     let deps = stack.deps(&[("FIELD_MAPPING", MAPPING)]).await;
-    run(&stack, &deps, "exports/1.csv.gz", snapshot(1..=100, |_| "free")).await;
+    run(
+        &stack,
+        &deps,
+        "exports/1.csv.gz",
+        snapshot(1..=100, |_| "free"),
+    )
+    .await;
 
-    let remapped = stack.deps(&[("FIELD_MAPPING", r#"{"customer_id":"user_id","email":"email","tier":"plan"}"#)]).await;
-    let second = run(&stack, &remapped, "exports/2.csv.gz", snapshot(1..=100, |_| "free")).await;
-    assert_eq!((second.rows_delivered, second.rows_unchanged), (100, 0), "{second:?}");
+    let remapped = stack
+        .deps(&[(
+            "FIELD_MAPPING",
+            r#"{"customer_id":"user_id","email":"email","tier":"plan"}"#,
+        )])
+        .await;
+    let second = run(
+        &stack,
+        &remapped,
+        "exports/2.csv.gz",
+        snapshot(1..=100, |_| "free"),
+    )
+    .await;
+    assert_eq!(
+        (second.rows_delivered, second.rows_unchanged),
+        (100, 0),
+        "{second:?}"
+    );
     assert_eq!(stack.state().users["user-0001"]["tier"], "free");
-    let third = run(&stack, &remapped, "exports/3.csv.gz", snapshot(1..=100, |_| "free")).await;
-    assert_eq!((third.rows_delivered, third.rows_unchanged, third.requests_sent), (0, 100, 0), "{third:?}");
+    let third = run(
+        &stack,
+        &remapped,
+        "exports/3.csv.gz",
+        snapshot(1..=100, |_| "free"),
+    )
+    .await;
+    assert_eq!(
+        (
+            third.rows_delivered,
+            third.rows_unchanged,
+            third.requests_sent
+        ),
+        (0, 100, 0),
+        "{third:?}"
+    );
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn update_mode_never_creates_users() {
     let stack = Stack::start().await;
     let upsert = stack.deps(&[("FIELD_MAPPING", MAPPING)]).await;
-    run(&stack, &upsert, "exports/seed.csv.gz", snapshot(1..=10, |_| "free")).await;
+    run(
+        &stack,
+        &upsert,
+        "exports/seed.csv.gz",
+        snapshot(1..=10, |_| "free"),
+    )
+    .await;
 
-    let update = stack.deps(&[("FIELD_MAPPING", MAPPING), ("SYNC_MODE", "update")]).await;
-    let obj = run(&stack, &update, "exports/upd.csv.gz", snapshot(1..=15, |_| "pro")).await;
+    let update = stack
+        .deps(&[("FIELD_MAPPING", MAPPING), ("SYNC_MODE", "update")])
+        .await;
+    let obj = run(
+        &stack,
+        &update,
+        "exports/upd.csv.gz",
+        snapshot(1..=15, |_| "pro"),
+    )
+    .await;
     assert_eq!(obj.rows_delivered, 15, "{obj:?}");
     let state = stack.state();
     // Request 0 seeded 10 users; request 1 is the update run: every element carries the flag.
-    let update_run: Vec<_> = state.accepted.iter().chain(&state.skipped_not_existing).filter(|e| e.request == 1).collect();
+    let update_run: Vec<_> = state
+        .accepted
+        .iter()
+        .chain(&state.skipped_not_existing)
+        .filter(|e| e.request == 1)
+        .collect();
     assert_eq!(update_run.len(), 15);
-    assert!(update_run.iter().all(|e| e.element["update_existing_only"] == json!(true)), "{update_run:?}");
-    assert_eq!(state.users.len(), 10, "users 11–15 did not exist and must not be created");
+    assert!(
+        update_run
+            .iter()
+            .all(|e| e.element["update_existing_only"] == json!(true)),
+        "{update_run:?}"
+    );
+    assert_eq!(
+        state.users.len(),
+        10,
+        "users 11–15 did not exist and must not be created"
+    );
     assert_eq!(state.users["user-0003"]["plan"], "pro");
     assert_eq!(state.skipped_not_existing.len(), 5);
 }
@@ -129,24 +277,80 @@ async fn part_files_of_one_snapshot_behave_as_one_snapshot() {
     let stack = Stack::start().await;
     let deps = stack.deps(&[("FIELD_MAPPING", MAPPING)]).await;
     // Snowflake-style parts, then the next day's parts with the rows shuffled between parts.
-    let a = run(&stack, &deps, "exports/d1/data_0_0_0.csv.gz", snapshot(1..=150, |_| "free")).await;
-    let b = run(&stack, &deps, "exports/d1/data_0_0_1.csv.gz", snapshot(151..=300, |_| "free")).await;
+    let a = run(
+        &stack,
+        &deps,
+        "exports/d1/data_0_0_0.csv.gz",
+        snapshot(1..=150, |_| "free"),
+    )
+    .await;
+    let b = run(
+        &stack,
+        &deps,
+        "exports/d1/data_0_0_1.csv.gz",
+        snapshot(151..=300, |_| "free"),
+    )
+    .await;
     assert_eq!(a.rows_delivered + b.rows_delivered, 300);
-    let c = run(&stack, &deps, "exports/d2/data_0_0_0.csv.gz", snapshot((1..=300).filter(|i| i % 2 == 0), |_| "free")).await;
-    let d = run(&stack, &deps, "exports/d2/data_0_0_1.csv.gz", snapshot((1..=300).filter(|i| i % 2 == 1), |i| if i == 7 { "pro" } else { "free" })).await;
-    assert_eq!((c.rows_delivered + d.rows_delivered, c.rows_unchanged + d.rows_unchanged), (1, 299));
+    let c = run(
+        &stack,
+        &deps,
+        "exports/d2/data_0_0_0.csv.gz",
+        snapshot((1..=300).filter(|i| i % 2 == 0), |_| "free"),
+    )
+    .await;
+    let d = run(
+        &stack,
+        &deps,
+        "exports/d2/data_0_0_1.csv.gz",
+        snapshot((1..=300).filter(|i| i % 2 == 1), |i| {
+            if i == 7 {
+                "pro"
+            } else {
+                "free"
+            }
+        }),
+    )
+    .await;
+    assert_eq!(
+        (
+            c.rows_delivered + d.rows_delivered,
+            c.rows_unchanged + d.rows_unchanged
+        ),
+        (1, 299)
+    );
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn full_resync_ignores_the_state_once_and_a_repeated_key_is_reported() {
     let stack = Stack::start().await;
     let deps = stack.deps(&[("FIELD_MAPPING", MAPPING)]).await;
-    run(&stack, &deps, "exports/1.csv.gz", snapshot(1..=50, |_| "free")).await;
+    run(
+        &stack,
+        &deps,
+        "exports/1.csv.gz",
+        snapshot(1..=50, |_| "free"),
+    )
+    .await;
 
-    let full = stack.deps(&[("FIELD_MAPPING", MAPPING), ("FULL_RESYNC", "true")]).await;
-    let obj = run(&stack, &full, "exports/2.csv.gz", snapshot(1..=50, |_| "free")).await;
+    let full = stack
+        .deps(&[("FIELD_MAPPING", MAPPING), ("FULL_RESYNC", "true")])
+        .await;
+    let obj = run(
+        &stack,
+        &full,
+        "exports/2.csv.gz",
+        snapshot(1..=50, |_| "free"),
+    )
+    .await;
     assert_eq!((obj.rows_delivered, obj.rows_unchanged), (50, 0));
-    let quiet = run(&stack, &deps, "exports/3.csv.gz", snapshot(1..=50, |_| "free")).await;
+    let quiet = run(
+        &stack,
+        &deps,
+        "exports/3.csv.gz",
+        snapshot(1..=50, |_| "free"),
+    )
+    .await;
     assert_eq!(quiet.rows_unchanged, 50, "the rebuilt state is used again");
 
     // user-0001 twice with different plans: reported, and the last occurrence wins.
@@ -155,7 +359,13 @@ async fn full_resync_ignores_the_state_once_and_a_repeated_key_is_reported() {
     let dup = run(&stack, &deps, "exports/dup.csv", s.into_bytes()).await;
     let report = stack.get_json(dup.report.as_deref().unwrap()).await;
     assert_eq!(report["duplicate_keys"], 1);
-    assert!(report["warnings"][0]["reason"].as_str().unwrap().contains("occurred earlier"), "{report}");
+    assert!(
+        report["warnings"][0]["reason"]
+            .as_str()
+            .unwrap()
+            .contains("occurred earlier"),
+        "{report}"
+    );
     assert_eq!(stack.state().users["user-0900"]["plan"], "pro");
 }
 
@@ -164,19 +374,36 @@ async fn concurrent_writers_merge_through_s3_compare_and_swap_without_false_deli
     use moengage_sync::config::{ObjectType, SyncMode};
     use moengage_sync::mapping::ElementKind;
     use moengage_sync::state::StateStore;
-    use moengage_sync::sync_state::{self, Fingerprinter, SyncLocation, SyncOptions, SyncState, Verdict};
+    use moengage_sync::sync_state::{
+        self, Fingerprinter, SyncLocation, SyncOptions, SyncState, Verdict,
+    };
     use std::sync::Arc;
 
     let stack = Stack::start().await;
     let store: Arc<dyn StateStore> = Arc::new(stack.s3.clone());
-    let location = || SyncLocation::new(stack.bucket.clone(), "moengage-sync/", &sync_state::scope("WS", ObjectType::UserAttributes));
+    let location = || {
+        SyncLocation::new(
+            stack.bucket.clone(),
+            "moengage-sync/",
+            &sync_state::scope("WS", ObjectType::UserAttributes),
+        )
+    };
     // One shard, so both writers contend for the same S3 object.
-    let options = SyncOptions { shard_bits: 0, ..SyncOptions::new(SyncMode::Upsert, false) };
+    let options = SyncOptions {
+        shard_bits: 0,
+        ..SyncOptions::new(SyncMode::Upsert, false)
+    };
     let fp = Fingerprinter::with_mapping_fingerprint(7);
-    let print = move |key: &str, payload: &str| fp.print(ElementKind::Customer, key.as_bytes(), payload.as_bytes());
+    let print = move |key: &str, payload: &str| {
+        fp.print(ElementKind::Customer, key.as_bytes(), payload.as_bytes())
+    };
 
-    let a = SyncState::open(store.clone(), location(), options).await.unwrap();
-    let b = SyncState::open(store.clone(), location(), options).await.unwrap();
+    let a = SyncState::open(store.clone(), location(), options)
+        .await
+        .unwrap();
+    let b = SyncState::open(store.clone(), location(), options)
+        .await
+        .unwrap();
     // A delivers k1=A, k3=A; B delivers k2=B, k3=B (a different payload for k3), k4=B.
     let deliver = |s: SyncState, rows: Vec<(&'static str, &'static str)>| {
         tokio::task::spawn_blocking(move || {
@@ -189,17 +416,35 @@ async fn concurrent_writers_merge_through_s3_compare_and_swap_without_false_deli
         })
     };
     let a = deliver(a, vec![("k1", "A"), ("k3", "A")]).await.unwrap();
-    let b = deliver(b, vec![("k2", "B"), ("k3", "B"), ("k4", "B")]).await.unwrap();
+    let b = deliver(b, vec![("k2", "B"), ("k3", "B"), ("k4", "B")])
+        .await
+        .unwrap();
     b.save().await.unwrap();
     let report = a.save().await.unwrap();
-    assert_eq!((report.cas_retries, report.conflicts_dropped), (1, 1), "{report:?}");
+    assert_eq!(
+        (report.cas_retries, report.conflicts_dropped),
+        (1, 1),
+        "{report:?}"
+    );
 
     // What MoEngage holds for k3 is uncertain (both were sent): the state must not claim either.
     let c = SyncState::open(store, location(), options).await.unwrap();
     let verdicts = tokio::task::spawn_blocking(move || {
-        [("k1", "A"), ("k2", "B"), ("k4", "B"), ("k3", "A")].map(|(k, p)| c.classify(ElementKind::Customer, print(k, p)).unwrap().verdict)
+        [("k1", "A"), ("k2", "B"), ("k4", "B"), ("k3", "A")].map(|(k, p)| {
+            c.classify(ElementKind::Customer, print(k, p))
+                .unwrap()
+                .verdict
+        })
     })
     .await
     .unwrap();
-    assert_eq!(verdicts, [Verdict::Unchanged, Verdict::Unchanged, Verdict::Unchanged, Verdict::New]);
+    assert_eq!(
+        verdicts,
+        [
+            Verdict::Unchanged,
+            Verdict::Unchanged,
+            Verdict::Unchanged,
+            Verdict::New
+        ]
+    );
 }

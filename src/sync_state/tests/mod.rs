@@ -39,11 +39,18 @@ impl MemStore {
     }
     fn write(&self, key: &str, body: Vec<u8>) -> String {
         let etag = format!("\"{}\"", self.writes.fetch_add(1, Ordering::SeqCst) + 1);
-        self.objects.lock().unwrap().insert(key.to_string(), (body, etag.clone()));
+        self.objects
+            .lock()
+            .unwrap()
+            .insert(key.to_string(), (body, etag.clone()));
         etag
     }
     fn body(&self, key: &str) -> Option<Vec<u8>> {
-        self.objects.lock().unwrap().get(key).map(|(b, _)| b.clone())
+        self.objects
+            .lock()
+            .unwrap()
+            .get(key)
+            .map(|(b, _)| b.clone())
     }
     fn keys(&self) -> Vec<String> {
         let mut k: Vec<String> = self.objects.lock().unwrap().keys().cloned().collect();
@@ -57,7 +64,13 @@ impl StateStore for MemStore {
     async fn get(&self, _: &str, key: &str) -> Result<Option<Vec<u8>>, StateError> {
         Ok(self.body(key))
     }
-    async fn put(&self, _: &str, key: &str, body: Vec<u8>, if_absent: bool) -> Result<PutOutcome, StateError> {
+    async fn put(
+        &self,
+        _: &str,
+        key: &str,
+        body: Vec<u8>,
+        if_absent: bool,
+    ) -> Result<PutOutcome, StateError> {
         if if_absent && self.body(key).is_some() {
             return Ok(PutOutcome::AlreadyExists);
         }
@@ -68,13 +81,32 @@ impl StateStore for MemStore {
         if key.contains("/shards/") {
             self.shard_reads.fetch_add(1, Ordering::SeqCst);
         }
-        Ok(self.objects.lock().unwrap().get(key).map(|(body, etag)| Versioned { body: body.clone(), etag: etag.clone() }))
+        Ok(self
+            .objects
+            .lock()
+            .unwrap()
+            .get(key)
+            .map(|(body, etag)| Versioned {
+                body: body.clone(),
+                etag: etag.clone(),
+            }))
     }
-    async fn put_if(&self, _: &str, key: &str, body: Vec<u8>, expect: Expect) -> Result<Option<String>, StateError> {
+    async fn put_if(
+        &self,
+        _: &str,
+        key: &str,
+        body: Vec<u8>,
+        expect: Expect,
+    ) -> Result<Option<String>, StateError> {
         if self.always_conflict && key.contains("/shards/") {
             return Ok(None);
         }
-        let current = self.objects.lock().unwrap().get(key).map(|(_, e)| e.clone());
+        let current = self
+            .objects
+            .lock()
+            .unwrap()
+            .get(key)
+            .map(|(_, e)| e.clone());
         let holds = match (&expect, &current) {
             (Expect::Absent, None) => true,
             (Expect::Etag(want), Some(have)) => want == have,
@@ -99,20 +131,48 @@ impl Harness {
         Self::with_store(MemStore::shared())
     }
     fn with_store(store: Arc<MemStore>) -> Self {
-        let rt = tokio::runtime::Builder::new_multi_thread().worker_threads(2).enable_all().build().unwrap();
-        Harness { rt, store, location: SyncLocation::new(BUCKET, "moengage-sync/", &scope("WS1", ObjectType::UserAttributes)) }
+        let rt = tokio::runtime::Builder::new_multi_thread()
+            .worker_threads(2)
+            .enable_all()
+            .build()
+            .unwrap();
+        Harness {
+            rt,
+            store,
+            location: SyncLocation::new(
+                BUCKET,
+                "moengage-sync/",
+                &scope("WS1", ObjectType::UserAttributes),
+            ),
+        }
     }
     fn open(&self, options: SyncOptions) -> SyncState {
-        self.rt.block_on(SyncState::open(self.store.clone(), self.location.clone(), options)).unwrap()
+        self.rt
+            .block_on(SyncState::open(
+                self.store.clone(),
+                self.location.clone(),
+                options,
+            ))
+            .unwrap()
     }
     /// One object's run: classify every row, deliver the sent rows `accept` lets through (one
     /// request per row), save. Returns the decisions.
-    fn run(&self, options: SyncOptions, mapping: u64, rows: &[(&str, &str)], accept: impl Fn(usize) -> bool) -> Vec<Decision> {
+    fn run(
+        &self,
+        options: SyncOptions,
+        mapping: u64,
+        rows: &[(&str, &str)],
+        accept: impl Fn(usize) -> bool,
+    ) -> Vec<Decision> {
         let state = self.open(options);
         let fp = Fingerprinter::with_mapping_fingerprint(mapping);
         let mut out = Vec::new();
         for (i, (key, payload)) in rows.iter().enumerate() {
-            let p = fp.print(ElementKind::Customer, key.as_bytes(), &customer(key, payload));
+            let p = fp.print(
+                ElementKind::Customer,
+                key.as_bytes(),
+                &customer(key, payload),
+            );
             let d = state.classify(ElementKind::Customer, p).unwrap();
             if d.send && accept(i) {
                 state.record_delivered(&[p]);
@@ -136,7 +196,8 @@ impl Harness {
 }
 
 fn customer(key: &str, payload: &str) -> Vec<u8> {
-    format!(r#"{{"type":"customer","customer_id":"{key}","attributes":{{"p":"{payload}"}}}}"#).into_bytes()
+    format!(r#"{{"type":"customer","customer_id":"{key}","attributes":{{"p":"{payload}"}}}}"#)
+        .into_bytes()
 }
 
 fn upsert() -> SyncOptions {
@@ -144,7 +205,11 @@ fn upsert() -> SyncOptions {
 }
 
 fn opts(mode: SyncMode, full_resync: bool, shard_bits: u8) -> SyncOptions {
-    SyncOptions { mode, full_resync, shard_bits }
+    SyncOptions {
+        mode,
+        full_resync,
+        shard_bits,
+    }
 }
 
 fn sends(ds: &[Decision]) -> Vec<bool> {

@@ -8,7 +8,12 @@ fn concurrent_writers_merge_and_a_contested_key_is_dropped_not_guessed() {
     // One shard, so the two runs are sure to collide.
     let one = opts(SyncMode::Upsert, false, 0);
     let h = Harness::new();
-    h.run(one, MAPPING, &[("k1", "1"), ("k2", "1"), ("k3", "1"), ("k5", "1")], ALL);
+    h.run(
+        one,
+        MAPPING,
+        &[("k1", "1"), ("k2", "1"), ("k3", "1"), ("k5", "1")],
+        ALL,
+    );
     let fp = Fingerprinter::with_mapping_fingerprint(MAPPING);
     let p = |k: &str, v: &str| fp.print(ElementKind::Customer, k.as_bytes(), &customer(k, v));
 
@@ -27,18 +32,41 @@ fn concurrent_writers_merge_and_a_contested_key_is_dropped_not_guessed() {
     assert_eq!((report.cas_retries, report.conflicts_dropped), (1, 1));
 
     let stored = h.stored(0);
-    assert_eq!(stored.get(&p("k1", "A").key), Some(&p("k1", "A").fingerprint), "only A touched k1");
-    assert_eq!(stored.get(&p("k2", "B").key), Some(&p("k2", "B").fingerprint), "only B touched k2");
-    assert_eq!(stored.get(&p("k4", "B").key), Some(&p("k4", "B").fingerprint), "B's new key survives A's save");
-    assert_eq!(stored.get(&p("k5", "same").key), Some(&p("k5", "same").fingerprint), "both agree");
-    assert!(!stored.contains_key(&p("k3", "A").key), "either A or B may be what MoEngage holds: neither is stored");
+    assert_eq!(
+        stored.get(&p("k1", "A").key),
+        Some(&p("k1", "A").fingerprint),
+        "only A touched k1"
+    );
+    assert_eq!(
+        stored.get(&p("k2", "B").key),
+        Some(&p("k2", "B").fingerprint),
+        "only B touched k2"
+    );
+    assert_eq!(
+        stored.get(&p("k4", "B").key),
+        Some(&p("k4", "B").fingerprint),
+        "B's new key survives A's save"
+    );
+    assert_eq!(
+        stored.get(&p("k5", "same").key),
+        Some(&p("k5", "same").fingerprint),
+        "both agree"
+    );
+    assert!(
+        !stored.contains_key(&p("k3", "A").key),
+        "either A or B may be what MoEngage holds: neither is stored"
+    );
     let ds = h.run(one, MAPPING, &[("k3", "A")], ALL);
     assert_eq!((ds[0].verdict, ds[0].send), (Verdict::New, true));
 }
 
 #[test]
 fn merge_rules() {
-    let c = |loaded, ours| Change { key: 7, loaded, ours };
+    let c = |loaded, ours| Change {
+        key: 7,
+        loaded,
+        ours,
+    };
     #[rustfmt::skip]
     let table: [(Option<u64>, Change, Option<u64>, u64); 8] = [
         // theirs, our change, stored after, conflicts
@@ -59,44 +87,75 @@ fn merge_rules() {
         let (keys, fps, n) = merge(&tk, &tf, &[change]);
         let got: BTreeMap<u64, u64> = keys.into_iter().zip(fps).collect();
         assert_eq!(got.get(&7).copied(), want, "{theirs:?} {change:?}");
-        assert_eq!((got[&1], got[&9], n), (10, 90, conflicts), "{theirs:?} {change:?}");
+        assert_eq!(
+            (got[&1], got[&9], n),
+            (10, 90, conflicts),
+            "{theirs:?} {change:?}"
+        );
     }
 }
 
 #[test]
 fn a_save_that_never_wins_records_nothing_and_says_so() {
-    let h = Harness::with_store(Arc::new(MemStore { always_conflict: true, ..MemStore::default() }));
+    let h = Harness::with_store(Arc::new(MemStore {
+        always_conflict: true,
+        ..MemStore::default()
+    }));
     let state = h.open(upsert());
-    let p = Fingerprinter::with_mapping_fingerprint(MAPPING).print(ElementKind::Customer, b"a", &customer("a", "1"));
+    let p = Fingerprinter::with_mapping_fingerprint(MAPPING).print(
+        ElementKind::Customer,
+        b"a",
+        &customer("a", "1"),
+    );
     assert!(state.classify(ElementKind::Customer, p).unwrap().send);
     state.record_delivered(&[p]);
     let err = h.rt.block_on(state.save()).unwrap_err();
-    assert!(matches!(err, SyncStateError::Contended { attempts: 8, .. }), "{err}");
+    assert!(
+        matches!(err, SyncStateError::Contended { attempts: 8, .. }),
+        "{err}"
+    );
     assert!(h.store.keys().iter().all(|k| !k.contains("/shards/")));
 }
 
 #[test]
 fn checkpoint_saves_keep_duplicate_detection_and_later_deliveries() {
     let h = Harness::new();
-    h.run(opts(SyncMode::Upsert, false, 2), MAPPING, &[("a", "0"), ("b", "0")], ALL);
+    h.run(
+        opts(SyncMode::Upsert, false, 2),
+        MAPPING,
+        &[("a", "0"), ("b", "0")],
+        ALL,
+    );
     // A full resync whose first checkpoint comes while b is still in flight: b's old entry goes,
     // and comes back with b's new payload once b is accepted.
     let state = h.open(opts(SyncMode::Upsert, true, 2));
     let fp = Fingerprinter::with_mapping_fingerprint(MAPPING);
     let p = |k: &str, v: &str| fp.print(ElementKind::Customer, k.as_bytes(), &customer(k, v));
     for k in ["a", "b"] {
-        assert!(state.classify(ElementKind::Customer, p(k, "1")).unwrap().send);
+        assert!(
+            state
+                .classify(ElementKind::Customer, p(k, "1"))
+                .unwrap()
+                .send
+        );
     }
     state.record_delivered(&[p("a", "1")]);
     h.rt.block_on(state.save()).unwrap();
     let again = state.classify(ElementKind::Customer, p("a", "1")).unwrap();
-    assert_eq!((again.verdict, again.duplicate, again.send), (Verdict::Unchanged, true, false));
+    assert_eq!(
+        (again.verdict, again.duplicate, again.send),
+        (Verdict::Unchanged, true, false)
+    );
     state.record_delivered(&[p("b", "1")]);
     h.rt.block_on(state.save()).unwrap();
     let stored = h.stored(2);
     assert_eq!(stored.len(), 2);
     assert_eq!(stored.get(&p("b", "1").key), Some(&p("b", "1").fingerprint));
-    assert_eq!(h.rt.block_on(state.save()).unwrap(), SaveReport::default(), "nothing left to write");
+    assert_eq!(
+        h.rt.block_on(state.save()).unwrap(),
+        SaveReport::default(),
+        "nothing left to write"
+    );
 }
 
 #[test]
@@ -108,18 +167,39 @@ fn shard_bytes_round_trip_and_damage_is_detected() {
     let fps: Vec<u64> = (0..1000).map(|i| i * 31 + 1).collect();
     let bytes = codec::encode(bits, index, &keys, &fps);
     assert_eq!(bytes.len(), codec::FRAME_BYTES + 16 * keys.len());
-    assert_eq!(codec::decode(&bytes, bits, index), Ok((keys.clone(), fps.clone())));
-    assert_eq!(codec::decode(&codec::encode(bits, index, &[], &[]), bits, index), Ok((vec![], vec![])));
+    assert_eq!(
+        codec::decode(&bytes, bits, index),
+        Ok((keys.clone(), fps.clone()))
+    );
+    assert_eq!(
+        codec::decode(&codec::encode(bits, index, &[], &[]), bits, index),
+        Ok((vec![], vec![]))
+    );
 
     let mut flipped = bytes.clone();
     flipped[100] ^= 1;
-    assert!(matches!(codec::decode(&flipped, bits, index), Err(DecodeError::Corrupt(_))));
-    assert!(matches!(codec::decode(&bytes[..bytes.len() - 1], bits, index), Err(DecodeError::Corrupt(_))));
-    assert!(matches!(codec::decode(&bytes, bits, index + 1), Err(DecodeError::Corrupt(_))));
+    assert!(matches!(
+        codec::decode(&flipped, bits, index),
+        Err(DecodeError::Corrupt(_))
+    ));
+    assert!(matches!(
+        codec::decode(&bytes[..bytes.len() - 1], bits, index),
+        Err(DecodeError::Corrupt(_))
+    ));
+    assert!(matches!(
+        codec::decode(&bytes, bits, index + 1),
+        Err(DecodeError::Corrupt(_))
+    ));
     let mut newer = bytes.clone();
     newer[7] = codec::FORMAT_VERSION + 1;
-    assert!(matches!(codec::decode(&newer, bits, index), Err(DecodeError::UnknownFormat(_))));
-    assert!(matches!(codec::decode(b"{}", bits, index), Err(DecodeError::Corrupt(_))));
+    assert!(matches!(
+        codec::decode(&newer, bits, index),
+        Err(DecodeError::UnknownFormat(_))
+    ));
+    assert!(matches!(
+        codec::decode(b"{}", bits, index),
+        Err(DecodeError::Corrupt(_))
+    ));
 }
 
 #[test]
@@ -135,28 +215,56 @@ fn a_corrupt_shard_is_resent_and_replaced_but_a_newer_format_is_left_alone() {
 
     h.store.write(&key, b"MOESYNC\x09whatever".to_vec());
     let state = h.open(one);
-    let p = Fingerprinter::with_mapping_fingerprint(MAPPING).print(ElementKind::Customer, b"a", &customer("a", "1"));
-    assert!(matches!(state.classify(ElementKind::Customer, p), Err(SyncStateError::Unreadable { .. })));
+    let p = Fingerprinter::with_mapping_fingerprint(MAPPING).print(
+        ElementKind::Customer,
+        b"a",
+        &customer("a", "1"),
+    );
+    assert!(matches!(
+        state.classify(ElementKind::Customer, p),
+        Err(SyncStateError::Unreadable { .. })
+    ));
 }
 
 #[test]
 fn layout_manifest_and_shard_count() {
     let h = Harness::new();
-    h.run(opts(SyncMode::Upsert, false, 4), MAPPING, &[("a", "1")], ALL);
+    h.run(
+        opts(SyncMode::Upsert, false, 4),
+        MAPPING,
+        &[("a", "1")],
+        ALL,
+    );
     let keys = h.store.keys();
-    assert_eq!(keys[0], "moengage-sync/sync/WS1/user_attributes/manifest.json");
-    assert!(keys[1].starts_with("moengage-sync/sync/WS1/user_attributes/shards/4/"), "{keys:?}");
+    assert_eq!(
+        keys[0],
+        "moengage-sync/sync/WS1/user_attributes/manifest.json"
+    );
+    assert!(
+        keys[1].starts_with("moengage-sync/sync/WS1/user_attributes/shards/4/"),
+        "{keys:?}"
+    );
     assert_eq!(keys.len(), 2);
-    let manifest: serde_json::Value = serde_json::from_slice(&h.store.body(&keys[0]).unwrap()).unwrap();
+    let manifest: serde_json::Value =
+        serde_json::from_slice(&h.store.body(&keys[0]).unwrap()).unwrap();
     assert_eq!(manifest, serde_json::json!({"format": 1, "shard_bits": 4}));
     // A later run asking for another shard count follows the manifest.
     let state = h.open(upsert());
     assert_eq!(state.shard_bits(), 4);
 
-    assert_eq!(h.location.shard_key(8, 10), "moengage-sync/sync/WS1/user_attributes/shards/8/0a.bin");
-    assert_eq!(h.location.shard_key(12, 10), "moengage-sync/sync/WS1/user_attributes/shards/12/00a.bin");
+    assert_eq!(
+        h.location.shard_key(8, 10),
+        "moengage-sync/sync/WS1/user_attributes/shards/8/0a.bin"
+    );
+    assert_eq!(
+        h.location.shard_key(12, 10),
+        "moengage-sync/sync/WS1/user_attributes/shards/12/00a.bin"
+    );
     assert_eq!(scope("ws/1 x", ObjectType::Events), "ws%2F1%20x/events");
-    assert_eq!(SyncLocation::new("b", "", "s").manifest_key(), "sync/s/manifest.json");
+    assert_eq!(
+        SyncLocation::new("b", "", "s").manifest_key(),
+        "sync/s/manifest.json"
+    );
 }
 
 #[test]
@@ -167,13 +275,25 @@ fn prefetch_loads_every_stored_shard_once() {
     h.run(opts(SyncMode::Upsert, false, 4), MAPPING, &rows, ALL);
     let state = h.open(upsert());
     h.rt.block_on(state.prefetch(4)).unwrap();
-    assert_eq!((state.stats().shards_loaded, state.stats().keys_loaded), (16, 300));
+    assert_eq!(
+        (state.stats().shards_loaded, state.stats().keys_loaded),
+        (16, 300)
+    );
     let fp = Fingerprinter::with_mapping_fingerprint(MAPPING);
     for (k, v) in &rows {
-        let d = state.classify(ElementKind::Customer, fp.print(ElementKind::Customer, k.as_bytes(), &customer(k, v))).unwrap();
+        let d = state
+            .classify(
+                ElementKind::Customer,
+                fp.print(ElementKind::Customer, k.as_bytes(), &customer(k, v)),
+            )
+            .unwrap();
         assert!(!d.send);
     }
-    assert_eq!(state.stats().shards_loaded, 16, "classify found them loaded");
+    assert_eq!(
+        state.stats().shards_loaded,
+        16,
+        "classify found them loaded"
+    );
     assert!(state.heap_bytes() >= 300 * 16);
 }
 
@@ -193,13 +313,22 @@ async fn classify_on_a_blocking_thread_loads_shards_through_the_runtime() {
     let store = MemStore::shared();
     let location = SyncLocation::new(BUCKET, "p/", "s");
     let fp = Fingerprinter::with_mapping_fingerprint(MAPPING);
-    let prints: Vec<RowPrint> = (0..1000).map(|i| fp.print(ElementKind::Customer, format!("u{i}").as_bytes(), b"{}")).collect();
+    let prints: Vec<RowPrint> = (0..1000)
+        .map(|i| fp.print(ElementKind::Customer, format!("u{i}").as_bytes(), b"{}"))
+        .collect();
     for round in 0..2 {
-        let state = Arc::new(SyncState::open(store.clone(), location.clone(), upsert()).await.unwrap());
+        let state = Arc::new(
+            SyncState::open(store.clone(), location.clone(), upsert())
+                .await
+                .unwrap(),
+        );
         let (decoder, ps) = (state.clone(), prints.clone());
         // The pipeline's shape: the decode thread classifies, the async side records and saves.
         let sent = tokio::task::spawn_blocking(move || {
-            ps.iter().filter(|p| decoder.classify(ElementKind::Customer, **p).unwrap().send).copied().collect::<Vec<_>>()
+            ps.iter()
+                .filter(|p| decoder.classify(ElementKind::Customer, **p).unwrap().send)
+                .copied()
+                .collect::<Vec<_>>()
         })
         .await
         .unwrap();
@@ -224,8 +353,15 @@ fn interpolated_lookup_finds_exactly_what_binary_search_finds() {
         for (i, k) in keys.iter().enumerate() {
             assert_eq!(shard.position(*k), Some(i), "n={n}");
         }
-        for probe in (0..2000).map(|_| rng.u64(..)).chain([0, u64::MAX, 999, 1_000 + 500]) {
-            assert_eq!(shard.position(probe), keys.binary_search(&probe).ok(), "n={n} probe={probe}");
+        for probe in (0..2000)
+            .map(|_| rng.u64(..))
+            .chain([0, u64::MAX, 999, 1_000 + 500])
+        {
+            assert_eq!(
+                shard.position(probe),
+                keys.binary_search(&probe).ok(),
+                "n={n} probe={probe}"
+            );
         }
     }
 }
@@ -234,12 +370,29 @@ fn interpolated_lookup_finds_exactly_what_binary_search_finds() {
 fn a_scope_without_a_manifest_reads_no_shard_and_a_stored_one_loads_only_what_rows_touch() {
     let h = Harness::new();
     let bits = DEFAULT_SHARD_BITS;
-    h.run(opts(SyncMode::Upsert, false, bits), MAPPING, &[("a", "1"), ("b", "1"), ("c", "1")], ALL);
-    assert_eq!(h.store.shard_reads.load(Ordering::SeqCst), 0, "a first run has nothing to read");
+    h.run(
+        opts(SyncMode::Upsert, false, bits),
+        MAPPING,
+        &[("a", "1"), ("b", "1"), ("c", "1")],
+        ALL,
+    );
+    assert_eq!(
+        h.store.shard_reads.load(Ordering::SeqCst),
+        0,
+        "a first run has nothing to read"
+    );
 
     let state = h.open(upsert());
-    let p = Fingerprinter::with_mapping_fingerprint(MAPPING).print(ElementKind::Customer, b"a", &customer("a", "1"));
+    let p = Fingerprinter::with_mapping_fingerprint(MAPPING).print(
+        ElementKind::Customer,
+        b"a",
+        &customer("a", "1"),
+    );
     assert!(!state.classify(ElementKind::Customer, p).unwrap().send);
-    assert_eq!(h.store.shard_reads.load(Ordering::SeqCst), 1, "one row, one shard");
+    assert_eq!(
+        h.store.shard_reads.load(Ordering::SeqCst),
+        1,
+        "one row, one shard"
+    );
     assert!(state.has_stored_state());
 }

@@ -20,20 +20,30 @@ fn send_policy_table() {
         (E, I, N, false, true),  (E, Up, N, false, true),  (E, U, N, true, false),
     ];
     for (kind, mode, verdict, dup, want) in table {
-        assert_eq!(should_send(mode, kind, verdict, dup), want, "{kind:?} {mode:?} {verdict:?} duplicate={dup}");
+        assert_eq!(
+            should_send(mode, kind, verdict, dup),
+            want,
+            "{kind:?} {mode:?} {verdict:?} duplicate={dup}"
+        );
     }
 }
 
 #[test]
 fn verdicts_and_sends_per_mode_against_a_stored_state() {
     let rows = [("a", "1"), ("b", "2"), ("c", "1")];
-    for (mode, want) in
-        [(SyncMode::Upsert, [false, true, true]), (SyncMode::Insert, [false, false, true]), (SyncMode::Update, [false, true, true])]
-    {
+    for (mode, want) in [
+        (SyncMode::Upsert, [false, true, true]),
+        (SyncMode::Insert, [false, false, true]),
+        (SyncMode::Update, [false, true, true]),
+    ] {
         let h = Harness::new();
         h.run(upsert(), MAPPING, &[("a", "1"), ("b", "1")], ALL);
         let ds = h.run(SyncOptions::new(mode, false), MAPPING, &rows, ALL);
-        assert_eq!(verdicts(&ds), [Verdict::Unchanged, Verdict::Changed, Verdict::New], "{mode:?}");
+        assert_eq!(
+            verdicts(&ds),
+            [Verdict::Unchanged, Verdict::Changed, Verdict::New],
+            "{mode:?}"
+        );
         assert_eq!(sends(&ds), want, "{mode:?}");
         assert!(ds.iter().all(|d| !d.duplicate));
     }
@@ -42,19 +52,33 @@ fn verdicts_and_sends_per_mode_against_a_stored_state() {
 #[test]
 fn first_run_sends_all_an_identical_snapshot_nothing_and_changes_only_themselves() {
     let h = Harness::new();
-    let snapshot: Vec<(String, String)> = (0..500).map(|i| (format!("user-{i}"), format!("v{i}"))).collect();
-    let rows: Vec<(&str, &str)> = snapshot.iter().map(|(k, v)| (k.as_str(), v.as_str())).collect();
-    assert!(sends(&h.run(upsert(), MAPPING, &rows, ALL)).iter().all(|s| *s));
+    let snapshot: Vec<(String, String)> = (0..500)
+        .map(|i| (format!("user-{i}"), format!("v{i}")))
+        .collect();
+    let rows: Vec<(&str, &str)> = snapshot
+        .iter()
+        .map(|(k, v)| (k.as_str(), v.as_str()))
+        .collect();
+    assert!(sends(&h.run(upsert(), MAPPING, &rows, ALL))
+        .iter()
+        .all(|s| *s));
     assert_eq!(h.stored(DEFAULT_SHARD_BITS).len(), 500);
-    assert!(sends(&h.run(upsert(), MAPPING, &rows, ALL)).iter().all(|s| !s));
+    assert!(sends(&h.run(upsert(), MAPPING, &rows, ALL))
+        .iter()
+        .all(|s| !s));
     let mut changed = rows.clone();
     for row in changed.iter_mut().step_by(50) {
         row.1 = "changed";
     }
     let ds = h.run(upsert(), MAPPING, &changed, ALL);
     assert_eq!(ds.iter().filter(|d| d.send).count(), 10);
-    assert!(ds.iter().step_by(50).all(|d| d.verdict == Verdict::Changed && d.send));
-    assert!(sends(&h.run(upsert(), MAPPING, &changed, ALL)).iter().all(|s| !s));
+    assert!(ds
+        .iter()
+        .step_by(50)
+        .all(|d| d.verdict == Verdict::Changed && d.send));
+    assert!(sends(&h.run(upsert(), MAPPING, &changed, ALL))
+        .iter()
+        .all(|s| !s));
 }
 
 #[test]
@@ -64,11 +88,23 @@ fn only_accepted_rows_are_recorded() {
     // b and d are dead-lettered (or still pending when the run stops).
     h.run(upsert(), MAPPING, &rows, |i| i % 2 == 0);
     let ds = h.run(upsert(), MAPPING, &rows, ALL);
-    assert_eq!(verdicts(&ds), [Verdict::Unchanged, Verdict::New, Verdict::Unchanged, Verdict::New]);
+    assert_eq!(
+        verdicts(&ds),
+        [
+            Verdict::Unchanged,
+            Verdict::New,
+            Verdict::Unchanged,
+            Verdict::New
+        ]
+    );
 
     // A print for a row this state never sent is not trusted.
     let state = h.open(upsert());
-    let stray = Fingerprinter::with_mapping_fingerprint(MAPPING).print(ElementKind::Customer, b"zed", b"{}");
+    let stray = Fingerprinter::with_mapping_fingerprint(MAPPING).print(
+        ElementKind::Customer,
+        b"zed",
+        b"{}",
+    );
     state.record_delivered(&[stray]);
     assert_eq!(state.stats().prints_ignored, 1);
     h.rt.block_on(state.save()).unwrap();
@@ -88,12 +124,27 @@ fn a_changed_row_that_is_not_accepted_keeps_its_old_entry_and_is_resent() {
 #[test]
 fn duplicates_are_flagged_and_the_last_occurrence_wins() {
     let h = Harness::new();
-    let ds = h.run(upsert(), MAPPING, &[("a", "1"), ("a", "1"), ("b", "1"), ("b", "2")], ALL);
-    assert_eq!(
-        ds.iter().map(|d| (d.verdict, d.duplicate, d.send)).collect::<Vec<_>>(),
-        [(Verdict::New, false, true), (Verdict::Unchanged, true, false), (Verdict::New, false, true), (Verdict::New, true, true),]
+    let ds = h.run(
+        upsert(),
+        MAPPING,
+        &[("a", "1"), ("a", "1"), ("b", "1"), ("b", "2")],
+        ALL,
     );
-    assert_eq!(sends(&h.run(upsert(), MAPPING, &[("b", "2")], ALL)), [false]);
+    assert_eq!(
+        ds.iter()
+            .map(|d| (d.verdict, d.duplicate, d.send))
+            .collect::<Vec<_>>(),
+        [
+            (Verdict::New, false, true),
+            (Verdict::Unchanged, true, false),
+            (Verdict::New, false, true),
+            (Verdict::New, true, true),
+        ]
+    );
+    assert_eq!(
+        sends(&h.run(upsert(), MAPPING, &[("b", "2")], ALL)),
+        [false]
+    );
 
     // Stored 1; the export says 2 then 1. MoEngage ends with 1 (sent last), and so must the state.
     let h = Harness::new();
@@ -101,7 +152,10 @@ fn duplicates_are_flagged_and_the_last_occurrence_wins() {
     let ds = h.run(upsert(), MAPPING, &[("a", "2"), ("a", "1")], ALL);
     assert_eq!(verdicts(&ds), [Verdict::Changed, Verdict::Changed]);
     assert!(ds[1].duplicate && ds[1].send);
-    assert_eq!(sends(&h.run(upsert(), MAPPING, &[("a", "1")], ALL)), [false]);
+    assert_eq!(
+        sends(&h.run(upsert(), MAPPING, &[("a", "1")], ALL)),
+        [false]
+    );
 
     // Same, but the last occurrence is dead-lettered: MoEngage holds 2, so 1 is sent next time.
     let h = Harness::new();
@@ -123,16 +177,41 @@ fn duplicates_are_flagged_and_the_last_occurrence_wins() {
 #[test]
 fn full_resync_ignores_the_state_once_and_rebuilds_it() {
     let h = Harness::new();
-    h.run(upsert(), MAPPING, &[("a", "1"), ("b", "1"), ("c", "1"), ("keep", "1")], ALL);
+    h.run(
+        upsert(),
+        MAPPING,
+        &[("a", "1"), ("b", "1"), ("c", "1"), ("keep", "1")],
+        ALL,
+    );
     // A full resync of a, b, c: everything is New and sent; b is not accepted.
     let full = SyncOptions::new(SyncMode::Upsert, true);
-    let ds = h.run(full, MAPPING, &[("a", "1"), ("b", "1"), ("c", "2")], |i| i != 1);
+    let ds = h.run(full, MAPPING, &[("a", "1"), ("b", "1"), ("c", "2")], |i| {
+        i != 1
+    });
     assert!(ds.iter().all(|d| d.verdict == Verdict::New && d.send));
     // b's old entry is forgotten rather than trusted; keys the export did not hold keep theirs.
-    let ds = h.run(upsert(), MAPPING, &[("a", "1"), ("b", "1"), ("c", "2"), ("keep", "1")], ALL);
-    assert_eq!(verdicts(&ds), [Verdict::Unchanged, Verdict::New, Verdict::Unchanged, Verdict::Unchanged]);
+    let ds = h.run(
+        upsert(),
+        MAPPING,
+        &[("a", "1"), ("b", "1"), ("c", "2"), ("keep", "1")],
+        ALL,
+    );
+    assert_eq!(
+        verdicts(&ds),
+        [
+            Verdict::Unchanged,
+            Verdict::New,
+            Verdict::Unchanged,
+            Verdict::Unchanged
+        ]
+    );
     // Insert mode under a full resync sends everything too (that is the point of it).
-    let ds = h.run(SyncOptions::new(SyncMode::Insert, true), MAPPING, &[("a", "1")], ALL);
+    let ds = h.run(
+        SyncOptions::new(SyncMode::Insert, true),
+        MAPPING,
+        &[("a", "1")],
+        ALL,
+    );
     assert!(ds[0].send);
 }
 
@@ -143,7 +222,9 @@ fn a_mapping_change_makes_everything_changed_once() {
     h.run(upsert(), MAPPING, &rows, ALL);
     let ds = h.run(upsert(), MAPPING + 1, &rows, ALL);
     assert!(ds.iter().all(|d| d.verdict == Verdict::Changed && d.send));
-    assert!(sends(&h.run(upsert(), MAPPING + 1, &rows, ALL)).iter().all(|s| !s));
+    assert!(sends(&h.run(upsert(), MAPPING + 1, &rows, ALL))
+        .iter()
+        .all(|s| !s));
 }
 
 #[test]
@@ -151,13 +232,37 @@ fn the_mapping_fingerprint_follows_fields_columns_and_types_not_positions() {
     let fp = |json: &str, header: &[&str]| {
         let m = FieldMapping::parse(Some(json), None, ObjectType::UserAttributes).unwrap();
         let header: Vec<String> = header.iter().map(|s| s.to_string()).collect();
-        mapping_fingerprint(ObjectType::UserAttributes, &m.resolve(&header, SyncMode::Upsert).unwrap())
+        mapping_fingerprint(
+            ObjectType::UserAttributes,
+            &m.resolve(&header, SyncMode::Upsert).unwrap(),
+        )
     };
-    let base = fp(r#"{"customer_id":"id","plan":"plan"}"#, &["id", "plan", "x"]);
-    assert_eq!(base, fp(r#"{"customer_id":"id","plan":"plan"}"#, &["x", "plan", "id"]));
-    assert_ne!(base, fp(r#"{"customer_id":"id","plan":"tier"}"#, &["id", "tier"]));
-    assert_ne!(base, fp(r#"{"customer_id":"id","plan":{"column":"plan","type":"string"}}"#, &["id", "plan"]));
-    assert_ne!(base, fp(r#"{"customer_id":"id","tier":"plan"}"#, &["id", "plan"]));
+    let base = fp(
+        r#"{"customer_id":"id","plan":"plan"}"#,
+        &["id", "plan", "x"],
+    );
+    assert_eq!(
+        base,
+        fp(
+            r#"{"customer_id":"id","plan":"plan"}"#,
+            &["x", "plan", "id"]
+        )
+    );
+    assert_ne!(
+        base,
+        fp(r#"{"customer_id":"id","plan":"tier"}"#, &["id", "tier"])
+    );
+    assert_ne!(
+        base,
+        fp(
+            r#"{"customer_id":"id","plan":{"column":"plan","type":"string"}}"#,
+            &["id", "plan"]
+        )
+    );
+    assert_ne!(
+        base,
+        fp(r#"{"customer_id":"id","tier":"plan"}"#, &["id", "plan"])
+    );
 }
 
 #[test]
@@ -166,12 +271,27 @@ fn fingerprints_cover_the_payload_but_not_update_existing_only() {
     let plain = br#"{"type":"customer","customer_id":"u1","attributes":{"a":1}}"#;
     let flagged = br#"{"type":"customer","customer_id":"u1","attributes":{"a":1},"update_existing_only":true}"#;
     assert_eq!(f.fingerprint(plain), f.fingerprint(flagged));
-    assert_ne!(f.fingerprint(plain), f.fingerprint(br#"{"type":"customer","customer_id":"u1","attributes":{"a":2}}"#));
-    assert_ne!(f.fingerprint(plain), Fingerprinter::with_mapping_fingerprint(MAPPING + 1).fingerprint(plain));
-    assert_ne!(Fingerprinter::key(ElementKind::Customer, b"u1"), Fingerprinter::key(ElementKind::Event, b"u1"));
+    assert_ne!(
+        f.fingerprint(plain),
+        f.fingerprint(br#"{"type":"customer","customer_id":"u1","attributes":{"a":2}}"#)
+    );
+    assert_ne!(
+        f.fingerprint(plain),
+        Fingerprinter::with_mapping_fingerprint(MAPPING + 1).fingerprint(plain)
+    );
+    assert_ne!(
+        Fingerprinter::key(ElementKind::Customer, b"u1"),
+        Fingerprinter::key(ElementKind::Event, b"u1")
+    );
 
     assert_eq!(customer_id_of(plain), Some(&b"u1"[..]));
-    assert_eq!(customer_id_of(br#"{"type":"event","customer_id":"a\"b","actions":[]}"#), Some(&br#"a\"b"#[..]));
-    assert_eq!(customer_id_of(br#"{"type":"customer","customer_id":"unterminated"#), None);
+    assert_eq!(
+        customer_id_of(br#"{"type":"event","customer_id":"a\"b","actions":[]}"#),
+        Some(&br#"a\"b"#[..])
+    );
+    assert_eq!(
+        customer_id_of(br#"{"type":"customer","customer_id":"unterminated"#),
+        None
+    );
     assert_eq!(customer_id_of(b"{}"), None);
 }

@@ -352,7 +352,7 @@ fn end_to_end(dir: &Path) {
         .expect("runtime");
     runtime.block_on(async {
         let stack = support::Stack::start().await;
-        let deps = stack.deps(&[("FIELD_MAPPING", users::MAPPING), ("RATE_LIMIT_PER_MINUTE", "1000000")]).await;
+        let deps = stack.deps(&[("FIELD_MAPPING", users::MAPPING), ("RATE_LIMIT_PER_MINUTE", "1000000"), ("FULL_RESYNC", "true")]).await;
         println!("\n## end to end: moto S3 → handler → emulator over HTTP (rate limit lifted), {rows} rows\n");
         println!("| format | rows delivered | requests | wall s | rows/s |");
         println!("|---|---:|---:|---:|---:|");

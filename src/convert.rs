@@ -41,7 +41,8 @@ impl Cell<'_> {
     pub fn is_empty(&self) -> bool {
         match self {
             Cell::Null => true,
-            Cell::Str(s) => s.trim().is_empty(),
+            // Most cells start with a visible character: skip the UTF-8-aware trim for them.
+            Cell::Str(s) => s.as_bytes().first().is_none_or(|b| b.is_ascii_whitespace() || !b.is_ascii()) && s.trim().is_empty(),
             Cell::Json(v) => v.is_null() || v.as_str().is_some_and(|s| s.trim().is_empty()),
             Cell::Int(_)
             | Cell::Float(_)
@@ -321,7 +322,7 @@ fn write_json(
 /// Writes a JSON string. Most warehouse cells need no escaping, so they are copied as they are;
 /// serde_json's escaper runs only when a byte needs it.
 pub fn write_raw_str(s: &str, out: &mut Vec<u8>) {
-    if s.bytes().all(|b| b >= 0x20 && b != b'"' && b != b'\\') {
+    if !needs_escape(s.as_bytes()) {
         out.push(b'"');
         out.extend_from_slice(s.as_bytes());
         out.push(b'"');
@@ -329,6 +330,29 @@ pub fn write_raw_str(s: &str, out: &mut Vec<u8>) {
         // Writing a &str into a Vec cannot fail: serde_json only errors on I/O or non-string keys.
         let _ = serde_json::to_writer(&mut *out, s);
     }
+}
+
+/// Whether any byte needs JSON escaping (control bytes, `"`, `\`). Scans 8 bytes per step with
+/// SWAR bit tricks: this check runs on every string of every row and was the largest single cost
+/// in the CSV profile (callgrind, see docs/benchmarks.md).
+fn needs_escape(bytes: &[u8]) -> bool {
+    const LO: u64 = 0x0101_0101_0101_0101;
+    const HI: u64 = 0x8080_8080_8080_8080;
+    // A byte of `x` is zero ⇔ the matching high bit of `(x - LO) & !x & HI` is set.
+    let has_zero = |x: u64| x.wrapping_sub(LO) & !x & HI != 0;
+    // A byte below 0x20 ⇔ high bit of `(x - 0x20…) & !x & HI` (valid as long as no byte ≥ 0x80
+    // is involved — for those bytes `!x` clears the high bit, so they never report).
+    let has_below_0x20 = |x: u64| x.wrapping_sub(LO * 0x20) & !x & HI != 0;
+    let mut chunks = bytes.chunks_exact(8);
+    for c in &mut chunks {
+        let mut word = [0u8; 8];
+        word.copy_from_slice(c);
+        let x = u64::from_le_bytes(word);
+        if has_below_0x20(x) || has_zero(x ^ (LO * b'"' as u64)) || has_zero(x ^ (LO * b'\\' as u64)) {
+            return true;
+        }
+    }
+    chunks.remainder().iter().any(|&b| b < 0x20 || b == b'"' || b == b'\\')
 }
 
 /// JSON has no NaN or infinity; such a float cannot be sent.
@@ -913,6 +937,22 @@ mod tests {
         for (input, ty, reason) in bad {
             let e = conv(Cell::Str(input), Some(*ty)).unwrap_err();
             assert!(e.0.contains(reason), "{input} as {ty:?}: {e}");
+        }
+    }
+
+    #[test]
+    fn the_word_at_a_time_escape_check_agrees_with_the_bytewise_one() {
+        let slow = |b: &[u8]| b.iter().any(|&c| c < 0x20 || c == b'"' || c == b'\\');
+        let mut samples: Vec<Vec<u8>> = vec![b"".to_vec(), b"plain ascii text".to_vec(), "naïve café ünïcode ✓".as_bytes().to_vec()];
+        for special in [b'"', b'\\', b'\n', 0u8, 0x1f, b' ', 0x7f, 0x80, 0xff] {
+            for pos in 0..20 {
+                let mut v = b"abcdefghijklmnopqrst".to_vec();
+                v[pos] = special;
+                samples.push(v);
+            }
+        }
+        for s in &samples {
+            assert_eq!(needs_escape(s), slow(s), "{s:?}");
         }
     }
 

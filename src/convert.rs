@@ -42,7 +42,12 @@ impl Cell<'_> {
         match self {
             Cell::Null => true,
             // Most cells start with a visible character: skip the UTF-8-aware trim for them.
-            Cell::Str(s) => s.as_bytes().first().is_none_or(|b| b.is_ascii_whitespace() || !b.is_ascii()) && s.trim().is_empty(),
+            Cell::Str(s) => {
+                s.as_bytes()
+                    .first()
+                    .is_none_or(|b| b.is_ascii_whitespace() || !b.is_ascii())
+                    && s.trim().is_empty()
+            }
             Cell::Json(v) => v.is_null() || v.as_str().is_some_and(|s| s.trim().is_empty()),
             Cell::Int(_)
             | Cell::Float(_)
@@ -348,11 +353,17 @@ fn needs_escape(bytes: &[u8]) -> bool {
         let mut word = [0u8; 8];
         word.copy_from_slice(c);
         let x = u64::from_le_bytes(word);
-        if has_below_0x20(x) || has_zero(x ^ (LO * b'"' as u64)) || has_zero(x ^ (LO * b'\\' as u64)) {
+        if has_below_0x20(x)
+            || has_zero(x ^ (LO * b'"' as u64))
+            || has_zero(x ^ (LO * b'\\' as u64))
+        {
             return true;
         }
     }
-    chunks.remainder().iter().any(|&b| b < 0x20 || b == b'"' || b == b'\\')
+    chunks
+        .remainder()
+        .iter()
+        .any(|&b| b < 0x20 || b == b'"' || b == b'\\')
 }
 
 /// JSON has no NaN or infinity; such a float cannot be sent.
@@ -943,7 +954,11 @@ mod tests {
     #[test]
     fn the_word_at_a_time_escape_check_agrees_with_the_bytewise_one() {
         let slow = |b: &[u8]| b.iter().any(|&c| c < 0x20 || c == b'"' || c == b'\\');
-        let mut samples: Vec<Vec<u8>> = vec![b"".to_vec(), b"plain ascii text".to_vec(), "naïve café ünïcode ✓".as_bytes().to_vec()];
+        let mut samples: Vec<Vec<u8>> = vec![
+            b"".to_vec(),
+            b"plain ascii text".to_vec(),
+            "naïve café ünïcode ✓".as_bytes().to_vec(),
+        ];
         for special in [b'"', b'\\', b'\n', 0u8, 0x1f, b' ', 0x7f, 0x80, 0xff] {
             for pos in 0..20 {
                 let mut v = b"abcdefghijklmnopqrst".to_vec();

@@ -434,11 +434,7 @@ pub fn write_datetime(dt: &DateTime<Utc>, out: &mut Vec<u8>) {
         return;
     }
     out.push(b'"');
-    push_digits(out, y as u32, 4);
-    out.push(b'-');
-    push_digits(out, dt.month(), 2);
-    out.push(b'-');
-    push_digits(out, dt.day(), 2);
+    push_ymd(out, y as u32, dt.month(), dt.day());
     out.push(b'T');
     push_digits(out, dt.hour(), 2);
     out.push(b':');
@@ -457,12 +453,17 @@ pub fn write_date(d: NaiveDate, out: &mut Vec<u8>) {
         return;
     }
     out.push(b'"');
-    push_digits(out, y as u32, 4);
-    out.push(b'-');
-    push_digits(out, d.month(), 2);
-    out.push(b'-');
-    push_digits(out, d.day(), 2);
+    push_ymd(out, y as u32, d.month(), d.day());
     out.push(b'"');
+}
+
+/// `YYYY-MM-DD`, unquoted; the year is 0..=9999 (callers check).
+fn push_ymd(out: &mut Vec<u8>, year: u32, month: u32, day: u32) {
+    push_digits(out, year, 4);
+    out.push(b'-');
+    push_digits(out, month, 2);
+    out.push(b'-');
+    push_digits(out, day, 2);
 }
 
 fn write_number(s: &str, out: &mut Vec<u8>) -> Result<(), ConvertError> {

@@ -66,19 +66,7 @@ pub trait StateStore: Send + Sync {
 #[async_trait]
 impl StateStore for aws_sdk_s3::Client {
     async fn get(&self, bucket: &str, key: &str) -> Result<Option<Vec<u8>>, StateError> {
-        let err = |reason: String| StateError {
-            bucket: bucket.into(),
-            key: key.into(),
-            reason,
-        };
-        match self.get_object().bucket(bucket).key(key).send().await {
-            Ok(out) => {
-                let bytes = out.body.collect().await.map_err(|e| err(e.to_string()))?;
-                Ok(Some(bytes.into_bytes().to_vec()))
-            }
-            Err(e) if e.as_service_error().is_some_and(|s| s.is_no_such_key()) => Ok(None),
-            Err(e) => Err(err(aws_error_text(&e))),
-        }
+        Ok(self.get_versioned(bucket, key).await?.map(|v| v.body))
     }
 
     async fn put(

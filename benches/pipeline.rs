@@ -162,6 +162,7 @@ fn child(format: &str, path: &Path) {
         content_encoding: None,
         format: None,
         compression: None,
+        csv: Default::default(),
         ranged,
     };
     let cpu0 = cpu_seconds();

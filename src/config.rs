@@ -6,7 +6,7 @@ use std::fmt;
 
 use std::time::Duration;
 
-use crate::decode::{Compression, Format};
+use crate::decode::{Compression, CsvOptions, Format};
 use crate::delivery::RetryPolicy;
 use crate::mapping::{FieldMapping, MappingError};
 
@@ -221,6 +221,8 @@ pub struct Config {
     pub source_format: Option<Format>,
     /// `SOURCE_COMPRESSION`: overrides detection from the key / `Content-Encoding` / magic bytes.
     pub source_compression: Option<Compression>,
+    /// `CSV_DELIMITER`, `CSV_QUOTE`, `CSV_ESCAPE`: the CSV dialect; default RFC 4180.
+    pub csv: CsvOptions,
 }
 
 /// A configuration problem, always naming the variable and what it accepts.
@@ -452,6 +454,39 @@ impl Config {
             })?),
         };
 
+        // Not trimmed: a tab (or a space) is a legitimate delimiter.
+        let csv_char = |variable: &'static str| -> Result<Option<u8>, ConfigError> {
+            match lookup(variable).filter(|v| !v.is_empty()) {
+                None => Ok(None),
+                Some(raw) => match CsvOptions::parse_char(&raw) {
+                    Some(c) => Ok(Some(c)),
+                    None => Err(ConfigError::Invalid {
+                        variable,
+                        value: raw,
+                        accepted: CsvOptions::ACCEPTED_CHAR.into(),
+                    }),
+                },
+            }
+        };
+        let csv = CsvOptions {
+            delimiter: csv_char("CSV_DELIMITER")?,
+            quote: csv_char("CSV_QUOTE")?.unwrap_or(b'"'),
+            escape: match lookup("CSV_ESCAPE") {
+                Some(v) if v.trim().eq_ignore_ascii_case("none") => None,
+                _ => csv_char("CSV_ESCAPE")?,
+            },
+        };
+        if csv.delimiter == Some(csv.quote) {
+            return Err(ConfigError::Invalid {
+                variable: "CSV_DELIMITER",
+                value: (csv.quote as char).to_string(),
+                accepted: format!(
+                    "a character other than the quote character ({:?}, CSV_QUOTE)",
+                    csv.quote as char
+                ),
+            });
+        }
+
         let full_resync = match get("FULL_RESYNC") {
             None => false,
             Some(raw) => crate::convert::parse_bool(&raw).ok_or(ConfigError::Invalid {
@@ -496,6 +531,7 @@ impl Config {
             retry,
             source_format,
             source_compression,
+            csv,
             full_resync,
             source_bucket,
             source_prefix,
@@ -618,6 +654,10 @@ mod tests {
             ("MOENGAGE_API_KEY_SECRET_ARN", "mykey", "secret ARN"),
             ("SOURCE_FORMAT", "xlsx", "csv, tsv, ndjson or parquet"),
             ("SOURCE_COMPRESSION", "bz2", "none, gzip or zstd"),
+            ("CSV_DELIMITER", ";;", "one ASCII character"),
+            ("CSV_QUOTE", "«", "one ASCII character"),
+            ("CSV_ESCAPE", "\n", "other than a line break"),
+            ("CSV_DELIMITER", "\"", "other than the quote character"),
         ];
         for (var, value, accepted) in cases {
             let mut vars = base();
@@ -630,6 +670,31 @@ mod tests {
             assert!(err.contains(accepted), "{var}: {err}");
             assert!(!err.contains('\n'), "one line: {err}");
         }
+    }
+
+    #[test]
+    fn the_csv_dialect_is_read_from_its_variables() {
+        let config = load(&base()).unwrap();
+        assert_eq!(config.csv, CsvOptions::default());
+        let mut vars = base();
+        vars.insert("CSV_DELIMITER", "\t".into());
+        vars.insert("CSV_QUOTE", "'".into());
+        vars.insert("CSV_ESCAPE", "\\".into());
+        let config = load(&vars).unwrap();
+        assert_eq!(
+            config.csv,
+            CsvOptions {
+                delimiter: Some(b'\t'),
+                quote: b'\'',
+                escape: Some(b'\\'),
+            }
+        );
+        for tab in ["\\t", "TAB"] {
+            vars.insert("CSV_DELIMITER", tab.into());
+            assert_eq!(load(&vars).unwrap().csv.delimiter, Some(b'\t'), "{tab:?}");
+        }
+        vars.insert("CSV_ESCAPE", "none".into());
+        assert_eq!(load(&vars).unwrap().csv.escape, None);
     }
 
     #[test]

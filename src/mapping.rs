@@ -186,19 +186,14 @@ impl FieldMapping {
                 })
         };
         let customer_id = match specs.iter().find(|s| s.field == "customer_id") {
-            Some(s) => Bound {
-                field: s.field.clone(),
-                column: s.column.clone(),
-                index: index_of(&s.field, &s.column)?,
-                field_type: s.field_type,
-            },
+            Some(s) => Bound::new(
+                &s.field,
+                &s.column,
+                index_of(&s.field, &s.column)?,
+                s.field_type,
+            ),
             None => match &self.primary_key {
-                Some(pk) => Bound {
-                    field: "customer_id".into(),
-                    column: pk.clone(),
-                    index: index_of("customer_id", pk)?,
-                    field_type: None,
-                },
+                Some(pk) => Bound::new("customer_id", pk, index_of("customer_id", pk)?, None),
                 None => return Err(MappingError::NoCustomerId),
             },
         };
@@ -206,12 +201,12 @@ impl FieldMapping {
         let mut action_fields = Vec::new();
         let mut attributes = Vec::new();
         for s in specs.iter().filter(|s| s.field != "customer_id") {
-            let bound = Bound {
-                field: s.field.clone(),
-                column: s.column.clone(),
-                index: index_of(&s.field, &s.column)?,
-                field_type: s.field_type,
-            };
+            let bound = Bound::new(
+                &s.field,
+                &s.column,
+                index_of(&s.field, &s.column)?,
+                s.field_type,
+            );
             let on_action = self.object_type != ObjectType::UserAttributes
                 && ACTION_FIELDS.contains(&s.field.as_str());
             if s.field == "action" && on_action {
@@ -250,6 +245,23 @@ pub struct Bound {
     pub column: String,
     pub index: usize,
     pub field_type: Option<FieldType>,
+    /// `"field":` as JSON, escaped once here instead of on every row.
+    key_json: Box<[u8]>,
+}
+
+impl Bound {
+    fn new(field: &str, column: &str, index: usize, field_type: Option<FieldType>) -> Self {
+        let mut key_json = Vec::with_capacity(field.len() + 3);
+        convert::write_raw_str(field, &mut key_json);
+        key_json.push(b':');
+        Bound {
+            field: field.to_string(),
+            column: column.to_string(),
+            index,
+            field_type,
+            key_json: key_json.into_boxed_slice(),
+        }
+    }
 }
 
 /// Why a row was not sent: the column it concerns and a reason a person can act on.
@@ -330,15 +342,13 @@ impl ResolvedMapping {
         let cid_cell = row
             .cell(self.customer_id.index)
             .map_err(|r| issue(&self.customer_id, r))?;
-        let cid = cid_cell
-            .as_text()
-            .map(|t| t.trim().to_string())
-            .ok_or_else(|| {
-                issue(
-                    &self.customer_id,
-                    "customer_id is missing (every record needs one)".into(),
-                )
-            })?;
+        let cid_text = cid_cell.as_text();
+        let cid = cid_text.as_deref().map(str::trim).ok_or_else(|| {
+            issue(
+                &self.customer_id,
+                "customer_id is missing (every record needs one)".into(),
+            )
+        })?;
         if cid.is_empty() {
             return Err(issue(
                 &self.customer_id,
@@ -347,7 +357,7 @@ impl ResolvedMapping {
         }
         if FORBIDDEN_CUSTOMER_IDS
             .iter()
-            .any(|f| f.eq_ignore_ascii_case(&cid))
+            .any(|f| f.eq_ignore_ascii_case(cid))
         {
             return Err(issue(
                 &self.customer_id,
@@ -381,7 +391,7 @@ impl ResolvedMapping {
         match kind {
             ElementKind::Customer => {
                 out.extend_from_slice(b"{\"type\":\"customer\",\"customer_id\":");
-                convert::write_raw_str(&cid, out);
+                convert::write_raw_str(cid, out);
                 out.extend_from_slice(b",\"attributes\":");
                 self.write_attributes(row, out, &mut encoded)?;
                 if self.update_existing_only {
@@ -396,7 +406,7 @@ impl ResolvedMapping {
                     encoded.warnings.push(issue(b, format!("event name {name:?} contains '.', which MoEngage turns into a space; prefer '_'")));
                 }
                 out.extend_from_slice(b"{\"type\":\"event\",\"customer_id\":");
-                convert::write_raw_str(&cid, out);
+                convert::write_raw_str(cid, out);
                 out.extend_from_slice(b",\"actions\":[{\"action\":");
                 convert::write_raw_str(&name, out);
                 out.extend_from_slice(b",\"attributes\":");
@@ -431,8 +441,7 @@ impl ResolvedMapping {
             if !first {
                 out.push(b',');
             }
-            convert::write_raw_str(&b.field, out);
-            out.push(b':');
+            out.extend_from_slice(&b.key_json);
             warnings.clear();
             match convert::write_value(cell, b.field_type, out, &mut warnings) {
                 Ok(true) => first = false,
@@ -469,8 +478,7 @@ impl ResolvedMapping {
             return Ok(());
         }
         out.push(b',');
-        convert::write_raw_str(&b.field, out);
-        out.push(b':');
+        out.extend_from_slice(&b.key_json);
         match b.field.as_str() {
             "platform" => {
                 let raw = cell

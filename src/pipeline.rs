@@ -167,6 +167,7 @@ pub async fn process_object(deps: &Deps, object: &ObjectRef, plan: &RunPlan) -> 
             content_encoding: encoding.as_deref(),
             format: decode_config.source_format,
             compression: decode_config.source_compression,
+            csv: decode_config.csv,
             ranged: Some(ranged),
         };
         decode_object(
@@ -513,6 +514,19 @@ struct Limits {
 }
 
 /// The blocking half: stream → rows → elements → bodies, sent down `tx`.
+/// A header read as one column that holds `;`, `|` or a tab was most likely split on the wrong
+/// delimiter.
+fn delimiter_hint(header: &[String]) -> String {
+    match header {
+        [only] => [';', '|', '\t']
+            .into_iter()
+            .find(|d| only.contains(*d))
+            .map(|d| format!("; the header was read as one column — if the file is separated by {d:?}, set CSV_DELIMITER"))
+            .unwrap_or_default(),
+        _ => String::new(),
+    }
+}
+
 fn decode_object(
     input: DecodeInput<'_>,
     config: &Config,
@@ -539,7 +553,10 @@ fn decode_object(
         Ok(m) => m,
         Err(e) => {
             send(Decoded::Failed {
-                reason: format!("the mapping does not fit this export: {e}"),
+                reason: format!(
+                    "the mapping does not fit this export: {e}{}",
+                    delimiter_hint(rows.header())
+                ),
                 unsent_rows: 0,
             });
             return;

@@ -157,6 +157,7 @@ async fn dry_run(config: &Config, args: &PreviewArgs) -> Result<DryRun, String> 
                     content_encoding: None,
                     format,
                     compression: config.source_compression,
+                    csv: config.csv,
                     ranged: None,
                 };
                 pipeline::dry_run_with_state(&config, input, rows, state.as_deref())
@@ -187,6 +188,7 @@ async fn dry_run(config: &Config, args: &PreviewArgs) -> Result<DryRun, String> 
                     content_encoding: encoding.as_deref(),
                     format,
                     compression: config.source_compression,
+                    csv: config.csv,
                     ranged: Some(ranged),
                 };
                 pipeline::dry_run_with_state(&config, input, rows, state.as_deref())

@@ -1,19 +1,79 @@
-//! CSV (and TSV) with a header row: one reused `ByteRecord`; cells are checked as UTF-8 only when
-//! the mapping reads them.
+//! CSV (and TSV) with a header row, in the dialect `CSV_DELIMITER` / `CSV_QUOTE` / `CSV_ESCAPE`
+//! describe. One reused record; a record is checked as UTF-8 once, whole (ASCII records in one
+//! pass); only when that fails are cells checked one by one, and only those the mapping reads — so
+//! a bad byte in an unmapped column does not reject the row.
 
 use std::io::Read;
 
-use csv::ByteRecord;
+use csv::{ByteRecord, StringRecord};
 
 use super::{BadRecord, DecodeError, RowRef, RowSource};
 use crate::convert::Cell;
 use crate::mapping::Row;
 
+/// How a CSV export is written. The defaults are RFC 4180 (what Snowflake, BigQuery and Redshift
+/// write by default): `,` (tab for TSV), `"` quotes, quotes inside a field doubled.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct CsvOptions {
+    /// `CSV_DELIMITER`; `None`: `,` for CSV, tab for TSV.
+    pub delimiter: Option<u8>,
+    /// `CSV_QUOTE`, default `"`.
+    pub quote: u8,
+    /// `CSV_ESCAPE`: the byte that escapes a quote inside a quoted field (e.g. `\` for Snowflake
+    /// `ESCAPE = '\\'`, Redshift `UNLOAD … ESCAPE`). `None`: quotes are doubled (`""`).
+    pub escape: Option<u8>,
+}
+
+impl Default for CsvOptions {
+    fn default() -> Self {
+        CsvOptions {
+            delimiter: None,
+            quote: b'"',
+            escape: None,
+        }
+    }
+}
+
+impl CsvOptions {
+    /// What a `CSV_DELIMITER` / `CSV_QUOTE` / `CSV_ESCAPE` value may be.
+    pub const ACCEPTED_CHAR: &'static str =
+        "one ASCII character other than a line break (e.g. , ; | or tab, written as a tab character, \\t or tab)";
+
+    /// Parses one dialect character: a single ASCII character, or `\t` / `tab` for a tab.
+    pub fn parse_char(raw: &str) -> Option<u8> {
+        match raw {
+            "\\t" => return Some(b'\t'),
+            r if r.eq_ignore_ascii_case("tab") => return Some(b'\t'),
+            _ => {}
+        }
+        match raw.as_bytes() {
+            [b] if b.is_ascii() && *b != b'\n' && *b != b'\r' => Some(*b),
+            _ => None,
+        }
+    }
+}
+
+/// The current record: validated as UTF-8 as a whole (then cells are `&str` at no further cost),
+/// or, when that failed, kept as bytes and checked cell by cell.
+enum Record {
+    Text(StringRecord),
+    Bytes(ByteRecord),
+}
+
+impl Record {
+    fn bytes(&self) -> &ByteRecord {
+        match self {
+            Record::Text(r) => r.as_byte_record(),
+            Record::Bytes(r) => r,
+        }
+    }
+}
+
 /// CSV rows with a header, read one at a time into a reused buffer.
 pub struct CsvRows<R: Read> {
     reader: csv::Reader<R>,
     header: Vec<String>,
-    record: ByteRecord,
+    record: Record,
     /// 1-based number of the current data row (the header is not counted).
     row: u64,
     /// The field separator, to recognise records swallowed by an unclosed quote.
@@ -21,10 +81,14 @@ pub struct CsvRows<R: Read> {
 }
 
 impl<R: Read> CsvRows<R> {
-    /// Reads the header. `delimiter` is `b','` for CSV, `b'\t'` for TSV.
-    pub fn new(reader: R, delimiter: u8) -> Result<Self, DecodeError> {
+    /// Reads the header. `tsv` picks the default delimiter (tab) when `options` sets none.
+    pub fn new(reader: R, options: CsvOptions, tsv: bool) -> Result<Self, DecodeError> {
+        let delimiter = options.delimiter.unwrap_or(if tsv { b'\t' } else { b',' });
         let mut reader = csv::ReaderBuilder::new()
             .delimiter(delimiter)
+            .quote(options.quote)
+            .escape(options.escape)
+            .double_quote(options.escape.is_none())
             .has_headers(true)
             // Width is checked per row below so that a short row is a rejection, not an abort.
             .flexible(true)
@@ -56,7 +120,7 @@ impl<R: Read> CsvRows<R> {
         Ok(CsvRows {
             reader,
             header,
-            record: ByteRecord::new(),
+            record: Record::Bytes(ByteRecord::new()),
             row: 0,
             delimiter,
         })
@@ -69,14 +133,27 @@ impl<R: Read + Send> RowSource for CsvRows<R> {
     }
 
     fn next_row(&mut self) -> Result<Option<Result<RowRef<'_>, BadRecord>>, DecodeError> {
-        match self.reader.read_byte_record(&mut self.record) {
+        let mut record = match std::mem::replace(&mut self.record, Record::Bytes(ByteRecord::new()))
+        {
+            Record::Text(r) => r.into_byte_record(),
+            Record::Bytes(r) => r,
+        };
+        let read = self.reader.read_byte_record(&mut record);
+        // One UTF-8 pass over the whole record (an ASCII check when it is ASCII) instead of one
+        // per cell; on failure the bytes come back unchanged.
+        self.record = match StringRecord::from_byte_record(record) {
+            Ok(text) => Record::Text(text),
+            Err(e) => Record::Bytes(e.into_byte_record()),
+        };
+        let record = self.record.bytes();
+        match read {
             Ok(false) => Ok(None),
             Ok(true) => {
                 self.row += 1;
-                let line = self.record.position().map(|p| p.line());
-                if self.record.len() != self.header.len() {
+                let line = record.position().map(|p| p.line());
+                if record.len() != self.header.len() {
                     // An unclosed quote makes the csv crate read on across lines into one field.
-                    let hint = if self.record.iter().any(|f| f.contains(&b'\n')) {
+                    let hint = if record.iter().any(|f| f.contains(&b'\n')) {
                         "; a quoted field runs across lines — an unclosed quote? (quotes inside a field must be doubled: \"\")"
                     } else {
                         ""
@@ -86,14 +163,12 @@ impl<R: Read + Send> RowSource for CsvRows<R> {
                         line,
                         reason: format!(
                             "has {} fields, the header has {}{hint}",
-                            self.record.len(),
+                            record.len(),
                             self.header.len()
                         ),
                     })));
                 }
-                if let Some(field) =
-                    swallowed_records(&self.record, self.header.len(), self.delimiter)
-                {
+                if let Some(field) = swallowed_records(record, self.header.len(), self.delimiter) {
                     return Ok(Some(Err(BadRecord {
                         row: self.row,
                         line,
@@ -155,7 +230,11 @@ fn swallowed_records(record: &ByteRecord, width: usize, delimiter: u8) -> Option
 
 impl<R: Read> Row for CsvRows<R> {
     fn cell(&self, index: usize) -> Result<Cell<'_>, String> {
-        match self.record.get(index) {
+        let bytes = match &self.record {
+            Record::Text(r) => return Ok(r.get(index).map_or(Cell::Null, Cell::Str)),
+            Record::Bytes(r) => r.get(index),
+        };
+        match bytes {
             None => Ok(Cell::Null),
             Some(bytes) => std::str::from_utf8(bytes).map(Cell::Str).map_err(|e| {
                 let name = self.header.get(index).map(String::as_str).unwrap_or("?");
@@ -171,8 +250,15 @@ mod tests {
     use std::io::Write;
 
     fn rows(input: &[u8]) -> (Vec<String>, Vec<Result<Vec<String>, BadRecord>>) {
+        rows_in(input, CsvOptions::default())
+    }
+
+    fn rows_in(
+        input: &[u8],
+        options: CsvOptions,
+    ) -> (Vec<String>, Vec<Result<Vec<String>, BadRecord>>) {
         let r = decompress(input, None).unwrap();
-        let mut csv = CsvRows::new(r, b',').unwrap();
+        let mut csv = CsvRows::new(r, options, false).unwrap();
         let header = csv.header().to_vec();
         let width = header.len();
         let mut out = Vec::new();
@@ -228,8 +314,44 @@ mod tests {
             bad.reason
         );
         assert!(out[2].as_ref().unwrap_err().reason.contains("has 3 fields"));
+        // Only the bad cell is unreadable; its neighbour and the next row read normally.
+        assert_eq!(out[3].as_ref().unwrap()[0], "4");
         assert!(out[3].as_ref().unwrap()[1].contains("not valid UTF-8"));
+        assert!(out[3].as_ref().unwrap()[1].contains("column \"name\""));
         assert_eq!(out[4].as_ref().unwrap(), &["5", "e"]);
+    }
+
+    #[test]
+    fn non_ascii_records_are_text_and_keep_their_characters() {
+        let (_, out) = rows("id,name\n1,Zoë Łukasz 東京\n".as_bytes());
+        assert_eq!(out[0].as_ref().unwrap(), &["1", "Zoë Łukasz 東京"]);
+    }
+
+    #[test]
+    fn custom_delimiter_quote_and_escape() {
+        let semicolons = CsvOptions {
+            delimiter: Some(b';'),
+            ..CsvOptions::default()
+        };
+        let (header, out) = rows_in(b"id;note\n1;\"a;b\"\n2;x,y\n", semicolons);
+        assert_eq!(header, ["id", "note"]);
+        assert_eq!(out[0].as_ref().unwrap(), &["1", "a;b"]);
+        assert_eq!(out[1].as_ref().unwrap(), &["2", "x,y"]);
+
+        // Snowflake `FIELD_OPTIONALLY_ENCLOSED_BY = '\'' ESCAPE = '\\'`.
+        let escaped = CsvOptions {
+            delimiter: Some(b'|'),
+            quote: b'\'',
+            escape: Some(b'\\'),
+        };
+        let (_, out) = rows_in(b"id|note\n1|'it\\'s | here'\n2|\"plain\"\n", escaped);
+        assert_eq!(out[0].as_ref().unwrap(), &["1", "it's | here"]);
+        // `"` is an ordinary character in this dialect.
+        assert_eq!(out[1].as_ref().unwrap(), &["2", "\"plain\""]);
+
+        // Without CSV_ESCAPE a backslash is data and quotes are doubled.
+        let (_, out) = rows(b"id,note\n1,\"C:\\dir \"\"x\"\"\"\n");
+        assert_eq!(out[0].as_ref().unwrap(), &["1", "C:\\dir \"x\""]);
     }
 
     #[test]
@@ -241,7 +363,8 @@ mod tests {
 
     #[test]
     fn tab_separated() {
-        let mut csv = CsvRows::new(&b"id\tname\n1\tx, y\n"[..], b'\t').unwrap();
+        let mut csv =
+            CsvRows::new(&b"id\tname\n1\tx, y\n"[..], CsvOptions::default(), true).unwrap();
         assert_eq!(csv.header(), ["id", "name"]);
         let row = csv.next_row().unwrap().unwrap().unwrap();
         assert!(matches!(row.row.cell(1), Ok(Cell::Str("x, y"))));
@@ -260,7 +383,7 @@ mod tests {
         let mid = gz.len() / 2;
         gz[mid..mid + 64].fill(0x55);
         let r = decompress(&gz[..], Some(Compression::Gzip)).unwrap();
-        let mut csv = CsvRows::new(r, b',').unwrap();
+        let mut csv = CsvRows::new(r, CsvOptions::default(), false).unwrap();
         let mut rows = 0;
         let failed = loop {
             match csv.next_row() {

@@ -17,7 +17,7 @@ mod random;
 
 use std::io::{BufRead, BufReader, Read};
 
-pub use self::csv::CsvRows;
+pub use self::csv::{CsvOptions, CsvRows};
 pub use self::detect::{is_marker, marker_reason, Detected};
 pub use self::ndjson::NdjsonRows;
 pub use self::parquet::ParquetRows;
@@ -84,6 +84,8 @@ pub struct DecodeInput<'a> {
     /// `SOURCE_FORMAT` / `SOURCE_COMPRESSION`, when set.
     pub format: Option<Format>,
     pub compression: Option<Compression>,
+    /// `CSV_DELIMITER` / `CSV_QUOTE` / `CSV_ESCAPE`, for CSV and TSV.
+    pub csv: CsvOptions,
     /// Range access for formats that need random access (Parquet). `None` (local files, preview):
     /// a Parquet body is first copied from `reader` to an unlinked temporary file and read from
     /// there — memory stays flat, disk holds one copy.
@@ -233,7 +235,7 @@ pub fn open(input: DecodeInput<'_>) -> Result<Box<dyn RowSource + '_>, DecodeErr
         Format::Ndjson => Ok(Box::new(NdjsonRows::new(reader)?)),
         Format::Csv | Format::Tsv => {
             detect::check_text(&head, format)?;
-            Ok(Box::new(CsvRows::new(reader, if format == Format::Tsv { b'\t' } else { b',' })?))
+            Ok(Box::new(CsvRows::new(reader, input.csv, format == Format::Tsv)?))
         }
         Format::Parquet => Err(DecodeError::Unsupported(
             "a compressed Parquet file: Parquet compresses inside the file; upload the .parquet as it is".into(),

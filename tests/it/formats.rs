@@ -54,6 +54,7 @@ fn dry(
         content_encoding: None,
         format,
         compression,
+        csv: Default::default(),
         ranged: None,
     };
     pipeline::dry_run(&config(users::MAPPING, &[]), input, u64::MAX)
@@ -175,6 +176,7 @@ fn csv_with_bom_crlf_embedded_newlines_and_doubled_quotes() {
         content_encoding: None,
         format: None,
         compression: None,
+        csv: Default::default(),
         ranged: None,
     };
     let run = pipeline::dry_run(
@@ -413,5 +415,40 @@ async fn corrupt_objects_fail_in_s3_without_delivering_rows() {
         if key != "bad/corrupt.csv.gz" {
             assert_eq!(obj.rows_delivered, 0, "{key}");
         }
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_semicolon_export_needs_csv_delimiter_and_then_arrives_whole() {
+    let stack = Stack::start().await;
+    let rows = 120;
+    let key = "eu/users.csv.gz";
+    stack.put(key, users::gzip(&users::csv(rows, b';'))).await;
+
+    // Read as commas, the header is one column: the object fails before anything is sent, and
+    // says which variable to set.
+    let plain = stack.deps(&[("FIELD_MAPPING", users::MAPPING)]).await;
+    let summary = stack.invoke(&plain, key).await;
+    let obj = &summary.objects[0];
+    assert_eq!(obj.status, Status::Failed, "{obj:?}");
+    let error = obj.error.as_deref().unwrap_or_default();
+    assert!(error.contains("set CSV_DELIMITER"), "{error}");
+    assert!(stack.state().accepted.is_empty());
+
+    let deps = stack
+        .deps(&[("FIELD_MAPPING", users::MAPPING), ("CSV_DELIMITER", ";")])
+        .await;
+    let summary = stack.invoke(&deps, key).await;
+    let obj = &summary.objects[0];
+    assert_eq!(obj.status, Status::Complete, "{obj:?}");
+    assert_eq!(
+        (obj.rows_read, obj.rows_delivered, obj.rows_rejected),
+        (rows, rows, 0)
+    );
+    let state = stack.state();
+    assert_eq!(state.accepted.len() as u64, rows);
+    for record in &state.accepted {
+        let i: u64 = record.customer_id.trim_start_matches("u-").parse().unwrap();
+        assert_element("semicolons", &record.element, &users::expected_element(i));
     }
 }

@@ -343,7 +343,7 @@ impl ResolvedMapping {
             .cell(self.customer_id.index)
             .map_err(|r| issue(&self.customer_id, r))?;
         let cid_text = cid_cell.as_text();
-        let cid = cid_text.as_deref().map(str::trim).ok_or_else(|| {
+        let cid = cid_text.as_deref().map(convert::trim).ok_or_else(|| {
             issue(
                 &self.customer_id,
                 "customer_id is missing (every record needs one)".into(),

@@ -1,11 +1,11 @@
 //! CSV (and TSV) with a header row, in the dialect `CSV_DELIMITER` / `CSV_QUOTE` / `CSV_ESCAPE`
-//! describe. One reused record; a record is checked as UTF-8 once, whole (ASCII records in one
-//! pass); only when that fails are cells checked one by one, and only those the mapping reads — so
-//! a bad byte in an unmapped column does not reject the row.
+//! describe. One reused record; a record is checked as UTF-8 once, whole, and copied into a reused
+//! `String` that cells are sliced from; only when that fails are cells checked one by one, and
+//! only those the mapping reads — so a bad byte in an unmapped column does not reject the row.
 
 use std::io::Read;
 
-use csv::{ByteRecord, StringRecord};
+use csv::ByteRecord;
 
 use super::{BadRecord, DecodeError, RowRef, RowSource};
 use crate::convert::Cell;
@@ -53,27 +53,16 @@ impl CsvOptions {
     }
 }
 
-/// The current record: validated as UTF-8 as a whole (then cells are `&str` at no further cost),
-/// or, when that failed, kept as bytes and checked cell by cell.
-enum Record {
-    Text(StringRecord),
-    Bytes(ByteRecord),
-}
-
-impl Record {
-    fn bytes(&self) -> &ByteRecord {
-        match self {
-            Record::Text(r) => r.as_byte_record(),
-            Record::Bytes(r) => r,
-        }
-    }
-}
-
 /// CSV rows with a header, read one at a time into a reused buffer.
 pub struct CsvRows<R: Read> {
     reader: csv::Reader<R>,
     header: Vec<String>,
-    record: Record,
+    record: ByteRecord,
+    /// The record's bytes as text, when they are valid UTF-8 as a whole; cells are sliced from it
+    /// by the record's field ranges (a slice off a char boundary falls back to the bytes).
+    text: Option<String>,
+    /// Reused buffer for `text`.
+    spare: String,
     /// 1-based number of the current data row (the header is not counted).
     row: u64,
     /// The field separator, to recognise records swallowed by an unclosed quote.
@@ -120,7 +109,9 @@ impl<R: Read> CsvRows<R> {
         Ok(CsvRows {
             reader,
             header,
-            record: Record::Bytes(ByteRecord::new()),
+            record: ByteRecord::new(),
+            text: None,
+            spare: String::new(),
             row: 0,
             delimiter,
         })
@@ -133,19 +124,22 @@ impl<R: Read + Send> RowSource for CsvRows<R> {
     }
 
     fn next_row(&mut self) -> Result<Option<Result<RowRef<'_>, BadRecord>>, DecodeError> {
-        let mut record = match std::mem::replace(&mut self.record, Record::Bytes(ByteRecord::new()))
-        {
-            Record::Text(r) => r.into_byte_record(),
-            Record::Bytes(r) => r,
-        };
-        let read = self.reader.read_byte_record(&mut record);
-        // One UTF-8 pass over the whole record (an ASCII check when it is ASCII) instead of one
-        // per cell; on failure the bytes come back unchanged.
-        self.record = match StringRecord::from_byte_record(record) {
-            Ok(text) => Record::Text(text),
-            Err(e) => Record::Bytes(e.into_byte_record()),
-        };
-        let record = self.record.bytes();
+        let read = self.reader.read_byte_record(&mut self.record);
+        // One UTF-8 pass over the whole record instead of one per cell (the csv crate's own
+        // StringRecord check goes cell by cell as soon as a record is not pure ASCII).
+        let mut text = self
+            .text
+            .take()
+            .unwrap_or_else(|| std::mem::take(&mut self.spare));
+        text.clear();
+        match std::str::from_utf8(self.record.as_slice()) {
+            Ok(s) => {
+                text.push_str(s);
+                self.text = Some(text);
+            }
+            Err(_) => self.spare = text,
+        }
+        let record = &self.record;
         match read {
             Ok(false) => Ok(None),
             Ok(true) => {
@@ -230,11 +224,14 @@ fn swallowed_records(record: &ByteRecord, width: usize, delimiter: u8) -> Option
 
 impl<R: Read> Row for CsvRows<R> {
     fn cell(&self, index: usize) -> Result<Cell<'_>, String> {
-        let bytes = match &self.record {
-            Record::Text(r) => return Ok(r.get(index).map_or(Cell::Null, Cell::Str)),
-            Record::Bytes(r) => r.get(index),
+        let range = match self.record.range(index) {
+            None => return Ok(Cell::Null),
+            Some(r) => r,
         };
-        match bytes {
+        if let Some(cell) = self.text.as_deref().and_then(|t| t.get(range.clone())) {
+            return Ok(Cell::Str(cell));
+        }
+        match self.record.as_slice().get(range) {
             None => Ok(Cell::Null),
             Some(bytes) => std::str::from_utf8(bytes).map(Cell::Str).map_err(|e| {
                 let name = self.header.get(index).map(String::as_str).unwrap_or("?");
@@ -319,6 +316,16 @@ mod tests {
         assert!(out[3].as_ref().unwrap()[1].contains("not valid UTF-8"));
         assert!(out[3].as_ref().unwrap()[1].contains("column \"name\""));
         assert_eq!(out[4].as_ref().unwrap(), &["5", "e"]);
+    }
+
+    #[test]
+    fn a_character_split_across_two_cells_is_invalid_in_both() {
+        // The record's bytes, concatenated, are valid UTF-8 ("1é x"), but neither cell is.
+        let (_, out) = rows(b"id,a,b\n1,\xc3,\xa9x\n2,\xc3\xa9,x\n");
+        let first = out[0].as_ref().unwrap();
+        assert!(first[1].contains("not valid UTF-8"), "{first:?}");
+        assert!(first[2].contains("not valid UTF-8"), "{first:?}");
+        assert_eq!(out[1].as_ref().unwrap(), &["2", "é", "x"]);
     }
 
     #[test]

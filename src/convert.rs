@@ -33,6 +33,67 @@ pub enum Cell<'a> {
     Timestamp(DateTime<Utc>),
     /// A calendar date (Parquet DATE), sent as `YYYY-MM-DD`.
     Date(NaiveDate),
+    /// A list of strings (Parquet LIST<STRING>), borrowed from the batch; sent as a JSON array
+    /// without a `Value` per element.
+    StrList(StrList<'a>),
+}
+
+/// Elements `range` of a string array: one LIST<STRING> cell.
+#[derive(Clone, Copy, Debug)]
+pub struct StrList<'a> {
+    strings: &'a arrow_array::StringArray,
+    start: usize,
+    end: usize,
+}
+
+impl<'a> StrList<'a> {
+    pub fn new(strings: &'a arrow_array::StringArray, range: std::ops::Range<usize>) -> Self {
+        StrList {
+            strings,
+            start: range.start,
+            end: range.end,
+        }
+    }
+
+    fn iter(&self) -> impl Iterator<Item = Option<&'a str>> + 'a {
+        use arrow_array::Array;
+        let strings = self.strings;
+        (self.start..self.end).map(move |j| (!strings.is_null(j)).then(|| strings.value(j)))
+    }
+
+    fn to_value(self) -> Value {
+        Value::Array(
+            self.iter()
+                .map(|s| s.map_or(Value::Null, |s| Value::String(s.to_string())))
+                .collect(),
+        )
+    }
+
+    /// Writes the JSON array; the same bytes and warnings as the `Value` path would give.
+    fn write(self, out: &mut Vec<u8>, warnings: &mut Vec<ValueWarning>) {
+        let (mut nulls, mut n) = (0, 0);
+        out.push(b'[');
+        for s in self.iter() {
+            if n > 0 {
+                out.push(b',');
+            }
+            match s {
+                Some(s) => write_raw_str(s, out),
+                None => {
+                    out.extend_from_slice(b"null");
+                    nulls += 1;
+                }
+            }
+            n += 1;
+        }
+        out.push(b']');
+        if n > MAX_ARRAY_LEN {
+            warnings.push(ValueWarning::LongArray(n));
+        }
+        if nulls > 0 && nulls < n {
+            warnings.push(ValueWarning::MixedArray);
+        }
+    }
 }
 
 impl Cell<'_> {
@@ -49,7 +110,8 @@ impl Cell<'_> {
                     && s.trim().is_empty()
             }
             Cell::Json(v) => v.is_null() || v.as_str().is_some_and(|s| s.trim().is_empty()),
-            Cell::Int(_)
+            Cell::StrList(_)
+            | Cell::Int(_)
             | Cell::Float(_)
             | Cell::Bool(_)
             | Cell::Number(_)
@@ -68,7 +130,7 @@ impl Cell<'_> {
             Cell::Json(Value::String(s)) => Some(Cow::Borrowed(s)),
             Cell::Json(Value::Number(n)) => Some(Cow::Owned(n.to_string())),
             Cell::Json(Value::Bool(b)) => Some(Cow::Owned(b.to_string())),
-            Cell::Json(_) => None,
+            Cell::Json(_) | Cell::StrList(_) => None,
             Cell::Int(i) => Some(Cow::Owned(itoa::Buffer::new().format(*i).to_string())),
             Cell::Float(f) => Some(Cow::Owned(format_float(*f))),
             Cell::Bool(b) => Some(Cow::Borrowed(if *b { "true" } else { "false" })),
@@ -160,6 +222,16 @@ pub fn write_value(
     if cell.is_empty() {
         return Ok(false);
     }
+    if let Cell::StrList(list) = cell {
+        return match ty {
+            None | Some(FieldType::Array | FieldType::Json) => {
+                list.write(out, warnings);
+                Ok(true)
+            }
+            // Rare: as the equivalent JSON array would be converted.
+            Some(_) => write_value(Cell::Json(&list.to_value()), ty, out, warnings),
+        };
+    }
     match (ty, cell) {
         (None | Some(FieldType::String), Cell::Str(s)) => write_str(s, out, warnings)?,
         (None, Cell::Json(v)) => write_json(v, out, warnings)?,
@@ -188,7 +260,7 @@ fn write_untyped(cell: Cell<'_>, out: &mut Vec<u8>) -> Result<(), ConvertError> 
         Cell::Timestamp(dt) => write_datetime(&dt, out),
         Cell::Date(d) => write_date(d, out),
         // Str and Json are handled by the caller; Null is empty.
-        Cell::Null | Cell::Str(_) | Cell::Json(_) => {}
+        Cell::Null | Cell::Str(_) | Cell::Json(_) | Cell::StrList(_) => {}
     }
     Ok(())
 }

@@ -222,6 +222,16 @@ pub fn write_value(
     if cell.is_empty() {
         return Ok(false);
     }
+    write_present(cell, ty, out, warnings)
+}
+
+/// [`write_value`] for a cell the caller has already found not [`empty`](Cell::is_empty).
+pub fn write_present(
+    cell: Cell<'_>,
+    ty: Option<FieldType>,
+    out: &mut Vec<u8>,
+    warnings: &mut Vec<ValueWarning>,
+) -> Result<bool, ConvertError> {
     if let Cell::StrList(list) = cell {
         return match ty {
             None | Some(FieldType::Array | FieldType::Json) => {
@@ -618,10 +628,24 @@ pub fn parse_bool(s: &str) -> Option<bool> {
 /// `a, b ,c` / `a;b` / `a|b` as a JSON array of strings, written directly.
 fn write_delimited_array(text: &str, out: &mut Vec<u8>, warnings: &mut Vec<ValueWarning>) {
     let t = trim(text);
-    let delim = [',', ';', '|']
-        .into_iter()
-        .find(|d| t.contains(*d))
-        .unwrap_or(',');
+    // One pass for all three candidates; ',' wins over ';' over '|'.
+    let (mut comma, mut semicolon) = (false, false);
+    let mut bar = false;
+    for b in t.bytes() {
+        match b {
+            b',' => comma = true,
+            b';' => semicolon = true,
+            b'|' => bar = true,
+            _ => {}
+        }
+    }
+    let delim = if comma || !(semicolon || bar) {
+        ','
+    } else if semicolon {
+        ';'
+    } else {
+        '|'
+    };
     out.push(b'[');
     let mut n = 0;
     for part in t.split(delim).map(trim).filter(|p| !p.is_empty()) {
@@ -648,10 +672,24 @@ fn parse_array(s: &str) -> Result<Vec<Value>, ConvertError> {
         };
     }
     // Delimited: the first of , ; | that occurs, so "a;b" and "a|b" work as well as "a,b".
-    let delim = [',', ';', '|']
-        .into_iter()
-        .find(|d| t.contains(*d))
-        .unwrap_or(',');
+    // One pass for all three candidates; ',' wins over ';' over '|'.
+    let (mut comma, mut semicolon) = (false, false);
+    let mut bar = false;
+    for b in t.bytes() {
+        match b {
+            b',' => comma = true,
+            b';' => semicolon = true,
+            b'|' => bar = true,
+            _ => {}
+        }
+    }
+    let delim = if comma || !(semicolon || bar) {
+        ','
+    } else if semicolon {
+        ';'
+    } else {
+        '|'
+    };
     Ok(t.split(delim)
         .map(str::trim)
         .filter(|p| !p.is_empty())

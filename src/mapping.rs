@@ -245,13 +245,15 @@ pub struct Bound {
     pub column: String,
     pub index: usize,
     pub field_type: Option<FieldType>,
-    /// `"field":` as JSON, escaped once here instead of on every row.
+    /// `,"field":` as JSON, escaped once here instead of on every row (the first attribute of an
+    /// object skips the comma).
     key_json: Box<[u8]>,
 }
 
 impl Bound {
     fn new(field: &str, column: &str, index: usize, field_type: Option<FieldType>) -> Self {
-        let mut key_json = Vec::with_capacity(field.len() + 3);
+        let mut key_json = Vec::with_capacity(field.len() + 4);
+        key_json.push(b',');
         convert::write_raw_str(field, &mut key_json);
         key_json.push(b':');
         Bound {
@@ -438,12 +440,9 @@ impl ResolvedMapping {
                 continue;
             }
             let mark = out.len();
-            if !first {
-                out.push(b',');
-            }
-            out.extend_from_slice(&b.key_json);
+            out.extend_from_slice(if first { &b.key_json[1..] } else { &b.key_json });
             warnings.clear();
-            match convert::write_value(cell, b.field_type, out, &mut warnings) {
+            match convert::write_present(cell, b.field_type, out, &mut warnings) {
                 Ok(true) => first = false,
                 Ok(false) => out.truncate(mark),
                 Err(e) => {
@@ -477,7 +476,6 @@ impl ResolvedMapping {
         if cell.is_empty() {
             return Ok(());
         }
-        out.push(b',');
         out.extend_from_slice(&b.key_json);
         match b.field.as_str() {
             "platform" => {

@@ -7,7 +7,7 @@ use std::io::Read;
 
 use csv::ByteRecord;
 
-use super::{BadRecord, DecodeError, RowRef, RowSource};
+use super::{BadRecord, DecodeError, RowRef, RowSource, READ_BUFFER_BYTES};
 use crate::convert::Cell;
 use crate::mapping::Row;
 
@@ -78,6 +78,8 @@ impl<R: Read> CsvRows<R> {
             .quote(options.quote)
             .escape(options.escape)
             .double_quote(options.escape.is_none())
+            // Fewer, larger reads from the decompressor than the default 8 KiB.
+            .buffer_capacity(READ_BUFFER_BYTES)
             .has_headers(true)
             // Width is checked per row below so that a short row is a rejection, not an abort.
             .flexible(true)
@@ -125,6 +127,8 @@ impl<R: Read + Send> RowSource for CsvRows<R> {
 
     fn next_row(&mut self) -> Result<Option<Result<RowRef<'_>, BadRecord>>, DecodeError> {
         let read = self.reader.read_byte_record(&mut self.record);
+        // Whether a field holds a newline (a sign of an unclosed quote): one SIMD scan.
+        let multi_line = memchr::memchr(b'\n', self.record.as_slice()).is_some();
         // One UTF-8 pass over the whole record instead of one per cell (the csv crate's own
         // StringRecord check goes cell by cell as soon as a record is not pure ASCII).
         let mut text = self
@@ -147,7 +151,7 @@ impl<R: Read + Send> RowSource for CsvRows<R> {
                 let line = record.position().map(|p| p.line());
                 if record.len() != self.header.len() {
                     // An unclosed quote makes the csv crate read on across lines into one field.
-                    let hint = if record.iter().any(|f| f.contains(&b'\n')) {
+                    let hint = if multi_line {
                         "; a quoted field runs across lines — an unclosed quote? (quotes inside a field must be doubled: \"\")"
                     } else {
                         ""
@@ -162,7 +166,10 @@ impl<R: Read + Send> RowSource for CsvRows<R> {
                         ),
                     })));
                 }
-                if let Some(field) = swallowed_records(record, self.header.len(), self.delimiter) {
+                if let Some(field) = multi_line
+                    .then(|| swallowed_records(record, self.header.len(), self.delimiter))
+                    .flatten()
+                {
                     return Ok(Some(Err(BadRecord {
                         row: self.row,
                         line,
@@ -201,8 +208,8 @@ impl<R: Read + Send> RowSource for CsvRows<R> {
 /// spans 2+ further lines, each with exactly the delimiters of a whole record — which free text
 /// practically never does.
 fn swallowed_records(record: &ByteRecord, width: usize, delimiter: u8) -> Option<usize> {
-    // Almost no record holds a newline at all: one pass over its bytes settles it.
-    if width < 2 || !record.as_slice().contains(&b'\n') {
+    // Called only for records holding a newline.
+    if width < 2 {
         return None;
     }
     record

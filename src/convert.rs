@@ -326,6 +326,11 @@ fn write_typed(
             out.extend_from_slice(if b { b"true" } else { b"false" });
         }
         FieldType::Datetime => {
+            if matches!(cell, Cell::Str(_) | Cell::Json(Value::String(_)))
+                && write_utc_text(trim(text), out)
+            {
+                return Ok(());
+            }
             let dt = match cell {
                 Cell::Date(d) => d.and_hms_opt(0, 0, 0).map(|dt| dt.and_utc()),
                 Cell::Json(Value::Number(_)) | Cell::Int(_) | Cell::Float(_) | Cell::Number(_) | Cell::Decimal { .. } => {
@@ -342,6 +347,11 @@ fn write_typed(
         }
         FieldType::Date => {
             let s = trim(text);
+            // Already `YYYY-MM-DD` and a real date: sent as it is.
+            if !matches!(cell, Cell::Timestamp(_)) && parse_date_fast(s).is_some() {
+                write_raw_str(s, out);
+                return Ok(());
+            }
             let d = match cell {
                 Cell::Timestamp(dt) => Some(dt.date_naive()),
                 _ => parse_date_fast(s)
@@ -777,6 +787,49 @@ fn parse_date_fast(s: &str) -> Option<NaiveDate> {
     NaiveDate::from_ymd_opt(num(0..4)? as i32, num(5..7)?, num(8..10)?)
 }
 
+/// A UTC datetime in the shape warehouses print — `YYYY-MM-DD[T ]HH:MM:SS[.f{1,9}]` then nothing,
+/// `Z` or ` UTC` — is written by copying its digits once they are checked to name a real instant:
+/// the same bytes as [`parse_datetime`] + [`write_datetime`] (which drop the fraction), without
+/// the round trip through chrono. Returns `false`, writing nothing, for any other shape.
+fn write_utc_text(t: &str, out: &mut Vec<u8>) -> bool {
+    let b = t.as_bytes();
+    if b.len() < 19
+        || b[4] != b'-'
+        || b[7] != b'-'
+        || !(b[10] == b'T' || b[10] == b' ')
+        || b[13] != b':'
+        || b[16] != b':'
+        || ![0, 1, 2, 3, 5, 6, 8, 9, 11, 12, 14, 15, 17, 18]
+            .iter()
+            .all(|&i| b[i].is_ascii_digit())
+    {
+        return false;
+    }
+    let mut rest = &b[19..];
+    if rest.first() == Some(&b'.') {
+        let digits = rest[1..].iter().take_while(|c| c.is_ascii_digit()).count();
+        if digits == 0 || digits > 9 {
+            return false;
+        }
+        rest = &rest[1 + digits..];
+    }
+    if !matches!(rest, b"" | b"Z" | b" UTC") {
+        return false;
+    }
+    let two = |i: usize| u32::from(b[i] - b'0') * 10 + u32::from(b[i + 1] - b'0');
+    if two(11) > 23 || two(14) > 59 || two(17) > 59 {
+        return false;
+    }
+    if NaiveDate::from_ymd_opt((two(0) * 100 + two(2)) as i32, two(5), two(8)).is_none() {
+        return false;
+    }
+    let mut o = *b"\"0000-00-00T00:00:00Z\"";
+    o[1..11].copy_from_slice(&b[0..10]);
+    o[12..20].copy_from_slice(&b[11..19]);
+    out.extend_from_slice(&o);
+    true
+}
+
 /// The shapes warehouses write most, parsed by hand (chrono's format-string parsers cost about a
 /// microsecond a try): `YYYY-MM-DD[T ]HH:MM:SS[.f{1,9}]` then nothing, `Z`, ` UTC`, or an offset
 /// `[ ]±HH[:]MM`. Anything else (or anything out of range) is left to the general parser.
@@ -1123,6 +1176,88 @@ mod tests {
         }
         for s in &samples {
             assert_eq!(needs_escape(s), slow(s), "{s:?}");
+        }
+    }
+
+    #[test]
+    fn datetimes_and_dates_copied_as_text_match_the_chrono_path() {
+        let mut samples = Vec::new();
+        for date in [
+            "2025-10-19",
+            "2024-02-29",
+            "2023-02-29",
+            "2025-13-01",
+            "2025-00-10",
+            "0000-01-01",
+            "9999-12-31",
+            "2025-04-31",
+        ] {
+            for time in [
+                "00:00:00", "23:59:59", "24:00:00", "12:60:00", "12:00:60", "1:00:00",
+            ] {
+                for sep in ["T", " "] {
+                    for tail in [
+                        "",
+                        ".9",
+                        ".911",
+                        ".123456789",
+                        ".1234567890",
+                        ".",
+                        "Z",
+                        " UTC",
+                        ".5Z",
+                        "+01:00",
+                        " +0530",
+                        "z",
+                        " utc",
+                        "x",
+                    ] {
+                        samples.push(format!("{date}{sep}{time}{tail}"));
+                    }
+                }
+            }
+        }
+        let mut copied = 0;
+        for s in &samples {
+            let mut fast = Vec::new();
+            if write_utc_text(s, &mut fast) {
+                copied += 1;
+                let mut slow = Vec::new();
+                write_datetime(&parse_datetime(s).unwrap(), &mut slow);
+                assert_eq!(
+                    String::from_utf8(fast).unwrap(),
+                    String::from_utf8(slow).unwrap(),
+                    "{s:?}"
+                );
+            } else {
+                assert!(fast.is_empty());
+            }
+            // Through the public path the result is the same whichever branch takes it.
+            let via = conv(Cell::Str(s), Some(FieldType::Datetime));
+            let want = parse_datetime(s).map(|dt| {
+                let mut o = Vec::new();
+                write_datetime(&dt, &mut o);
+                String::from_utf8(o).unwrap()
+            });
+            assert_eq!(via.ok(), want, "{s:?}");
+        }
+        assert!(copied > 50, "the copy path is exercised: {copied}");
+        for d in [
+            "2024-02-29",
+            "2023-02-29",
+            "2025-04-31",
+            "0000-01-01",
+            "2025-1-01",
+        ] {
+            let via = conv(Cell::Str(d), Some(FieldType::Date)).ok();
+            let want = parse_date_fast(d)
+                .or_else(|| parse_datetime(d).map(|dt| dt.date_naive()))
+                .map(|nd| {
+                    let mut o = Vec::new();
+                    write_date(nd, &mut o);
+                    String::from_utf8(o).unwrap()
+                });
+            assert_eq!(via, want, "{d:?}");
         }
     }
 

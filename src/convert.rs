@@ -624,14 +624,20 @@ fn parse_integer(s: &str) -> Option<i64> {
 }
 
 pub fn parse_bool(s: &str) -> Option<bool> {
+    // By length: one comparison instead of ten.
     let t = trim(s);
-    let is = |words: [&str; 5]| words.iter().any(|w| w.eq_ignore_ascii_case(t));
-    if is(["true", "t", "1", "yes", "y"]) {
-        Some(true)
-    } else if is(["false", "f", "0", "no", "n"]) {
-        Some(false)
-    } else {
-        None
+    let is = |word: &str| t.eq_ignore_ascii_case(word);
+    match t.len() {
+        1 => match t.as_bytes()[0].to_ascii_lowercase() {
+            b't' | b'1' | b'y' => Some(true),
+            b'f' | b'0' | b'n' => Some(false),
+            _ => None,
+        },
+        2 => is("no").then_some(false),
+        3 => is("yes").then_some(true),
+        4 => is("true").then_some(true),
+        5 => is("false").then_some(false),
+        _ => None,
     }
 }
 
@@ -1258,6 +1264,50 @@ mod tests {
                     String::from_utf8(o).unwrap()
                 });
             assert_eq!(via, want, "{d:?}");
+        }
+    }
+
+    #[test]
+    fn booleans_in_every_spelling_warehouses_use() {
+        let old = |s: &str| {
+            let t = s.trim();
+            let is = |words: [&str; 5]| words.iter().any(|w| w.eq_ignore_ascii_case(t));
+            if is(["true", "t", "1", "yes", "y"]) {
+                Some(true)
+            } else if is(["false", "f", "0", "no", "n"]) {
+                Some(false)
+            } else {
+                None
+            }
+        };
+        for s in [
+            "true",
+            "TRUE",
+            " True ",
+            "t",
+            "T",
+            "1",
+            "yes",
+            "YES",
+            "y",
+            "false",
+            "False",
+            "f",
+            "0",
+            "no",
+            "No",
+            "n",
+            "",
+            " ",
+            "truee",
+            "tru",
+            "2",
+            "yes!",
+            "ñ",
+            "verdadero",
+            "\u{a0}true",
+        ] {
+            assert_eq!(parse_bool(s), old(s), "{s:?}");
         }
     }
 

@@ -311,7 +311,7 @@ pub struct Encoded {
 
 impl ResolvedMapping {
     /// The event id of `row` (its PRIMARY_KEY cell) when the mapping has one and it is not empty.
-    pub fn event_key(&self, row: &dyn Row) -> Option<String> {
+    pub fn event_key<R: Row + ?Sized>(&self, row: &R) -> Option<String> {
         let cell = row.cell(self.event_key?).ok()?;
         cell.as_text()
             .map(|t| t.trim().to_string())
@@ -328,9 +328,9 @@ impl ResolvedMapping {
 
     /// Encodes `row` as one element into `out` (cleared first). On `Err`, the row is rejected and
     /// `out` must be ignored. `now` bounds `user_time` (MoEngage refuses future-dated events).
-    pub fn encode(
+    pub fn encode<R: Row + ?Sized>(
         &self,
-        row: &dyn Row,
+        row: &R,
         out: &mut Vec<u8>,
         now: chrono::DateTime<chrono::Utc>,
     ) -> Result<(ElementKind, Encoded), RowIssue> {
@@ -422,9 +422,9 @@ impl ResolvedMapping {
         Ok((kind, encoded))
     }
 
-    fn write_attributes(
+    fn write_attributes<R: Row + ?Sized>(
         &self,
-        row: &dyn Row,
+        row: &R,
         out: &mut Vec<u8>,
         encoded: &mut Encoded,
     ) -> Result<(), RowIssue> {
@@ -460,10 +460,10 @@ impl ResolvedMapping {
         Ok(())
     }
 
-    fn write_action_field(
+    fn write_action_field<R: Row + ?Sized>(
         &self,
         b: &Bound,
-        row: &dyn Row,
+        row: &R,
         out: &mut Vec<u8>,
         encoded: &mut Encoded,
         now: chrono::DateTime<chrono::Utc>,

@@ -19,7 +19,7 @@ use tokio_util::io::SyncIoBridge;
 use crate::batch::{Batch, Batcher};
 use crate::config::{Config, ObjectType};
 use crate::dead_letter::{self, DeadLetterError, DeadLetterMessage, SourceRef};
-use crate::decode::{self, DecodeInput, RangedObject};
+use crate::decode::{self, DecodeInput, Opened, RangedObject, RowSource};
 use crate::delivery::{self, FailureDetail, Outcome};
 use crate::handler::Deps;
 use crate::mapping::{ElementKind, ResolvedMapping};
@@ -513,7 +513,6 @@ struct Limits {
     max_rows: Option<u64>,
 }
 
-/// The blocking half: stream → rows → elements → bodies, sent down `tx`.
 /// A header read as one column that holds `;`, `|` or a tab was most likely split on the wrong
 /// delimiter.
 fn delimiter_hint(header: &[String]) -> String {
@@ -527,6 +526,7 @@ fn delimiter_hint(header: &[String]) -> String {
     }
 }
 
+/// The blocking half: stream → rows → elements → bodies, sent down `tx`.
 fn decode_object(
     input: DecodeInput<'_>,
     config: &Config,
@@ -534,18 +534,29 @@ fn decode_object(
     sync: Option<&SyncState>,
     tx: &mpsc::Sender<Decoded>,
 ) {
-    let max_rows = limits.max_rows;
-    let send = |m: Decoded| tx.blocking_send(m).is_ok();
-    let mut rows = match decode::open(input) {
-        Ok(r) => r,
+    match decode::open_typed(input) {
+        Ok(Opened::Csv(rows)) => decode_rows(rows, config, limits, sync, tx),
+        Ok(Opened::Ndjson(rows)) => decode_rows(rows, config, limits, sync, tx),
+        Ok(Opened::Parquet(rows)) => decode_rows(rows, config, limits, sync, tx),
         Err(e) => {
-            send(Decoded::Failed {
+            let _ = tx.blocking_send(Decoded::Failed {
                 reason: format!("not a readable export: {e}"),
                 unsent_rows: 0,
             });
-            return;
         }
-    };
+    }
+}
+
+/// [`decode_object`]'s row loop, compiled per format.
+fn decode_rows<R: RowSource>(
+    mut rows: R,
+    config: &Config,
+    limits: Limits,
+    sync: Option<&SyncState>,
+    tx: &mpsc::Sender<Decoded>,
+) {
+    let max_rows = limits.max_rows;
+    let send = |m: Decoded| tx.blocking_send(m).is_ok();
     let mapping: ResolvedMapping = match config
         .field_mapping
         .resolve(rows.header(), config.sync_mode)
@@ -590,7 +601,7 @@ fn decode_object(
         }
         seen += 1;
         let row = match rows.next_row() {
-            Ok(Some(row)) => row,
+            Ok(Some(row)) => row.map(|r| (r.number, r.line)),
             Ok(None) => break,
             Err(e) => {
                 let unsent = batcher.finish().map_or(0, |b| b.records);
@@ -616,7 +627,7 @@ fn decode_object(
                 continue;
             }
         };
-        let (row_no, line) = (row.number, row.line);
+        let (row_no, line) = row;
         if row_no <= limits.skip_through {
             continue;
         }
@@ -628,7 +639,8 @@ fn decode_object(
                 reason,
             })
         };
-        match mapping.encode(row.row, &mut element, now) {
+        // The row just read is the decoder's current one: cells come straight from `rows`.
+        match mapping.encode(&rows, &mut element, now) {
             Err(issue) => {
                 if !send(reject(issue.column, issue.reason)) {
                     return;
@@ -639,7 +651,7 @@ fn decode_object(
                 let mut print = None;
                 if let Some(state) = sync {
                     let event_id = if kind == ElementKind::Event {
-                        mapping.event_key(row.row)
+                        mapping.event_key(&rows)
                     } else {
                         None
                     };

@@ -17,7 +17,8 @@
 //! - [`redrive`]: replaying dead-letter messages.
 //! - [`pipeline`]: one object: the chain source → decode → map → batch → deliver, and its accounting.
 //! - [`source`]: `ObjectSource`, streaming exports out of S3.
-//! - [`decode`]: decompression and CSV rows with a header.
+//! - [`decode`]: format and compression detection, decompression, and the row decoders (CSV/TSV in
+//!   the `CSV_*` dialect, NDJSON, Parquet by range requests), each a typed `RowSource`.
 //! - [`convert`]: one cell → the JSON value MoEngage gets, by declared type.
 //! - [`mapping`]: `FIELD_MAPPING` → elements (customer / event objects), with per-row validation.
 //! - [`batch`]: elements → request bodies, sized on the exact bytes sent.

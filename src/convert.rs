@@ -641,12 +641,10 @@ pub fn parse_bool(s: &str) -> Option<bool> {
     }
 }
 
-/// `a, b ,c` / `a;b` / `a|b` as a JSON array of strings, written directly.
-fn write_delimited_array(text: &str, out: &mut Vec<u8>, warnings: &mut Vec<ValueWarning>) {
-    let t = trim(text);
-    // One pass for all three candidates; ',' wins over ';' over '|'.
-    let (mut comma, mut semicolon) = (false, false);
-    let mut bar = false;
+/// The separator of a delimited array: `,` if the text holds one, else `;`, else `|` — so "a;b"
+/// and "a|b" work as well as "a,b". One pass for all three candidates.
+fn array_delimiter(t: &str) -> char {
+    let (mut comma, mut semicolon, mut bar) = (false, false, false);
     for b in t.bytes() {
         match b {
             b',' => comma = true,
@@ -655,13 +653,19 @@ fn write_delimited_array(text: &str, out: &mut Vec<u8>, warnings: &mut Vec<Value
             _ => {}
         }
     }
-    let delim = if comma || !(semicolon || bar) {
+    if comma || !(semicolon || bar) {
         ','
     } else if semicolon {
         ';'
     } else {
         '|'
-    };
+    }
+}
+
+/// `a, b ,c` / `a;b` / `a|b` as a JSON array of strings, written directly.
+fn write_delimited_array(text: &str, out: &mut Vec<u8>, warnings: &mut Vec<ValueWarning>) {
+    let t = trim(text);
+    let delim = array_delimiter(t);
     out.push(b'[');
     let mut n = 0;
     for part in t.split(delim).map(trim).filter(|p| !p.is_empty()) {
@@ -687,25 +691,7 @@ fn parse_array(s: &str) -> Result<Vec<Value>, ConvertError> {
             ))),
         };
     }
-    // Delimited: the first of , ; | that occurs, so "a;b" and "a|b" work as well as "a,b".
-    // One pass for all three candidates; ',' wins over ';' over '|'.
-    let (mut comma, mut semicolon) = (false, false);
-    let mut bar = false;
-    for b in t.bytes() {
-        match b {
-            b',' => comma = true,
-            b';' => semicolon = true,
-            b'|' => bar = true,
-            _ => {}
-        }
-    }
-    let delim = if comma || !(semicolon || bar) {
-        ','
-    } else if semicolon {
-        ';'
-    } else {
-        '|'
-    };
+    let delim = array_delimiter(t);
     Ok(t.split(delim)
         .map(str::trim)
         .filter(|p| !p.is_empty())

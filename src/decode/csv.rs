@@ -58,11 +58,13 @@ pub struct CsvRows<R: Read> {
     reader: csv::Reader<R>,
     header: Vec<String>,
     record: ByteRecord,
-    /// The record's bytes as text, when they are valid UTF-8 as a whole; cells are sliced from it
-    /// by the record's field ranges (a slice off a char boundary falls back to the bytes).
-    text: Option<String>,
-    /// Reused buffer for `text`.
-    spare: String,
+    /// The record's bytes as text; cells are sliced from it by the record's field ranges when
+    /// `text_ok` (a slice off a char boundary falls back to the bytes).
+    text: String,
+    /// Whether the whole record was valid UTF-8 (and so copied into `text`).
+    text_ok: bool,
+    /// How quotes inside a quoted field are written in this dialect, for unclosed-quote hints.
+    quote_rule: String,
     /// 1-based number of the current data row (the header is not counted).
     row: u64,
     /// The field separator, to recognise records swallowed by an unclosed quote.
@@ -112,8 +114,18 @@ impl<R: Read> CsvRows<R> {
             reader,
             header,
             record: ByteRecord::new(),
-            text: None,
-            spare: String::new(),
+            text: String::new(),
+            text_ok: false,
+            quote_rule: match options.escape {
+                None => format!(
+                    "quotes inside a field must be doubled: {0}{0}",
+                    options.quote as char
+                ),
+                Some(e) => format!(
+                    "quotes inside a field must be escaped: {}{}",
+                    e as char, options.quote as char
+                ),
+            },
             row: 0,
             delimiter,
         })
@@ -131,18 +143,14 @@ impl<R: Read + Send> RowSource for CsvRows<R> {
         let multi_line = memchr::memchr(b'\n', self.record.as_slice()).is_some();
         // One UTF-8 pass over the whole record instead of one per cell (the csv crate's own
         // StringRecord check goes cell by cell as soon as a record is not pure ASCII).
-        let mut text = self
-            .text
-            .take()
-            .unwrap_or_else(|| std::mem::take(&mut self.spare));
-        text.clear();
-        match std::str::from_utf8(self.record.as_slice()) {
-            Ok(s) => {
-                text.push_str(s);
-                self.text = Some(text);
+        self.text.clear();
+        self.text_ok = match std::str::from_utf8(self.record.as_slice()) {
+            Ok(text) => {
+                self.text.push_str(text);
+                true
             }
-            Err(_) => self.spare = text,
-        }
+            Err(_) => false,
+        };
         let record = &self.record;
         match read {
             Ok(false) => Ok(None),
@@ -152,9 +160,12 @@ impl<R: Read + Send> RowSource for CsvRows<R> {
                 if record.len() != self.header.len() {
                     // An unclosed quote makes the csv crate read on across lines into one field.
                     let hint = if multi_line {
-                        "; a quoted field runs across lines — an unclosed quote? (quotes inside a field must be doubled: \"\")"
+                        format!(
+                            "; a quoted field runs across lines — an unclosed quote? ({})",
+                            self.quote_rule
+                        )
                     } else {
-                        ""
+                        String::new()
                     };
                     return Ok(Some(Err(BadRecord {
                         row: self.row,
@@ -175,7 +186,8 @@ impl<R: Read + Send> RowSource for CsvRows<R> {
                         line,
                         reason: format!(
                             "field {field} runs across lines that look like whole records — an unclosed quote? \
-                             (quotes inside a field must be doubled: \"\"); the rows it swallowed are not sent"
+                             ({}); the rows it swallowed are not sent",
+                            self.quote_rule
                         ),
                     })));
                 }
@@ -235,7 +247,7 @@ impl<R: Read> Row for CsvRows<R> {
             None => return Ok(Cell::Null),
             Some(r) => r,
         };
-        if let Some(cell) = self.text.as_deref().and_then(|t| t.get(range.clone())) {
+        if let Some(cell) = self.text_ok.then(|| self.text.get(range.clone())).flatten() {
             return Ok(Cell::Str(cell));
         }
         match self.record.as_slice().get(range) {

@@ -534,7 +534,7 @@ fn decode_object(
     sync: Option<&SyncState>,
     tx: &mpsc::Sender<Decoded>,
 ) {
-    match decode::open_typed(input) {
+    match decode::open(input) {
         Ok(Opened::Csv(rows)) => decode_rows(rows, config, limits, sync, tx),
         Ok(Opened::Ndjson(rows)) => decode_rows(rows, config, limits, sync, tx),
         Ok(Opened::Parquet(rows)) => decode_rows(rows, config, limits, sync, tx),

@@ -200,13 +200,6 @@ pub fn decompress<'a>(
     })
 }
 
-/// Opens the rows of an object. The format comes from `SOURCE_FORMAT`, else the key's extension,
-/// else the magic bytes of the body (see [`detect`]); compression likewise, plus
-/// `Content-Encoding`.
-pub fn open(input: DecodeInput<'_>) -> Result<Box<dyn RowSource + '_>, DecodeError> {
-    open_typed(input).map(Opened::boxed)
-}
-
 /// The decoder chosen for one object, as its concrete type: the row loop is compiled once per
 /// format, so reading a cell is a direct (inlinable) call rather than a virtual one.
 pub enum Opened<'a> {
@@ -215,18 +208,10 @@ pub enum Opened<'a> {
     Parquet(ParquetRows),
 }
 
-impl<'a> Opened<'a> {
-    pub fn boxed(self) -> Box<dyn RowSource + 'a> {
-        match self {
-            Opened::Csv(r) => Box::new(r),
-            Opened::Ndjson(r) => Box::new(r),
-            Opened::Parquet(r) => Box::new(r),
-        }
-    }
-}
-
-/// As [`open`], keeping the decoder's type.
-pub fn open_typed(input: DecodeInput<'_>) -> Result<Opened<'_>, DecodeError> {
+/// Opens the rows of an object. The format comes from `SOURCE_FORMAT`, else the key's extension,
+/// else the magic bytes of the body (see [`detect`]); compression likewise, plus
+/// `Content-Encoding`.
+pub fn open(input: DecodeInput<'_>) -> Result<Opened<'_>, DecodeError> {
     let read_err = |e: std::io::Error| DecodeError::Read {
         row: 0,
         reason: e.to_string(),

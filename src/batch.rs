@@ -10,28 +10,7 @@ use crate::sync_state::RowPrint;
 const TRANSITION_PREFIX: &[u8] = b"{\"type\":\"transition\",\"elements\":[";
 const TRANSITION_SUFFIX: &[u8] = b"]}";
 
-/// Which MoEngage API a body is for.
-#[derive(Clone, Copy, Debug, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
-#[serde(rename_all = "snake_case")]
-pub enum Endpoint {
-    /// Track User, `POST /v1/customer/{app_id}`.
-    Customer,
-    /// Create Event, `POST /v1/event/{app_id}`.
-    Event,
-    /// Bulk Import, `POST /v1/transition/{app_id}`.
-    Transition,
-}
-
-impl Endpoint {
-    pub fn path(self, app_id: &str) -> String {
-        let name = match self {
-            Endpoint::Customer => "customer",
-            Endpoint::Event => "event",
-            Endpoint::Transition => "transition",
-        };
-        format!("/v1/{name}/{app_id}")
-    }
-}
+pub use crate::model::Endpoint;
 
 /// One request body ready to send, with the rows it carries.
 #[derive(Clone, Debug, PartialEq, Eq)]

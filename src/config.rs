@@ -173,9 +173,9 @@ pub struct Config {
     pub app_id: String,
     /// `MOENGAGE_API_KEY` or `MOENGAGE_API_KEY_SECRET_ARN`.
     pub api_key: ApiKeySource,
-    /// `MOENGAGE_API_URL` override (e.g. the local emulator), else `https://api-NN.moengage.com`.
-    /// No trailing slash.
-    pub api_base_url: String,
+    /// `MOENGAGE_API_URL` override (e.g. the local emulator), else `https://api-NN.moengage.com`:
+    /// scheme, host and port only (checked here); [`crate::model::Endpoint::url`] adds the path.
+    pub api_base_url: reqwest::Url,
     /// `OBJECT_TYPE`.
     pub object_type: ObjectType,
     /// `SYNC_MODE`, default upsert.
@@ -274,9 +274,24 @@ impl Config {
                 variable: "MOENGAGE_WORKSPACE_ID",
                 accepted: "your Workspace ID from Settings > Account > APIs".into(),
             })?;
-        let app_id = get("MOENGAGE_APP_ID")
-            .map(|v| v.trim().to_string())
-            .unwrap_or_else(|| workspace_id.clone());
+        let (app_id_variable, app_id) = match get("MOENGAGE_APP_ID") {
+            Some(v) => ("MOENGAGE_APP_ID", v.trim().to_string()),
+            None => ("MOENGAGE_WORKSPACE_ID", workspace_id.clone()),
+        };
+        // It becomes a path segment of every request: letters, digits, `-`, `_` and `.` only.
+        let plain = |b: u8| b.is_ascii_alphanumeric() || b"-_.".contains(&b);
+        if app_id.is_empty()
+            || app_id.len() > 128
+            || !app_id.bytes().all(plain)
+            || app_id.bytes().all(|b| b == b'.')
+        {
+            return Err(ConfigError::Invalid {
+                variable: app_id_variable,
+                value: app_id,
+                accepted: "the id from Settings > Account > APIs: letters, digits, '-', '_' or '.', at most 128"
+                    .into(),
+            });
+        }
 
         let api_key = match (get("MOENGAGE_API_KEY"), get("MOENGAGE_API_KEY_SECRET_ARN")) {
             (Some(_), Some(_)) => {
@@ -306,20 +321,8 @@ impl Config {
         };
 
         let api_base_url = match get("MOENGAGE_API_URL") {
-            Some(url) => {
-                let url = url.trim().trim_end_matches('/').to_string();
-                if !(url.starts_with("http://") || url.starts_with("https://")) {
-                    return Err(ConfigError::Invalid {
-                        variable: "MOENGAGE_API_URL",
-                        value: url,
-                        accepted: "an http:// or https:// base URL, e.g. http://127.0.0.1:8080"
-                            .into(),
-                    });
-                }
-                // Users paste the documented base `https://api-01.moengage.com/v1`; paths add /v1.
-                url.strip_suffix("/v1").map(str::to_string).unwrap_or(url)
-            }
-            None => data_center.base_url(),
+            Some(url) => parse_api_url(&url, get("MOENGAGE_API_URL_ALLOW_HTTP"))?,
+            None => reqwest::Url::parse(&data_center.base_url()).expect("DC hosts are valid URLs"),
         };
 
         let object_type = {
@@ -541,15 +544,120 @@ impl Config {
         })
     }
 
-    /// Host name shown in diagnoses: the DC's host, or the override's host.
-    pub fn api_host(&self) -> &str {
-        let rest = self
-            .api_base_url
-            .split("://")
-            .nth(1)
-            .unwrap_or(&self.api_base_url);
-        rest.split('/').next().unwrap_or(rest)
+    /// Whether this function may process `s3://bucket/key`, named by an S3 notification or a work
+    /// item (both can be forged by anyone allowed to send to the work queue). Only the source
+    /// bucket (`SOURCE_BUCKET`, else `STATE_BUCKET`, when either is set) under `SOURCE_PREFIX`, and
+    /// never this tool's own state under `STATE_PREFIX`. `Err` says why, for a note.
+    pub fn accepts_object(&self, bucket: &str, key: &str) -> Result<(), String> {
+        let source_bucket = self
+            .source_bucket
+            .as_deref()
+            .or(self.state_bucket.as_deref());
+        if let Some(allowed) = source_bucket.filter(|b| *b != bucket) {
+            return Err(format!(
+                "not in the source bucket {allowed} (SOURCE_BUCKET, else STATE_BUCKET); skipped"
+            ));
+        }
+        if !key.starts_with(&self.source_prefix) {
+            return Err(format!(
+                "outside SOURCE_PREFIX {:?}; skipped",
+                self.source_prefix
+            ));
+        }
+        // Our own reports land in the same bucket by default; never read them back as exports.
+        let state_bucket = self.state_bucket.as_deref().unwrap_or(bucket);
+        if state_bucket == bucket
+            && !self.state_prefix.is_empty()
+            && key.starts_with(&self.state_prefix)
+        {
+            return Err(format!(
+                "under STATE_PREFIX {}, this tool's own state; skipped",
+                self.state_prefix
+            ));
+        }
+        Ok(())
     }
+
+    /// Host name shown in diagnoses: the DC's host, or the override's host (with its port).
+    pub fn api_host(&self) -> String {
+        let host = self.api_base_url.host_str().unwrap_or_default();
+        match self.api_base_url.port() {
+            Some(port) => format!("{host}:{port}"),
+            None => host.to_string(),
+        }
+    }
+
+    /// `https://api-01.moengage.com`: the base URL for people, without a trailing slash.
+    pub fn api_origin(&self) -> String {
+        self.api_base_url.as_str().trim_end_matches('/').to_string()
+    }
+
+    /// Whether `MOENGAGE_API_URL` points somewhere other than the data center's host.
+    pub fn api_url_overridden(&self) -> bool {
+        self.api_origin() != self.data_center.base_url()
+    }
+
+    /// The URL of one MoEngage endpoint: the only way this crate builds one.
+    pub fn api_url(&self, endpoint: crate::model::Endpoint) -> reqwest::Url {
+        endpoint.url(&self.api_base_url, &self.app_id)
+    }
+}
+
+/// `MOENGAGE_API_URL`: an http(s) base URL with no credentials, query or path (a documented
+/// `/v1` suffix is dropped). Plain `http://` only to a loopback host (the local emulator) unless
+/// `MOENGAGE_API_URL_ALLOW_HTTP=true`: the Data API key travels in every request's header.
+fn parse_api_url(raw: &str, allow_http: Option<String>) -> Result<reqwest::Url, ConfigError> {
+    let invalid = |why: &str| {
+        ConfigError::Invalid {
+        variable: "MOENGAGE_API_URL",
+        value: raw.to_string(),
+        accepted: format!(
+            "{why}: a base URL with scheme, host and optional port only, e.g. http://127.0.0.1:8080 \
+             for the local emulator (unset it to use the data center's host)"
+        ),
+    }
+    };
+    let trimmed = raw.trim();
+    if !(trimmed.starts_with("http://") || trimmed.starts_with("https://")) {
+        return Err(invalid("an http:// or https:// URL"));
+    }
+    let mut url = reqwest::Url::parse(trimmed).map_err(|e| invalid(&format!("not a URL ({e})")))?;
+    if url.host_str().is_none_or(str::is_empty) {
+        return Err(invalid("no host"));
+    }
+    if !url.username().is_empty() || url.password().is_some() {
+        return Err(invalid("credentials in the URL are not allowed"));
+    }
+    if url.query().is_some() || url.fragment().is_some() {
+        return Err(invalid("a query or fragment is not allowed"));
+    }
+    // Users paste the documented base `https://api-01.moengage.com/v1`; paths add /v1.
+    match url.path().trim_end_matches('/') {
+        "" | "/v1" => url.set_path("/"),
+        _ => return Err(invalid("a path is not allowed (endpoints add /v1/…)")),
+    }
+    let allow_http = match allow_http.as_deref().map(str::trim) {
+        None => false,
+        Some(v) => crate::convert::parse_bool(v).ok_or(ConfigError::Invalid {
+            variable: "MOENGAGE_API_URL_ALLOW_HTTP",
+            value: v.to_string(),
+            accepted: "true or false".into(),
+        })?,
+    };
+    let loopback = match url.host() {
+        Some(url::Host::Ipv4(ip)) => ip.is_loopback(),
+        Some(url::Host::Ipv6(ip)) => ip.is_loopback(),
+        Some(url::Host::Domain(d)) => d.eq_ignore_ascii_case("localhost"),
+        None => false,
+    };
+    if url.scheme() == "http" && !loopback && !allow_http {
+        return Err(invalid(
+            "plain http:// is accepted only to a loopback host (127.0.0.1, ::1, localhost), since the \
+             Data API key is sent with every request; use https://, or set MOENGAGE_API_URL_ALLOW_HTTP=true \
+             for a trusted network",
+        ));
+    }
+    Ok(url)
 }
 
 fn parse_number<T>(
@@ -598,6 +706,58 @@ mod tests {
     }
 
     #[test]
+    fn api_url_override_is_a_bare_base_and_plain_http_only_to_loopback() {
+        let with = |url: &str, allow: Option<&str>| {
+            let mut vars = base();
+            vars.insert("MOENGAGE_API_URL", url.to_string());
+            if let Some(a) = allow {
+                vars.insert("MOENGAGE_API_URL_ALLOW_HTTP", a.to_string());
+            }
+            load(&vars).map(|c| c.api_origin())
+        };
+        for (url, origin) in [
+            ("http://127.0.0.1:8080", "http://127.0.0.1:8080"),
+            ("http://127.0.0.2:9/v1", "http://127.0.0.2:9"),
+            ("http://localhost:8080/", "http://localhost:8080"),
+            ("http://[::1]:8080", "http://[::1]:8080"),
+            (
+                "https://moengage-proxy.example.com",
+                "https://moengage-proxy.example.com",
+            ),
+            (
+                "https://api-02.moengage.com/v1/",
+                "https://api-02.moengage.com",
+            ),
+        ] {
+            assert_eq!(with(url, None).unwrap(), origin, "{url}");
+        }
+        for (url, why) in [
+            ("http://10.0.0.5:8080", "loopback"),
+            ("http://api-01.moengage.com", "loopback"),
+            ("http://127.0.0.1.evil.example", "loopback"),
+            ("https://user:pw@api-01.moengage.com", "credentials"),
+            ("https://api-01.moengage.com@evil.example", "credentials"),
+            ("http://127.0.0.1:8080/steal", "path"),
+            ("https://api-01.moengage.com/v1/transition/APP", "path"),
+            ("https://api-01.moengage.com?x=1", "query"),
+            ("ftp://127.0.0.1", "http://"),
+            ("https://", "not a URL"),
+        ] {
+            let err = with(url, None).unwrap_err().to_string();
+            assert!(err.starts_with("MOENGAGE_API_URL="), "{url}: {err}");
+            assert!(err.contains(why), "{url}: {err}");
+        }
+        assert_eq!(
+            with("http://10.0.0.5:8080", Some("true")).unwrap(),
+            "http://10.0.0.5:8080"
+        );
+        let err = with("http://10.0.0.5:8080", Some("maybe"))
+            .unwrap_err()
+            .to_string();
+        assert!(err.starts_with("MOENGAGE_API_URL_ALLOW_HTTP"), "{err}");
+    }
+
+    #[test]
     fn data_center_table_maps_every_dc_to_its_documented_host() {
         let table = [
             ("DC-01", "api-01.moengage.com"),
@@ -617,7 +777,7 @@ mod tests {
             assert_eq!(dc.api_host(), host, "{input}");
             let mut vars = base();
             vars.insert("MOENGAGE_DATA_CENTER", input.to_string());
-            assert_eq!(load(&vars).unwrap().api_base_url, format!("https://{host}"));
+            assert_eq!(load(&vars).unwrap().api_origin(), format!("https://{host}"));
         }
     }
 
@@ -649,6 +809,9 @@ mod tests {
             ("BATCH_MAX_RECORDS", "-5", "whole number"),
             ("BATCH_MAX_BYTES", "10", "whole number from 1000"),
             ("MOENGAGE_API_URL", "127.0.0.1:8080", "http://"),
+            ("MOENGAGE_APP_ID", "APP/../x", "letters, digits"),
+            ("MOENGAGE_APP_ID", "..", "letters, digits"),
+            ("MOENGAGE_WORKSPACE_ID", "WS 1", "letters, digits"),
             ("FIELD_MAPPING", "{not json", "JSON object"),
             ("FIELD_MAPPING", "{\"email\":42}", "column"),
             ("MOENGAGE_API_KEY_SECRET_ARN", "mykey", "secret ARN"),
@@ -747,7 +910,7 @@ mod tests {
         vars.insert("STATE_PREFIX", "state".into());
         vars.insert("MOENGAGE_APP_ID", "".into());
         let cfg = load(&vars).unwrap();
-        assert_eq!(cfg.api_base_url, "http://127.0.0.1:8080");
+        assert_eq!(cfg.api_origin(), "http://127.0.0.1:8080");
         assert_eq!(cfg.api_host(), "127.0.0.1:8080");
         assert_eq!(cfg.state_prefix, "state/");
         assert_eq!(

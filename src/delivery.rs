@@ -7,6 +7,7 @@ use std::time::Duration;
 use bytes::Bytes;
 use tokio::time::Instant;
 
+use crate::model::Endpoint;
 use crate::moengage::{classify, MoEngageClient, RetryAction};
 use crate::rate::Budget;
 
@@ -86,14 +87,14 @@ pub struct Delivery {
     pub latency: Duration,
 }
 
-/// Sends `body` (carrying `records` = (customers, events)) to `path` until it is accepted, fails
+/// Sends `body` (carrying `records` = (customers, events)) to `endpoint` until it is accepted, fails
 /// permanently, or the policy gives up. No new attempt starts after `stop_at`: the body is then
 /// `Interrupted`, not failed.
 pub async fn deliver(
     client: &MoEngageClient,
     budget: &Budget,
     policy: &RetryPolicy,
-    path: &str,
+    endpoint: Endpoint,
     body: Bytes,
     records: (u64, u64),
     stop_at: Option<Instant>,
@@ -115,7 +116,7 @@ pub async fn deliver(
         }
         attempts += 1;
         let sent = Instant::now();
-        let result = client.post(path, body.clone()).await;
+        let result = client.post(endpoint, body.clone()).await;
         latency += sent.elapsed();
         let (action, detail) = match result {
             Ok(resp) => {
@@ -175,7 +176,7 @@ pub async fn deliver(
                     );
                     Outcome::Failed(FailureDetail { reason, ..detail })
                 } else {
-                    tracing::warn!(path, attempt = attempts, wait_ms = wait.as_millis() as u64, %reason, "transient failure, retrying");
+                    tracing::warn!(endpoint = endpoint.name(), attempt = attempts, wait_ms = wait.as_millis() as u64, %reason, "transient failure, retrying");
                     tokio::time::sleep(wait).await;
                     continue;
                 }

@@ -8,6 +8,8 @@
 //!
 //! One module per stage, in the order a row meets them:
 //!
+//! - [`model`]: shared vocabulary importing nothing from the crate: the closed set of MoEngage
+//!   endpoints and the one place that builds their URLs.
 //! - [`config`]: environment variables → a validated, typed `Config` (fails at start-up with one line).
 //! - [`startup`]: `Config` → live dependencies (AWS clients, the key from Secrets Manager).
 //! - [`handler`]: the Lambda entry: dispatch, claim → run → report → mark → continue; the sweep.
@@ -45,6 +47,7 @@ pub mod handler;
 pub mod invocation;
 pub mod mapping;
 pub mod metrics;
+pub mod model;
 pub mod moengage;
 pub mod pipeline;
 pub mod rate;

@@ -6,8 +6,8 @@ use std::time::{Duration, SystemTime, UNIX_EPOCH};
 use base64::Engine;
 use reqwest::header::{HeaderMap, HeaderValue, AUTHORIZATION, CONTENT_TYPE};
 
-use crate::batch::Endpoint;
 use crate::config::{ApiKey, Config};
+use crate::model::Endpoint;
 
 /// Per-request timeout: MoEngage answers in well under a second; a stuck connection must not eat
 /// the Lambda's 15 minutes.
@@ -17,8 +17,8 @@ pub const REQUEST_TIMEOUT_SECS: u64 = 30;
 #[derive(Clone)]
 pub struct MoEngageClient {
     http: reqwest::Client,
-    /// `https://api-NN.moengage.com` or the `MOENGAGE_API_URL` override, without trailing slash.
-    base_url: String,
+    /// `https://api-NN.moengage.com` or the `MOENGAGE_API_URL` override (scheme, host, port).
+    base_url: reqwest::Url,
     /// The id in request paths (`MOENGAGE_APP_ID`, default the Workspace ID).
     app_id: String,
     /// `Basic base64(workspace:key)`, marked sensitive so hyper never logs it.
@@ -140,6 +140,9 @@ impl MoEngageClient {
         let http = reqwest::Client::builder()
             .timeout(Duration::from_secs(REQUEST_TIMEOUT_SECS))
             .connect_timeout(Duration::from_secs(10))
+            // The Data API never redirects; following one would carry the key and the body to
+            // wherever a Location header points.
+            .redirect(reqwest::redirect::Policy::none())
             .user_agent(concat!("moengage-sync/", env!("CARGO_PKG_VERSION")))
             .build()
             .map_err(|e| TransportError {
@@ -165,21 +168,22 @@ impl MoEngageClient {
         })
     }
 
-    /// The path (`/v1/…/{app_id}`) a body for `endpoint` is posted to.
+    /// The path (`/v1/…/{app_id}`) a body for `endpoint` is posted to, for people and dead letters.
     pub fn path(&self, endpoint: Endpoint) -> String {
         endpoint.path(&self.app_id)
     }
 
-    /// POSTs `body` to `path` (as built by [`Self::path`], or taken from a dead-letter message).
+    /// POSTs `body` to `endpoint`. Only the closed set of endpoints can be requested: the URL is
+    /// built from the configured base and app id, never from a caller's string.
     pub async fn post(
         &self,
-        path: &str,
+        endpoint: Endpoint,
         body: bytes::Bytes,
     ) -> Result<ApiResponse, TransportError> {
-        let url = format!("{}{}", self.base_url, path);
+        let url = endpoint.url(&self.base_url, &self.app_id);
         let response = self
             .http
-            .post(&url)
+            .post(url)
             .header(AUTHORIZATION, self.auth.clone())
             .header(CONTENT_TYPE, "application/json")
             // Older MoEngage docs require it; current ones ignore it.
@@ -205,11 +209,8 @@ impl MoEngageClient {
     /// Checks the credentials and data center without sending data
     /// (`POST /v1/integrations/authentication`).
     pub async fn check_auth(&self) -> Result<ApiResponse, TransportError> {
-        self.post(
-            "/v1/integrations/authentication",
-            bytes::Bytes::from_static(b"{}"),
-        )
-        .await
+        self.post(Endpoint::Authentication, bytes::Bytes::from_static(b"{}"))
+            .await
     }
 }
 

@@ -42,6 +42,14 @@ pub async fn connect_with(
     let s3 = aws_sdk_s3::Client::from_conf(s3_config);
     let sqs = aws_sdk_sqs::Client::new(aws);
 
+    if config.api_url_overridden() {
+        // Every request, and the Data API key with it, goes there instead of the data center.
+        tracing::warn!(
+            url = %config.api_origin(),
+            data_center_host = %config.data_center.api_host(),
+            "MOENGAGE_API_URL overrides the data center's host; requests and the Data API key go to this URL"
+        );
+    }
     let api_key = match &config.api_key {
         ApiKeySource::Literal(key) => key.clone(),
         ApiKeySource::SecretArn(arn) => fetch_secret(aws, arn).await?,

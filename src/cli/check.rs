@@ -17,8 +17,8 @@ use std::fmt;
 use aws_sdk_sqs::types::QueueAttributeName;
 
 use super::{exit, CheckArgs};
-use crate::batch::Endpoint;
 use crate::config::{ApiKeySource, Config, ObjectType};
+use crate::model::Endpoint;
 use crate::moengage::{classify, ApiResponse, RetryAction, TransportError};
 use crate::source::aws_error_text;
 
@@ -107,11 +107,11 @@ pub async fn run(args: CheckArgs) -> i32 {
     report(credentials);
     let app = match (&client, credentials_ok) {
         (Some(c), true) => {
-            let path = c.path(endpoint(config.object_type));
+            let endpoint = endpoint(config.object_type);
             app_id(
                 &config,
-                &path,
-                c.post(&path, bytes::Bytes::from_static(b"{}")).await,
+                &c.path(endpoint),
+                c.post(endpoint, bytes::Bytes::from_static(b"{}")).await,
             )
         }
         _ => Line {
@@ -155,7 +155,7 @@ fn describe(config: &Config) -> String {
         config.api_host(),
         config.workspace_id,
         config.object_type.as_str(),
-        config.api_base_url,
+        config.api_origin(),
         endpoint(config.object_type).path(&config.app_id),
     )
 }
@@ -169,8 +169,7 @@ fn endpoint(object_type: ObjectType) -> Endpoint {
 }
 
 /// Host and port of the API base URL, for the DNS lookup.
-fn host_port(base_url: &str) -> Option<(String, u16)> {
-    let url = reqwest::Url::parse(base_url).ok()?;
+fn host_port(url: &reqwest::Url) -> Option<(String, u16)> {
     let host = url
         .host_str()?
         .trim_start_matches('[')
@@ -184,7 +183,7 @@ async fn dns(config: &Config) -> Line {
     let Some((host, port)) = host_port(&config.api_base_url) else {
         return Line {
             name,
-            verdict: Verdict::Fail(format!("{} has no host name", config.api_base_url)),
+            verdict: Verdict::Fail(format!("{} has no host name", config.api_origin())),
         };
     };
     let verdict = match tokio::net::lookup_host((host.as_str(), port)).await {
@@ -196,7 +195,7 @@ async fn dns(config: &Config) -> Line {
             "{host} does not resolve ({e}); check MOENGAGE_DATA_CENTER ({} → {}){} and this machine's DNS",
             config.data_center.name(),
             config.data_center.api_host(),
-            if config.api_base_url == config.data_center.base_url() { "" } else { " and MOENGAGE_API_URL" },
+            if config.api_url_overridden() { " and MOENGAGE_API_URL" } else { "" },
         )),
     };
     Line { name, verdict }
@@ -270,7 +269,7 @@ pub fn refusal(config: &Config, r: &ApiResponse) -> String {
 
 /// "cannot reach <url>: <why>", without reqwest repeating the URL.
 fn unreachable(config: &Config, path: &str, e: &TransportError) -> String {
-    let url = format!("{}{path}", config.api_base_url);
+    let url = format!("{}{path}", config.api_origin());
     let prefix = format!("error sending request for url ({url}): ");
     let why = e.message.strip_prefix(&prefix).unwrap_or(&e.message);
     format!("cannot reach {url}: {why}")
@@ -467,13 +466,16 @@ mod tests {
     #[test]
     fn host_port_of_base_urls() {
         assert_eq!(
-            host_port("https://api-01.moengage.com"),
+            host_port(&reqwest::Url::parse("https://api-01.moengage.com").unwrap()),
             Some(("api-01.moengage.com".into(), 443))
         );
         assert_eq!(
-            host_port("http://127.0.0.1:8080"),
+            host_port(&reqwest::Url::parse("http://127.0.0.1:8080").unwrap()),
             Some(("127.0.0.1".into(), 8080))
         );
-        assert_eq!(host_port("http://[::1]:9"), Some(("::1".into(), 9)));
+        assert_eq!(
+            host_port(&reqwest::Url::parse("http://[::1]:9").unwrap()),
+            Some(("::1".into(), 9))
+        );
     }
 }

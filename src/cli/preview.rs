@@ -213,7 +213,7 @@ pub fn document<'a>(config: &Config, args: &'a PreviewArgs, dry: &'a DryRun) -> 
                 .unwrap_or_else(|_| RawValue::NULL.to_owned());
             RequestDoc {
                 method: "POST",
-                url: format!("{}{path}", config.api_base_url),
+                url: config.api_url(b.endpoint).to_string(),
                 path,
                 first_row: b.first_row,
                 last_row: b.last_row,

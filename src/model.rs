@@ -1,0 +1,163 @@
+//! Shared vocabulary that imports nothing from the crate: the closed set of MoEngage endpoints and
+//! the one function that turns an endpoint into a URL.
+//!
+//! No other code builds a MoEngage URL. A URL is the parsed base (scheme, host, port; checked at
+//! start-up) with its path replaced by `/v1/{api}/{app_id}`, segment by segment, so that nothing a
+//! dead-letter message, a work item or a configuration value holds can change the host, add
+//! credentials, a query or another path.
+
+use reqwest::Url;
+
+/// Which MoEngage API a request goes to. The set is closed: nothing outside it can be requested.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, serde::Serialize, serde::Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum Endpoint {
+    /// Track User, `POST /v1/customer/{app_id}`.
+    Customer,
+    /// Create Event, `POST /v1/event/{app_id}`.
+    Event,
+    /// Bulk Import, `POST /v1/transition/{app_id}`.
+    Transition,
+    /// The connection test, `POST /v1/integrations/authentication` (no app id in its path).
+    Authentication,
+}
+
+impl Endpoint {
+    /// The endpoints that carry data, i.e. that a dead-letter message may name.
+    pub const DATA: [Endpoint; 3] = [Endpoint::Customer, Endpoint::Event, Endpoint::Transition];
+
+    /// The name used in dead-letter messages (`kind`) and in paths.
+    pub fn name(self) -> &'static str {
+        match self {
+            Endpoint::Customer => "customer",
+            Endpoint::Event => "event",
+            Endpoint::Transition => "transition",
+            Endpoint::Authentication => "authentication",
+        }
+    }
+
+    /// A data endpoint by its name; `None` for anything else (the connection test included).
+    pub fn data_by_name(name: &str) -> Option<Endpoint> {
+        Self::DATA.into_iter().find(|e| e.name() == name)
+    }
+
+    /// Path segments after the host.
+    fn segments(self, app_id: &str) -> [&str; 3] {
+        match self {
+            Endpoint::Authentication => ["v1", "integrations", "authentication"],
+            data => ["v1", data.name(), app_id],
+        }
+    }
+
+    /// The path, for people and for the `endpoint` field of dead-letter messages:
+    /// `/v1/transition/APPID`.
+    pub fn path(self, app_id: &str) -> String {
+        self.segments(app_id)
+            .iter()
+            .fold(String::new(), |mut p, s| {
+                p.push('/');
+                p.push_str(s);
+                p
+            })
+    }
+
+    /// The URL to POST to: `base` (scheme, host, port) with this endpoint's path. The app id is one
+    /// percent-encoded path segment, whatever characters it holds.
+    pub fn url(self, base: &Url, app_id: &str) -> Url {
+        let mut url = base.clone();
+        url.set_query(None);
+        url.set_fragment(None);
+        // Credentials in a base URL are refused at start-up; clear them anyway.
+        let _ = url.set_username("");
+        let _ = url.set_password(None);
+        if let Ok(mut path) = url.path_segments_mut() {
+            path.clear().extend(self.segments(app_id));
+        }
+        url
+    }
+
+    /// Reads a path this project wrote into a dead-letter message (`/v1/{api}/{app_id}`) back into
+    /// the endpoint and app id. Anything else, however close, is `None`.
+    pub fn parse_data_path(path: &str) -> Option<(Endpoint, &str)> {
+        let rest = path.strip_prefix("/v1/")?;
+        let (name, app_id) = rest.split_once('/')?;
+        let endpoint = Self::data_by_name(name)?;
+        let plain = |b: u8| b.is_ascii_graphic() && !b"/?#@%\\".contains(&b);
+        (!app_id.is_empty() && app_id.bytes().all(plain)).then_some((endpoint, app_id))
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn urls_keep_the_base_host_whatever_the_app_id() {
+        let base = Url::parse("https://api-01.moengage.com").unwrap();
+        assert_eq!(
+            Endpoint::Transition.url(&base, "APP1").as_str(),
+            "https://api-01.moengage.com/v1/transition/APP1"
+        );
+        assert_eq!(
+            Endpoint::Authentication.url(&base, "APP1").as_str(),
+            "https://api-01.moengage.com/v1/integrations/authentication"
+        );
+        for hostile in [
+            "@evil.example/x",
+            "../../steal",
+            "x?y=1#z",
+            "a/b",
+            "..",
+            "%2e%2e",
+            "\\evil",
+        ] {
+            let url = Endpoint::Customer.url(&base, hostile);
+            assert_eq!(url.host_str(), Some("api-01.moengage.com"), "{hostile}");
+            assert_eq!(url.username(), "");
+            assert_eq!(url.query(), None, "{hostile}");
+            // `.` and `..` are dropped by the URL type rather than followed; the configuration
+            // refuses such app ids before they get here.
+            assert!(
+                url.path_segments().unwrap().count() <= 3,
+                "{hostile}: {url}"
+            );
+            assert!(url.path().starts_with("/v1/customer"), "{hostile}: {url}");
+        }
+        let local = Url::parse("http://127.0.0.1:8080/").unwrap();
+        assert_eq!(
+            Endpoint::Event.url(&local, "A").as_str(),
+            "http://127.0.0.1:8080/v1/event/A"
+        );
+    }
+
+    #[test]
+    fn only_paths_this_project_writes_parse_back() {
+        assert_eq!(
+            Endpoint::parse_data_path("/v1/transition/WS1"),
+            Some((Endpoint::Transition, "WS1"))
+        );
+        assert_eq!(
+            Endpoint::parse_data_path("/v1/customer/A-1_b"),
+            Some((Endpoint::Customer, "A-1_b"))
+        );
+        for forged in [
+            "@127.0.0.1:9/steal",
+            "http://127.0.0.1:9/steal",
+            ".evil@127.0.0.1:9/v1/transition/APP",
+            "/v1/transition/APP/../../x",
+            "/v1/transition/",
+            "/v1/integrations/authentication",
+            "/v1/customer/APP?x=1",
+            "/v1/customer/A@b",
+            "/v2/customer/APP",
+            "v1/customer/APP",
+        ] {
+            assert_eq!(Endpoint::parse_data_path(forged), None, "{forged}");
+        }
+        for e in Endpoint::DATA {
+            assert_eq!(Endpoint::parse_data_path(&e.path("X")), Some((e, "X")));
+            assert_eq!(Endpoint::data_by_name(e.name()), Some(e));
+        }
+        assert_eq!(Endpoint::data_by_name("authentication"), None);
+    }
+}

@@ -6,6 +6,7 @@ use serde::{Deserialize, Serialize};
 use serde_json::value::RawValue;
 
 use crate::delivery::FailureDetail;
+use crate::model::Endpoint;
 use crate::source::aws_error_text;
 
 /// Where the rows of a dead-lettered body came from.
@@ -25,8 +26,16 @@ pub struct SourceRef {
 #[derive(Debug, Serialize, Deserialize)]
 pub struct DeadLetterMessage {
     pub source: SourceRef,
-    /// The request path, e.g. `/v1/transition/APPID` (POST, JSON).
+    /// The request path, e.g. `/v1/transition/APPID` (POST, JSON), for people. Redrive never
+    /// requests it: it reads the endpoint from `kind` and `app_id` (or, in messages written before
+    /// those fields existed, parses this path strictly back into them).
     pub endpoint: String,
+    /// The endpoint's name: `customer`, `event` or `transition`.
+    #[serde(skip_serializing_if = "Option::is_none", default)]
+    pub kind: Option<String>,
+    /// The app id the body was sent for.
+    #[serde(skip_serializing_if = "Option::is_none", default)]
+    pub app_id: Option<String>,
     /// The exact request body that was sent, embedded as JSON (not re-encoded); `None` when it was
     /// too large for SQS and lives at `payload_s3` instead.
     pub payload: Option<Box<RawValue>>,
@@ -45,7 +54,8 @@ impl DeadLetterMessage {
     /// Builds a message around `body`; `body` is always JSON this project produced.
     pub fn new(
         source: SourceRef,
-        endpoint: String,
+        endpoint: Endpoint,
+        app_id: &str,
         body: &[u8],
         records: u64,
         error: FailureDetail,
@@ -57,7 +67,9 @@ impl DeadLetterMessage {
             .map_err(|e| DeadLetterError(format!("payload is not JSON: {e}")))?;
         Ok(DeadLetterMessage {
             source,
-            endpoint,
+            endpoint: endpoint.path(app_id),
+            kind: Some(endpoint.name().to_string()),
+            app_id: Some(app_id.to_string()),
             payload: Some(payload),
             payload_s3: None,
             records,
@@ -66,6 +78,12 @@ impl DeadLetterMessage {
             failed_at: chrono::Utc::now().to_rfc3339_opts(chrono::SecondsFormat::Secs, true),
         })
     }
+}
+
+/// Where payloads too large for SQS are stored, under the state bucket: one folder per source
+/// object. Redrive reads `payload_s3` only from under this prefix of the message's own source.
+pub fn payload_prefix(state_prefix: &str, bucket: &str, key: &str) -> String {
+    format!("{state_prefix}dead-letters/{bucket}/{key}/")
 }
 
 /// SQS takes messages up to 256 KiB; beyond this the payload is stored in S3 instead.
@@ -249,7 +267,8 @@ mod tests {
         };
         let msg = DeadLetterMessage::new(
             src,
-            "/v1/transition/A".into(),
+            Endpoint::Transition,
+            "A",
             body,
             1,
             FailureDetail::default(),
@@ -258,6 +277,10 @@ mod tests {
         .unwrap();
         let json = serde_json::to_string(&msg).unwrap();
         assert!(json.contains(std::str::from_utf8(body).unwrap()));
+        assert!(
+            json.contains(r#""endpoint":"/v1/transition/A","kind":"transition","app_id":"A""#),
+            "{json}"
+        );
         let back: DeadLetterMessage = serde_json::from_str(&json).unwrap();
         assert_eq!(back.payload.unwrap().get().as_bytes(), body);
     }

@@ -176,6 +176,17 @@ async fn run_request(
             }
         }
         Request::Work(item) => {
+            if let Err(why) = deps.config.accepts_object(&item.bucket, &item.key) {
+                // A forged work item must not make the function read another bucket or its own
+                // state; a key longer than S3 allows is cut in the note.
+                let named: String = format!("s3://{}/{}", item.bucket, item.key)
+                    .chars()
+                    .take(1100)
+                    .collect();
+                tracing::warn!(object = %named, %why, "work item refused");
+                summary.notes.push(format!("work item {named}: {why}"));
+                return Ok(());
+            }
             let object = ObjectRef {
                 bucket: item.bucket,
                 key: item.key,

@@ -124,16 +124,8 @@ pub fn s3_objects(
             notes.push(format!("s3://{bucket}/{key}: {what}, not data; skipped"));
             continue;
         }
-        // Our own reports land in the same bucket by default; never read them back as exports.
-        let state_bucket = config.state_bucket.as_deref().unwrap_or(&bucket);
-        if state_bucket == bucket
-            && !config.state_prefix.is_empty()
-            && key.starts_with(&config.state_prefix)
-        {
-            notes.push(format!(
-                "s3://{bucket}/{key}: under STATE_PREFIX {}, this tool's own state; skipped",
-                config.state_prefix
-            ));
+        if let Err(why) = config.accepts_object(&bucket, &key) {
+            notes.push(format!("s3://{bucket}/{key}: {why}"));
             continue;
         }
         out.push(ObjectRef { bucket, key });

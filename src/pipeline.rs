@@ -241,14 +241,13 @@ pub async fn process_object(deps: &Deps, object: &ObjectRef, plan: &RunPlan) -> 
                     stop = Some((Stop::Deadline, batch));
                     break;
                 }
-                let path = deps.moengage.path(batch.endpoint);
                 let body = Bytes::from(batch.body.clone());
                 let records = (batch.records - batch.events, batch.events);
                 let d = delivery::deliver(
                     &deps.moengage,
                     &deps.budget,
                     &config.retry,
-                    &path,
+                    batch.endpoint,
                     body,
                     records,
                     plan.stop_at,
@@ -267,27 +266,22 @@ pub async fn process_object(deps: &Deps, object: &ObjectRef, plan: &RunPlan) -> 
                         report.resume_after_row = batch.last_row;
                         tracing::debug!(key = %object.key, rows = batch.records, first_row = batch.first_row, request_id = request_id.as_deref().unwrap_or(""), "delivered");
                     }
-                    Outcome::Failed(detail) => match dead_letter(
-                        deps,
-                        source_ref(&batch),
-                        path,
-                        &batch,
-                        detail,
-                        d.attempts,
-                    )
-                    .await
-                    {
-                        Ok(id) => {
-                            report.summary.rows_read += batch.records;
-                            report.summary.rows_dead_lettered += batch.records;
-                            report.resume_after_row = batch.last_row;
-                            report.dead_letter_message_ids.push(id);
+                    Outcome::Failed(detail) => {
+                        match dead_letter(deps, source_ref(&batch), &batch, detail, d.attempts)
+                            .await
+                        {
+                            Ok(id) => {
+                                report.summary.rows_read += batch.records;
+                                report.summary.rows_dead_lettered += batch.records;
+                                report.resume_after_row = batch.last_row;
+                                report.dead_letter_message_ids.push(id);
+                            }
+                            Err(fatal) => {
+                                stop = Some((Stop::Fatal(fatal), batch));
+                                break;
+                            }
                         }
-                        Err(fatal) => {
-                            stop = Some((Stop::Fatal(fatal), batch));
-                            break;
-                        }
-                    },
+                    }
                     Outcome::Misconfigured(detail) => {
                         stop = Some((Stop::Misconfigured(diagnose(config, &detail)), batch));
                         break;
@@ -414,7 +408,6 @@ async fn save_sync_state(sync: &SyncState, report: &mut RunReport) {
 async fn dead_letter(
     deps: &Deps,
     source: SourceRef,
-    path: String,
     batch: &Batch,
     detail: FailureDetail,
     attempts: u32,
@@ -428,9 +421,16 @@ async fn dead_letter(
         source,
     };
     tracing::warn!(%bucket, %key, first_row = batch.first_row, last_row = batch.last_row, reason = %detail.reason, "dead-lettering a request body");
-    let mut msg =
-        DeadLetterMessage::new(source, path, &batch.body, batch.records, detail, attempts)
-            .map_err(fatal)?;
+    let mut msg = DeadLetterMessage::new(
+        source,
+        batch.endpoint,
+        &deps.config.app_id,
+        &batch.body,
+        batch.records,
+        detail,
+        attempts,
+    )
+    .map_err(fatal)?;
     if msg.encoded_len() > dead_letter::MAX_INLINE_MESSAGE_BYTES {
         // Over SQS's message size: the payload goes to S3 and the message points to it.
         let state_bucket = deps
@@ -439,10 +439,8 @@ async fn dead_letter(
             .clone()
             .unwrap_or_else(|| bucket.clone());
         let payload_key = format!(
-            "{}dead-letters/{}/{}/rows-{}-{}-{}.json",
-            deps.config.state_prefix,
-            bucket,
-            key,
+            "{}rows-{}-{}-{}.json",
+            dead_letter::payload_prefix(&deps.config.state_prefix, &bucket, &key),
             batch.first_row,
             batch.last_row,
             chrono::Utc::now().timestamp_millis()

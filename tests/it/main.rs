@@ -21,3 +21,5 @@ mod formats;
 mod cli;
 // Issue "operator experience": the CloudWatch EMF document of a real run.
 mod metrics;
+// Issue "security": forged dead letters and work items cannot redirect requests or reads.
+mod security;

@@ -31,6 +31,8 @@ build:
 demo: $(STAMP) build
 	VENV=$(VENV) scripts/demo.sh
 
+# sam validate, cfn-lint (plain and SAM-transformed: cycles), and scripts/check-iam.py: every AWS
+# SDK operation in src/ is granted to the function's role.
 lint-template: $(STAMP)
 	VENV=$(VENV) scripts/lint-template.sh
 

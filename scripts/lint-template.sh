@@ -1,7 +1,7 @@
 #!/usr/bin/env bash
 # Lints template.yaml offline. Run from anywhere; paths are relative to the repo root.
 #
-# What it checks, and why three steps:
+# What it checks, and why four steps:
 #   1. `sam validate --lint`: SAM's own validation plus cfn-lint, as `sam deploy` users see it.
 #   2. `cfn-lint template.yaml`: the same rules at cfn-lint's full strictness (warnings fail too).
 #   3. cfn-lint on the SAM-*transformed* template. cfn-lint 1.x no longer runs the SAM transform:
@@ -11,6 +11,9 @@
 #      policy Refs the bucket, which CloudFormation rejects at deploy time. Here the template is
 #      run through samtranslator (installed with aws-sam-cli; offline, with a stub for managed
 #      policy ARNs) and the resulting plain CloudFormation is linted, E3004 included.
+#   4. scripts/check-iam.py: every AWS SDK operation called in src/ needs an IAM action the
+#      function's role grants (on the right queue, for the dead-letter and work queues). Linters
+#      cannot know what the code calls; a missing grant only shows as AccessDenied in production.
 #
 # Usage: scripts/lint-template.sh [TEMPLATE]   (default: template.yaml at the repo root)
 # Exits non-zero if any step reports anything. VENV overrides the venv (default: .venv).
@@ -105,6 +108,7 @@ step transform
 if [[ -s "$transformed" ]]; then
     step "$VENV/bin/cfn-lint" "$transformed"
 fi
+step "$VENV/bin/python" scripts/check-iam.py "$TEMPLATE"
 
 if [[ $status -eq 0 ]]; then
     echo "lint-template: OK"

@@ -25,8 +25,12 @@ $(STAMP): requirements-dev.txt
 
 venv: $(STAMP)
 
+# Both workspace members' binaries, one package at a time: a `--workspace` build would unify the
+# emulator's features (tokio signal, hyper server) into moengage-sync's dependencies, and
+# `cargo lambda watch` (which builds moengage-sync alone) would then recompile most of them.
 build:
-	cargo build --bins
+	cargo build -p moengage-sync --bins
+	cargo build -p moengage-emulator --bins
 
 demo: $(STAMP) build
 	VENV=$(VENV) scripts/demo.sh
@@ -42,16 +46,17 @@ check-deploy-guide: $(STAMP)
 	VENV=$(VENV) scripts/check-deploy-guide.sh
 
 unit:
-	cargo test --lib
+	cargo test --workspace --lib
 
 # The integration tests start moto from the venv, one server per test, on ephemeral ports.
 # Benchmarks are left to `make bench`: `cargo test --all-targets` would run them in full.
+# --workspace: the emulator crate's own tests run too.
 test: $(STAMP) lint-template check-deploy-guide
-	MOTO_SERVER=$(abspath $(VENV))/bin/moto_server cargo test --lib --bins --tests
+	MOTO_SERVER=$(abspath $(VENV))/bin/moto_server cargo test --workspace --lib --bins --tests
 
 lint:
-	cargo fmt --check
-	cargo clippy --all-targets -- -D warnings
+	cargo fmt --all --check
+	cargo clippy --workspace --all-targets -- -D warnings
 
 # Replays dead-letter messages (events/redrive.json): delivered ones are deleted, the rest stay and
 # are listed with their reason in the response.

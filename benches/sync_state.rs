@@ -11,8 +11,8 @@ use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use async_trait::async_trait;
-use moengage_sync::config::SyncMode;
-use moengage_sync::mapping::ElementKind;
+use moengage_sync::model::ElementKind;
+use moengage_sync::model::SyncMode;
 use moengage_sync::state::{Expect, PutOutcome, StateError, StateStore, Versioned};
 use moengage_sync::sync_state::{
     codec, customer_id_of, Fingerprinter, RowPrint, SyncLocation, SyncOptions, SyncState,

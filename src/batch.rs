@@ -4,8 +4,8 @@
 //! `BATCH_MAX_RECORDS` elements and `BATCH_MAX_BYTES` bytes; Track User and Create Event bodies are
 //! one element each, at most [`SINGLE_REQUEST_MAX_BYTES`].
 
-use crate::config::{ObjectType, SINGLE_REQUEST_MAX_BYTES};
-use crate::sync_state::RowPrint;
+use crate::model::{ObjectType, SINGLE_REQUEST_MAX_BYTES};
+use crate::sync_state::{customer_id_of, RowPrint};
 
 const TRANSITION_PREFIX: &[u8] = b"{\"type\":\"transition\",\"elements\":[";
 const TRANSITION_SUFFIX: &[u8] = b"]}";
@@ -24,6 +24,9 @@ pub struct Batch {
     pub events: u64,
     /// Sync-state prints of the keyed rows in the body: recorded once MoEngage accepts it.
     pub prints: Vec<RowPrint>,
+    /// Hashes of the `customer_id`s in the body, each once: delivery never has two requests for
+    /// one user in flight, so MoEngage applies a user's rows in file order.
+    pub customers: Vec<u64>,
     /// First and last data row numbers of the object that this body carries.
     pub first_row: u64,
     pub last_row: u64,
@@ -49,6 +52,7 @@ pub struct Batcher {
     records: u64,
     events: u64,
     prints: Vec<RowPrint>,
+    customers: Vec<u64>,
     first_row: u64,
     last_row: u64,
 }
@@ -69,6 +73,7 @@ impl Batcher {
             records: 0,
             events: 0,
             prints: Vec::new(),
+            customers: Vec::new(),
             first_row: 0,
             last_row: 0,
         }
@@ -136,6 +141,9 @@ impl Batcher {
             self.body.push(b',');
         }
         self.body.extend_from_slice(element);
+        if let Some(id) = customer_id_of(element) {
+            self.customers.push(xxhash_rust::xxh3::xxh3_64(id));
+        }
         self.records += 1;
         self.last_row = row;
     }
@@ -147,6 +155,8 @@ impl Batcher {
         if self.endpoint == Endpoint::Transition {
             self.body.extend_from_slice(TRANSITION_SUFFIX);
         }
+        self.customers.sort_unstable();
+        self.customers.dedup();
         let body = std::mem::replace(
             &mut self.body,
             Vec::with_capacity(self.max_bytes.min(1 << 20)),
@@ -157,6 +167,7 @@ impl Batcher {
             records: self.records,
             events: self.events,
             prints: std::mem::take(&mut self.prints),
+            customers: std::mem::take(&mut self.customers),
             first_row: self.first_row,
             last_row: self.last_row,
         };

@@ -7,8 +7,11 @@ use std::fmt;
 use std::time::Duration;
 
 use crate::decode::{Compression, CsvOptions, Format};
-use crate::delivery::RetryPolicy;
-use crate::mapping::{FieldMapping, MappingError};
+use crate::deliver::RetryPolicy;
+use crate::map::{FieldMapping, MappingError};
+use crate::model::{
+    ApiKey, ObjectType, SyncMode, DEFAULT_BATCH_MAX_BYTES, DEFAULT_BATCH_MAX_RECORDS,
+};
 
 /// Where the Data API key comes from. Never printed: `Debug` redacts it.
 #[derive(Clone)]
@@ -25,27 +28,6 @@ impl fmt::Debug for ApiKeySource {
             ApiKeySource::Literal(_) => f.write_str("Literal(<redacted>)"),
             ApiKeySource::SecretArn(arn) => write!(f, "SecretArn({arn})"),
         }
-    }
-}
-
-/// The MoEngage Data API key. Wrapped so that neither `Debug` nor `Display` can leak it into a log
-/// line or an error message.
-#[derive(Clone, PartialEq, Eq)]
-pub struct ApiKey(String);
-
-impl ApiKey {
-    pub fn new(key: impl Into<String>) -> Self {
-        ApiKey(key.into())
-    }
-    /// The key itself; only the HTTP client's auth header should call this.
-    pub fn expose(&self) -> &str {
-        &self.0
-    }
-}
-
-impl fmt::Debug for ApiKey {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.write_str("<redacted>")
     }
 }
 
@@ -93,72 +75,8 @@ impl DataCenter {
     }
 }
 
-/// What a row becomes in MoEngage (`OBJECT_TYPE`).
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
-pub enum ObjectType {
-    /// One Track User call per row.
-    UserAttributes,
-    /// One Create Event call per row.
-    Events,
-    /// Transition calls of up to `BATCH_MAX_RECORDS` customer/event elements.
-    BulkImport,
-}
-
-impl ObjectType {
-    pub const ACCEPTED: &'static str = "user_attributes, events or bulk_import";
-    pub fn parse(value: &str) -> Option<Self> {
-        match value
-            .trim()
-            .to_ascii_lowercase()
-            .replace([' ', '-'], "_")
-            .as_str()
-        {
-            "user_attributes" => Some(ObjectType::UserAttributes),
-            "events" => Some(ObjectType::Events),
-            "bulk_import" => Some(ObjectType::BulkImport),
-            _ => None,
-        }
-    }
-    pub fn as_str(self) -> &'static str {
-        match self {
-            ObjectType::UserAttributes => "user_attributes",
-            ObjectType::Events => "events",
-            ObjectType::BulkImport => "bulk_import",
-        }
-    }
-}
-
-/// How rows relate to what MoEngage already holds (`SYNC_MODE`).
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
-pub enum SyncMode {
-    /// Create or update (MoEngage's default behaviour).
-    Upsert,
-    /// Only rows never delivered before.
-    Insert,
-    /// Update existing users only (`update_existing_only: true`); never create.
-    Update,
-}
-
-impl SyncMode {
-    pub const ACCEPTED: &'static str = "upsert, insert or update";
-    pub fn parse(value: &str) -> Option<Self> {
-        match value.trim().to_ascii_lowercase().as_str() {
-            "upsert" => Some(SyncMode::Upsert),
-            "insert" => Some(SyncMode::Insert),
-            "update" => Some(SyncMode::Update),
-            _ => None,
-        }
-    }
-}
-
 /// Seed default: ~100 requests per minute on each Data API.
 pub const DEFAULT_RATE_LIMIT_PER_MINUTE: u32 = 100;
-/// Seed default: at most 50 elements per Transition call.
-pub const DEFAULT_BATCH_MAX_RECORDS: usize = 50;
-/// Seed and MoEngage docs: a Transition body stays under 100 KB.
-pub const DEFAULT_BATCH_MAX_BYTES: usize = 100_000;
-/// MoEngage documents 128 KB for Track User / Create Event bodies.
-pub const SINGLE_REQUEST_MAX_BYTES: usize = 128_000;
 pub const DEFAULT_STATE_PREFIX: &str = "moengage-sync/";
 
 /// The validated configuration. Built once in `main`; everything downstream borrows it.
@@ -197,6 +115,10 @@ pub struct Config {
     /// across Bulk Import calls); unset = only the request budget applies.
     pub users_per_minute: Option<u32>,
     pub events_per_minute: Option<u32>,
+    /// `MAX_IN_FLIGHT`: the most requests in flight at once, default 1 (one at a time, as before)
+    /// until adaptive rate control lands. Below it, the number sizes itself from the request
+    /// budget and MoEngage's observed round trip (Little's law).
+    pub max_in_flight: usize,
     /// `BATCH_MAX_RECORDS`: elements per Transition call, default 50.
     pub batch_max_records: usize,
     /// `BATCH_MAX_BYTES`: bytes per Transition body, default 100,000.
@@ -393,6 +315,7 @@ impl Config {
             None => None,
             raw => Some(parse_number("EVENTS_PER_MINUTE", raw, 0, 1, 10_000_000)?),
         };
+        let max_in_flight = parse_number("MAX_IN_FLIGHT", get("MAX_IN_FLIGHT"), 1, 1, 1_000)?;
         let batch_max_records = parse_number(
             "BATCH_MAX_RECORDS",
             get("BATCH_MAX_RECORDS"),
@@ -492,7 +415,7 @@ impl Config {
 
         let full_resync = match get("FULL_RESYNC") {
             None => false,
-            Some(raw) => crate::convert::parse_bool(&raw).ok_or(ConfigError::Invalid {
+            Some(raw) => crate::map::convert::parse_bool(&raw).ok_or(ConfigError::Invalid {
                 variable: "FULL_RESYNC",
                 value: raw,
                 accepted: "true or false".into(),
@@ -529,6 +452,7 @@ impl Config {
             rate_limit_per_minute,
             users_per_minute,
             events_per_minute,
+            max_in_flight,
             batch_max_records,
             batch_max_bytes,
             retry,
@@ -638,7 +562,7 @@ fn parse_api_url(raw: &str, allow_http: Option<String>) -> Result<reqwest::Url, 
     }
     let allow_http = match allow_http.as_deref().map(str::trim) {
         None => false,
-        Some(v) => crate::convert::parse_bool(v).ok_or(ConfigError::Invalid {
+        Some(v) => crate::map::convert::parse_bool(v).ok_or(ConfigError::Invalid {
             variable: "MOENGAGE_API_URL_ALLOW_HTTP",
             value: v.to_string(),
             accepted: "true or false".into(),

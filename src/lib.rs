@@ -6,56 +6,50 @@
 //!
 //! # Layout
 //!
-//! One module per stage, in the order a row meets them:
+//! Dependencies point one way: each module imports only from the ones listed before it (checked by
+//! `scripts/crate_cycles.py`, run by `make lint` and `make test`). Low-level vocabulary first, then
+//! the stages in the order a row meets them, then what drives them.
 //!
-//! - [`model`]: shared vocabulary importing nothing from the crate: the closed set of MoEngage
-//!   endpoints and the one place that builds their URLs.
-//! - [`config`]: environment variables → a validated, typed `Config` (fails at start-up with one line).
-//! - [`startup`]: `Config` → live dependencies (AWS clients, the key from Secrets Manager).
-//! - [`handler`]: the Lambda entry: dispatch, claim → run → report → mark → continue; the sweep.
-//! - [`invocation`]: invocation payloads (S3, SQS, work items, schedule, redrive) → requests.
-//! - [`runs`]: run markers: idempotent claims, checkpoints, leases.
-//! - [`work`]: `WorkQueue`, continuations sent to the SQS work queue.
-//! - [`redrive`]: replaying dead-letter messages.
-//! - [`pipeline`]: one object: the chain source → decode → map → batch → deliver, and its accounting.
+//! - [`model`]: shared vocabulary importing nothing from the crate: object types, sync modes,
+//!   element kinds, object refs, MoEngage's limits, and the closed set of endpoints with the one
+//!   place that builds their URLs.
+//! - [`aws`]: SDK error text, for every AWS adapter.
+//! - [`state`]: `StateStore`, small documents in S3 (run markers, reports, sync-state shards).
 //! - [`source`]: `ObjectSource`, streaming exports out of S3.
 //! - [`decode`]: format and compression detection, decompression, and the row decoders (CSV/TSV in
 //!   the `CSV_*` dialect, NDJSON, Parquet by range requests), each a typed `RowSource`.
-//! - [`convert`]: one cell → the JSON value MoEngage gets, by declared type.
-//! - [`mapping`]: `FIELD_MAPPING` → elements (customer / event objects), with per-row validation.
+//! - [`map`]: `FIELD_MAPPING` → elements (customer / event objects) with per-row validation;
+//!   [`map::convert`] turns one cell into the JSON value MoEngage gets, by declared type.
+//! - [`sync_state`]: the diff stage: per-key fingerprints in S3 shards, what changed since MoEngage
+//!   last accepted it.
 //! - [`batch`]: elements → request bodies, sized on the exact bytes sent.
-//! - [`rate`]: the pacer: one request budget per workspace, retries included.
-//! - [`moengage`]: the HTTP client and `classify` (status → retry / dead-letter / misconfigured).
-//! - [`delivery`]: one body, paced and retried, to a delivered / failed / misconfigured outcome.
-//! - [`dead_letter`]: `DeadLetterSink`, undeliverable bodies to SQS with their exact payload.
-//! - [`state`]: `StateStore`, small documents (run reports) in S3.
-//! - [`sync_state`]: per-key fingerprints in S3 shards: what changed since MoEngage last accepted it.
-//! - [`report`]: the summary, the run report and the accounting identity.
-//! - [`metrics`]: one CloudWatch EMF document per object (rows, requests, retries, 429s, latency).
+//! - [`deliver`]: one body, paced ([`deliver::rate`]) and retried, through the HTTP client and
+//!   `classify` ([`deliver::client`]) to a delivered / failed / misconfigured outcome; bodies that
+//!   fail go to the dead-letter queue ([`deliver::dead_letter`]).
+//! - [`account`]: the run report, the summary line and the accounting identity
+//!   ([`account::report`]), and one CloudWatch EMF document per object ([`account::metrics`]).
+//! - [`config`]: environment variables → a validated, typed `Config` (fails at start-up with one
+//!   line); built from the vocabulary and option types of the stages above.
+//! - [`pipeline`]: one object: the chain source → decode → map → diff → batch → deliver, in roles.
+//! - [`app`]: the Lambda shell, the only place that knows about Lambda: `Deps`, start-up,
+//!   invocation payloads, the handler (claim → run → report → mark → continue; the sweep), run
+//!   markers, the work queue, redrive and the response.
 //! - [`cli`]: `preview` and `check`, the binary's command-line mode for people.
-//! - [`emulator`]: a local MoEngage Data API for tests and the demo (binary `moengage-emulator`).
+//!
+//! The MoEngage emulator used by the tests and the demo is its own crate,
+//! `crates/moengage-emulator`.
 
+pub mod account;
+pub mod app;
+pub mod aws;
 pub mod batch;
 pub mod cli;
 pub mod config;
-pub mod convert;
-pub mod dead_letter;
 pub mod decode;
-pub mod delivery;
-pub mod emulator;
-pub mod handler;
-pub mod invocation;
-pub mod mapping;
-pub mod metrics;
+pub mod deliver;
+pub mod map;
 pub mod model;
-pub mod moengage;
 pub mod pipeline;
-pub mod rate;
-pub mod redrive;
-pub mod report;
-pub mod runs;
 pub mod source;
-pub mod startup;
 pub mod state;
 pub mod sync_state;
-pub mod work;

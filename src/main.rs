@@ -3,7 +3,8 @@
 
 use clap::Parser;
 use lambda_runtime::{service_fn, Error, LambdaEvent};
-use moengage_sync::{cli, config::Config, handler, startup};
+use moengage_sync::app::{handler, startup};
+use moengage_sync::{cli, config::Config};
 use serde_json::Value;
 
 #[tokio::main]
@@ -39,7 +40,8 @@ async fn main() -> Result<(), Error> {
     };
     let deps = &deps;
     lambda_runtime::run(service_fn(move |event: LambdaEvent<Value>| async move {
-        let inv = handler::Invocation::from_deadline_ms(event.context.deadline, &deps.config);
+        let inv =
+            moengage_sync::app::Invocation::from_deadline_ms(event.context.deadline, &deps.config);
         let summary = handler::handle(deps, event.payload, &inv).await?;
         Ok::<_, Error>(serde_json::to_value(summary)?)
     }))

@@ -1,12 +1,115 @@
-//! Shared vocabulary that imports nothing from the crate: the closed set of MoEngage endpoints and
-//! the one function that turns an endpoint into a URL.
+//! Shared vocabulary that imports nothing from the crate (as mini-redis's `frame.rs`): what a row
+//! becomes (`ObjectType`, `ElementKind`), how it relates to MoEngage (`SyncMode`), which object is
+//! processed (`ObjectRef`), MoEngage's documented limits, and the closed set of MoEngage endpoints
+//! with the one function that turns an endpoint into a URL. `config` builds from these.
 //!
 //! No other code builds a MoEngage URL. A URL is the parsed base (scheme, host, port; checked at
 //! start-up) with its path replaced by `/v1/{api}/{app_id}`, segment by segment, so that nothing a
 //! dead-letter message, a work item or a configuration value holds can change the host, add
 //! credentials, a query or another path.
 
+use std::fmt;
+
 use reqwest::Url;
+
+/// The MoEngage Data API key. Wrapped so that neither `Debug` nor `Display` can leak it into a log
+/// line or an error message.
+#[derive(Clone, PartialEq, Eq)]
+pub struct ApiKey(String);
+
+impl ApiKey {
+    pub fn new(key: impl Into<String>) -> Self {
+        ApiKey(key.into())
+    }
+    /// The key itself; only the HTTP client's auth header should call this.
+    pub fn expose(&self) -> &str {
+        &self.0
+    }
+}
+
+impl fmt::Debug for ApiKey {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str("<redacted>")
+    }
+}
+
+/// What a row becomes in MoEngage (`OBJECT_TYPE`).
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum ObjectType {
+    /// One Track User call per row.
+    UserAttributes,
+    /// One Create Event call per row.
+    Events,
+    /// Transition calls of up to `BATCH_MAX_RECORDS` customer/event elements.
+    BulkImport,
+}
+
+impl ObjectType {
+    pub const ACCEPTED: &'static str = "user_attributes, events or bulk_import";
+    pub fn parse(value: &str) -> Option<Self> {
+        match value
+            .trim()
+            .to_ascii_lowercase()
+            .replace([' ', '-'], "_")
+            .as_str()
+        {
+            "user_attributes" => Some(ObjectType::UserAttributes),
+            "events" => Some(ObjectType::Events),
+            "bulk_import" => Some(ObjectType::BulkImport),
+            _ => None,
+        }
+    }
+    pub fn as_str(self) -> &'static str {
+        match self {
+            ObjectType::UserAttributes => "user_attributes",
+            ObjectType::Events => "events",
+            ObjectType::BulkImport => "bulk_import",
+        }
+    }
+}
+
+/// How rows relate to what MoEngage already holds (`SYNC_MODE`).
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum SyncMode {
+    /// Create or update (MoEngage's default behaviour).
+    Upsert,
+    /// Only rows never delivered before.
+    Insert,
+    /// Update existing users only (`update_existing_only: true`); never create.
+    Update,
+}
+
+impl SyncMode {
+    pub const ACCEPTED: &'static str = "upsert, insert or update";
+    pub fn parse(value: &str) -> Option<Self> {
+        match value.trim().to_ascii_lowercase().as_str() {
+            "upsert" => Some(SyncMode::Upsert),
+            "insert" => Some(SyncMode::Insert),
+            "update" => Some(SyncMode::Update),
+            _ => None,
+        }
+    }
+}
+
+/// Seed default: at most 50 elements per Transition call.
+pub const DEFAULT_BATCH_MAX_RECORDS: usize = 50;
+/// Seed and MoEngage docs: a Transition body stays under 100 KB.
+pub const DEFAULT_BATCH_MAX_BYTES: usize = 100_000;
+/// MoEngage documents 128 KB for Track User / Create Event bodies.
+pub const SINGLE_REQUEST_MAX_BYTES: usize = 128_000;
+/// What a row became.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum ElementKind {
+    Customer,
+    Event,
+}
+
+/// The object being processed.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ObjectRef {
+    pub bucket: String,
+    pub key: String,
+}
 
 /// Which MoEngage API a request goes to. The set is closed: nothing outside it can be requested.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, serde::Serialize, serde::Deserialize)]

@@ -3,7 +3,7 @@
 
 use async_trait::async_trait;
 
-use crate::source::aws_error_text;
+use crate::aws::aws_error_text;
 
 #[derive(Debug, thiserror::Error)]
 #[error("state s3://{bucket}/{key}: {reason}")]

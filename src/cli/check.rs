@@ -17,10 +17,11 @@ use std::fmt;
 use aws_sdk_sqs::types::QueueAttributeName;
 
 use super::{exit, CheckArgs};
-use crate::config::{ApiKeySource, Config, ObjectType};
+use crate::aws::aws_error_text;
+use crate::config::{ApiKeySource, Config};
+use crate::deliver::client::{classify, ApiResponse, RetryAction, TransportError};
 use crate::model::Endpoint;
-use crate::moengage::{classify, ApiResponse, RetryAction, TransportError};
-use crate::source::aws_error_text;
+use crate::model::ObjectType;
 
 /// The path of the credentials check.
 const AUTH_PATH: &str = "/v1/integrations/authentication";
@@ -74,7 +75,7 @@ pub async fn run(args: CheckArgs) -> i32 {
 
     let aws = super::aws_config().await;
     // The key, read the way the function reads it (from the secret when deployed).
-    let client = match crate::startup::connect_with(config.clone(), &aws).await {
+    let client = match crate::app::startup::connect_with(config.clone(), &aws).await {
         Ok(deps) => {
             let from = match &config.api_key {
                 ApiKeySource::Literal(_) => "from MOENGAGE_API_KEY".to_string(),
@@ -364,7 +365,7 @@ async fn queue(sqs: &aws_sdk_sqs::Client, name: &'static str, variable: &str, ur
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::moengage::RateLimitInfo;
+    use crate::deliver::client::RateLimitInfo;
 
     fn config(extra: &[(&str, &str)]) -> Config {
         let mut vars = vec![

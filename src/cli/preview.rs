@@ -9,10 +9,10 @@ use serde_json::value::RawValue;
 use tokio_util::io::SyncIoBridge;
 
 use super::{exit, PreviewArgs};
+use crate::account::report::RowReport;
 use crate::config::Config;
 use crate::decode::{DecodeInput, RangedObject};
 use crate::pipeline::{self, DryRun};
-use crate::report::RowReport;
 use crate::source::ObjectSource;
 use crate::state::StateStore;
 use crate::sync_state::{self, SyncLocation, SyncOptions, SyncState};

@@ -8,8 +8,8 @@ use std::io::Read;
 use csv::ByteRecord;
 
 use super::{BadRecord, DecodeError, RowRef, RowSource, READ_BUFFER_BYTES};
-use crate::convert::Cell;
-use crate::mapping::Row;
+use crate::map::convert::Cell;
+use crate::map::Row;
 
 /// How a CSV export is written. The defaults are RFC 4180 (what Snowflake, BigQuery and Redshift
 /// write by default): `,` (tab for TSV), `"` quotes, quotes inside a field doubled.

@@ -22,7 +22,7 @@ pub use self::detect::{is_marker, marker_reason, Detected};
 pub use self::ndjson::NdjsonRows;
 pub use self::parquet::ParquetRows;
 pub use self::random::{spool_to_temp_file, LocalFile, RandomAccess, S3Ranges};
-use crate::mapping::Row;
+use crate::map::Row;
 
 /// How an object's bytes are compressed (`SOURCE_COMPRESSION` overrides detection).
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]

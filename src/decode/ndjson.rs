@@ -19,8 +19,8 @@ use serde_json::value::RawValue;
 use serde_json::Value;
 
 use super::{BadRecord, DecodeError, RowRef, RowSource};
-use crate::convert::Cell;
-use crate::mapping::Row;
+use crate::map::convert::Cell;
+use crate::map::Row;
 
 /// Rows read ahead to find the header.
 pub const LOOKAHEAD_ROWS: usize = 1000;

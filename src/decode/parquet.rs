@@ -30,8 +30,9 @@ use serde_json::Value;
 
 use super::random::RandomAccess;
 use super::{BadRecord, DecodeError, RowRef, RowSource};
-use crate::convert::{self, Cell, StrList};
-use crate::mapping::Row;
+use crate::map::convert;
+use crate::map::convert::{Cell, StrList};
+use crate::map::Row;
 
 /// Rows decoded per Arrow batch: large enough to amortise per-batch work, small enough that a
 /// batch of a wide table stays a few MiB.
@@ -647,7 +648,7 @@ impl std::io::Read for WindowRead {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::convert::FieldType;
+    use crate::map::convert::FieldType;
     use arrow_array::builder::{ListBuilder, StringBuilder};
 
     /// LIST<STRING> cells are written from the batch directly; they must give exactly the bytes and

@@ -3,9 +3,10 @@
 
 use xxhash_rust::xxh3::{xxh3_64, xxh3_64_with_seed};
 
-use crate::config::ObjectType;
-use crate::convert::FieldType;
-use crate::mapping::{ElementKind, ResolvedMapping};
+use crate::map::convert::FieldType;
+use crate::map::ResolvedMapping;
+use crate::model::ElementKind;
+use crate::model::ObjectType;
 
 /// The tail `SYNC_MODE=update` adds to customer elements. It says how to apply the payload, not what
 /// the payload is, so it is left out of the fingerprint: switching modes resends nothing.

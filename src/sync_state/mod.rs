@@ -26,8 +26,8 @@ mod store;
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::{Arc, Mutex, MutexGuard, PoisonError};
 
-use crate::config::{ObjectType, SyncMode};
-use crate::mapping::ElementKind;
+use crate::model::ElementKind;
+use crate::model::{ObjectType, SyncMode};
 use crate::state::{StateError, StateStore};
 
 pub use codec::shard_of;

@@ -1,6 +1,6 @@
 //! Bulk Import end to end: gzip CSV in moto's S3 → real handler → the emulator's Transition API.
 
-use moengage_sync::report::Status;
+use moengage_sync::account::report::Status;
 use serde_json::{json, Value};
 
 use crate::support::{gzip, users_csv, Stack};

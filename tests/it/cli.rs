@@ -6,8 +6,8 @@
 
 use std::collections::HashMap;
 
+use moengage_sync::account::report::RowReport;
 use moengage_sync::cli::indent_json;
-use moengage_sync::report::RowReport;
 use serde::Deserialize;
 use serde_json::value::RawValue;
 use serde_json::Value;

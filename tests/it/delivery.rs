@@ -5,10 +5,10 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use async_trait::async_trait;
-use moengage_sync::dead_letter::{DeadLetterError, DeadLetterMessage, DeadLetterSink};
-use moengage_sync::emulator::Faults;
-use moengage_sync::handler::{self, Invocation};
-use moengage_sync::report::Status;
+use moengage_emulator::Faults;
+use moengage_sync::account::report::Status;
+use moengage_sync::app::{handler, Invocation};
+use moengage_sync::deliver::dead_letter::{DeadLetterError, DeadLetterMessage, DeadLetterSink};
 use moengage_sync::source::{ListedObject, ObjectMeta, ObjectSource, SourceError, SourceObject};
 use serde_json::{json, Value};
 use tokio::io::AsyncRead;
@@ -506,7 +506,7 @@ async fn an_unwritable_dead_letter_queue_fails_the_invocation_and_the_retry_resu
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_dead_letter_too_large_for_sqs_keeps_its_payload_in_s3_and_redrive_uses_it() {
-    use moengage_sync::emulator::EmulatorConfig;
+    use moengage_emulator::EmulatorConfig;
     // A workspace allowed 1 MB bodies, batches of 400 KB: one failed body exceeds SQS's 256 KiB.
     let stack = Stack::start_with(EmulatorConfig {
         rate_limit_per_minute: 0,

@@ -10,12 +10,12 @@ use std::io::Cursor;
 use std::sync::{Arc, Mutex};
 
 use async_trait::async_trait;
+use moengage_sync::account::report::Status;
 use moengage_sync::config::Config;
 use moengage_sync::decode::{
     Compression, DecodeInput, Format, ParquetRows, RangedObject, RowSource, S3Ranges,
 };
 use moengage_sync::pipeline::{self, DryRun};
-use moengage_sync::report::Status;
 use moengage_sync::source::{ListedObject, ObjectMeta, ObjectSource, SourceError, SourceObject};
 use serde_json::Value;
 

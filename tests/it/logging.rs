@@ -5,7 +5,7 @@ use std::io::Write;
 use std::sync::{Arc, Mutex};
 
 use base64::Engine;
-use moengage_sync::emulator::Faults;
+use moengage_emulator::Faults;
 
 use crate::support::{gzip, users_csv, Stack, API_KEY, WORKSPACE};
 

@@ -23,3 +23,5 @@ mod cli;
 mod metrics;
 // Issue "security": forged dead letters and work items cannot redirect requests or reads.
 mod security;
+// Issue "concurrent delivery": requests in flight at once, per-user order, exactly once.
+mod concurrency;

@@ -2,9 +2,10 @@
 //! The run is made to exercise every counter: rejected rows, 429s and retries, a dead-lettered
 //! request.
 
-use moengage_sync::emulator::Faults;
-use moengage_sync::metrics::{self, NAMESPACE};
-use moengage_sync::report::RunReport;
+use moengage_emulator::Faults;
+use moengage_sync::account::metrics;
+use moengage_sync::account::metrics::NAMESPACE;
+use moengage_sync::account::report::RunReport;
 use serde_json::Value;
 
 use crate::support::{users_csv, Stack};

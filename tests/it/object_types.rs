@@ -2,7 +2,7 @@
 //! expected payloads field by field, nothing is silently dropped; and an export full of malformed
 //! rows has exactly those rows rejected, each with the right reason.
 
-use moengage_sync::report::Status;
+use moengage_sync::account::report::Status;
 use serde_json::{json, Map, Value};
 
 use crate::support::{gzip, Stack};

@@ -9,10 +9,10 @@ use std::process::Stdio;
 use std::time::Duration;
 
 use aws_config::{BehaviorVersion, Region, SdkConfig};
+use moengage_emulator::{self as emulator, EmulatorConfig, RunningEmulator, StateSnapshot};
+use moengage_sync::app::summary::Summary;
+use moengage_sync::app::{handler, Deps, Invocation};
 use moengage_sync::config::Config;
-use moengage_sync::emulator::{self, EmulatorConfig, RunningEmulator, StateSnapshot};
-use moengage_sync::handler::{self, Deps, Invocation};
-use moengage_sync::report::Summary;
 use serde_json::{json, Value};
 use tokio::io::{AsyncBufReadExt, BufReader};
 use tokio::process::{Child, Command};
@@ -169,7 +169,7 @@ impl Stack {
             env.insert(k.to_string(), v.to_string());
         }
         let config = Config::from_lookup(|k| env.get(k).cloned()).expect("valid test config");
-        moengage_sync::startup::connect_with(config, &self.aws)
+        moengage_sync::app::startup::connect_with(config, &self.aws)
             .await
             .expect("connect")
     }

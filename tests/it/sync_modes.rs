@@ -1,8 +1,8 @@
 //! Sync modes with change detection: re-exported snapshots send only what changed; state never
 //! claims a row was delivered when it wasn't.
 
-use moengage_sync::emulator::Faults;
-use moengage_sync::report::Status;
+use moengage_emulator::Faults;
+use moengage_sync::account::report::Status;
 use serde_json::json;
 
 use crate::support::{gzip, Stack};
@@ -23,10 +23,10 @@ const MAPPING: &str = r#"{"customer_id":"user_id","email":"email","plan":"plan"}
 
 async fn run(
     stack: &Stack,
-    deps: &moengage_sync::handler::Deps,
+    deps: &moengage_sync::app::Deps,
     key: &str,
     body: Vec<u8>,
-) -> moengage_sync::report::ObjectSummary {
+) -> moengage_sync::account::report::ObjectSummary {
     stack.put(key, body).await;
     let mut summary = stack.invoke(deps, key).await;
     assert_eq!(summary.objects.len(), 1, "{summary:?}");
@@ -371,8 +371,8 @@ async fn full_resync_ignores_the_state_once_and_a_repeated_key_is_reported() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn concurrent_writers_merge_through_s3_compare_and_swap_without_false_deliveries() {
-    use moengage_sync::config::{ObjectType, SyncMode};
-    use moengage_sync::mapping::ElementKind;
+    use moengage_sync::model::ElementKind;
+    use moengage_sync::model::{ObjectType, SyncMode};
     use moengage_sync::state::StateStore;
     use moengage_sync::sync_state::{
         self, Fingerprinter, SyncLocation, SyncOptions, SyncState, Verdict,

@@ -15,8 +15,9 @@ use async_trait::async_trait;
 use super::codec::{self, DecodeError};
 use super::shard::{merge, Change};
 use super::*;
-use crate::config::{ObjectType, SyncMode};
-use crate::mapping::{ElementKind, FieldMapping};
+use crate::map::FieldMapping;
+use crate::model::ElementKind;
+use crate::model::{ObjectType, SyncMode};
 use crate::state::{Expect, PutOutcome, StateError, StateStore, Versioned};
 
 const BUCKET: &str = "state-bucket";

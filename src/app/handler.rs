@@ -1,0 +1,384 @@
+//! The Lambda handler: dispatches an invocation (S3 notification, SQS messages, work item,
+//! scheduled sweep, redrive), and runs each object version under its run marker: claim → run the
+//! pipeline → store the report → record the outcome → enqueue a continuation if needed.
+
+use std::time::{SystemTime, UNIX_EPOCH};
+
+use aws_lambda_events::sqs::SqsEvent;
+use serde_json::Value;
+use tokio::time::Instant;
+
+use crate::account::report::{report_key, ObjectSummary, Status};
+use crate::app::invocation;
+use crate::app::invocation::{Request, UnknownPayload};
+use crate::app::redrive;
+use crate::app::runs::{Claim, MarkerStatus, Markers};
+use crate::app::summary::{BatchItemFailure, Summary};
+use crate::app::work::WorkItem;
+use crate::app::{Deps, Invocation};
+use crate::decode;
+use crate::model::ObjectRef;
+use crate::pipeline::{self, FatalError, RunOutcome, RunPlan};
+use crate::source::normalize_etag;
+
+#[derive(Debug, thiserror::Error)]
+pub enum HandlerError {
+    #[error(transparent)]
+    UnknownPayload(#[from] UnknownPayload),
+    #[error(transparent)]
+    Fatal(#[from] FatalError),
+}
+
+/// Handles one invocation.
+pub async fn handle(
+    deps: &Deps,
+    payload: Value,
+    inv: &Invocation,
+) -> Result<Summary, HandlerError> {
+    let mut summary = Summary::default();
+    if !invocation::is_sqs(&payload) {
+        let request = invocation::parse(&payload, &deps.config, &mut summary.notes)?;
+        run_request(deps, request, inv, &mut summary).await?;
+        return Ok(summary);
+    }
+    // SQS: report each message that failed so only those come back (partial batch response).
+    let sqs: SqsEvent =
+        serde_json::from_value(payload).map_err(|e| UnknownPayload(format!("SQS event: {e}")))?;
+    let mut failures = Vec::new();
+    for record in sqs.records {
+        let id = record.message_id.unwrap_or_default();
+        let parsed = serde_json::from_str::<Value>(record.body.as_deref().unwrap_or_default())
+            .map_err(|e| e.to_string())
+            .and_then(|body| {
+                invocation::parse(&body, &deps.config, &mut summary.notes)
+                    .map_err(|e| e.to_string())
+            });
+        let request = match parsed {
+            Ok(r) => r,
+            Err(e) => {
+                // Retrying a message we cannot read would not help; its redrive policy would only
+                // delay the same answer.
+                summary
+                    .notes
+                    .push(format!("SQS message {id}: {e}; dropped"));
+                continue;
+            }
+        };
+        let before = summary.objects.len();
+        let failed = match run_request(deps, request, inv, &mut summary).await {
+            Ok(()) => summary.objects[before..]
+                .iter()
+                .any(|o| o.status == Status::Failed),
+            Err(e) => {
+                tracing::error!(error = %e, message_id = %id, "message failed");
+                summary.notes.push(format!("SQS message {id}: {e}"));
+                true
+            }
+        };
+        if failed {
+            failures.push(BatchItemFailure {
+                item_identifier: id,
+            });
+        }
+    }
+    summary.batch_item_failures = Some(failures);
+    Ok(summary)
+}
+
+async fn run_request(
+    deps: &Deps,
+    request: Request,
+    inv: &Invocation,
+    summary: &mut Summary,
+) -> Result<(), FatalError> {
+    match request {
+        Request::Objects(objects) => {
+            for object in objects {
+                if let Some(line) =
+                    process_version(deps, &object, None, false, inv, &mut summary.notes).await?
+                {
+                    summary.objects.push(line);
+                }
+            }
+        }
+        Request::Work(item) => {
+            if let Err(why) = deps.config.accepts_object(&item.bucket, &item.key) {
+                // A forged work item must not make the function read another bucket or its own
+                // state; a key longer than S3 allows is cut in the note.
+                let named: String = format!("s3://{}/{}", item.bucket, item.key)
+                    .chars()
+                    .take(1100)
+                    .collect();
+                tracing::warn!(object = %named, %why, "work item refused");
+                summary.notes.push(format!("work item {named}: {why}"));
+                return Ok(());
+            }
+            let object = ObjectRef {
+                bucket: item.bucket,
+                key: item.key,
+            };
+            if let Some(line) = process_version(
+                deps,
+                &object,
+                item.etag.as_deref(),
+                item.full_resync,
+                inv,
+                &mut summary.notes,
+            )
+            .await?
+            {
+                summary.objects.push(line);
+            }
+        }
+        Request::Sweep => sweep(deps, inv, summary).await?,
+        Request::Redrive(req) => {
+            summary.redrive = Some(redrive::redrive(deps, &req, inv.stop_at(&deps.config)).await)
+        }
+        Request::TestEvent => summary.notes.push("S3 test event: nothing to do".into()),
+    }
+    Ok(())
+}
+
+/// Runs the current version of one object under its run marker. `None` when there was nothing
+/// to do (already complete, or being processed by another invocation) — a note says which.
+pub async fn process_version(
+    deps: &Deps,
+    object: &ObjectRef,
+    expected_etag: Option<&str>,
+    full_resync: bool,
+    inv: &Invocation,
+    notes: &mut Vec<String>,
+) -> Result<Option<ObjectSummary>, FatalError> {
+    let config = &deps.config;
+    let where_ = format!("s3://{}/{}", object.bucket, object.key);
+    let meta = match deps.source.head(&object.bucket, &object.key).await {
+        Ok(m) => m,
+        Err(e) => {
+            return Ok(Some(failed_line(
+                object,
+                format!("{e}; check the key exists and the function may read it"),
+            )))
+        }
+    };
+    if let Some(what) = decode::marker_reason(&object.key, Some(meta.size)) {
+        notes.push(format!("{where_}: {what}, not data; skipped"));
+        return Ok(None);
+    }
+    if let Some(expected) = expected_etag
+        .map(normalize_etag)
+        .filter(|e| *e != meta.etag)
+    {
+        notes.push(format!("{where_}: overwritten since its checkpoint (ETag {expected} → {}); the new version is processed from its start", meta.etag));
+    }
+
+    let state_bucket = config
+        .state_bucket
+        .clone()
+        .unwrap_or_else(|| object.bucket.clone());
+    let markers = Markers {
+        store: &*deps.state,
+        state_bucket: &state_bucket,
+        prefix: &config.state_prefix,
+    };
+    let (marker, marker_etag) = match markers
+        .claim(&object.bucket, &object.key, &meta.etag, inv.lease_secs())
+        .await
+    {
+        Ok(Claim::Claimed {
+            marker,
+            marker_etag,
+        }) => (marker, marker_etag),
+        Ok(Claim::Complete { marker }) => {
+            notes.push(format!(
+                "{where_} (ETag {}): already processed completely ({}); nothing to do",
+                meta.etag, marker.updated_at
+            ));
+            return Ok(None);
+        }
+        Ok(Claim::Busy { marker }) => {
+            notes.push(format!(
+                "{where_} (ETag {}): being processed by another invocation since {}; skipped",
+                meta.etag, marker.updated_at
+            ));
+            return Ok(None);
+        }
+        Err(e) => {
+            return Ok(Some(failed_line(
+                object,
+                format!(
+                "could not claim the run marker: {e}; check the function may write to STATE_BUCKET"
+            ),
+            )))
+        }
+    };
+
+    let plan = RunPlan {
+        etag: Some(meta.etag.clone()),
+        resume_after_row: marker.resume_after_row,
+        stop_at: inv.stop_at(config),
+        full_resync,
+    };
+    let RunOutcome { mut report, fatal } = pipeline::process_object(deps, object, &plan).await;
+
+    let key = report_key(
+        &config.state_prefix,
+        &object.bucket,
+        &object.key,
+        &meta.etag,
+        report.started_after_row,
+    );
+    report.summary.report = Some(format!("s3://{state_bucket}/{key}"));
+    let s = &report.summary;
+    tracing::info!(
+        bucket = %s.bucket, key = %s.key, status = ?s.status, rows_read = s.rows_read, rows_delivered = s.rows_delivered,
+        rows_rejected = s.rows_rejected, rows_dead_lettered = s.rows_dead_lettered, rows_pending = s.rows_pending,
+        requests_sent = s.requests_sent, resume_after_row = report.resume_after_row, "object processed"
+    );
+    match serde_json::to_vec_pretty(&report) {
+        Ok(body) => {
+            if let Err(e) = deps.state.put(&state_bucket, &key, body, false).await {
+                // The rows are already settled; losing the report must not resend them.
+                tracing::error!(error = %e, "could not store the run report");
+                report.summary.report = None;
+            }
+        }
+        Err(e) => tracing::error!(error = %e, "could not encode the run report"),
+    }
+
+    // CloudWatch Embedded Metric Format: one line per object, for dashboards and alarms.
+    crate::account::metrics::emit(&report, config.object_type.as_str());
+
+    let status = match report.summary.status {
+        Status::Complete => MarkerStatus::Complete,
+        Status::Continued => MarkerStatus::Continued,
+        Status::Failed => MarkerStatus::Failed,
+    };
+    match markers
+        .finish(
+            marker,
+            &marker_etag,
+            status,
+            report.resume_after_row,
+            report.summary.error.clone(),
+        )
+        .await
+    {
+        Ok(true) => {}
+        Ok(false) => {
+            tracing::warn!(%where_, "the run marker was taken over by another invocation while this one ran")
+        }
+        Err(e) => {
+            tracing::error!(error = %e, %where_, "could not record the run's outcome; a repeat delivery will re-run from the last checkpoint")
+        }
+    }
+
+    if report.summary.status == Status::Continued {
+        let item = WorkItem {
+            bucket: object.bucket.clone(),
+            key: object.key.clone(),
+            etag: Some(meta.etag.clone()),
+            resume_after_row: report.resume_after_row,
+            full_resync,
+        };
+        match &deps.work_queue {
+            Some(q) => match q.enqueue(&item).await {
+                Ok(()) => notes.push(format!("{where_}: continues after row {} in a new invocation", report.resume_after_row)),
+                Err(e) => notes.push(format!("{where_}: {e}; the scheduled sweep will resume it after row {}", report.resume_after_row)),
+            },
+            None => notes.push(format!("{where_}: WORK_QUEUE_URL is not set; the scheduled sweep will resume it after row {}", report.resume_after_row)),
+        }
+    }
+    if let Some(f) = fatal {
+        return Err(f);
+    }
+    Ok(Some(report.summary))
+}
+
+/// The scheduled sweep: object versions under `SOURCE_PREFIX` without a completed run (missed
+/// notifications, failed or continued runs), at most `SWEEP_MAX_OBJECTS` per invocation.
+async fn sweep(deps: &Deps, inv: &Invocation, summary: &mut Summary) -> Result<(), FatalError> {
+    let config = &deps.config;
+    let Some(bucket) = config
+        .source_bucket
+        .clone()
+        .or_else(|| config.state_bucket.clone())
+    else {
+        summary.notes.push(
+            "sweep: neither SOURCE_BUCKET nor STATE_BUCKET is set, so there is no bucket to sweep"
+                .into(),
+        );
+        return Ok(());
+    };
+    let listed = match deps.source.list(&bucket, &config.source_prefix).await {
+        Ok(l) => l,
+        Err(e) => {
+            summary.notes.push(format!("sweep: {e}"));
+            return Ok(());
+        }
+    };
+    let state_bucket = config
+        .state_bucket
+        .clone()
+        .unwrap_or_else(|| bucket.clone());
+    let markers = Markers {
+        store: &*deps.state,
+        state_bucket: &state_bucket,
+        prefix: &config.state_prefix,
+    };
+    let (mut processed, mut done, mut busy) = (0usize, 0usize, 0usize);
+    for o in listed {
+        let own_state = state_bucket == bucket
+            && !config.state_prefix.is_empty()
+            && o.key.starts_with(&config.state_prefix);
+        if own_state || decode::is_marker(&o.key, Some(o.size)) {
+            continue;
+        }
+        match markers.get(&bucket, &o.key, &o.etag).await {
+            Ok(Some(m)) if m.status == MarkerStatus::Complete => {
+                done += 1;
+                continue;
+            }
+            Ok(Some(m)) if m.status == MarkerStatus::Running && m.lease_until > now_epoch() => {
+                busy += 1;
+                continue;
+            }
+            _ => {}
+        }
+        if processed >= config.sweep_max_objects
+            || inv.stop_at(config).is_some_and(|t| Instant::now() >= t)
+        {
+            summary.notes.push(format!("sweep: stopped after {processed} objects (SWEEP_MAX_OBJECTS or deadline); the next sweep continues"));
+            break;
+        }
+        processed += 1;
+        let object = ObjectRef {
+            bucket: bucket.clone(),
+            key: o.key,
+        };
+        if let Some(line) =
+            process_version(deps, &object, None, false, inv, &mut summary.notes).await?
+        {
+            summary.objects.push(line);
+        }
+    }
+    summary.notes.push(format!("sweep of s3://{bucket}/{}: {processed} processed, {done} already complete, {busy} in progress elsewhere", config.source_prefix));
+    Ok(())
+}
+
+fn now_epoch() -> u64 {
+    SystemTime::now()
+        .duration_since(UNIX_EPOCH)
+        .map(|d| d.as_secs())
+        .unwrap_or(0)
+}
+
+fn failed_line(object: &ObjectRef, error: String) -> ObjectSummary {
+    tracing::error!(bucket = %object.bucket, key = %object.key, %error, "object failed");
+    ObjectSummary {
+        bucket: object.bucket.clone(),
+        key: object.key.clone(),
+        status: Status::Failed,
+        error: Some(error),
+        ..Default::default()
+    }
+}

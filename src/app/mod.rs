@@ -1,0 +1,98 @@
+//! The Lambda shell, the only part of the crate that knows about Lambda: the dependencies built once
+//! per instance ([`Deps`]), start-up, invocation payloads, the handler, run markers, the work queue,
+//! redrive, and the response. Takes an invocation; gives a [`summary::Summary`].
+
+pub mod handler;
+pub mod invocation;
+pub mod redrive;
+pub mod runs;
+pub mod startup;
+pub mod summary;
+pub mod work;
+
+use std::sync::Arc;
+use std::time::{Duration, SystemTime, UNIX_EPOCH};
+
+use tokio::time::Instant;
+
+use crate::app::work::WorkQueue;
+use crate::config::Config;
+use crate::deliver::client::MoEngageClient;
+use crate::deliver::dead_letter::DeadLetterSink;
+use crate::deliver::Deliver;
+use crate::source::ObjectSource;
+use crate::state::StateStore;
+
+/// Everything an invocation needs, built once per Lambda instance and borrowed by every invocation.
+pub struct Deps {
+    pub config: Config,
+    /// Where exports are read from (S3; a fake in tests).
+    pub source: Arc<dyn ObjectSource>,
+    /// Run reports, run markers and dead-letter payloads too large for SQS (S3).
+    pub state: Arc<dyn StateStore>,
+    /// Where undeliverable bodies go (SQS).
+    pub dead_letters: Arc<dyn DeadLetterSink>,
+    /// Where continuations go (`WORK_QUEUE_URL`); without it the sweep resumes continued objects.
+    pub work_queue: Option<Arc<dyn WorkQueue>>,
+    /// The Data API client (the connection check uses it directly).
+    pub moengage: MoEngageClient,
+    /// Sends bodies: the client paced under the workspace's budgets (shared by every object this
+    /// instance processes) and retried; a fake in tests.
+    pub deliver: Arc<dyn Deliver>,
+}
+
+/// Facts about this invocation.
+#[derive(Debug, Clone, Copy)]
+pub struct Invocation {
+    /// When Lambda stops the function; `None` = no limit (tests, CLI).
+    pub deadline: Option<Instant>,
+}
+
+impl Invocation {
+    /// From Lambda's deadline (epoch milliseconds). A deadline already past or more than 15 min
+    /// away is not believed — `cargo lambda watch` sends a relative 600000 — and the configured
+    /// `MAX_RUN_SECS` is used instead.
+    pub fn from_deadline_ms(deadline_ms: u64, config: &Config) -> Self {
+        let now_ms = SystemTime::now()
+            .duration_since(UNIX_EPOCH)
+            .map(|d| d.as_millis() as u64)
+            .unwrap_or(0);
+        let left_ms = deadline_ms.saturating_sub(now_ms);
+        let believable = deadline_ms > now_ms && left_ms <= 16 * 60 * 1000;
+        let left = if believable {
+            Duration::from_millis(left_ms)
+        } else {
+            tracing::warn!(
+                deadline_ms,
+                now_ms,
+                max_run_secs = config.max_run_secs,
+                "the invocation deadline is not believable; using MAX_RUN_SECS"
+            );
+            Duration::from_secs(config.max_run_secs)
+        };
+        Invocation {
+            deadline: Some(Instant::now() + left),
+        }
+    }
+
+    /// No deadline.
+    pub fn unbounded() -> Self {
+        Invocation { deadline: None }
+    }
+
+    /// When to stop starting new work: the deadline less `DEADLINE_MARGIN_SECS`.
+    pub(crate) fn stop_at(&self, config: &Config) -> Option<Instant> {
+        self.deadline.map(|d| {
+            d.checked_sub(Duration::from_secs(config.deadline_margin_secs))
+                .unwrap_or(d)
+        })
+    }
+
+    /// Seconds a run marker's lease must last: past the deadline, so that only a dead invocation's
+    /// marker is ever taken over.
+    pub(crate) fn lease_secs(&self) -> u64 {
+        self.deadline.map_or(16 * 60, |d| {
+            d.saturating_duration_since(Instant::now()).as_secs() + 60
+        })
+    }
+}

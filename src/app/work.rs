@@ -1,0 +1,70 @@
+//! Work items: what the function asks of itself through the SQS work queue — chiefly
+//! continuations of objects too long for one invocation (and enqueued objects).
+
+use async_trait::async_trait;
+use serde::{Deserialize, Serialize};
+
+use crate::aws::aws_error_text;
+
+/// The body of a work-queue message: `{"moengage_sync": {…}}`.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct WorkMessage {
+    pub moengage_sync: WorkItem,
+}
+
+/// Process (or continue) one object version.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct WorkItem {
+    pub bucket: String,
+    pub key: String,
+    /// The version the checkpoint belongs to; a different current ETag means the object was
+    /// overwritten, and the new version is processed from its start.
+    #[serde(skip_serializing_if = "Option::is_none", default)]
+    pub etag: Option<String>,
+    /// Informational: where the continuation resumes (the run marker is the source of truth).
+    #[serde(default)]
+    pub resume_after_row: u64,
+    /// Ignore the sync state for this object and rebuild it (`FULL_RESYNC` for one run).
+    #[serde(default, skip_serializing_if = "std::ops::Not::not")]
+    pub full_resync: bool,
+}
+
+#[derive(Debug, Clone, thiserror::Error)]
+#[error("work queue: {0}")]
+pub struct WorkQueueError(pub String);
+
+/// Sending work items to ourselves.
+#[async_trait]
+pub trait WorkQueue: Send + Sync {
+    async fn enqueue(&self, item: &WorkItem) -> Result<(), WorkQueueError>;
+}
+
+/// The SQS queue named by `WORK_QUEUE_URL`.
+pub struct SqsWorkQueue {
+    pub client: aws_sdk_sqs::Client,
+    pub queue_url: String,
+}
+
+#[async_trait]
+impl WorkQueue for SqsWorkQueue {
+    async fn enqueue(&self, item: &WorkItem) -> Result<(), WorkQueueError> {
+        let body = serde_json::to_string(&WorkMessage {
+            moengage_sync: item.clone(),
+        })
+        .map_err(|e| WorkQueueError(e.to_string()))?;
+        self.client
+            .send_message()
+            .queue_url(&self.queue_url)
+            .message_body(body)
+            .send()
+            .await
+            .map(|_| ())
+            .map_err(|e| {
+                WorkQueueError(format!(
+                    "could not send to {}: {}",
+                    self.queue_url,
+                    aws_error_text(&e)
+                ))
+            })
+    }
+}

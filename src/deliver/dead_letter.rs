@@ -1,0 +1,287 @@
+//! Dead letters: request bodies that could not be delivered, sent to SQS with everything needed to
+//! understand and replay them. Replaying sends `payload` again, byte for byte.
+
+use async_trait::async_trait;
+use serde::{Deserialize, Serialize};
+use serde_json::value::RawValue;
+
+use crate::aws::aws_error_text;
+use crate::deliver::FailureDetail;
+use crate::model::Endpoint;
+
+/// Where the rows of a dead-lettered body came from.
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq, Eq)]
+pub struct SourceRef {
+    pub bucket: String,
+    pub key: String,
+    pub etag: String,
+    #[serde(skip_serializing_if = "Option::is_none", default)]
+    pub version_id: Option<String>,
+    /// Data row numbers (1-based, header not counted) of the first and last element.
+    pub first_row: u64,
+    pub last_row: u64,
+}
+
+/// The dead-letter message body, per DESIGN's contract.
+#[derive(Debug, Serialize, Deserialize)]
+pub struct DeadLetterMessage {
+    pub source: SourceRef,
+    /// The request path, e.g. `/v1/transition/APPID` (POST, JSON), for people. Redrive never
+    /// requests it: it reads the endpoint from `kind` and `app_id` (or, in messages written before
+    /// those fields existed, parses this path strictly back into them).
+    pub endpoint: String,
+    /// The endpoint's name: `customer`, `event` or `transition`.
+    #[serde(skip_serializing_if = "Option::is_none", default)]
+    pub kind: Option<String>,
+    /// The app id the body was sent for.
+    #[serde(skip_serializing_if = "Option::is_none", default)]
+    pub app_id: Option<String>,
+    /// The exact request body that was sent, embedded as JSON (not re-encoded); `None` when it was
+    /// too large for SQS and lives at `payload_s3` instead.
+    pub payload: Option<Box<RawValue>>,
+    /// `s3://bucket/key` of the payload when it is not inline.
+    #[serde(skip_serializing_if = "Option::is_none", default)]
+    pub payload_s3: Option<String>,
+    /// Number of records (elements) in `payload`.
+    pub records: u64,
+    pub error: FailureDetail,
+    pub attempts: u32,
+    /// RFC 3339, UTC.
+    pub failed_at: String,
+}
+
+impl DeadLetterMessage {
+    /// Builds a message around `body`; `body` is always JSON this project produced.
+    pub fn new(
+        source: SourceRef,
+        endpoint: Endpoint,
+        app_id: &str,
+        body: &[u8],
+        records: u64,
+        error: FailureDetail,
+        attempts: u32,
+    ) -> Result<Self, DeadLetterError> {
+        let text = String::from_utf8(body.to_vec())
+            .map_err(|e| DeadLetterError(format!("payload is not UTF-8: {e}")))?;
+        let payload = RawValue::from_string(text)
+            .map_err(|e| DeadLetterError(format!("payload is not JSON: {e}")))?;
+        Ok(DeadLetterMessage {
+            source,
+            endpoint: endpoint.path(app_id),
+            kind: Some(endpoint.name().to_string()),
+            app_id: Some(app_id.to_string()),
+            payload: Some(payload),
+            payload_s3: None,
+            records,
+            error,
+            attempts,
+            failed_at: chrono::Utc::now().to_rfc3339_opts(chrono::SecondsFormat::Secs, true),
+        })
+    }
+}
+
+/// Where payloads too large for SQS are stored, under the state bucket: one folder per source
+/// object. Redrive reads `payload_s3` only from under this prefix of the message's own source.
+pub fn payload_prefix(state_prefix: &str, bucket: &str, key: &str) -> String {
+    format!("{state_prefix}dead-letters/{bucket}/{key}/")
+}
+
+/// SQS takes messages up to 256 KiB; beyond this the payload is stored in S3 instead.
+pub const MAX_INLINE_MESSAGE_BYTES: usize = 250_000;
+
+impl DeadLetterMessage {
+    /// Size of the message body as sent to SQS.
+    pub fn encoded_len(&self) -> usize {
+        serde_json::to_vec(self)
+            .map(|v| v.len())
+            .unwrap_or(usize::MAX)
+    }
+
+    /// Replaces the inline payload by a pointer to where it was stored.
+    pub fn move_payload_to(&mut self, uri: String) {
+        self.payload = None;
+        self.payload_s3 = Some(uri);
+    }
+}
+
+#[derive(Debug, Clone, thiserror::Error)]
+#[error("dead-letter queue: {0}")]
+pub struct DeadLetterError(pub String);
+
+/// Writing dead letters. A failure here fails the invocation: a body that is neither delivered
+/// nor dead-lettered would be lost.
+#[async_trait]
+pub trait DeadLetterSink: Send + Sync {
+    /// Sends one message; returns its message id.
+    async fn send(&self, message: &DeadLetterMessage) -> Result<String, DeadLetterError>;
+
+    /// Up to 10 messages for redrive, hidden from others for `hide_secs`: (message id, receipt, body).
+    async fn receive(&self, _hide_secs: i32) -> Result<Vec<Received>, DeadLetterError> {
+        Err(DeadLetterError(
+            "this dead-letter sink cannot be read".into(),
+        ))
+    }
+    /// Removes a replayed message.
+    async fn delete(&self, _receipt: &str) -> Result<(), DeadLetterError> {
+        Err(DeadLetterError(
+            "this dead-letter sink cannot be read".into(),
+        ))
+    }
+    /// Makes a message visible again at once (it stays for a later redrive).
+    async fn release(&self, _receipt: &str) -> Result<(), DeadLetterError> {
+        Ok(())
+    }
+    /// Approximately how many messages wait in the queue.
+    async fn depth(&self) -> Result<u64, DeadLetterError> {
+        Err(DeadLetterError(
+            "this dead-letter sink cannot be read".into(),
+        ))
+    }
+}
+
+/// A message received for redrive.
+#[derive(Debug, Clone)]
+pub struct Received {
+    pub message_id: String,
+    pub receipt: String,
+    pub body: String,
+}
+
+/// The SQS queue named by `DEAD_LETTER_QUEUE_URL`.
+pub struct SqsDeadLetters {
+    pub client: aws_sdk_sqs::Client,
+    pub queue_url: String,
+}
+
+#[async_trait]
+impl DeadLetterSink for SqsDeadLetters {
+    async fn send(&self, message: &DeadLetterMessage) -> Result<String, DeadLetterError> {
+        let body = serde_json::to_string(message).map_err(|e| DeadLetterError(e.to_string()))?;
+        let out = self
+            .client
+            .send_message()
+            .queue_url(&self.queue_url)
+            .message_body(body)
+            .send()
+            .await
+            .map_err(|e| {
+                DeadLetterError(format!(
+                    "could not send to {}: {}",
+                    self.queue_url,
+                    aws_error_text(&e)
+                ))
+            })?;
+        Ok(out.message_id().unwrap_or_default().to_string())
+    }
+
+    async fn receive(&self, hide_secs: i32) -> Result<Vec<Received>, DeadLetterError> {
+        let out = self
+            .client
+            .receive_message()
+            .queue_url(&self.queue_url)
+            .max_number_of_messages(10)
+            .visibility_timeout(hide_secs)
+            .send()
+            .await
+            .map_err(|e| {
+                DeadLetterError(format!(
+                    "could not read {}: {}",
+                    self.queue_url,
+                    aws_error_text(&e)
+                ))
+            })?;
+        Ok(out
+            .messages
+            .unwrap_or_default()
+            .into_iter()
+            .map(|m| Received {
+                message_id: m.message_id.unwrap_or_default(),
+                receipt: m.receipt_handle.unwrap_or_default(),
+                body: m.body.unwrap_or_default(),
+            })
+            .collect())
+    }
+
+    async fn delete(&self, receipt: &str) -> Result<(), DeadLetterError> {
+        self.client
+            .delete_message()
+            .queue_url(&self.queue_url)
+            .receipt_handle(receipt)
+            .send()
+            .await
+            .map(|_| ())
+            .map_err(|e| {
+                DeadLetterError(format!(
+                    "could not delete from {}: {}",
+                    self.queue_url,
+                    aws_error_text(&e)
+                ))
+            })
+    }
+
+    async fn release(&self, receipt: &str) -> Result<(), DeadLetterError> {
+        self.client
+            .change_message_visibility()
+            .queue_url(&self.queue_url)
+            .receipt_handle(receipt)
+            .visibility_timeout(0)
+            .send()
+            .await
+            .map(|_| ())
+            .map_err(|e| DeadLetterError(aws_error_text(&e)))
+    }
+
+    async fn depth(&self) -> Result<u64, DeadLetterError> {
+        let out = self
+            .client
+            .get_queue_attributes()
+            .queue_url(&self.queue_url)
+            .attribute_names(aws_sdk_sqs::types::QueueAttributeName::ApproximateNumberOfMessages)
+            .send()
+            .await
+            .map_err(|e| DeadLetterError(aws_error_text(&e)))?;
+        Ok(out
+            .attributes()
+            .and_then(|a| {
+                a.get(&aws_sdk_sqs::types::QueueAttributeName::ApproximateNumberOfMessages)
+            })
+            .and_then(|v| v.parse().ok())
+            .unwrap_or(0))
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn payload_is_embedded_byte_for_byte() {
+        let body = br#"{"type":"transition","elements":[{"type":"customer","customer_id":"u 1","attributes":{"n":1.50}}]}"#;
+        let src = SourceRef {
+            bucket: "b".into(),
+            key: "k".into(),
+            etag: "e".into(),
+            version_id: None,
+            first_row: 1,
+            last_row: 1,
+        };
+        let msg = DeadLetterMessage::new(
+            src,
+            Endpoint::Transition,
+            "A",
+            body,
+            1,
+            FailureDetail::default(),
+            1,
+        )
+        .unwrap();
+        let json = serde_json::to_string(&msg).unwrap();
+        assert!(json.contains(std::str::from_utf8(body).unwrap()));
+        assert!(
+            json.contains(r#""endpoint":"/v1/transition/A","kind":"transition","app_id":"A""#),
+            "{json}"
+        );
+        let back: DeadLetterMessage = serde_json::from_str(&json).unwrap();
+        assert_eq!(back.payload.unwrap().get().as_bytes(), body);
+    }
+}

@@ -1,0 +1,271 @@
+//! Table-driven tests of mapping resolution, element encoding and per-row validation.
+
+use super::*;
+use crate::map::convert::Cell;
+
+/// A row of string cells, as CSV gives them.
+struct Cells(Vec<&'static str>);
+
+impl Row for Cells {
+    fn cell(&self, index: usize) -> Result<Cell<'_>, String> {
+        Ok(self.0.get(index).map_or(Cell::Null, |s| Cell::Str(s)))
+    }
+}
+
+fn header(cols: &[&str]) -> Vec<String> {
+    cols.iter().map(|s| s.to_string()).collect()
+}
+
+fn now() -> chrono::DateTime<chrono::Utc> {
+    chrono::DateTime::parse_from_rfc3339("2026-11-29T12:00:00Z")
+        .unwrap()
+        .with_timezone(&chrono::Utc)
+}
+
+fn encode(
+    m: &ResolvedMapping,
+    cells: Vec<&'static str>,
+) -> Result<(ElementKind, serde_json::Value, Vec<RowIssue>), RowIssue> {
+    let mut out = Vec::new();
+    let (kind, enc) = m.encode(&Cells(cells), &mut out, now())?;
+    Ok((
+        kind,
+        serde_json::from_slice(&out).expect("element is JSON"),
+        enc.warnings,
+    ))
+}
+
+fn mapping(json: Option<&str>, pk: Option<&str>, ty: ObjectType, cols: &[&str]) -> ResolvedMapping {
+    FieldMapping::parse(json, pk.map(str::to_string), ty)
+        .unwrap()
+        .resolve(&header(cols), SyncMode::Upsert)
+        .unwrap()
+}
+
+#[test]
+fn identity_mapping_sends_every_column_under_its_own_name() {
+    let m = mapping(
+        None,
+        None,
+        ObjectType::BulkImport,
+        &["customer_id", "email", "city"],
+    );
+    let (kind, v, _) = encode(&m, vec!["u1", "a@b.c", ""]).unwrap();
+    assert_eq!(kind, ElementKind::Customer);
+    assert_eq!(
+        v,
+        serde_json::json!({"type":"customer","customer_id":"u1","attributes":{"email":"a@b.c"}})
+    );
+}
+
+#[test]
+fn primary_key_is_injected_as_customer_id_and_not_repeated_as_an_attribute() {
+    let m = mapping(
+        None,
+        Some("user_id"),
+        ObjectType::UserAttributes,
+        &["user_id", "email"],
+    );
+    let (_, v, _) = encode(&m, vec!["u1", "a@b.c"]).unwrap();
+    assert_eq!(
+        v,
+        serde_json::json!({"type":"customer","customer_id":"u1","attributes":{"email":"a@b.c"}})
+    );
+}
+
+#[test]
+fn bulk_rows_with_an_action_become_events_shaped_like_create_event() {
+    let m = mapping(
+        Some(
+            r#"{"customer_id":"uid","action":"event","platform":"platform","user_time":"ts","amount":{"column":"amount","type":"number"},"email":"email"}"#,
+        ),
+        None,
+        ObjectType::BulkImport,
+        &["uid", "event", "platform", "ts", "amount", "email"],
+    );
+    let (kind, v, warnings) = encode(
+        &m,
+        vec![
+            "u1",
+            "purchase",
+            "WEB",
+            "2026-11-01 10:00:00 +0000",
+            "29.99",
+            "a@b.c",
+        ],
+    )
+    .unwrap();
+    assert_eq!(kind, ElementKind::Event);
+    assert!(warnings.is_empty(), "{warnings:?}");
+    assert_eq!(
+        v,
+        serde_json::json!({"type":"event","customer_id":"u1","actions":[{"action":"purchase","attributes":{"amount":29.99,"email":"a@b.c"},"platform":"web","user_time":"2026-11-01T10:00:00Z"}]})
+    );
+    // The same export's rows without an action are users; event-level fields are not attributes.
+    let (kind, v, _) = encode(&m, vec!["u2", "", "web", "", "", "x@y.z"]).unwrap();
+    assert_eq!(kind, ElementKind::Customer);
+    assert_eq!(
+        v,
+        serde_json::json!({"type":"customer","customer_id":"u2","attributes":{"email":"x@y.z"}})
+    );
+}
+
+#[test]
+fn update_mode_marks_customers_update_existing_only() {
+    let m = FieldMapping::parse(None, None, ObjectType::UserAttributes)
+        .unwrap()
+        .resolve(&header(&["customer_id", "email"]), SyncMode::Update)
+        .unwrap();
+    let (_, v, _) = encode(&m, vec!["u1", "a@b.c"]).unwrap();
+    assert_eq!(v["update_existing_only"], serde_json::json!(true));
+}
+
+#[test]
+fn rejections_name_the_column_and_the_reason() {
+    let m = mapping(
+        Some(
+            r#"{"customer_id":"uid","action":"ev","user_time":"ts","user_timezone_offset":"tz","age":{"column":"age","type":"integer"}}"#,
+        ),
+        None,
+        ObjectType::Events,
+        &["uid", "ev", "ts", "tz", "age"],
+    );
+    let table: &[(Vec<&'static str>, &str, &str)] = &[
+        (vec!["", "e", "", "", ""], "uid", "customer_id is empty"),
+        (vec!["  ", "e", "", "", ""], "uid", "customer_id is empty"),
+        (vec!["NULL", "e", "", "", ""], "uid", "placeholder"),
+        (vec!["Guest", "e", "", "", ""], "uid", "placeholder"),
+        (vec![" n/a ", "e", "", "", ""], "uid", "placeholder"),
+        (vec!["-1", "e", "", "", ""], "uid", "placeholder"),
+        (vec!["u1", "", "", "", ""], "ev", "action is empty"),
+        (
+            vec!["u1", "e", "2027-01-01T00:00:00Z", "", ""],
+            "ts",
+            "in the future",
+        ),
+        (
+            vec!["u1", "e", "last tuesday", "", ""],
+            "ts",
+            "not a datetime",
+        ),
+        (
+            vec!["u1", "e", "", "99999", ""],
+            "tz",
+            "outside -54000..54000",
+        ),
+        (vec!["u1", "e", "", "x", ""], "tz", "not a whole number"),
+        (vec!["u1", "e", "", "", "forty"], "age", "not an integer"),
+    ];
+    for (cells, column, reason) in table {
+        let issue = encode(&m, cells.clone()).unwrap_err();
+        assert_eq!(issue.column, *column, "{cells:?}");
+        assert!(issue.reason.contains(reason), "{cells:?}: {}", issue.reason);
+    }
+    for id in FORBIDDEN_CUSTOMER_IDS.iter().filter(|f| !f.is_empty()) {
+        let upper: &'static str = Box::leak(id.to_uppercase().into_boxed_str());
+        assert!(
+            encode(&m, vec![upper, "e", "", "", ""]).is_err(),
+            "{id} must be refused"
+        );
+    }
+}
+
+#[test]
+fn warnings_for_what_moengage_would_quietly_alter() {
+    let m = mapping(
+        Some(r#"{"customer_id":"uid","action":"ev","platform":"p","note":"n"}"#),
+        None,
+        ObjectType::Events,
+        &["uid", "ev", "p", "n"],
+    );
+    let long: &'static str = Box::leak("x".repeat(513).into_boxed_str());
+    let (_, v, warnings) = encode(&m, vec!["u1", "cart.add", "smart fridge", long]).unwrap();
+    assert_eq!(v["actions"][0]["platform"], "unknown");
+    let reasons: Vec<&str> = warnings.iter().map(|w| w.reason.as_str()).collect();
+    assert_eq!(reasons.len(), 3, "{reasons:?}");
+    assert!(reasons[0].contains("contains '.'"));
+    assert!(reasons
+        .iter()
+        .any(|r| r.contains("truncates values over 512")));
+    assert!(reasons
+        .iter()
+        .any(|r| r.contains("platform \"smart fridge\"")));
+    for (raw, want) in [
+        ("android", "ANDROID"),
+        ("IOS", "iOS"),
+        ("Web", "web"),
+        ("tv", "TV"),
+    ] {
+        let cells: Vec<&'static str> =
+            vec!["u1", "e", Box::leak(raw.to_string().into_boxed_str()), ""];
+        let (_, v, w) = encode(&m, cells).unwrap();
+        assert_eq!(v["actions"][0]["platform"], want);
+        assert!(w.is_empty());
+    }
+}
+
+#[test]
+fn reserved_attribute_names_are_warned_once_per_mapping() {
+    let m = mapping(
+        None,
+        None,
+        ObjectType::UserAttributes,
+        &["customer_id", "id", "moe_score", "moe_mobile", "_id"],
+    );
+    let warnings = m.name_warnings();
+    let cols: Vec<&str> = warnings.iter().map(|w| w.column.as_str()).collect();
+    assert_eq!(cols, ["id", "moe_score", "_id"]);
+}
+
+#[test]
+fn mapping_errors_fail_before_any_row() {
+    let bad = [
+        (
+            r#"{"email":"email"}"#,
+            None,
+            ObjectType::BulkImport,
+            "maps no customer_id",
+        ),
+        (
+            r#"{"customer_id":"uid"}"#,
+            None,
+            ObjectType::Events,
+            "needs an action",
+        ),
+        (
+            r#"{"customer_id":{"column":"uid","type":"uuid"}}"#,
+            None,
+            ObjectType::BulkImport,
+            "type is one of",
+        ),
+        (
+            r#"{"customer_id":7}"#,
+            None,
+            ObjectType::BulkImport,
+            "must map to a column name",
+        ),
+    ];
+    for (json, pk, ty, want) in bad {
+        let e = FieldMapping::parse(Some(json), pk, ty)
+            .unwrap_err()
+            .to_string();
+        assert!(e.contains(want), "{json}: {e}");
+    }
+    let m = FieldMapping::parse(
+        Some(r#"{"customer_id":"uid","email":"mail"}"#),
+        None,
+        ObjectType::BulkImport,
+    )
+    .unwrap();
+    let e = m
+        .resolve(&header(&["uid", "email"]), SyncMode::Upsert)
+        .unwrap_err()
+        .to_string();
+    assert!(e.contains("\"mail\"") && e.contains("uid, email"), "{e}");
+    let identity = FieldMapping::parse(None, None, ObjectType::BulkImport).unwrap();
+    let e = identity
+        .resolve(&header(&["user_id", "email"]), SyncMode::Upsert)
+        .unwrap_err()
+        .to_string();
+    assert!(e.contains("PRIMARY_KEY"), "{e}");
+}

@@ -1,0 +1,156 @@
+//! Drivers that run the producer without delivering: `preview`'s dry run (first rows, optionally
+//! diffed against the sync state) and the benchmarks' drain (the whole CPU path, no network).
+
+use tokio::sync::mpsc;
+
+use super::produce::{decode_object, Decoded, Limits};
+use super::CHANNEL_DEPTH;
+use crate::account::report::RowReport;
+use crate::batch::Batch;
+use crate::config::Config;
+use crate::decode::DecodeInput;
+use crate::sync_state::SyncState;
+
+/// What `preview` shows: the bodies that would be sent for the first rows, and what would be
+/// rejected or warned about — computed by the same code path as a real run, sending nothing.
+#[derive(Debug, Default)]
+pub struct DryRun {
+    pub bodies: Vec<Batch>,
+    pub rejected: Vec<RowReport>,
+    pub warnings: Vec<RowReport>,
+    /// Rows read (in bodies, rejected or unchanged).
+    pub rows_read: u64,
+    /// Rows the sync state says MoEngage already has (only with [`dry_run_with_state`]).
+    pub unchanged: u64,
+    /// Whether the rows were diffed against a sync state (else `unchanged` means nothing).
+    pub diffed: bool,
+    /// Why the object could not be read to the end of the preview, if so.
+    pub failure: Option<String>,
+}
+
+/// Decodes, maps, validates and batches the first `max_rows` rows of `input`; sends nothing.
+/// Blocking: call from a thread that may block (not from async code).
+pub fn dry_run(config: &Config, input: DecodeInput<'_>, max_rows: u64) -> DryRun {
+    dry_run_with_state(config, input, max_rows, None)
+}
+
+/// As [`dry_run`], diffing against `sync` (rows MoEngage already has are counted `unchanged`, not
+/// shown as bodies). Nothing is recorded or saved.
+pub fn dry_run_with_state(
+    config: &Config,
+    input: DecodeInput<'_>,
+    max_rows: u64,
+    sync: Option<&SyncState>,
+) -> DryRun {
+    let (tx, mut rx) = mpsc::channel(CHANNEL_DEPTH);
+    let mut out = DryRun {
+        diffed: sync.is_some(),
+        ..DryRun::default()
+    };
+    std::thread::scope(|scope| {
+        scope.spawn(move || {
+            decode_object(
+                input,
+                config,
+                Limits {
+                    skip_through: 0,
+                    max_rows: Some(max_rows),
+                },
+                sync,
+                &tx,
+            )
+        });
+        while let Some(msg) = rx.blocking_recv() {
+            match msg {
+                Decoded::Batch(b) => {
+                    out.rows_read += b.records;
+                    out.bodies.push(b);
+                }
+                Decoded::Rejected(r) => {
+                    out.rows_read += 1;
+                    out.rejected.push(r);
+                }
+                Decoded::Unchanged(_) => {
+                    out.rows_read += 1;
+                    out.unchanged += 1;
+                }
+                Decoded::DuplicateKey(w) => out.warnings.push(w),
+                Decoded::Warnings(ws) => out.warnings.extend(ws),
+                Decoded::Failed {
+                    reason,
+                    unsent_rows,
+                } => {
+                    out.rows_read += unsent_rows;
+                    out.failure = Some(reason);
+                }
+            }
+        }
+    });
+    out
+}
+
+/// What [`drain`] measured.
+#[derive(Debug, Default, Clone, PartialEq)]
+pub struct DrainStats {
+    pub rows_read: u64,
+    pub rows_rejected: u64,
+    pub requests: u64,
+    pub elements: u64,
+    pub body_bytes: u64,
+    pub failure: Option<String>,
+    /// On-CPU and runnable-but-waiting time of the decode thread, seconds (Linux
+    /// `/proc/thread-self/schedstat`; `None` elsewhere). "Rows per on-CPU second" is the one-core
+    /// rate with other tenants' load taken out; the waiting time shows how much load there was.
+    pub decode_cpu_secs: Option<f64>,
+    pub decode_wait_secs: Option<f64>,
+}
+
+/// The calling thread's (on-CPU, waiting-for-CPU) seconds so far, from `schedstat`.
+fn thread_schedstat() -> Option<(f64, f64)> {
+    let text = std::fs::read_to_string("/proc/thread-self/schedstat").ok()?;
+    let mut fields = text.split_whitespace().map(|f| f.parse::<u64>().ok());
+    let (run, wait) = (fields.next()??, fields.next()??);
+    Some((run as f64 / 1e9, wait as f64 / 1e9))
+}
+
+/// Runs decode → map → validate → batch → serialize over all of `input` and discards the bodies
+/// (benchmarks: the whole CPU path of a real run, no network). Blocking.
+pub fn drain(config: &Config, input: DecodeInput<'_>) -> DrainStats {
+    let (tx, mut rx) = mpsc::channel(CHANNEL_DEPTH);
+    let mut out = DrainStats::default();
+    std::thread::scope(|scope| {
+        let decoder = scope.spawn(move || {
+            decode_object(input, config, Limits::default(), None, &tx);
+            // The thread started at zero: its totals are the decode's own.
+            thread_schedstat()
+        });
+        while let Some(msg) = rx.blocking_recv() {
+            match msg {
+                Decoded::Batch(b) => {
+                    out.rows_read += b.records;
+                    out.requests += 1;
+                    out.elements += b.records;
+                    out.body_bytes += b.body.len() as u64;
+                }
+                Decoded::Rejected(_) => {
+                    out.rows_read += 1;
+                    out.rows_rejected += 1;
+                }
+                // drain runs without sync state: no row is unchanged or a tracked duplicate.
+                Decoded::Unchanged(_) | Decoded::DuplicateKey(_) | Decoded::Warnings(_) => {}
+                Decoded::Failed {
+                    reason,
+                    unsent_rows,
+                } => {
+                    out.rows_read += unsent_rows;
+                    out.failure = Some(reason);
+                }
+            }
+        }
+        if let Ok(Some((cpu, wait))) = decoder.join() {
+            out.decode_cpu_secs = Some(cpu);
+            out.decode_wait_secs = Some(wait);
+        }
+    });
+    out
+}

@@ -1,0 +1,329 @@
+//! The pipeline for one object version, in roles:
+//!
+//! ```text
+//! source (S3 stream) → decode (gunzip, CSV) → map + validate → diff → batch   [produce: blocking thread]
+//!        ─ channel of each row's fate ─►  deliver (paced, retried) → dead-letter   [here: async]
+//!                                         every fate and outcome → ledger (accounting, no I/O)
+//! ```
+//!
+//! - [`produce`]: the producer, which turns each row into its fate (in a body, rejected,
+//!   unchanged) on a blocking thread, so CPU work never stalls the runtime and overlaps with
+//!   waiting on MoEngage. The channel is bounded: memory stays flat whatever the object's size.
+//! - [`ledger`]: the accounting identity and the checkpoint, unit-tested on its own.
+//! - [`crate::deliver::Deliver`]: sending one body, behind a trait tests can fake.
+//! - [`dead_letters`], [`diagnose`]: what happens to a body that fails, and what a refusal means.
+//! - [`dry`]: `preview`'s dry run and the benchmarks' drain, the producer without delivery.
+
+mod dead_letters;
+mod diagnose;
+mod dry;
+mod ledger;
+mod produce;
+
+use std::collections::HashSet;
+use std::sync::Arc;
+
+use bytes::Bytes;
+use futures_util::stream::{FuturesUnordered, StreamExt};
+use tokio::sync::mpsc;
+use tokio::time::Instant;
+use tokio_util::io::SyncIoBridge;
+
+pub use diagnose::diagnose;
+pub use dry::{drain, dry_run, dry_run_with_state, DrainStats, DryRun};
+
+use crate::account::report::RunReport;
+use crate::app::Deps;
+use crate::batch::Batch;
+use crate::decode::{DecodeInput, RangedObject};
+use crate::deliver::dead_letter::{DeadLetterError, SourceRef};
+use crate::deliver::Outcome;
+use crate::model::ObjectRef;
+use crate::sync_state::{self, SyncLocation, SyncOptions, SyncState, SyncStateError};
+use ledger::{finish_failed, now_rfc3339, Ledger};
+use produce::{decode_object, Limits};
+
+/// Bodies decoded ahead of delivery; bounds memory at a few request bodies.
+const CHANNEL_DEPTH: usize = 4;
+
+/// How far this run goes.
+#[derive(Debug, Clone, Default)]
+pub struct RunPlan {
+    /// Read exactly this version (the claimed one); a different ETag fails the run.
+    pub etag: Option<String>,
+    /// Rows 1..=resume_after_row were settled by earlier runs: skip them.
+    pub resume_after_row: u64,
+    /// Stop at a batch boundary once this instant has passed (Lambda's deadline minus a margin).
+    pub stop_at: Option<Instant>,
+    /// Ignore the sync state this run and rebuild it (`FULL_RESYNC`, or a work item's flag).
+    pub full_resync: bool,
+}
+
+/// Something that must fail the whole invocation (so Lambda retries it) rather than one object.
+#[derive(Debug, thiserror::Error)]
+pub enum FatalError {
+    /// A body that could be neither delivered nor dead-lettered would be lost.
+    #[error("s3://{bucket}/{key} rows {first_row}-{last_row} could not be delivered nor dead-lettered: {source}")]
+    DeadLetter {
+        bucket: String,
+        key: String,
+        first_row: u64,
+        last_row: u64,
+        source: DeadLetterError,
+    },
+}
+
+/// A run's report, plus the error that must fail the invocation, if any.
+#[derive(Debug)]
+pub struct RunOutcome {
+    pub report: RunReport,
+    pub fatal: Option<FatalError>,
+}
+
+/// Processes one object version from `plan.resume_after_row`: reads, validates, delivers, and
+/// accounts for every row it reads. The report is not stored here.
+pub async fn process_object(deps: &Deps, object: &ObjectRef, plan: &RunPlan) -> RunOutcome {
+    let config = &deps.config;
+    let mut report = RunReport {
+        object_type: config.object_type.as_str().into(),
+        started_at: now_rfc3339(),
+        started_after_row: plan.resume_after_row,
+        resume_after_row: plan.resume_after_row,
+        ..Default::default()
+    };
+    report.summary.bucket = object.bucket.clone();
+    report.summary.key = object.key.clone();
+
+    // Source: a stream over the object, never the whole object in memory.
+    let source = match deps
+        .source
+        .open_if(&object.bucket, &object.key, plan.etag.as_deref())
+        .await
+    {
+        Ok(s) => s,
+        Err(e) => {
+            return RunOutcome {
+                report: finish_failed(
+                    report,
+                    format!("{e}; check the key exists and the function may read it"),
+                ),
+                fatal: None,
+            }
+        }
+    };
+    report.etag = source.etag.clone();
+    report.version_id = source.version_id.clone();
+    let reader = SyncIoBridge::new(source.body);
+    let ranged = RangedObject {
+        source: deps.source.clone(),
+        bucket: object.bucket.clone(),
+        key: object.key.clone(),
+        size: source.size.unwrap_or(0),
+        runtime: tokio::runtime::Handle::current(),
+    };
+
+    // Change detection: what MoEngage already holds for this workspace and object type.
+    let sync = match open_sync_state(deps, object, plan.full_resync).await {
+        Ok(s) => Arc::new(s),
+        Err(e) => {
+            return RunOutcome {
+                report: finish_failed(
+                    report,
+                    format!("{e}; check the function may read and write STATE_BUCKET"),
+                ),
+                fatal: None,
+            }
+        }
+    };
+
+    // Decode → map + validate → diff → batch, on a blocking thread.
+    let (tx, mut rx) = mpsc::channel(CHANNEL_DEPTH);
+    let decode_config = Arc::new(config.clone());
+    let (key, encoding) = (object.key.clone(), source.content_encoding.clone());
+    let skip = plan.resume_after_row;
+    let decode_sync = sync.clone();
+    let decoder = tokio::task::spawn_blocking(move || {
+        let input = DecodeInput {
+            reader: Box::new(reader),
+            key: &key,
+            content_encoding: encoding.as_deref(),
+            format: decode_config.source_format,
+            compression: decode_config.source_compression,
+            csv: decode_config.csv,
+            ranged: Some(ranged),
+        };
+        decode_object(
+            input,
+            &decode_config,
+            Limits {
+                skip_through: skip,
+                max_rows: None,
+            },
+            Some(&decode_sync),
+            &tx,
+        )
+    });
+
+    // Deliver bodies concurrently, as many in flight as the budget and MoEngage's latency call
+    // for, dispatched in row order and never two for one user at once; the ledger accounts for
+    // every row, and for completions in any order.
+    let source_ref = |b: &Batch| SourceRef {
+        bucket: object.bucket.clone(),
+        key: object.key.clone(),
+        etag: source.etag.clone(),
+        version_id: source.version_id.clone(),
+        first_row: b.first_row,
+        last_row: b.last_row,
+    };
+    let mut ledger = Ledger::new(report);
+    let mut running = FuturesUnordered::new();
+    // Users with a request in flight (hashes of their customer_id).
+    let mut busy: HashSet<u64> = HashSet::new();
+    // A body from the producer waiting for a free slot, or for its users' requests to settle.
+    let mut waiting: Option<Batch> = None;
+    let mut producing = true;
+    let mut deadline = false;
+    let mut stopping = false;
+    let mut fatal = None;
+    loop {
+        if let Some(mut batch) = waiting.take() {
+            if !stopping && plan.stop_at.is_some_and(|t| Instant::now() >= t) {
+                deadline = true;
+                stopping = true;
+            }
+            if stopping {
+                waiting = Some(batch);
+            } else if running.len() < deps.deliver.max_in_flight()
+                && !batch.customers.iter().any(|c| busy.contains(c))
+            {
+                let id = ledger.dispatched(&batch);
+                busy.extend(batch.customers.iter().copied());
+                // The body moves into shared bytes: retries and a dead letter reuse them, no copy.
+                let body = Bytes::from(std::mem::take(&mut batch.body));
+                let records = (batch.records - batch.events, batch.events);
+                let deliver = deps.deliver.clone();
+                let stop_at = plan.stop_at;
+                running.push(async move {
+                    let d = deliver
+                        .deliver(batch.endpoint, body.clone(), records, stop_at)
+                        .await;
+                    (id, batch, body, d)
+                });
+            } else {
+                waiting = Some(batch);
+            }
+        }
+        if running.is_empty() && (stopping || !producing && waiting.is_none()) {
+            break;
+        }
+        tokio::select! {
+            biased;
+            Some((id, batch, body, d)) = running.next(), if !running.is_empty() => {
+                for c in &batch.customers {
+                    busy.remove(c);
+                }
+                ledger.attempted(&d);
+                match d.outcome {
+                    Outcome::Delivered { request_id } => {
+                        // Only now may the state say MoEngage has these rows.
+                        sync.record_delivered(&batch.prints);
+                        ledger.delivered(id);
+                        tracing::debug!(key = %object.key, rows = batch.records, first_row = batch.first_row, request_id = request_id.as_deref().unwrap_or(""), "delivered");
+                    }
+                    Outcome::Failed(detail) => {
+                        match dead_letters::send(deps, source_ref(&batch), &batch, &body, detail, d.attempts).await {
+                            Ok(message_id) => ledger.dead_lettered(id, message_id),
+                            Err(e) => {
+                                ledger.returned(id);
+                                ledger.fail(e.to_string());
+                                fatal.get_or_insert(e);
+                                stopping = true;
+                            }
+                        }
+                    }
+                    Outcome::Misconfigured(detail) => {
+                        ledger.returned(id);
+                        ledger.fail(diagnose(config, &detail));
+                        stopping = true;
+                    }
+                    Outcome::Interrupted => {
+                        ledger.returned(id);
+                        deadline = true;
+                        stopping = true;
+                    }
+                }
+            }
+            fate = rx.recv(), if producing && !stopping && waiting.is_none() => {
+                match fate {
+                    None => producing = false,
+                    Some(fate) => waiting = ledger.record(fate),
+                }
+            }
+        }
+    }
+    // Dropping the receiver stops the decode thread at its next send.
+    drop(rx);
+    if let Err(e) = decoder.await {
+        ledger.fail(format!("internal error while decoding: {e}"));
+    }
+
+    if stopping {
+        // Checkpoint just before the first body not delivered; it and the rows after it are left
+        // to the next run.
+        ledger.stopped(waiting.as_ref());
+        if deadline && !ledger.failed() {
+            let mut report = ledger.continued();
+            tracing::info!(key = %object.key, resume_after_row = report.resume_after_row, "deadline near: stopping at a batch boundary");
+            save_sync_state(&sync, &mut report).await;
+            return RunOutcome {
+                report,
+                fatal: None,
+            };
+        }
+    } else {
+        ledger.read_to_end();
+    }
+
+    // Whatever happened, what MoEngage accepted is recorded, so the next run does not resend it.
+    save_sync_state(&sync, ledger.report_mut()).await;
+    RunOutcome {
+        report: ledger.finish(),
+        fatal,
+    }
+}
+
+async fn open_sync_state(
+    deps: &Deps,
+    object: &ObjectRef,
+    full_resync: bool,
+) -> Result<SyncState, SyncStateError> {
+    let config = &deps.config;
+    let bucket = config
+        .state_bucket
+        .clone()
+        .unwrap_or_else(|| object.bucket.clone());
+    let location = SyncLocation::new(
+        bucket,
+        &config.state_prefix,
+        &sync_state::scope(&config.workspace_id, config.object_type),
+    );
+    let options = SyncOptions::new(config.sync_mode, full_resync || config.full_resync);
+    let state = SyncState::open(deps.state.clone(), location, options).await?;
+    // All shards up front, in parallel: the decode thread then never waits on a GET. A scope with
+    // no state yet has no shards to fetch.
+    if state.has_stored_state() && !options.full_resync {
+        state.prefetch(16).await?;
+    }
+    Ok(state)
+}
+
+async fn save_sync_state(sync: &SyncState, report: &mut RunReport) {
+    if let Err(e) = sync.save().await {
+        // Unsaved deliveries are resent by the next run: a cost, never a lost row.
+        tracing::error!(error = %e, "could not save the sync state; the next run resends what this one delivered");
+        report.sync_state_error = Some(e.to_string());
+    }
+}
+
+#[cfg(test)]
+mod tests;

@@ -1,0 +1,255 @@
+//! The producer: on a blocking thread, stream → rows → elements → diff → bodies. Each row leaves
+//! here with its fate — in a body to send, rejected (with row, column and reason), or unchanged —
+//! sent down a bounded channel, so memory stays flat whatever the object's size.
+
+use tokio::sync::mpsc;
+
+use crate::account::report::RowReport;
+use crate::batch::{Batch, Batcher};
+use crate::config::Config;
+use crate::decode::{self, DecodeInput, Opened, RowSource};
+use crate::map::ResolvedMapping;
+use crate::model::{ElementKind, ObjectType};
+use crate::sync_state::{customer_id_of, Fingerprinter, SyncState};
+
+/// What the decode thread hands to the delivery loop.
+pub(super) enum Decoded {
+    Batch(Batch),
+    Rejected(RowReport),
+    /// The sync state says MoEngage already has exactly this row: not sent.
+    Unchanged(u64),
+    /// The row's key already occurred in this object (it is still handled; the last one wins).
+    DuplicateKey(RowReport),
+    Warnings(Vec<RowReport>),
+    /// The object cannot be decoded further. `unsent_rows` were read into a body never handed over.
+    Failed {
+        reason: String,
+        unsent_rows: u64,
+    },
+}
+
+/// Which rows the decode thread works on.
+#[derive(Debug, Clone, Copy, Default)]
+pub(super) struct Limits {
+    /// Rows 1..=skip_through were settled by an earlier run: read past them without a word.
+    pub(super) skip_through: u64,
+    /// Stop after this many rows (preview), flushing the last body.
+    pub(super) max_rows: Option<u64>,
+}
+
+/// A header read as one column that holds `;`, `|` or a tab was most likely split on the wrong
+/// delimiter.
+fn delimiter_hint(header: &[String]) -> String {
+    match header {
+        [only] => [';', '|', '\t']
+            .into_iter()
+            .find(|d| only.contains(*d))
+            .map(|d| format!("; the header was read as one column — if the file is separated by {d:?}, set CSV_DELIMITER"))
+            .unwrap_or_default(),
+        _ => String::new(),
+    }
+}
+
+/// The blocking half: stream → rows → elements → bodies, sent down `tx`.
+pub(super) fn decode_object(
+    input: DecodeInput<'_>,
+    config: &Config,
+    limits: Limits,
+    sync: Option<&SyncState>,
+    tx: &mpsc::Sender<Decoded>,
+) {
+    match decode::open(input) {
+        Ok(Opened::Csv(rows)) => decode_rows(rows, config, limits, sync, tx),
+        Ok(Opened::Ndjson(rows)) => decode_rows(rows, config, limits, sync, tx),
+        Ok(Opened::Parquet(rows)) => decode_rows(rows, config, limits, sync, tx),
+        Err(e) => {
+            let _ = tx.blocking_send(Decoded::Failed {
+                reason: format!("not a readable export: {e}"),
+                unsent_rows: 0,
+            });
+        }
+    }
+}
+
+/// [`decode_object`]'s row loop, compiled per format.
+fn decode_rows<R: RowSource>(
+    mut rows: R,
+    config: &Config,
+    limits: Limits,
+    sync: Option<&SyncState>,
+    tx: &mpsc::Sender<Decoded>,
+) {
+    let max_rows = limits.max_rows;
+    let send = |m: Decoded| tx.blocking_send(m).is_ok();
+    let mapping: ResolvedMapping = match config
+        .field_mapping
+        .resolve(rows.header(), config.sync_mode)
+    {
+        Ok(m) => m,
+        Err(e) => {
+            send(Decoded::Failed {
+                reason: format!(
+                    "the mapping does not fit this export: {e}{}",
+                    delimiter_hint(rows.header())
+                ),
+                unsent_rows: 0,
+            });
+            return;
+        }
+    };
+    let name_warnings: Vec<RowReport> = mapping
+        .name_warnings()
+        .into_iter()
+        .map(|w| RowReport {
+            row: 0,
+            line: None,
+            column: w.column,
+            reason: w.reason,
+        })
+        .collect();
+    if !name_warnings.is_empty() && !send(Decoded::Warnings(name_warnings)) {
+        return;
+    }
+    let (max_records, max_bytes) = match config.object_type {
+        ObjectType::BulkImport => (config.batch_max_records, config.batch_max_bytes),
+        _ => (1, config.batch_max_bytes),
+    };
+    let mut batcher = Batcher::new(config.object_type, max_records, max_bytes);
+    let fingerprinter = Fingerprinter::new(config.object_type, &mapping);
+    let now = chrono::Utc::now();
+    let mut element = Vec::with_capacity(4096);
+    let mut seen = 0u64;
+    loop {
+        if max_rows.is_some_and(|max| seen >= max) {
+            break;
+        }
+        seen += 1;
+        let row = match rows.next_row() {
+            Ok(Some(row)) => row.map(|r| (r.number, r.line)),
+            Ok(None) => break,
+            Err(e) => {
+                let unsent = batcher.finish().map_or(0, |b| b.records);
+                send(Decoded::Failed {
+                    reason: format!("the export could not be read to the end: {e}"),
+                    unsent_rows: unsent,
+                });
+                return;
+            }
+        };
+        let row = match row {
+            Ok(row) => row,
+            Err(bad) if bad.row <= limits.skip_through => continue,
+            Err(bad) => {
+                if !send(Decoded::Rejected(RowReport {
+                    row: bad.row,
+                    line: bad.line,
+                    column: String::new(),
+                    reason: bad.reason,
+                })) {
+                    return;
+                }
+                continue;
+            }
+        };
+        let (row_no, line) = row;
+        if row_no <= limits.skip_through {
+            continue;
+        }
+        let reject = |column: String, reason: String| {
+            Decoded::Rejected(RowReport {
+                row: row_no,
+                line,
+                column,
+                reason,
+            })
+        };
+        // The row just read is the decoder's current one: cells come straight from `rows`.
+        match mapping.encode(&rows, &mut element, now) {
+            Err(issue) => {
+                if !send(reject(issue.column, issue.reason)) {
+                    return;
+                }
+            }
+            Ok((kind, encoded)) => {
+                // Diff against the sync state: users by customer_id, events by their event id.
+                let mut print = None;
+                if let Some(state) = sync {
+                    let event_id = if kind == ElementKind::Event {
+                        mapping.event_key(&rows)
+                    } else {
+                        None
+                    };
+                    let key: Option<&[u8]> = match kind {
+                        ElementKind::Customer => customer_id_of(&element),
+                        ElementKind::Event => event_id.as_deref().map(str::as_bytes),
+                    };
+                    if let Some(key) = key {
+                        let p = fingerprinter.print(kind, key, &element);
+                        match state.classify(kind, p) {
+                            Ok(decision) => {
+                                if decision.duplicate {
+                                    let what = if kind == ElementKind::Event {
+                                        "event id"
+                                    } else {
+                                        "customer_id"
+                                    };
+                                    let w = RowReport { row: row_no, line, column: String::new(), reason: format!("{what} {} occurred earlier in this export; the last occurrence wins", String::from_utf8_lossy(key)) };
+                                    if !send(Decoded::DuplicateKey(w)) {
+                                        return;
+                                    }
+                                }
+                                if !decision.send {
+                                    if !send(Decoded::Unchanged(row_no)) {
+                                        return;
+                                    }
+                                    continue;
+                                }
+                                print = Some(p);
+                            }
+                            Err(e) => {
+                                let unsent = batcher.finish().map_or(0, |b| b.records);
+                                send(Decoded::Failed {
+                                    reason: format!("could not read the sync state: {e}"),
+                                    unsent_rows: unsent,
+                                });
+                                return;
+                            }
+                        }
+                    }
+                }
+                match batcher.push(&element, row_no, kind == ElementKind::Event, print) {
+                    Ok(Some(full)) => {
+                        if !send(Decoded::Batch(full)) {
+                            return;
+                        }
+                    }
+                    Ok(None) => {}
+                    Err(too_large) => {
+                        if !send(reject(String::new(), too_large.to_string())) {
+                            return;
+                        }
+                        continue;
+                    }
+                }
+                if !encoded.warnings.is_empty() {
+                    let ws = encoded
+                        .warnings
+                        .into_iter()
+                        .map(|w| RowReport {
+                            row: row_no,
+                            line,
+                            column: w.column,
+                            reason: w.reason,
+                        })
+                        .collect();
+                    if !send(Decoded::Warnings(ws)) {
+                        return;
+                    }
+                }
+            }
+        }
+    }
+    if let Some(last) = batcher.finish() {
+        send(Decoded::Batch(last));
+    }
+}

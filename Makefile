@@ -6,7 +6,7 @@ VENV  ?= .venv
 PY    := $(VENV)/bin/python
 STAMP := $(VENV)/.installed
 
-.PHONY: all demo test unit lint-template check-deploy-guide lint bench build release clean help venv redrive
+.PHONY: all demo test unit lint-template check-deploy-guide check-cycles lint bench build release clean help venv redrive
 
 help:
 	@echo "make demo   - local stack (moto + MoEngage emulator + cargo lambda watch), one sample export, readable summary"
@@ -51,10 +51,15 @@ unit:
 # The integration tests start moto from the venv, one server per test, on ephemeral ports.
 # Benchmarks are left to `make bench`: `cargo test --all-targets` would run them in full.
 # --workspace: the emulator crate's own tests run too.
-test: $(STAMP) lint-template check-deploy-guide
+test: $(STAMP) lint-template check-deploy-guide check-cycles
 	MOTO_SERVER=$(abspath $(VENV))/bin/moto_server cargo test --workspace --lib --bins --tests
 
-lint:
+# Import cycles between files: dependencies point one way (src/lib.rs's layout).
+check-cycles:
+	python3 scripts/crate_cycles.py src
+	python3 scripts/crate_cycles.py crates/moengage-emulator/src
+
+lint: check-cycles
 	cargo fmt --all --check
 	cargo clippy --workspace --all-targets -- -D warnings
 

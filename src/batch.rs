@@ -83,13 +83,10 @@ impl Batcher {
     /// customer). Returns the previous body when this element did not fit beside it (the element
     /// then starts the next body), or `Err` when the element is too large to be sent even alone
     /// (nothing is changed then).
-    pub fn push(
-        &mut self,
-        element: &[u8],
-        row: u64,
-        is_event: bool,
-        print: Option<RowPrint>,
-    ) -> Result<Option<Batch>, TooLarge> {
+    /// Whether `element` could be sent at all (alone in a body within the limit). Checked before
+    /// anything records the row as handled: a row that can never be sent is rejected, never
+    /// counted unchanged because an identical one came before.
+    pub fn check_alone(&self, element: &[u8]) -> Result<(), TooLarge> {
         let alone = self.framed_len(0, element.len());
         if alone > self.max_bytes {
             return Err(TooLarge {
@@ -97,6 +94,17 @@ impl Batcher {
                 limit: self.max_bytes,
             });
         }
+        Ok(())
+    }
+
+    pub fn push(
+        &mut self,
+        element: &[u8],
+        row: u64,
+        is_event: bool,
+        print: Option<RowPrint>,
+    ) -> Result<Option<Batch>, TooLarge> {
+        self.check_alone(element)?;
         let fits = self.records > 0
             && (self.records as usize) < self.max_records
             && self.framed_len(self.body.len(), element.len()) <= self.max_bytes;

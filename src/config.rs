@@ -291,9 +291,21 @@ impl Config {
         let work_queue_url = get("WORK_QUEUE_URL");
         let state_bucket = get("STATE_BUCKET").map(|v| v.trim().to_string());
         let state_prefix = {
-            let p = get("STATE_PREFIX").unwrap_or_else(|| DEFAULT_STATE_PREFIX.into());
-            let p = p.trim().trim_start_matches('/').to_string();
-            if p.is_empty() || p.ends_with('/') {
+            let raw = get("STATE_PREFIX").unwrap_or_else(|| DEFAULT_STATE_PREFIX.into());
+            let p = raw.trim().trim_start_matches('/').to_string();
+            // An empty prefix would put run reports among the exports, and the function would
+            // then process its own reports.
+            if p.is_empty() {
+                return Err(ConfigError::Invalid {
+                    variable: "STATE_PREFIX",
+                    value: raw,
+                    accepted:
+                        "a key prefix such as moengage-sync/ (not empty, not just /): reports, \
+                               markers and the sync state must stay apart from the exports"
+                            .into(),
+                });
+            }
+            if p.ends_with('/') {
                 p
             } else {
                 format!("{p}/")
@@ -734,6 +746,8 @@ mod tests {
             ("BATCH_MAX_BYTES", "10", "whole number from 1000"),
             ("MOENGAGE_API_URL", "127.0.0.1:8080", "http://"),
             ("MOENGAGE_APP_ID", "APP/../x", "letters, digits"),
+            ("STATE_PREFIX", "/", "not empty"),
+            ("STATE_PREFIX", " // ", "not empty"),
             ("MOENGAGE_APP_ID", "..", "letters, digits"),
             ("MOENGAGE_WORKSPACE_ID", "WS 1", "letters, digits"),
             ("FIELD_MAPPING", "{not json", "JSON object"),

@@ -11,6 +11,8 @@
 
 pub mod convert;
 
+use std::collections::HashMap;
+
 use serde_json::Value;
 
 use crate::map::convert::{Cell, FieldType, ValueWarning};
@@ -82,11 +84,21 @@ pub enum MappingError {
     NoCustomerId,
     #[error("OBJECT_TYPE=events needs an action: map the field \"action\" to the column holding the event name")]
     NoAction,
-    #[error("column {column:?} (for MoEngage field {field:?}) is not in the export's header; the header has: {header}")]
+    #[error("column {column} (for MoEngage field {field}) is not in the export's header; the header has: {header}")]
     MissingColumn {
         field: String,
         column: String,
         header: String,
+    },
+    #[error(
+        "FIELD_MAPPING maps the MoEngage field {field} more than once; keep one entry per field"
+    )]
+    DuplicateField { field: String },
+    #[error("the export's header names column {column} twice (columns {first} and {again}, after trimming spaces); rename one of them so that each MoEngage field reads one column")]
+    RepeatedColumn {
+        column: String,
+        first: usize,
+        again: usize,
     },
 }
 
@@ -99,11 +111,18 @@ impl FieldMapping {
     ) -> Result<Self, MappingError> {
         let mut fields = Vec::new();
         if let Some(raw) = raw {
-            let obj: serde_json::Map<String, Value> =
-                serde_json::from_str(raw).map_err(|e| MappingError::Json {
-                    value: raw.to_string(),
-                    reason: e.to_string(),
-                })?;
+            let Entries(mut obj) = serde_json::from_str(raw).map_err(|e| MappingError::Json {
+                value: raw.to_string(),
+                reason: e.to_string(),
+            })?;
+            // JSON objects may repeat a key, and a map would keep only the last: refuse instead.
+            // Then the order a map gives (by field name), as before.
+            obj.sort_by(|a, b| a.0.cmp(&b.0));
+            if let Some(pair) = obj.windows(2).find(|p| p[0].0 == p[1].0) {
+                return Err(MappingError::DuplicateField {
+                    field: quote(&pair[0].0),
+                });
+            }
             for (field, spec) in obj {
                 let bad = || MappingError::BadEntry {
                     field: field.clone(),
@@ -162,15 +181,25 @@ impl FieldMapping {
         header: &[String],
         sync_mode: SyncMode,
     ) -> Result<ResolvedMapping, MappingError> {
+        // Column name → first position, built once: resolving is linear in the column count
+        // (a 200k-column header must not take minutes).
+        let mut positions: HashMap<&str, usize> = HashMap::with_capacity(header.len());
+        let mut repeated: HashMap<&str, usize> = HashMap::new();
+        for (i, h) in header.iter().enumerate() {
+            if let Some(&first) = positions.get(h.as_str()) {
+                repeated.entry(h.as_str()).or_insert(first);
+            } else {
+                positions.insert(h.as_str(), i);
+            }
+        }
+        let has_customer_id = positions.contains_key("customer_id");
         let specs: Vec<FieldSpec> = if self.fields.is_empty() {
             header
                 .iter()
                 .filter(|c| !c.is_empty())
                 // Under identity mapping the primary-key column is the customer_id, not an attribute.
-                .filter(|c| {
-                    self.primary_key.as_deref() != Some(c.as_str())
-                        || header.iter().any(|h| h == "customer_id")
-                })
+                .filter(|c| self.primary_key.as_deref() != Some(c.as_str()) || has_customer_id)
+                // A repeated name becomes two specs; `index_of` refuses it with both positions.
                 .map(|c| FieldSpec {
                     field: c.clone(),
                     column: c.clone(),
@@ -181,13 +210,26 @@ impl FieldMapping {
             self.fields.clone()
         };
         let index_of = |field: &str, column: &str| {
-            header
-                .iter()
-                .position(|h| h == column)
+            if let Some(&first) = repeated.get(column) {
+                let again = header
+                    .iter()
+                    .enumerate()
+                    .skip(first + 1)
+                    .find(|(_, h)| h.as_str() == column)
+                    .map_or(first, |(i, _)| i);
+                return Err(MappingError::RepeatedColumn {
+                    column: quote(column),
+                    first: first + 1,
+                    again: again + 1,
+                });
+            }
+            positions
+                .get(column)
+                .copied()
                 .ok_or_else(|| MappingError::MissingColumn {
-                    field: field.to_string(),
-                    column: column.to_string(),
-                    header: header.join(", "),
+                    field: quote(field),
+                    column: quote(column),
+                    header: header_preview(header),
                 })
         };
         let customer_id = match specs.iter().find(|s| s.field == "customer_id") {
@@ -228,7 +270,7 @@ impl FieldMapping {
         // An event's identity for change detection: the PRIMARY_KEY column when it is not already
         // the customer_id (then it names the event, e.g. an event id); without one, no identity.
         let event_key = match &self.primary_key {
-            Some(pk) if *pk != customer_id.column => header.iter().position(|h| h == pk),
+            Some(pk) if *pk != customer_id.column => positions.get(pk.as_str()).copied(),
             _ => None,
         };
         Ok(ResolvedMapping {
@@ -241,6 +283,68 @@ impl FieldMapping {
             attributes,
         })
     }
+}
+
+/// A JSON object's entries in document order, repeated keys included.
+struct Entries(Vec<(String, Value)>);
+
+impl<'de> serde::Deserialize<'de> for Entries {
+    fn deserialize<D: serde::Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
+        struct Visit;
+        impl<'de> serde::de::Visitor<'de> for Visit {
+            type Value = Entries;
+            fn expecting(&self, f: &mut std::fmt::Formatter) -> std::fmt::Result {
+                f.write_str("a JSON object")
+            }
+            fn visit_map<A: serde::de::MapAccess<'de>>(
+                self,
+                mut m: A,
+            ) -> Result<Entries, A::Error> {
+                let mut out = Vec::new();
+                while let Some(entry) = m.next_entry::<String, Value>()? {
+                    out.push(entry);
+                }
+                Ok(Entries(out))
+            }
+        }
+        d.deserialize_map(Visit)
+    }
+}
+
+/// Longest name quoted in an error: a hostile header must not make a megabyte-long message.
+const QUOTE_MAX: usize = 200;
+
+/// `s` cut to [`QUOTE_MAX`] bytes, with an ellipsis when cut.
+fn cut(s: &str) -> String {
+    let mut end = s.len().min(QUOTE_MAX);
+    while !s.is_char_boundary(end) {
+        end -= 1;
+    }
+    if end < s.len() {
+        format!("{}…", &s[..end])
+    } else {
+        s.to_string()
+    }
+}
+
+/// `"name"`, cut to [`QUOTE_MAX`] bytes.
+fn quote(s: &str) -> String {
+    format!("{:?}", cut(s))
+}
+
+/// The header for an error message: its first columns, then how many more.
+fn header_preview(header: &[String]) -> String {
+    const SHOWN: usize = 30;
+    let mut out = header
+        .iter()
+        .take(SHOWN)
+        .map(|h| cut(h))
+        .collect::<Vec<_>>()
+        .join(", ");
+    if header.len() > SHOWN {
+        out.push_str(&format!(" … and {} more columns", header.len() - SHOWN));
+    }
+    out
 }
 
 /// A MoEngage field bound to a column position.

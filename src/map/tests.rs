@@ -269,3 +269,51 @@ fn mapping_errors_fail_before_any_row() {
         .to_string();
     assert!(e.contains("PRIMARY_KEY"), "{e}");
 }
+
+#[test]
+fn repeated_columns_and_fields_are_refused_and_huge_headers_resolve_fast_with_short_errors() {
+    // " email" and "email " are one name once trimmed: which one would a field read?
+    let identity = FieldMapping::parse(None, Some("uid".into()), ObjectType::BulkImport).unwrap();
+    let e = identity
+        .resolve(
+            &header(&["uid", "email", "plan", "email"]),
+            SyncMode::Upsert,
+        )
+        .unwrap_err()
+        .to_string();
+    assert!(e.contains("\"email\" twice (columns 2 and 4"), "{e}");
+    // A repeated column no field reads is harmless under an explicit mapping.
+    let explicit = FieldMapping::parse(
+        Some(r#"{"customer_id":"uid","plan":"plan"}"#),
+        None,
+        ObjectType::BulkImport,
+    )
+    .unwrap();
+    assert!(explicit
+        .resolve(&header(&["uid", "x", "plan", "x"]), SyncMode::Upsert)
+        .is_ok());
+    // customer_id twice in FIELD_MAPPING: the last one used to win silently.
+    let e = FieldMapping::parse(
+        Some(r#"{"customer_id":"uid","email":"mail","customer_id":"other"}"#),
+        None,
+        ObjectType::BulkImport,
+    )
+    .unwrap_err()
+    .to_string();
+    assert!(e.contains("\"customer_id\" more than once"), "{e}");
+    // 200k columns (quadratic resolution took minutes; linear takes milliseconds), and the error
+    // about a missing column stays short.
+    let many: Vec<String> = (0..200_000).map(|i| format!("column_{i}")).collect();
+    let m = FieldMapping::parse(
+        Some(r#"{"customer_id":"uid"}"#),
+        None,
+        ObjectType::BulkImport,
+    )
+    .unwrap();
+    let e = m.resolve(&many, SyncMode::Upsert).unwrap_err().to_string();
+    assert!(e.len() < 2_000, "{} bytes", e.len());
+    assert!(e.contains("and 199970 more columns"), "{e}");
+    let identity =
+        FieldMapping::parse(None, Some("column_7".into()), ObjectType::BulkImport).unwrap();
+    assert!(identity.resolve(&many, SyncMode::Upsert).is_ok());
+}

@@ -171,6 +171,12 @@ fn decode_rows<R: RowSource>(
                 }
             }
             Ok((kind, encoded)) => {
+                if let Err(too_large) = batcher.check_alone(&element) {
+                    if !send(reject(String::new(), too_large.to_string())) {
+                        return;
+                    }
+                    continue;
+                }
                 // Diff against the sync state: users by customer_id, events by their event id.
                 let mut print = None;
                 if let Some(state) = sync {

@@ -310,3 +310,35 @@ async fn n_requests_take_n_over_the_budget_not_n_times_the_latency() {
         "in flight ≈ rate × latency: {concurrent:.2} s, want ≈ 30 / 97 + 0.1, never faster than the budget"
     );
 }
+
+#[tokio::test]
+async fn rows_too_large_to_send_are_all_rejected_never_unchanged() {
+    // The same oversized row 100 times: the first used to be rejected and the 99 others counted
+    // unchanged, though MoEngage never received any of them.
+    let big = "x".repeat(150_000);
+    let mut csv = String::from("user_id,email\n");
+    for _ in 0..100 {
+        csv.push_str(&format!("u1,{big}\n"));
+    }
+    csv.push_str("u2,ok@example.com\n");
+    let fake = Arc::new(FakeDelivery {
+        refuse: "nobody",
+        budget: usize::MAX,
+        sent: Mutex::default(),
+    });
+    let (deps, _) = deps(&csv, fake.clone());
+    let out = process_object(&deps, &object(), &RunPlan::default()).await;
+    let s = &out.report.summary;
+    assert_eq!(
+        (
+            s.rows_read,
+            s.rows_rejected,
+            s.rows_unchanged,
+            s.rows_delivered
+        ),
+        (101, 100, 0, 1),
+        "{s:?}"
+    );
+    assert!(out.report.accounting_balanced);
+    assert!(out.report.rejected_rows[0].reason.contains("request limit"));
+}

@@ -66,9 +66,13 @@ pub async fn handle(
         };
         let before = summary.objects.len();
         let failed = match run_request(deps, request, inv, &mut summary).await {
-            Ok(()) => summary.objects[before..]
-                .iter()
-                .any(|o| o.status == Status::Failed),
+            // An object another invocation holds comes back later, never acknowledged unseen.
+            Ok(later) => {
+                later
+                    || summary.objects[before..]
+                        .iter()
+                        .any(|o| o.status == Status::Failed)
+            }
             Err(e) => {
                 tracing::error!(error = %e, message_id = %id, "message failed");
                 summary.notes.push(format!("SQS message {id}: {e}"));
@@ -85,20 +89,26 @@ pub async fn handle(
     Ok(summary)
 }
 
+/// Runs one request; `true` when part of it must be tried again later (an object another
+/// invocation is processing), so an SQS message is not acknowledged and dropped.
 async fn run_request(
     deps: &Deps,
     request: Request,
     inv: &Invocation,
     summary: &mut Summary,
-) -> Result<(), FatalError> {
+) -> Result<bool, FatalError> {
+    let mut later = false;
+    let mut take = |p: Processed, summary: &mut Summary| match p {
+        Processed::Line(line) => summary.objects.push(line),
+        Processed::Nothing => {}
+        Processed::Busy => later = true,
+    };
     match request {
         Request::Objects(objects) => {
             for object in objects {
-                if let Some(line) =
-                    process_version(deps, &object, None, false, inv, &mut summary.notes).await?
-                {
-                    summary.objects.push(line);
-                }
+                let p =
+                    process_version(deps, &object, None, false, inv, &mut summary.notes).await?;
+                take(p, summary);
             }
         }
         Request::Work(item) => {
@@ -111,13 +121,13 @@ async fn run_request(
                     .collect();
                 tracing::warn!(object = %named, %why, "work item refused");
                 summary.notes.push(format!("work item {named}: {why}"));
-                return Ok(());
+                return Ok(false);
             }
             let object = ObjectRef {
                 bucket: item.bucket,
                 key: item.key,
             };
-            if let Some(line) = process_version(
+            let p = process_version(
                 deps,
                 &object,
                 item.etag.as_deref(),
@@ -125,10 +135,8 @@ async fn run_request(
                 inv,
                 &mut summary.notes,
             )
-            .await?
-            {
-                summary.objects.push(line);
-            }
+            .await?;
+            take(p, summary);
         }
         Request::Sweep => sweep(deps, inv, summary).await?,
         Request::Redrive(req) => {
@@ -136,11 +144,21 @@ async fn run_request(
         }
         Request::TestEvent => summary.notes.push("S3 test event: nothing to do".into()),
     }
-    Ok(())
+    Ok(later)
 }
 
-/// Runs the current version of one object under its run marker. `None` when there was nothing
-/// to do (already complete, or being processed by another invocation) — a note says which.
+/// What [`process_version`] did.
+pub enum Processed {
+    /// It ran (or failed to start): its summary line.
+    Line(ObjectSummary),
+    /// Nothing to do (already complete, not data, …); a note says why.
+    Nothing,
+    /// Another invocation holds a live lease on it: try again later, never drop it.
+    Busy,
+}
+
+/// Runs the current version of one object under its run marker; a note says why when it did not
+/// run.
 pub async fn process_version(
     deps: &Deps,
     object: &ObjectRef,
@@ -148,13 +166,13 @@ pub async fn process_version(
     full_resync: bool,
     inv: &Invocation,
     notes: &mut Vec<String>,
-) -> Result<Option<ObjectSummary>, FatalError> {
+) -> Result<Processed, FatalError> {
     let config = &deps.config;
     let where_ = format!("s3://{}/{}", object.bucket, object.key);
     let meta = match deps.source.head(&object.bucket, &object.key).await {
         Ok(m) => m,
         Err(e) => {
-            return Ok(Some(failed_line(
+            return Ok(Processed::Line(failed_line(
                 object,
                 format!("{e}; check the key exists and the function may read it"),
             )))
@@ -162,7 +180,7 @@ pub async fn process_version(
     };
     if let Some(what) = decode::marker_reason(&object.key, Some(meta.size)) {
         notes.push(format!("{where_}: {what}, not data; skipped"));
-        return Ok(None);
+        return Ok(Processed::Nothing);
     }
     if let Some(expected) = expected_etag
         .map(normalize_etag)
@@ -193,17 +211,17 @@ pub async fn process_version(
                 "{where_} (ETag {}): already processed completely ({}); nothing to do",
                 meta.etag, marker.updated_at
             ));
-            return Ok(None);
+            return Ok(Processed::Nothing);
         }
         Ok(Claim::Busy { marker }) => {
             notes.push(format!(
-                "{where_} (ETag {}): being processed by another invocation since {}; skipped",
+                "{where_} (ETag {}): being processed by another invocation since {}; it comes back later (an SQS message is returned for retry)",
                 meta.etag, marker.updated_at
             ));
-            return Ok(None);
+            return Ok(Processed::Busy);
         }
         Err(e) => {
-            return Ok(Some(failed_line(
+            return Ok(Processed::Line(failed_line(
                 object,
                 format!(
                 "could not claim the run marker: {e}; check the function may write to STATE_BUCKET"
@@ -291,7 +309,7 @@ pub async fn process_version(
     if let Some(f) = fatal {
         return Err(f);
     }
-    Ok(Some(report.summary))
+    Ok(Processed::Line(report.summary))
 }
 
 /// The scheduled sweep: object versions under `SOURCE_PREFIX` without a completed run (missed
@@ -355,10 +373,11 @@ async fn sweep(deps: &Deps, inv: &Invocation, summary: &mut Summary) -> Result<(
             bucket: bucket.clone(),
             key: o.key,
         };
-        if let Some(line) =
-            process_version(deps, &object, None, false, inv, &mut summary.notes).await?
-        {
-            summary.objects.push(line);
+        match process_version(deps, &object, None, false, inv, &mut summary.notes).await? {
+            Processed::Line(line) => summary.objects.push(line),
+            // The next sweep looks again.
+            Processed::Busy => busy += 1,
+            Processed::Nothing => {}
         }
     }
     summary.notes.push(format!("sweep of s3://{bucket}/{}: {processed} processed, {done} already complete, {busy} in progress elsewhere", config.source_prefix));

@@ -572,3 +572,57 @@ async fn a_dead_letter_too_large_for_sqs_keeps_its_payload_in_s3_and_redrive_use
     );
     assert_eq!(stack.state().users.len(), 120);
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_redelivery_during_a_live_lease_comes_back_later_and_is_then_processed() {
+    use moengage_sync::app::runs::{Claim, Markers};
+    let stack = stack_with_users().await;
+    let deps = stack.deps(&[("PRIMARY_KEY", "user_id")]).await;
+    let etag = stack
+        .s3
+        .head_object()
+        .bucket(&stack.bucket)
+        .key(users_key())
+        .send()
+        .await
+        .unwrap()
+        .e_tag()
+        .unwrap()
+        .trim_matches('"')
+        .to_string();
+    // An invocation that died mid-run still holds the lease.
+    let markers = Markers {
+        store: &*deps.state,
+        state_bucket: &stack.bucket,
+        prefix: &deps.config.state_prefix,
+    };
+    let claim = markers
+        .claim(&stack.bucket, users_key(), &etag, 2)
+        .await
+        .unwrap();
+    assert!(matches!(claim, Claim::Claimed { .. }));
+    let sqs_event = |id: &str| {
+        json!({"Records":[{"messageId": id, "receiptHandle": "r", "eventSource": "aws:sqs",
+            "body": s3_event(&stack.bucket, users_key()).to_string()}]})
+    };
+
+    // SQS retries the notification while the lease is live: not acknowledged and dropped.
+    let during = stack.invoke_payload(&deps, sqs_event("m-1")).await;
+    assert!(during.objects.is_empty(), "{during:?}");
+    let failures = during.batch_item_failures.expect("an SQS response");
+    assert_eq!(
+        failures.len(),
+        1,
+        "the message comes back for a later retry"
+    );
+    assert_eq!(failures[0].item_identifier, "m-1");
+    assert!(stack.state().requests.is_empty());
+
+    // Once the lease has expired, the retry takes the object over and delivers it.
+    tokio::time::sleep(Duration::from_secs(3)).await;
+    let after = stack.invoke_payload(&deps, sqs_event("m-1")).await;
+    assert_eq!(after.batch_item_failures.map(|f| f.len()), Some(0));
+    assert_eq!(after.objects.len(), 1, "{:?}", after.notes);
+    assert_eq!(after.objects[0].rows_delivered, ROWS as u64);
+    assert_each_delivered_once(&stack);
+}

@@ -1,5 +1,8 @@
 //! Source: the export objects in S3, streamed. The [`ObjectSource`] capability lets tests put a
 //! failing reader in place of S3.
+//!
+//! Takes a bucket and key (and the version claimed); gives a byte stream of the object, or
+//! byte ranges of it, with its ETag and size.
 
 use std::pin::Pin;
 

@@ -1,6 +1,9 @@
 //! Sync state: which payload MoEngage last accepted for each key, so a re-exported snapshot sends
 //! only what changed (`SYNC_MODE` upsert / insert / update, `FULL_RESYNC`).
 //!
+//! Takes each encoded element's key and fingerprint; gives a verdict (send, or unchanged) and,
+//! once MoEngage accepted a body, records its rows.
+//!
 //! ```text
 //! decode thread:  encode row → Fingerprinter::print → SyncState::classify → send or count unchanged
 //! async loop:     batch accepted → SyncState::record_delivered(its prints) … end → SyncState::save

@@ -12,7 +12,7 @@ use crate::account::report::{report_key, ObjectSummary, Status};
 use crate::app::invocation;
 use crate::app::invocation::{Request, UnknownPayload};
 use crate::app::redrive;
-use crate::app::runs::{Claim, MarkerStatus, Markers};
+use crate::app::runs::{Claim, MarkerStatus, Markers, RunMarker};
 use crate::app::summary::{BatchItemFailure, Summary};
 use crate::app::work::WorkItem;
 use crate::app::{Deps, Invocation};
@@ -343,7 +343,11 @@ async fn sweep(deps: &Deps, inv: &Invocation, summary: &mut Summary) -> Result<(
         state_bucket: &state_bucket,
         prefix: &config.state_prefix,
     };
-    let (mut processed, mut done, mut busy) = (0usize, 0usize, 0usize);
+    let (mut processed, mut done, mut busy, mut backing_off) = (0usize, 0usize, 0usize, 0usize);
+    // New and continued objects first; failed ones after them, each only once its backoff is
+    // over, so that a few broken objects cannot starve everything listed after them.
+    let mut first = Vec::new();
+    let mut failed = Vec::new();
     for o in listed {
         let own_state = state_bucket == bucket
             && !config.state_prefix.is_empty()
@@ -352,16 +356,21 @@ async fn sweep(deps: &Deps, inv: &Invocation, summary: &mut Summary) -> Result<(
             continue;
         }
         match markers.get(&bucket, &o.key, &o.etag).await {
-            Ok(Some(m)) if m.status == MarkerStatus::Complete => {
-                done += 1;
-                continue;
-            }
+            Ok(Some(m)) if m.status == MarkerStatus::Complete => done += 1,
             Ok(Some(m)) if m.status == MarkerStatus::Running && m.lease_until > now_epoch() => {
-                busy += 1;
-                continue;
+                busy += 1
             }
-            _ => {}
+            Ok(Some(m)) if m.status == MarkerStatus::Failed => {
+                if retry_due(&m, now_epoch()) {
+                    failed.push(o);
+                } else {
+                    backing_off += 1;
+                }
+            }
+            _ => first.push(o),
         }
+    }
+    for o in first.into_iter().chain(failed) {
         if processed >= config.sweep_max_objects
             || inv.stop_at(config).is_some_and(|t| Instant::now() >= t)
         {
@@ -380,8 +389,27 @@ async fn sweep(deps: &Deps, inv: &Invocation, summary: &mut Summary) -> Result<(
             Processed::Nothing => {}
         }
     }
+    if backing_off > 0 {
+        summary.notes.push(format!("sweep: {backing_off} failed objects wait for their retry backoff (after a second failed run 1 minute, doubling per run, at most 6 hours)"));
+    }
     summary.notes.push(format!("sweep of s3://{bucket}/{}: {processed} processed, {done} already complete, {busy} in progress elsewhere", config.source_prefix));
     Ok(())
+}
+
+/// Whether a failed object is due again: at once after one failed run (a fixed configuration
+/// takes effect on the next sweep), then 1 minute after the second, doubling with each run, at
+/// most 6 hours. A marker whose time cannot be read is due.
+fn retry_due(marker: &RunMarker, now_epoch: u64) -> bool {
+    if marker.runs <= 1 {
+        return true;
+    }
+    let Ok(at) = chrono::DateTime::parse_from_rfc3339(&marker.updated_at) else {
+        return true;
+    };
+    let backoff = 60u64
+        .saturating_mul(1 << (marker.runs - 2).min(9))
+        .min(6 * 3600);
+    at.timestamp().max(0) as u64 + backoff <= now_epoch
 }
 
 fn now_epoch() -> u64 {
@@ -399,5 +427,44 @@ fn failed_line(object: &ObjectRef, error: String) -> ObjectSummary {
         status: Status::Failed,
         error: Some(error),
         ..Default::default()
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn failed_objects_back_off_from_the_second_run_up_to_six_hours() {
+        let marker = |runs: u32, updated_at: &str| RunMarker {
+            status: MarkerStatus::Failed,
+            bucket: "b".into(),
+            key: "k".into(),
+            etag: "e".into(),
+            resume_after_row: 0,
+            runs,
+            lease_until: 0,
+            updated_at: updated_at.into(),
+            error: None,
+        };
+        let at = "2026-11-30T12:00:00Z";
+        let t0 = chrono::DateTime::parse_from_rfc3339(at)
+            .unwrap()
+            .timestamp() as u64;
+        // One failed run: due at once (a fixed configuration helps on the next sweep).
+        assert!(retry_due(&marker(1, at), t0));
+        // Then 1, 2, 4 … minutes, never more than 6 hours.
+        for (runs, wait) in [
+            (2, 60),
+            (3, 120),
+            (4, 240),
+            (10, 60 * 256),
+            (12, 6 * 3600),
+            (40, 6 * 3600),
+        ] {
+            assert!(!retry_due(&marker(runs, at), t0 + wait - 1), "runs {runs}");
+            assert!(retry_due(&marker(runs, at), t0 + wait), "runs {runs}");
+        }
+        assert!(retry_due(&marker(5, "not a time"), t0));
     }
 }

@@ -626,3 +626,30 @@ async fn a_redelivery_during_a_live_lease_comes_back_later_and_is_then_processed
     assert_eq!(after.objects[0].rows_delivered, ROWS as u64);
     assert_each_delivered_once(&stack);
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_sweep_takes_new_objects_before_failed_ones() {
+    let stack = Stack::start().await;
+    let deps = stack.deps(&[("PRIMARY_KEY", "user_id")]).await;
+    // 20 objects that fail (no user_id column), listed before the new one.
+    for i in 0..20 {
+        let key = format!("exports/a-broken-{i:02}.csv");
+        stack.put(&key, b"email\nx@example.com\n".to_vec()).await;
+        let obj = stack.invoke(&deps, &key).await.objects.remove(0);
+        assert_eq!(obj.status, Status::Failed, "{obj:?}");
+    }
+    stack
+        .put("exports/z-new.csv", users_csv(5).into_bytes())
+        .await;
+
+    let sweep: Value = serde_json::from_str(include_str!("../../events/scheduled.json")).unwrap();
+    let summary = stack.invoke_payload(&deps, sweep).await;
+
+    // SWEEP_MAX_OBJECTS is 10: the new object goes first, then 9 of the failed ones.
+    assert_eq!(summary.objects.len(), 10, "{:?}", summary.notes);
+    assert_eq!(summary.objects[0].key, "exports/z-new.csv");
+    assert_eq!(summary.objects[0].rows_delivered, 5);
+    assert!(summary.objects[1..]
+        .iter()
+        .all(|o| o.status == Status::Failed && o.key.contains("broken")));
+}

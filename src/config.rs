@@ -244,7 +244,13 @@ impl Config {
 
         let api_base_url = match get("MOENGAGE_API_URL") {
             Some(url) => parse_api_url(&url, get("MOENGAGE_API_URL_ALLOW_HTTP"))?,
-            None => reqwest::Url::parse(&data_center.base_url()).expect("DC hosts are valid URLs"),
+            None => {
+                reqwest::Url::parse(&data_center.base_url()).map_err(|e| ConfigError::Invalid {
+                    variable: "MOENGAGE_DATA_CENTER",
+                    value: data_center.name(),
+                    accepted: format!("{} (its API host is not a URL: {e})", DataCenter::ACCEPTED),
+                })?
+            }
         };
 
         let object_type = {

@@ -12,6 +12,19 @@ use std::fmt;
 
 use reqwest::Url;
 
+/// `s` cut to at most `max` bytes (on a character boundary), with `…` when cut: untrusted values
+/// (headers, ids, MoEngage's answers) are quoted in messages and reports without growing them.
+pub fn shorten(s: &str, max: usize) -> String {
+    if s.len() <= max {
+        return s.to_string();
+    }
+    let mut end = max;
+    while !s.is_char_boundary(end) {
+        end -= 1;
+    }
+    format!("{}…", &s[..end])
+}
+
 /// The MoEngage Data API key. Wrapped so that neither `Debug` nor `Display` can leak it into a log
 /// line or an error message.
 #[derive(Clone, PartialEq, Eq)]

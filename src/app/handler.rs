@@ -17,7 +17,7 @@ use crate::app::summary::{BatchItemFailure, Summary};
 use crate::app::work::WorkItem;
 use crate::app::{Deps, Invocation};
 use crate::decode;
-use crate::model::ObjectRef;
+use crate::model::{shorten, ObjectRef};
 use crate::pipeline::{self, FatalError, RunOutcome, RunPlan};
 use crate::source::normalize_etag;
 
@@ -115,10 +115,7 @@ async fn run_request(
             if let Err(why) = deps.config.accepts_object(&item.bucket, &item.key) {
                 // A forged work item must not make the function read another bucket or its own
                 // state; a key longer than S3 allows is cut in the note.
-                let named: String = format!("s3://{}/{}", item.bucket, item.key)
-                    .chars()
-                    .take(1100)
-                    .collect();
+                let named = shorten(&format!("s3://{}/{}", item.bucket, item.key), 1100);
                 tracing::warn!(object = %named, %why, "work item refused");
                 summary.notes.push(format!("work item {named}: {why}"));
                 return Ok(false);

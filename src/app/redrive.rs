@@ -17,8 +17,8 @@ use crate::config::Config;
 use crate::deliver::dead_letter;
 use crate::deliver::dead_letter::DeadLetterMessage;
 use crate::deliver::Outcome;
-use crate::model::Endpoint;
 use crate::model::SINGLE_REQUEST_MAX_BYTES;
+use crate::model::{shorten, Endpoint};
 
 /// How long a message being replayed stays hidden from other readers.
 const HIDE_SECS: i32 = 300;
@@ -172,19 +172,9 @@ fn is_zero(n: &u64) -> bool {
     *n == 0
 }
 
-/// Longest value quoted back from a refused message.
-const QUOTE_MAX: usize = 120;
-
+/// A value from a refused message, quoted and cut: a forged message must not make a huge report.
 fn quote(s: &str) -> String {
-    let mut end = s.len().min(QUOTE_MAX);
-    while !s.is_char_boundary(end) {
-        end -= 1;
-    }
-    if end < s.len() {
-        format!("{:?}…", &s[..end])
-    } else {
-        format!("{s:?}")
-    }
+    format!("{:?}", shorten(s, 120))
 }
 
 /// A message that passed [`vet`]: where to send, and where its body is.

@@ -6,7 +6,7 @@ use std::time::{Duration, SystemTime, UNIX_EPOCH};
 use base64::Engine;
 use reqwest::header::{HeaderMap, HeaderValue, AUTHORIZATION, CONTENT_TYPE};
 
-use crate::model::{ApiKey, Endpoint};
+use crate::model::{shorten, ApiKey, Endpoint};
 
 /// Per-request timeout: MoEngage answers in well under a second; a stuck connection must not eat
 /// the Lambda's 15 minutes.
@@ -78,7 +78,7 @@ pub fn classify(status: u16, body: &str) -> RetryAction {
             .and_then(|v| v.as_str())
             .map(str::to_string)
     };
-    let message = field("message").unwrap_or_else(|| truncate(body, 300));
+    let message = field("message").unwrap_or_else(|| shorten(body, 300));
     match status {
         200..=299 => match parsed
             .as_ref()
@@ -96,17 +96,6 @@ pub fn classify(status: u16, body: &str) -> RetryAction {
         408 | 429 | 500..=599 => RetryAction::Retry(format!("HTTP {status}: {message}")),
         _ => RetryAction::DontRetry(format!("HTTP {status}: {message}")),
     }
-}
-
-fn truncate(s: &str, max: usize) -> String {
-    if s.len() <= max {
-        return s.to_string();
-    }
-    let mut end = max;
-    while !s.is_char_boundary(end) {
-        end -= 1;
-    }
-    format!("{}…", &s[..end])
 }
 
 /// Reads the rate-limit headers; `now_epoch` decides whether a reset value is epoch seconds.

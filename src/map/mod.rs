@@ -16,7 +16,7 @@ use std::collections::HashMap;
 use serde_json::Value;
 
 use crate::map::convert::{Cell, FieldType, ValueWarning};
-use crate::model::{ElementKind, ObjectType, SyncMode};
+use crate::model::{shorten, ElementKind, ObjectType, SyncMode};
 
 /// Fields that sit on an event's action object rather than in its `attributes`.
 pub const ACTION_FIELDS: [&str; 6] = [
@@ -314,17 +314,8 @@ impl<'de> serde::Deserialize<'de> for Entries {
 /// Longest name quoted in an error: a hostile header must not make a megabyte-long message.
 const QUOTE_MAX: usize = 200;
 
-/// `s` cut to [`QUOTE_MAX`] bytes, with an ellipsis when cut.
 fn cut(s: &str) -> String {
-    let mut end = s.len().min(QUOTE_MAX);
-    while !s.is_char_boundary(end) {
-        end -= 1;
-    }
-    if end < s.len() {
-        format!("{}…", &s[..end])
-    } else {
-        s.to_string()
-    }
+    shorten(s, QUOTE_MAX)
 }
 
 /// `"name"`, cut to [`QUOTE_MAX`] bytes.

@@ -206,14 +206,13 @@ impl Ledger {
 
     /// Drops the settled prefix, checkpointing after it, and settles held rows it passed.
     fn advance(&mut self) {
-        while self
-            .slots
-            .front()
-            .is_some_and(|s| s.state == SlotState::Settled)
-        {
-            let s = self.slots.pop_front().expect("checked just above");
-            self.first_slot += 1;
+        while let Some(s) = self.slots.front() {
+            if s.state != SlotState::Settled {
+                break;
+            }
             self.report.resume_after_row = s.last_row;
+            self.slots.pop_front();
+            self.first_slot += 1;
         }
         self.settle(self.frontier());
     }
@@ -339,8 +338,11 @@ impl Ledger {
                 Kind::Unchanged => summary.rows_unchanged += settled.len(),
                 Kind::Rejected => {
                     summary.rows_rejected += settled.len();
-                    while self.held_reports.front().is_some_and(|r| r.row <= last) {
-                        let r = self.held_reports.pop_front().expect("checked just above");
+                    while let Some(r) = self.held_reports.pop_front() {
+                        if r.row > last {
+                            self.held_reports.push_front(r);
+                            break;
+                        }
                         if self.report.rejected_rows.len() < MAX_LISTED_ISSUES {
                             self.report.rejected_rows.push(r);
                         }

@@ -187,7 +187,7 @@ fn child(format: &str, path: &Path) {
     };
     let cpu0 = cpu_seconds();
     let t = Instant::now();
-    let stats = pipeline::drain(&config, input);
+    let stats = pipeline::drain(&config, &config.syncs.syncs[0], input);
     let wall = t.elapsed().as_secs_f64();
     let cpu = cpu_seconds() - cpu0;
     assert_eq!(stats.failure, None, "{key}");

@@ -49,7 +49,7 @@ fn run_all(rows: usize, memory_keys: &[usize]) {
 fn element(i: usize, version: usize, out: &mut Vec<u8>) {
     use std::io::Write;
     out.clear();
-    let plan = if (i + version) % 2 == 0 {
+    let plan = if (i + version).is_multiple_of(2) {
         "pro"
     } else {
         "free"

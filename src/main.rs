@@ -19,7 +19,7 @@ async fn main() -> Result<(), Error> {
         .with_env_filter(
             tracing_subscriber::EnvFilter::try_from_default_env().unwrap_or_else(|_| "info".into()),
         )
-        .with_current_span(false)
+        .with_current_span(true)
         .without_time()
         .init();
 

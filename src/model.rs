@@ -102,6 +102,13 @@ impl SyncMode {
             _ => None,
         }
     }
+    pub fn as_str(self) -> &'static str {
+        match self {
+            SyncMode::Upsert => "upsert",
+            SyncMode::Insert => "insert",
+            SyncMode::Update => "update",
+        }
+    }
 }
 
 /// Seed default: at most 50 elements per Transition call.

@@ -37,6 +37,15 @@ pub enum Expect {
     Etag(String),
 }
 
+/// What a conditional read found.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Fetched {
+    /// The object still has the ETag the caller knows (S3 answered 304).
+    Unchanged,
+    Missing,
+    Changed(Versioned),
+}
+
 #[async_trait]
 pub trait StateStore: Send + Sync {
     async fn get(&self, bucket: &str, key: &str) -> Result<Option<Vec<u8>>, StateError>;
@@ -61,6 +70,29 @@ pub trait StateStore: Send + Sync {
         expect: Expect,
     ) -> Result<Option<String>, StateError>;
     async fn delete(&self, bucket: &str, key: &str) -> Result<(), StateError>;
+
+    /// Reads `key` unless its ETag is still `known` (`If-None-Match`: nothing is downloaded
+    /// then). A body over `max_bytes` is an error, not a download. Fakes get this for free.
+    async fn get_if_changed(
+        &self,
+        bucket: &str,
+        key: &str,
+        known: Option<&str>,
+        max_bytes: usize,
+    ) -> Result<Fetched, StateError> {
+        Ok(match self.get_versioned(bucket, key).await? {
+            None => Fetched::Missing,
+            Some(v) if known == Some(v.etag.as_str()) => Fetched::Unchanged,
+            Some(v) if v.body.len() > max_bytes => {
+                return Err(StateError {
+                    bucket: bucket.into(),
+                    key: key.into(),
+                    reason: format!("{} bytes, more than the {max_bytes} accepted", v.body.len()),
+                })
+            }
+            Some(v) => Fetched::Changed(v),
+        })
+    }
 }
 
 #[async_trait]
@@ -153,6 +185,48 @@ impl StateStore for aws_sdk_s3::Client {
                 key: key.into(),
                 reason: aws_error_text(&e),
             }),
+        }
+    }
+
+    async fn get_if_changed(
+        &self,
+        bucket: &str,
+        key: &str,
+        known: Option<&str>,
+        max_bytes: usize,
+    ) -> Result<Fetched, StateError> {
+        let err = |reason: String| StateError {
+            bucket: bucket.into(),
+            key: key.into(),
+            reason,
+        };
+        let req = self
+            .get_object()
+            .bucket(bucket)
+            .key(key)
+            .set_if_none_match(known.filter(|e| !e.is_empty()).map(str::to_string));
+        match req.send().await {
+            Ok(out) => {
+                let etag = out.e_tag().unwrap_or_default().to_string();
+                let size = out.content_length().unwrap_or(0).max(0) as u64;
+                if size > max_bytes as u64 {
+                    return Err(err(format!(
+                        "{size} bytes, more than the {max_bytes} accepted"
+                    )));
+                }
+                let bytes = out.body.collect().await.map_err(|e| err(e.to_string()))?;
+                Ok(Fetched::Changed(Versioned {
+                    body: bytes.into_bytes().to_vec(),
+                    etag,
+                }))
+            }
+            Err(e) if e.raw_response().is_some_and(|r| r.status().as_u16() == 304) => {
+                Ok(Fetched::Unchanged)
+            }
+            Err(e) if e.as_service_error().is_some_and(|s| s.is_no_such_key()) => {
+                Ok(Fetched::Missing)
+            }
+            Err(e) => Err(err(aws_error_text(&e))),
         }
     }
 

@@ -25,6 +25,10 @@ pub const NAMESPACE: &str = "MoEngageSync";
 /// asked to slice by.
 pub const DIMENSIONS: [&str; 2] = ["FunctionName", "ObjectType"];
 
+/// The second dimension set: the same metrics per sync (`Sync` is the sync's name, `default`
+/// without `SYNC_CONFIG`). The alarms keep reading the first set, every sync together.
+pub const SYNC_DIMENSIONS: [&str; 3] = ["FunctionName", "ObjectType", "Sync"];
+
 /// Used as `FunctionName` outside Lambda (where `AWS_LAMBDA_FUNCTION_NAME` is unset).
 pub const LOCAL_FUNCTION_NAME: &str = "moengage-sync-local";
 
@@ -103,13 +107,18 @@ pub fn emf(report: &RunReport, object_type: &str, function_name: &str) -> Value 
             "Timestamp": timestamp_ms,
             "CloudWatchMetrics": [{
                 "Namespace": NAMESPACE,
-                "Dimensions": [DIMENSIONS],
+                "Dimensions": [&DIMENSIONS[..], &SYNC_DIMENSIONS[..]],
                 "Metrics": definitions,
             }],
         }),
     );
     doc.insert("FunctionName".into(), function_name.into());
     doc.insert("ObjectType".into(), object_type.into());
+    let sync = match report.summary.sync.as_str() {
+        "" => crate::config::syncs::DEFAULT_SYNC,
+        name => name,
+    };
+    doc.insert("Sync".into(), sync.into());
     for m in METRICS {
         doc.insert(m.name.into(), (m.read)(report).into());
     }

@@ -23,6 +23,9 @@ pub enum Status {
 pub struct ObjectSummary {
     pub bucket: String,
     pub key: String,
+    /// The sync the object was routed to (`default` without `SYNC_CONFIG`).
+    #[serde(default)]
+    pub sync: String,
     pub status: Status,
     pub rows_read: u64,
     pub rows_delivered: u64,
@@ -75,6 +78,9 @@ pub struct RunReport {
     #[serde(skip_serializing_if = "Option::is_none", default)]
     pub version_id: Option<String>,
     pub object_type: String,
+    /// The ETag of the `SYNC_CONFIG` version this run used (a content hash for a local file).
+    #[serde(skip_serializing_if = "Option::is_none", default)]
+    pub sync_config_etag: Option<String>,
     /// This run began after this row (0 for a first run; a continuation's checkpoint otherwise).
     pub started_after_row: u64,
     /// Rows 1..=resume_after_row are settled after this run: where a continuation or re-run starts.

@@ -2,6 +2,7 @@
 //! scheduled sweep, redrive), and runs each object version under its run marker: claim → run the
 //! pipeline → store the report → record the outcome → enqueue a continuation if needed.
 
+use std::sync::Arc;
 use std::time::{SystemTime, UNIX_EPOCH};
 
 use aws_lambda_events::sqs::SqsEvent;
@@ -16,10 +17,13 @@ use crate::app::runs::{Claim, MarkerStatus, Markers, RunMarker};
 use crate::app::summary::{BatchItemFailure, Summary};
 use crate::app::work::WorkItem;
 use crate::app::{Deps, Invocation};
+use crate::config::syncs::SyncSpec;
+use crate::config::syncs::Syncs;
 use crate::decode;
 use crate::model::{shorten, ObjectRef};
 use crate::pipeline::{self, FatalError, RunOutcome, RunPlan};
 use crate::source::normalize_etag;
+use tracing::Instrument;
 
 #[derive(Debug, thiserror::Error)]
 pub enum HandlerError {
@@ -27,6 +31,9 @@ pub enum HandlerError {
     UnknownPayload(#[from] UnknownPayload),
     #[error(transparent)]
     Fatal(#[from] FatalError),
+    /// A changed `SYNC_CONFIG` that is not valid: nothing runs until it is fixed.
+    #[error("configuration error: {0}")]
+    Config(#[from] crate::config::ConfigError),
 }
 
 /// Handles one invocation.
@@ -36,9 +43,12 @@ pub async fn handle(
     inv: &Invocation,
 ) -> Result<Summary, HandlerError> {
     let mut summary = Summary::default();
+    let syncs = deps.current_syncs().await.inspect_err(|e| {
+        tracing::error!(error = %e, "SYNC_CONFIG is not valid; nothing is processed until it is fixed")
+    })?;
     if !invocation::is_sqs(&payload) {
         let request = invocation::parse(&payload, &deps.config, &mut summary.notes)?;
-        run_request(deps, request, inv, &mut summary).await?;
+        run_request(deps, &syncs, request, inv, &mut summary).await?;
         return Ok(summary);
     }
     // SQS: report each message that failed so only those come back (partial batch response).
@@ -65,7 +75,7 @@ pub async fn handle(
             }
         };
         let before = summary.objects.len();
-        let failed = match run_request(deps, request, inv, &mut summary).await {
+        let failed = match run_request(deps, &syncs, request, inv, &mut summary).await {
             // An object another invocation holds comes back later, never acknowledged unseen.
             Ok(later) => {
                 later
@@ -93,6 +103,7 @@ pub async fn handle(
 /// invocation is processing), so an SQS message is not acknowledged and dropped.
 async fn run_request(
     deps: &Deps,
+    syncs: &Arc<Syncs>,
     request: Request,
     inv: &Invocation,
     summary: &mut Summary,
@@ -106,8 +117,8 @@ async fn run_request(
     match request {
         Request::Objects(objects) => {
             for object in objects {
-                let p =
-                    process_version(deps, &object, None, false, inv, &mut summary.notes).await?;
+                let p = process_version(deps, syncs, &object, None, false, inv, &mut summary.notes)
+                    .await?;
                 take(p, summary);
             }
         }
@@ -126,6 +137,7 @@ async fn run_request(
             };
             let p = process_version(
                 deps,
+                syncs,
                 &object,
                 item.etag.as_deref(),
                 item.full_resync,
@@ -135,7 +147,7 @@ async fn run_request(
             .await?;
             take(p, summary);
         }
-        Request::Sweep => sweep(deps, inv, summary).await?,
+        Request::Sweep => sweep(deps, syncs, inv, summary).await?,
         Request::Redrive(req) => {
             summary.redrive = Some(redrive::redrive(deps, &req, inv.stop_at(&deps.config)).await)
         }
@@ -158,6 +170,43 @@ pub enum Processed {
 /// run.
 pub async fn process_version(
     deps: &Deps,
+    syncs: &Arc<Syncs>,
+    object: &ObjectRef,
+    expected_etag: Option<&str>,
+    full_resync: bool,
+    inv: &Invocation,
+    notes: &mut Vec<String>,
+) -> Result<Processed, FatalError> {
+    let where_ = format!("s3://{}/{}", object.bucket, object.key);
+    let spec = match syncs.route(&object.key) {
+        Ok(spec) => spec.clone(),
+        Err(note) => {
+            // Not ours to sync: neither failed nor dead-lettered, and no marker is claimed.
+            notes.push(format!("{}: {note}", shorten(&where_, 1100)));
+            return Ok(Processed::Nothing);
+        }
+    };
+    // Every log line of this object's run names its sync.
+    let span = tracing::info_span!("object", sync = %spec.name);
+    process_routed(
+        deps,
+        syncs,
+        &spec,
+        object,
+        expected_etag,
+        full_resync,
+        inv,
+        notes,
+    )
+    .instrument(span)
+    .await
+}
+
+#[allow(clippy::too_many_arguments)]
+async fn process_routed(
+    deps: &Deps,
+    syncs: &Syncs,
+    spec: &Arc<SyncSpec>,
     object: &ObjectRef,
     expected_etag: Option<&str>,
     full_resync: bool,
@@ -233,10 +282,12 @@ pub async fn process_version(
         stop_at: inv.stop_at(config),
         full_resync,
     };
-    let RunOutcome { mut report, fatal } = pipeline::process_object(deps, object, &plan).await;
+    let RunOutcome { mut report, fatal } =
+        pipeline::process_object(deps, spec, object, &plan).await;
+    report.sync_config_etag = syncs.file_etag().map(str::to_string);
 
     let key = report_key(
-        &config.state_prefix,
+        &spec.report_prefix(&config.state_prefix),
         &object.bucket,
         &object.key,
         &meta.etag,
@@ -245,7 +296,7 @@ pub async fn process_version(
     report.summary.report = Some(format!("s3://{state_bucket}/{key}"));
     let s = &report.summary;
     tracing::info!(
-        bucket = %s.bucket, key = %s.key, status = ?s.status, rows_read = s.rows_read, rows_delivered = s.rows_delivered,
+        sync = %s.sync, bucket = %s.bucket, key = %s.key, status = ?s.status, rows_read = s.rows_read, rows_delivered = s.rows_delivered,
         rows_rejected = s.rows_rejected, rows_dead_lettered = s.rows_dead_lettered, rows_pending = s.rows_pending,
         requests_sent = s.requests_sent, resume_after_row = report.resume_after_row, "object processed"
     );
@@ -261,7 +312,7 @@ pub async fn process_version(
     }
 
     // CloudWatch Embedded Metric Format: one line per object, for dashboards and alarms.
-    crate::account::metrics::emit(&report, config.object_type.as_str());
+    crate::account::metrics::emit(&report, spec.object_type.as_str());
 
     let status = match report.summary.status {
         Status::Complete => MarkerStatus::Complete,
@@ -311,7 +362,12 @@ pub async fn process_version(
 
 /// The scheduled sweep: object versions under `SOURCE_PREFIX` without a completed run (missed
 /// notifications, failed or continued runs), at most `SWEEP_MAX_OBJECTS` per invocation.
-async fn sweep(deps: &Deps, inv: &Invocation, summary: &mut Summary) -> Result<(), FatalError> {
+async fn sweep(
+    deps: &Deps,
+    syncs: &Arc<Syncs>,
+    inv: &Invocation,
+    summary: &mut Summary,
+) -> Result<(), FatalError> {
     let config = &deps.config;
     let Some(bucket) = config
         .source_bucket
@@ -341,6 +397,7 @@ async fn sweep(deps: &Deps, inv: &Invocation, summary: &mut Summary) -> Result<(
         prefix: &config.state_prefix,
     };
     let (mut processed, mut done, mut busy, mut backing_off) = (0usize, 0usize, 0usize, 0usize);
+    let mut unrouted = Vec::new();
     // New and continued objects first; failed ones after them, each only once its backoff is
     // over, so that a few broken objects cannot starve everything listed after them.
     let mut first = Vec::new();
@@ -350,6 +407,10 @@ async fn sweep(deps: &Deps, inv: &Invocation, summary: &mut Summary) -> Result<(
             && !config.state_prefix.is_empty()
             && o.key.starts_with(&config.state_prefix);
         if own_state || decode::is_marker(&o.key, Some(o.size)) {
+            continue;
+        }
+        if syncs.route(&o.key).is_err() {
+            unrouted.push(o.key);
             continue;
         }
         match markers.get(&bucket, &o.key, &o.etag).await {
@@ -379,12 +440,20 @@ async fn sweep(deps: &Deps, inv: &Invocation, summary: &mut Summary) -> Result<(
             bucket: bucket.clone(),
             key: o.key,
         };
-        match process_version(deps, &object, None, false, inv, &mut summary.notes).await? {
+        match process_version(deps, syncs, &object, None, false, inv, &mut summary.notes).await? {
             Processed::Line(line) => summary.objects.push(line),
             // The next sweep looks again.
             Processed::Busy => busy += 1,
             Processed::Nothing => {}
         }
+    }
+    if let Some(first) = unrouted.first() {
+        let why = syncs.route(first).err().unwrap_or_default();
+        summary.notes.push(format!(
+            "sweep: {} objects match no sync and were skipped, e.g. s3://{bucket}/{}: {why}",
+            unrouted.len(),
+            shorten(first, 1024)
+        ));
     }
     if backing_off > 0 {
         summary.notes.push(format!("sweep: {backing_off} failed objects wait for their retry backoff (after a second failed run 1 minute, doubling per run, at most 6 hours)"));

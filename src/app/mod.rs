@@ -16,7 +16,8 @@ use std::time::{Duration, SystemTime, UNIX_EPOCH};
 use tokio::time::Instant;
 
 use crate::app::work::WorkQueue;
-use crate::config::Config;
+use crate::config::syncs::{self, Syncs};
+use crate::config::{Config, ConfigError};
 use crate::deliver::client::MoEngageClient;
 use crate::deliver::dead_letter::DeadLetterSink;
 use crate::deliver::Deliver;
@@ -36,9 +37,75 @@ pub struct Deps {
     pub work_queue: Option<Arc<dyn WorkQueue>>,
     /// The Data API client (the connection check uses it directly).
     pub moengage: MoEngageClient,
-    /// Sends bodies: the client paced under the workspace's budgets (shared by every object this
-    /// instance processes) and retried; a fake in tests.
+    /// Sends bodies: the client paced under each API's budgets (shared by every sync and object
+    /// this instance processes) and retried; a fake in tests.
     pub deliver: Arc<dyn Deliver>,
+    /// The syncs in force; a warm instance re-reads `SYNC_CONFIG` when it changes.
+    pub syncs: SyncsHandle,
+}
+
+/// The syncs in force, and when `SYNC_CONFIG` was last checked for a change.
+pub struct SyncsHandle {
+    current: std::sync::Mutex<(Arc<Syncs>, Instant)>,
+}
+
+impl SyncsHandle {
+    pub fn new(syncs: Arc<Syncs>) -> Self {
+        SyncsHandle {
+            current: std::sync::Mutex::new((syncs, Instant::now())),
+        }
+    }
+
+    fn get(&self) -> (Arc<Syncs>, Instant) {
+        let guard = self.current.lock().unwrap_or_else(|p| p.into_inner());
+        (guard.0.clone(), guard.1)
+    }
+
+    fn set(&self, syncs: Arc<Syncs>, checked: Instant) {
+        let mut guard = self.current.lock().unwrap_or_else(|p| p.into_inner());
+        *guard = (syncs, checked);
+    }
+}
+
+impl Deps {
+    /// The syncs for this invocation. With `SYNC_CONFIG`, at most once per
+    /// `SYNC_CONFIG_RELOAD_SECS` a conditional GET asks whether the file changed; a new version
+    /// takes effect now, budgets included. A new version that is not valid fails the invocation
+    /// with its one-line reason (it is retried) rather than run half of what the file says.
+    pub async fn current_syncs(&self) -> Result<Arc<Syncs>, ConfigError> {
+        let (current, checked) = self.syncs.get();
+        let Some(location) = &self.config.sync_config else {
+            return Ok(current);
+        };
+        let due = checked.elapsed() >= Duration::from_secs(self.config.sync_config_reload_secs)
+            || current.syncs.is_empty();
+        if !due {
+            return Ok(current);
+        }
+        let known = current.file_etag().filter(|e| !e.is_empty());
+        match syncs::reload(location, &self.config.sync_defaults, known, &*self.state).await {
+            Ok(None) => {
+                self.syncs.set(current.clone(), Instant::now());
+                Ok(current)
+            }
+            Ok(Some(new)) => {
+                tracing::info!(
+                    sync_config = %location,
+                    etag = new.file_etag().unwrap_or_default(),
+                    syncs = new.syncs.len(),
+                    "SYNC_CONFIG changed; its new version applies from this invocation"
+                );
+                self.deliver.set_budgets(&new.budgets);
+                let new = Arc::new(new);
+                self.syncs.set(new.clone(), Instant::now());
+                Ok(new)
+            }
+            Err(message) => Err(ConfigError::SyncConfig {
+                location: location.to_string(),
+                message,
+            }),
+        }
+    }
 }
 
 /// Facts about this invocation.

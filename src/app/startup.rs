@@ -10,12 +10,14 @@ use crate::aws::aws_error_text;
 use crate::config::{ApiKeySource, Config};
 use crate::deliver::client::MoEngageClient;
 use crate::deliver::dead_letter::SqsDeadLetters;
-use crate::deliver::rate::Budget;
+use crate::deliver::rate::Budgets;
 use crate::deliver::MoEngageDelivery;
 use crate::model::ApiKey;
 
 #[derive(Debug, thiserror::Error)]
 pub enum StartupError {
+    #[error(transparent)]
+    Config(#[from] crate::config::ConfigError),
     #[error("MOENGAGE_API_KEY_SECRET_ARN={arn}: could not read the secret: {reason}")]
     Secret { arn: String, reason: String },
     #[error("MoEngage client: {0}")]
@@ -31,7 +33,7 @@ pub async fn connect(config: Config) -> Result<Deps, StartupError> {
 
 /// As [`connect`], with an explicit SDK configuration (tests point each one at its own moto).
 pub async fn connect_with(
-    config: Config,
+    mut config: Config,
     aws: &aws_config::SdkConfig,
 ) -> Result<Deps, StartupError> {
     // Local S3 (moto) needs path-style addressing: virtual-host style turns into a DNS lookup of
@@ -43,6 +45,19 @@ pub async fn connect_with(
         .build();
     let s3 = aws_sdk_s3::Client::from_conf(s3_config);
     let sqs = aws_sdk_sqs::Client::new(aws);
+
+    // A SYNC_CONFIG in S3 is read now: the function does not start without its syncs.
+    if let Some(location) = &config.sync_config {
+        let loaded = crate::config::syncs::reload(location, &config.sync_defaults, None, &s3)
+            .await
+            .map_err(|message| crate::config::ConfigError::SyncConfig {
+                location: location.to_string(),
+                message,
+            })?;
+        if let Some(syncs) = loaded {
+            config.syncs = Arc::new(syncs);
+        }
+    }
 
     if config.api_url_overridden() {
         // Every request, and the Data API key with it, goes there instead of the data center.
@@ -74,11 +89,7 @@ pub async fn connect_with(
         work_queue,
         deliver: Arc::new(MoEngageDelivery::new(
             moengage.clone(),
-            Budget::new(
-                config.rate_limit_per_minute,
-                config.users_per_minute,
-                config.events_per_minute,
-            ),
+            Budgets::new(&config.syncs.budgets),
             config.retry.clone(),
             config.max_in_flight,
         )),
@@ -89,6 +100,7 @@ pub async fn connect_with(
         source: s3.clone(),
         state: s3,
         moengage,
+        syncs: crate::app::SyncsHandle::new(config.syncs.clone()),
         config,
     })
 }

@@ -58,7 +58,7 @@ pub async fn run(args: CheckArgs) -> i32 {
         failed |= matches!(line.verdict, Verdict::Fail(_));
         println!("{line}");
     };
-    let config = match super::load_config() {
+    let config = match super::load_config().await {
         Ok(c) => c,
         Err(e) => {
             report(Line {
@@ -72,6 +72,13 @@ pub async fn run(args: CheckArgs) -> i32 {
         name: "configuration",
         verdict: Verdict::Pass(describe(&config)),
     });
+    // One line per sync: where its objects come from and where their rows go.
+    for spec in &config.syncs.syncs {
+        report(Line {
+            name: "sync",
+            verdict: Verdict::Pass(describe_sync(&config, spec)),
+        });
+    }
 
     let aws = super::aws_config().await;
     // The key, read the way the function reads it (from the secret when deployed).
@@ -108,7 +115,12 @@ pub async fn run(args: CheckArgs) -> i32 {
     report(credentials);
     let app = match (&client, credentials_ok) {
         (Some(c), true) => {
-            let endpoint = endpoint(config.object_type);
+            // Every endpoint accepts or refuses the App ID alike; ask the first sync's.
+            let endpoint = config
+                .syncs
+                .syncs
+                .first()
+                .map_or(Endpoint::Customer, |s| endpoint(s.object_type));
             app_id(
                 &config,
                 &c.path(endpoint),
@@ -150,14 +162,41 @@ pub async fn run(args: CheckArgs) -> i32 {
 }
 
 fn describe(config: &Config) -> String {
+    let from = match &config.syncs.file {
+        Some((location, etag)) => format!(
+            "{} syncs from SYNC_CONFIG {location} (version {etag})",
+            config.syncs.syncs.len()
+        ),
+        None => "one sync, default, from the variables".to_string(),
+    };
     format!(
-        "{} ({}), Workspace ID {}, {} → POST {}{}",
+        "{} ({}), Workspace ID {}, {from}",
         config.data_center.name(),
         config.api_host(),
         config.workspace_id,
-        config.object_type.as_str(),
+    )
+}
+
+/// `users-daily: exports/users/ → bulk_import (upsert, 12 mapped fields) → POST …/v1/transition/APP,
+/// budget 1200 requests/min`.
+fn describe_sync(config: &Config, spec: &crate::config::syncs::SyncSpec) -> String {
+    let endpoint = endpoint(spec.object_type);
+    let mapped = match spec.field_mapping.fields.len() {
+        0 => "identity mapping".to_string(),
+        n => format!("{n} mapped fields"),
+    };
+    let prefix = match spec.prefix.as_str() {
+        "" => "every key".to_string(),
+        p => format!("keys under {p}"),
+    };
+    format!(
+        "{}: {prefix} → {} ({}, {mapped}) → POST {}{}, budget {} requests/min",
+        spec.name,
+        spec.object_type.as_str(),
+        spec.sync_mode.as_str(),
         config.api_origin(),
-        endpoint(config.object_type).path(&config.app_id),
+        endpoint.path(&config.app_id),
+        config.syncs.budgets.get(endpoint).requests_per_minute,
     )
 }
 

@@ -70,6 +70,10 @@ pub struct PreviewArgs {
     /// Print one JSON document instead of text.
     #[arg(long)]
     pub json: bool,
+    /// Preview with this sync's settings (from SYNC_CONFIG). Without it, the sync the source's
+    /// key routes to, or the only sync there is.
+    #[arg(long)]
+    pub sync: Option<String>,
 }
 
 #[derive(Debug, Args)]
@@ -102,9 +106,61 @@ pub async fn run(command: Command) -> i32 {
     code
 }
 
-/// The configuration, or the one-line reason it is not valid (printed by the caller).
-fn load_config() -> Result<Config, String> {
-    Config::from_env().map_err(|e| e.to_string())
+/// The configuration, with its `SYNC_CONFIG` file read (from S3 too), or the one-line reason it
+/// is not valid (printed by the caller).
+async fn load_config() -> Result<Config, String> {
+    let mut config = Config::from_env().map_err(|e| e.to_string())?;
+    if let Some(location @ crate::config::syncs::SyncConfigLocation::S3 { .. }) =
+        &config.sync_config
+    {
+        let s3 = s3_client(&aws_config().await);
+        let loaded = crate::config::syncs::reload(location, &config.sync_defaults, None, &s3)
+            .await
+            .map_err(|message| {
+                crate::config::ConfigError::SyncConfig {
+                    location: location.to_string(),
+                    message,
+                }
+                .to_string()
+            })?;
+        if let Some(syncs) = loaded {
+            config.syncs = std::sync::Arc::new(syncs);
+        }
+    }
+    Ok(config)
+}
+
+/// The sync a command works with: `--sync NAME`, else the one `key` routes to, else the only one.
+fn pick_sync(
+    config: &Config,
+    name: Option<&str>,
+    key: &str,
+) -> Result<std::sync::Arc<crate::config::syncs::SyncSpec>, String> {
+    let syncs = &config.syncs;
+    let names = || {
+        syncs
+            .syncs
+            .iter()
+            .map(|s| s.name.as_str())
+            .collect::<Vec<_>>()
+            .join(", ")
+    };
+    if let Some(name) = name {
+        return syncs
+            .by_name(name)
+            .cloned()
+            .ok_or_else(|| format!("--sync {name}: no such sync; the syncs are {}", names()));
+    }
+    if let Ok(spec) = syncs.route(key) {
+        return Ok(spec.clone());
+    }
+    match syncs.syncs.as_slice() {
+        [only] => Ok(only.clone()),
+        _ => Err(format!(
+            "{key} matches no sync's prefix; pick one with --sync NAME (the syncs are {})",
+            names()
+        )),
+    }
 }
 
 /// The AWS SDK configuration from the standard environment (`AWS_ENDPOINT_URL` for moto).

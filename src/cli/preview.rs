@@ -10,18 +10,21 @@ use tokio_util::io::SyncIoBridge;
 
 use super::{exit, PreviewArgs};
 use crate::account::report::RowReport;
+use crate::config::syncs::SyncSpec;
 use crate::config::Config;
 use crate::decode::{DecodeInput, RangedObject};
 use crate::pipeline::{self, DryRun};
 use crate::source::ObjectSource;
 use crate::state::StateStore;
-use crate::sync_state::{self, SyncLocation, SyncOptions, SyncState};
+use crate::sync_state::{SyncLocation, SyncOptions, SyncState};
 
 /// What `--json` prints: one document.
 #[derive(Debug, Serialize)]
 pub struct PreviewDoc<'a> {
     /// The export as given on the command line.
     pub source: &'a str,
+    /// The sync whose settings were used.
+    pub sync: &'a str,
     pub object_type: &'static str,
     /// `--rows`: how many data rows were read at most.
     pub max_rows: u64,
@@ -80,6 +83,7 @@ fn unchanged_rows(_config: &Config, dry: &DryRun) -> Option<u64> {
 /// classifies rows but never records or saves. `None` (with a note on stderr) when unreadable.
 async fn read_sync_state(
     config: &Config,
+    spec: &SyncSpec,
     aws: &aws_config::SdkConfig,
     bucket: Option<&str>,
 ) -> Option<Arc<SyncState>> {
@@ -88,9 +92,9 @@ async fn read_sync_state(
     let location = SyncLocation::new(
         bucket,
         &config.state_prefix,
-        &sync_state::scope(&config.workspace_id, config.object_type),
+        &spec.state_scope(&config.workspace_id),
     );
-    let options = SyncOptions::new(config.sync_mode, config.full_resync);
+    let options = SyncOptions::new(spec.sync_mode, config.full_resync);
     match SyncState::open(store, location, options).await {
         Ok(state) => Some(Arc::new(state)),
         Err(e) => {
@@ -103,21 +107,33 @@ async fn read_sync_state(
 }
 
 pub async fn run(args: PreviewArgs) -> i32 {
-    let config = match super::load_config() {
+    let config = match super::load_config().await {
         Ok(c) => c,
         Err(e) => {
             eprintln!("moengage-sync: configuration error: {e}");
             return exit::CANNOT_RUN;
         }
     };
-    let dry = match dry_run(&config, &args).await {
+    let key = args
+        .source
+        .strip_prefix("s3://")
+        .and_then(|r| r.split_once('/'))
+        .map_or(args.source.as_str(), |(_, k)| k);
+    let spec = match super::pick_sync(&config, args.sync.as_deref(), key) {
+        Ok(s) => s,
+        Err(e) => {
+            eprintln!("moengage-sync preview: {e}");
+            return exit::CANNOT_RUN;
+        }
+    };
+    let dry = match dry_run(&config, &spec, &args).await {
         Ok(d) => d,
         Err(e) => {
             eprintln!("moengage-sync preview: {e}");
             return exit::CANNOT_RUN;
         }
     };
-    let doc = document(&config, &args, &dry);
+    let doc = document(&config, &spec, &args, &dry);
     if args.json {
         match serde_json::to_string_pretty(&doc) {
             Ok(s) => println!("{s}"),
@@ -138,16 +154,21 @@ pub async fn run(args: PreviewArgs) -> i32 {
 
 /// Opens the export (a local file, or S3 through the function's own `ObjectSource`) and dry-runs
 /// it on a blocking thread, as the function decodes.
-async fn dry_run(config: &Config, args: &PreviewArgs) -> Result<DryRun, String> {
+async fn dry_run(
+    config: &Config,
+    spec: &Arc<SyncSpec>,
+    args: &PreviewArgs,
+) -> Result<DryRun, String> {
     let config = config.clone();
-    let (rows, format) = (args.rows, args.format.or(config.source_format));
+    let spec = spec.clone();
+    let (rows, format) = (args.rows, args.format.or(spec.source_format));
     let task = match args.source.strip_prefix("s3://") {
         None => {
             let path = args.source.clone();
             let file =
                 std::fs::File::open(&path).map_err(|e| format!("cannot open {path}: {e}"))?;
             let state = match config.state_bucket {
-                Some(_) => read_sync_state(&config, &super::aws_config().await, None).await,
+                Some(_) => read_sync_state(&config, &spec, &super::aws_config().await, None).await,
                 None => None,
             };
             tokio::task::spawn_blocking(move || {
@@ -156,11 +177,11 @@ async fn dry_run(config: &Config, args: &PreviewArgs) -> Result<DryRun, String> 
                     key: &path,
                     content_encoding: None,
                     format,
-                    compression: config.source_compression,
-                    csv: config.csv,
+                    compression: spec.source_compression,
+                    csv: spec.csv,
                     ranged: None,
                 };
-                pipeline::dry_run_with_state(&config, input, rows, state.as_deref())
+                pipeline::dry_run_with_state(&config, &spec, input, rows, state.as_deref())
             })
         }
         Some(rest) => {
@@ -169,7 +190,7 @@ async fn dry_run(config: &Config, args: &PreviewArgs) -> Result<DryRun, String> 
                 _ => return Err(format!("{} is not an s3://bucket/key URI", args.source)),
             };
             let aws = super::aws_config().await;
-            let state = read_sync_state(&config, &aws, Some(&bucket)).await;
+            let state = read_sync_state(&config, &spec, &aws, Some(&bucket)).await;
             let s3: Arc<dyn ObjectSource> = Arc::new(super::s3_client(&aws));
             let object = s3.open(&bucket, &key).await.map_err(|e| e.to_string())?;
             let ranged = RangedObject {
@@ -187,11 +208,11 @@ async fn dry_run(config: &Config, args: &PreviewArgs) -> Result<DryRun, String> 
                     key: &key,
                     content_encoding: encoding.as_deref(),
                     format,
-                    compression: config.source_compression,
-                    csv: config.csv,
+                    compression: spec.source_compression,
+                    csv: spec.csv,
                     ranged: Some(ranged),
                 };
-                pipeline::dry_run_with_state(&config, input, rows, state.as_deref())
+                pipeline::dry_run_with_state(&config, &spec, input, rows, state.as_deref())
             })
         }
     };
@@ -199,7 +220,12 @@ async fn dry_run(config: &Config, args: &PreviewArgs) -> Result<DryRun, String> 
         .map_err(|e| format!("internal error while decoding: {e}"))
 }
 
-pub fn document<'a>(config: &Config, args: &'a PreviewArgs, dry: &'a DryRun) -> PreviewDoc<'a> {
+pub fn document<'a>(
+    config: &Config,
+    spec: &'a SyncSpec,
+    args: &'a PreviewArgs,
+    dry: &'a DryRun,
+) -> PreviewDoc<'a> {
     let requests = dry
         .bodies
         .iter()
@@ -234,7 +260,8 @@ pub fn document<'a>(config: &Config, args: &'a PreviewArgs, dry: &'a DryRun) -> 
     let unchanged = unchanged_rows(config, dry);
     PreviewDoc {
         source: &args.source,
-        object_type: config.object_type.as_str(),
+        sync: &spec.name,
+        object_type: spec.object_type.as_str(),
         max_rows: args.rows,
         totals: Totals {
             rows: dry.rows_read,
@@ -259,8 +286,8 @@ pub fn render_text(doc: &PreviewDoc<'_>) -> String {
     // Writing to a String cannot fail; the results are ignored for that reason.
     let _ = writeln!(
         out,
-        "Preview of {} as {}: first {} rows, nothing sent.\n",
-        doc.source, doc.object_type, doc.max_rows
+        "Preview of {} as {} (sync {}): first {} rows, nothing sent.\n",
+        doc.source, doc.object_type, doc.sync, doc.max_rows
     );
     for (i, r) in doc.requests.iter().enumerate() {
         let _ = writeln!(

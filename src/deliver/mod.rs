@@ -12,8 +12,9 @@ use std::time::Duration;
 use bytes::Bytes;
 use tokio::time::Instant;
 
+use crate::config::syncs::ApiBudgets;
 use crate::deliver::client::{classify, MoEngageClient, RetryAction};
-use crate::deliver::rate::Budget;
+use crate::deliver::rate::{Budget, Budgets};
 use crate::model::Endpoint;
 
 /// How hard to try one body before giving up on it.
@@ -109,13 +110,16 @@ pub trait Deliver: Send + Sync {
     fn max_in_flight(&self) -> usize {
         1
     }
+
+    /// New budgets (a reloaded `SYNC_CONFIG`), from the next request on.
+    fn set_budgets(&self, _budgets: &ApiBudgets) {}
 }
 
-/// MoEngage's Data API: paced under the workspace's budgets and retried by the policy.
+/// MoEngage's Data API: paced under each API's budgets and retried by the policy.
 pub struct MoEngageDelivery {
     pub client: MoEngageClient,
-    /// Shared by every object this instance processes.
-    pub budget: Budget,
+    /// One per API, shared by every sync and object this instance processes.
+    pub budgets: Budgets,
     pub policy: RetryPolicy,
     /// `MAX_IN_FLIGHT`: the most requests in flight at once.
     pub max_in_flight: usize,
@@ -126,13 +130,13 @@ pub struct MoEngageDelivery {
 impl MoEngageDelivery {
     pub fn new(
         client: MoEngageClient,
-        budget: Budget,
+        budgets: Budgets,
         policy: RetryPolicy,
         max_in_flight: usize,
     ) -> Self {
         MoEngageDelivery {
             client,
-            budget,
+            budgets,
             policy,
             max_in_flight: max_in_flight.max(1),
             latency_us: std::sync::atomic::AtomicU64::new(0),
@@ -180,7 +184,7 @@ impl Deliver for MoEngageDelivery {
     ) -> Delivery {
         let d = deliver(
             &self.client,
-            &self.budget,
+            self.budgets.get(endpoint),
             &self.policy,
             endpoint,
             body,
@@ -194,17 +198,16 @@ impl Deliver for MoEngageDelivery {
 
     fn max_in_flight(&self) -> usize {
         let us = self.latency_us.load(std::sync::atomic::Ordering::Relaxed);
-        let interval = self.budget.requests.interval().as_secs_f64();
-        let rate = if interval > 0.0 {
-            1.0 / interval
-        } else {
-            f64::INFINITY
-        };
+        let rate = self.budgets.max_requests_per_sec();
         in_flight_for(
             rate,
             (us > 0).then(|| Duration::from_micros(us)),
             self.max_in_flight,
         )
+    }
+
+    fn set_budgets(&self, budgets: &ApiBudgets) {
+        self.budgets.set(budgets);
     }
 }
 

@@ -7,6 +7,7 @@ use super::produce::{decode_object, Decoded, Limits};
 use super::CHANNEL_DEPTH;
 use crate::account::report::RowReport;
 use crate::batch::Batch;
+use crate::config::syncs::SyncSpec;
 use crate::config::Config;
 use crate::decode::DecodeInput;
 use crate::sync_state::SyncState;
@@ -30,14 +31,15 @@ pub struct DryRun {
 
 /// Decodes, maps, validates and batches the first `max_rows` rows of `input`; sends nothing.
 /// Blocking: call from a thread that may block (not from async code).
-pub fn dry_run(config: &Config, input: DecodeInput<'_>, max_rows: u64) -> DryRun {
-    dry_run_with_state(config, input, max_rows, None)
+pub fn dry_run(config: &Config, spec: &SyncSpec, input: DecodeInput<'_>, max_rows: u64) -> DryRun {
+    dry_run_with_state(config, spec, input, max_rows, None)
 }
 
 /// As [`dry_run`], diffing against `sync` (rows MoEngage already has are counted `unchanged`, not
 /// shown as bodies). Nothing is recorded or saved.
 pub fn dry_run_with_state(
     config: &Config,
+    spec: &SyncSpec,
     input: DecodeInput<'_>,
     max_rows: u64,
     sync: Option<&SyncState>,
@@ -52,6 +54,7 @@ pub fn dry_run_with_state(
             decode_object(
                 input,
                 config,
+                spec,
                 Limits {
                     skip_through: 0,
                     max_rows: Some(max_rows),
@@ -115,12 +118,12 @@ fn thread_schedstat() -> Option<(f64, f64)> {
 
 /// Runs decode → map → validate → batch → serialize over all of `input` and discards the bodies
 /// (benchmarks: the whole CPU path of a real run, no network). Blocking.
-pub fn drain(config: &Config, input: DecodeInput<'_>) -> DrainStats {
+pub fn drain(config: &Config, spec: &SyncSpec, input: DecodeInput<'_>) -> DrainStats {
     let (tx, mut rx) = mpsc::channel(CHANNEL_DEPTH);
     let mut out = DrainStats::default();
     std::thread::scope(|scope| {
         let decoder = scope.spawn(move || {
-            decode_object(input, config, Limits::default(), None, &tx);
+            decode_object(input, config, spec, Limits::default(), None, &tx);
             // The thread started at zero: its totals are the decode's own.
             thread_schedstat()
         });

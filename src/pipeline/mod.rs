@@ -35,11 +35,12 @@ pub use dry::{drain, dry_run, dry_run_with_state, DrainStats, DryRun};
 use crate::account::report::RunReport;
 use crate::app::Deps;
 use crate::batch::Batch;
+use crate::config::syncs::SyncSpec;
 use crate::decode::{DecodeInput, RangedObject};
 use crate::deliver::dead_letter::{DeadLetterError, SourceRef};
 use crate::deliver::Outcome;
 use crate::model::ObjectRef;
-use crate::sync_state::{self, SyncLocation, SyncOptions, SyncState, SyncStateError};
+use crate::sync_state::{SyncLocation, SyncOptions, SyncState, SyncStateError};
 use ledger::{finish_failed, now_rfc3339, Ledger};
 use produce::{decode_object, Limits};
 
@@ -82,10 +83,15 @@ pub struct RunOutcome {
 
 /// Processes one object version from `plan.resume_after_row`: reads, validates, delivers, and
 /// accounts for every row it reads. The report is not stored here.
-pub async fn process_object(deps: &Deps, object: &ObjectRef, plan: &RunPlan) -> RunOutcome {
+pub async fn process_object(
+    deps: &Deps,
+    spec: &Arc<SyncSpec>,
+    object: &ObjectRef,
+    plan: &RunPlan,
+) -> RunOutcome {
     let config = &deps.config;
     let mut report = RunReport {
-        object_type: config.object_type.as_str().into(),
+        object_type: spec.object_type.as_str().into(),
         started_at: now_rfc3339(),
         started_after_row: plan.resume_after_row,
         resume_after_row: plan.resume_after_row,
@@ -93,6 +99,7 @@ pub async fn process_object(deps: &Deps, object: &ObjectRef, plan: &RunPlan) -> 
     };
     report.summary.bucket = object.bucket.clone();
     report.summary.key = object.key.clone();
+    report.summary.sync = spec.name.clone();
 
     // Source: a stream over the object, never the whole object in memory.
     let source = match deps
@@ -123,7 +130,7 @@ pub async fn process_object(deps: &Deps, object: &ObjectRef, plan: &RunPlan) -> 
     };
 
     // Change detection: what MoEngage already holds for this workspace and object type.
-    let sync = match open_sync_state(deps, object, plan.full_resync).await {
+    let sync = match open_sync_state(deps, spec, object, plan.full_resync).await {
         Ok(s) => Arc::new(s),
         Err(e) => {
             return RunOutcome {
@@ -139,6 +146,7 @@ pub async fn process_object(deps: &Deps, object: &ObjectRef, plan: &RunPlan) -> 
     // Decode → map + validate → diff → batch, on a blocking thread.
     let (tx, mut rx) = mpsc::channel(CHANNEL_DEPTH);
     let decode_config = Arc::new(config.clone());
+    let decode_spec = spec.clone();
     let (key, encoding) = (object.key.clone(), source.content_encoding.clone());
     let skip = plan.resume_after_row;
     let decode_sync = sync.clone();
@@ -147,14 +155,15 @@ pub async fn process_object(deps: &Deps, object: &ObjectRef, plan: &RunPlan) -> 
             reader: Box::new(reader),
             key: &key,
             content_encoding: encoding.as_deref(),
-            format: decode_config.source_format,
-            compression: decode_config.source_compression,
-            csv: decode_config.csv,
+            format: decode_spec.source_format,
+            compression: decode_spec.source_compression,
+            csv: decode_spec.csv,
             ranged: Some(ranged),
         };
         decode_object(
             input,
             &decode_config,
+            &decode_spec,
             Limits {
                 skip_through: skip,
                 max_rows: None,
@@ -294,6 +303,7 @@ pub async fn process_object(deps: &Deps, object: &ObjectRef, plan: &RunPlan) -> 
 
 async fn open_sync_state(
     deps: &Deps,
+    spec: &SyncSpec,
     object: &ObjectRef,
     full_resync: bool,
 ) -> Result<SyncState, SyncStateError> {
@@ -305,9 +315,9 @@ async fn open_sync_state(
     let location = SyncLocation::new(
         bucket,
         &config.state_prefix,
-        &sync_state::scope(&config.workspace_id, config.object_type),
+        &spec.state_scope(&config.workspace_id),
     );
-    let options = SyncOptions::new(config.sync_mode, full_resync || config.full_resync);
+    let options = SyncOptions::new(spec.sync_mode, full_resync || config.full_resync);
     let state = SyncState::open(deps.state.clone(), location, options).await?;
     // All shards up front, in parallel: the decode thread then never waits on a GET. A scope with
     // no state yet has no shards to fetch.

@@ -6,6 +6,7 @@ use tokio::sync::mpsc;
 
 use crate::account::report::RowReport;
 use crate::batch::{Batch, Batcher};
+use crate::config::syncs::SyncSpec;
 use crate::config::Config;
 use crate::decode::{self, DecodeInput, Opened, RowSource};
 use crate::map::ResolvedMapping;
@@ -54,14 +55,15 @@ fn delimiter_hint(header: &[String]) -> String {
 pub(super) fn decode_object(
     input: DecodeInput<'_>,
     config: &Config,
+    spec: &SyncSpec,
     limits: Limits,
     sync: Option<&SyncState>,
     tx: &mpsc::Sender<Decoded>,
 ) {
     match decode::open(input) {
-        Ok(Opened::Csv(rows)) => decode_rows(rows, config, limits, sync, tx),
-        Ok(Opened::Ndjson(rows)) => decode_rows(rows, config, limits, sync, tx),
-        Ok(Opened::Parquet(rows)) => decode_rows(rows, config, limits, sync, tx),
+        Ok(Opened::Csv(rows)) => decode_rows(rows, config, spec, limits, sync, tx),
+        Ok(Opened::Ndjson(rows)) => decode_rows(rows, config, spec, limits, sync, tx),
+        Ok(Opened::Parquet(rows)) => decode_rows(rows, config, spec, limits, sync, tx),
         Err(e) => {
             let _ = tx.blocking_send(Decoded::Failed {
                 reason: format!("not a readable export: {e}"),
@@ -75,16 +77,14 @@ pub(super) fn decode_object(
 fn decode_rows<R: RowSource>(
     mut rows: R,
     config: &Config,
+    spec: &SyncSpec,
     limits: Limits,
     sync: Option<&SyncState>,
     tx: &mpsc::Sender<Decoded>,
 ) {
     let max_rows = limits.max_rows;
     let send = |m: Decoded| tx.blocking_send(m).is_ok();
-    let mapping: ResolvedMapping = match config
-        .field_mapping
-        .resolve(rows.header(), config.sync_mode)
-    {
+    let mapping: ResolvedMapping = match spec.field_mapping.resolve(rows.header(), spec.sync_mode) {
         Ok(m) => m,
         Err(e) => {
             send(Decoded::Failed {
@@ -110,12 +110,12 @@ fn decode_rows<R: RowSource>(
     if !name_warnings.is_empty() && !send(Decoded::Warnings(name_warnings)) {
         return;
     }
-    let (max_records, max_bytes) = match config.object_type {
+    let (max_records, max_bytes) = match spec.object_type {
         ObjectType::BulkImport => (config.batch_max_records, config.batch_max_bytes),
         _ => (1, config.batch_max_bytes),
     };
-    let mut batcher = Batcher::new(config.object_type, max_records, max_bytes);
-    let fingerprinter = Fingerprinter::new(config.object_type, &mapping);
+    let mut batcher = Batcher::new(spec.object_type, max_records, max_bytes);
+    let fingerprinter = Fingerprinter::new(spec.object_type, &mapping);
     let now = chrono::Utc::now();
     let mut element = Vec::with_capacity(4096);
     let mut seen = 0u64;

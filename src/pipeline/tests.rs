@@ -116,6 +116,7 @@ fn deps(csv: &str, deliver: Arc<FakeDelivery>) -> (Deps, Arc<MemQueue>) {
         moengage: MoEngageClient::new(&config.api_base_url, "WS1", "WS1", &ApiKey::new("k"))
             .unwrap(),
         deliver,
+        syncs: crate::app::SyncsHandle::new(config.syncs.clone()),
         config,
     };
     (deps, queue)
@@ -150,7 +151,7 @@ async fn every_row_is_delivered_rejected_or_dead_lettered_and_accounted() {
         sent: Mutex::default(),
     });
     let (deps, queue) = deps(&users(50), fake.clone());
-    let out = process_object(&deps, &object(), &RunPlan::default()).await;
+    let out = process_object(&deps, &only_sync(&deps), &object(), &RunPlan::default()).await;
     let s = &out.report.summary;
     assert!(out.fatal.is_none());
     assert_eq!(s.status, Status::Complete);
@@ -187,7 +188,7 @@ async fn an_interrupted_body_checkpoints_before_it_and_the_next_run_sends_the_re
         sent: Mutex::default(),
     });
     let (deps, _) = deps(&users(50), fake.clone());
-    let first = process_object(&deps, &object(), &RunPlan::default()).await;
+    let first = process_object(&deps, &only_sync(&deps), &object(), &RunPlan::default()).await;
     let s = &first.report.summary;
     assert_eq!(s.status, Status::Continued);
     assert!(first.report.accounting_balanced);
@@ -203,6 +204,7 @@ async fn an_interrupted_body_checkpoints_before_it_and_the_next_run_sends_the_re
     let deps2 = deps_sharing(&deps, again.clone());
     let second = process_object(
         &deps2,
+        &only_sync(&deps2),
         &object(),
         &RunPlan {
             resume_after_row: resume,
@@ -222,6 +224,11 @@ async fn an_interrupted_body_checkpoints_before_it_and_the_next_run_sends_the_re
     assert_eq!(s.rows_delivered + t.rows_delivered, 43);
 }
 
+/// The one sync the variables describe.
+fn only_sync(deps: &Deps) -> Arc<crate::config::syncs::SyncSpec> {
+    deps.config.syncs.syncs[0].clone()
+}
+
 /// The same export, state and queue as `first`, with another delivery.
 fn deps_sharing(first: &Deps, deliver: Arc<FakeDelivery>) -> Deps {
     Deps {
@@ -231,6 +238,7 @@ fn deps_sharing(first: &Deps, deliver: Arc<FakeDelivery>) -> Deps {
         work_queue: None,
         moengage: first.moengage.clone(),
         deliver,
+        syncs: crate::app::SyncsHandle::new(first.config.syncs.clone()),
         config: first.config.clone(),
     }
 }
@@ -283,10 +291,14 @@ async fn seconds_for(rows: usize, cap: usize) -> f64 {
             sent: Mutex::default(),
         }),
     );
-    deps.config.object_type = crate::model::ObjectType::UserAttributes;
+    let mut users = (*deps.config.syncs).clone();
+    let mut spec = (*users.syncs[0]).clone();
+    spec.object_type = crate::model::ObjectType::UserAttributes;
+    users.syncs[0] = Arc::new(spec);
+    deps.config.syncs = Arc::new(users);
     deps.deliver = slow;
     let started = Instant::now();
-    let out = process_object(&deps, &object(), &RunPlan::default()).await;
+    let out = process_object(&deps, &only_sync(&deps), &object(), &RunPlan::default()).await;
     assert_eq!(out.report.summary.status, Status::Complete);
     assert_eq!(
         out.report.summary.requests_sent,
@@ -327,7 +339,7 @@ async fn rows_too_large_to_send_are_all_rejected_never_unchanged() {
         sent: Mutex::default(),
     });
     let (deps, _) = deps(&csv, fake.clone());
-    let out = process_object(&deps, &object(), &RunPlan::default()).await;
+    let out = process_object(&deps, &only_sync(&deps), &object(), &RunPlan::default()).await;
     let s = &out.report.summary;
     assert_eq!(
         (

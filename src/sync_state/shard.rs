@@ -55,7 +55,7 @@ pub(crate) struct Bits(Vec<u64>);
 impl Bits {
     pub fn new(len: usize, set: bool) -> Self {
         let mut words = vec![if set { u64::MAX } else { 0 }; len.div_ceil(64)];
-        if set && len % 64 != 0 {
+        if set && !len.is_multiple_of(64) {
             if let Some(last) = words.last_mut() {
                 *last = (1u64 << (len % 64)) - 1;
             }

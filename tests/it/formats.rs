@@ -57,7 +57,8 @@ fn dry(
         csv: Default::default(),
         ranged: None,
     };
-    pipeline::dry_run(&config(users::MAPPING, &[]), input, u64::MAX)
+    let config = config(users::MAPPING, &[]);
+    pipeline::dry_run(&config, &config.syncs.syncs[0], input, u64::MAX)
 }
 
 /// Compares one element with the golden one, field by field, naming the first difference.
@@ -179,14 +180,11 @@ fn csv_with_bom_crlf_embedded_newlines_and_doubled_quotes() {
         csv: Default::default(),
         ranged: None,
     };
-    let run = pipeline::dry_run(
-        &config(
-            r#"{"customer_id":"user_id","note":"note","city":"city"}"#,
-            &[],
-        ),
-        input_run,
-        100,
+    let config = config(
+        r#"{"customer_id":"user_id","note":"note","city":"city"}"#,
+        &[],
     );
+    let run = pipeline::dry_run(&config, &config.syncs.syncs[0], input_run, 100);
     assert_eq!(run.failure, None);
     assert!(run.rejected.is_empty(), "{:?}", run.rejected);
     let body: Value = serde_json::from_slice(&run.bodies[0].body).unwrap();

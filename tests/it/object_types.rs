@@ -47,7 +47,7 @@ fn users_ndjson() -> String {
 fn expected_user(i: usize) -> Value {
     let mut m = Map::new();
     m.insert("email".into(), json!(format!("u{i}@example.com")));
-    if i % 3 != 0 {
+    if !i.is_multiple_of(3) {
         m.insert("first_name".into(), json!(format!("Ann {i}")));
     }
     m.insert(
@@ -55,7 +55,7 @@ fn expected_user(i: usize) -> Value {
         json!(format!("2026-0{}-0{}T06:30:00Z", 1 + i % 9, 1 + i % 9)),
     );
     m.insert("age".into(), json!(20 + i));
-    m.insert("vip".into(), json!(i % 2 == 0));
+    m.insert("vip".into(), json!(i.is_multiple_of(2)));
     m.insert("tags".into(), json!(["red", "blue"]));
     Value::Object(m)
 }

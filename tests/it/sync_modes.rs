@@ -79,7 +79,7 @@ async fn upsert_sends_all_then_nothing_then_only_the_changed_rows() {
 
     // 10 plans changed, and an unmapped column changed everywhere: exactly those 10 are sent.
     let before = stack.state().requests.len();
-    let changed = |i: usize| if i % 50 == 0 { "pro" } else { "free" };
+    let changed = |i: usize| if i.is_multiple_of(50) { "pro" } else { "free" };
     let mut body = String::from("user_id,email,plan,internal_note\n");
     for i in 1..=500 {
         body.push_str(&format!(

@@ -2,16 +2,18 @@
 //! typed [`Config`]. A bad value fails with one line naming the variable, the value and what is
 //! accepted — the function never starts half-configured.
 
-use std::fmt;
+pub mod syncs;
 
+use std::fmt;
+use std::sync::Arc;
 use std::time::Duration;
 
 use crate::decode::{Compression, CsvOptions, Format};
 use crate::deliver::RetryPolicy;
-use crate::map::{FieldMapping, MappingError};
 use crate::model::{
     ApiKey, ObjectType, SyncMode, DEFAULT_BATCH_MAX_BYTES, DEFAULT_BATCH_MAX_RECORDS,
 };
+use syncs::{ApiBudgets, SyncConfigLocation, SyncDefaults, Syncs};
 
 /// Where the Data API key comes from. Never printed: `Debug` redacts it.
 #[derive(Clone)]
@@ -94,12 +96,18 @@ pub struct Config {
     /// `MOENGAGE_API_URL` override (e.g. the local emulator), else `https://api-NN.moengage.com`:
     /// scheme, host and port only (checked here); [`crate::model::Endpoint::url`] adds the path.
     pub api_base_url: reqwest::Url,
-    /// `OBJECT_TYPE`.
-    pub object_type: ObjectType,
-    /// `SYNC_MODE`, default upsert.
-    pub sync_mode: SyncMode,
-    /// `FIELD_MAPPING` (+ `PRIMARY_KEY`), validated; identity when unset.
-    pub field_mapping: FieldMapping,
+    /// The syncs: one per dataset, each with its object type, mode, mapping and format. From
+    /// `SYNC_CONFIG` (a local file is read here; an S3 one at start-up, see
+    /// [`syncs::SyncsSource`]), else the one sync, `default`, the variables describe.
+    pub syncs: Arc<Syncs>,
+    /// `SYNC_CONFIG`, when set.
+    pub sync_config: Option<SyncConfigLocation>,
+    /// `OBJECT_TYPE`, `SYNC_MODE`, `FIELD_MAPPING`, `PRIMARY_KEY`, `SOURCE_FORMAT`,
+    /// `SOURCE_COMPRESSION`, `CSV_*` and the budgets: what a file's sync falls back to.
+    pub sync_defaults: SyncDefaults,
+    /// `SYNC_CONFIG_RELOAD_SECS`: how often a warm instance asks whether the file changed (a
+    /// conditional GET), default 60.
+    pub sync_config_reload_secs: u64,
     /// `DEAD_LETTER_QUEUE_URL`: where undeliverable request bodies go.
     pub dead_letter_queue_url: String,
     /// `WORK_QUEUE_URL`: continuation work items go here; none → objects stop as `continued`.
@@ -139,12 +147,6 @@ pub struct Config {
     /// `MAX_RUN_SECS`: run length when the deadline is unknown or nonsense (e.g. under
     /// `cargo lambda watch`, which sends a relative deadline), default 840.
     pub max_run_secs: u64,
-    /// `SOURCE_FORMAT`: overrides detection from the key's extension / magic bytes.
-    pub source_format: Option<Format>,
-    /// `SOURCE_COMPRESSION`: overrides detection from the key / `Content-Encoding` / magic bytes.
-    pub source_compression: Option<Compression>,
-    /// `CSV_DELIMITER`, `CSV_QUOTE`, `CSV_ESCAPE`: the CSV dialect; default RFC 4180.
-    pub csv: CsvOptions,
 }
 
 /// A configuration problem, always naming the variable and what it accepts.
@@ -166,6 +168,9 @@ pub enum ConfigError {
         variable: &'static str,
         other: &'static str,
     },
+    /// The `SYNC_CONFIG` file: where, then which sync and field, and what is accepted.
+    #[error("SYNC_CONFIG {location}: {message}")]
+    SyncConfig { location: String, message: String },
 }
 
 impl Config {
@@ -253,42 +258,23 @@ impl Config {
             }
         };
 
-        let object_type = {
-            let raw = get("OBJECT_TYPE").ok_or(ConfigError::Missing {
-                variable: "OBJECT_TYPE",
-                accepted: ObjectType::ACCEPTED.into(),
-            })?;
-            ObjectType::parse(&raw).ok_or(ConfigError::Invalid {
+        let object_type = match get("OBJECT_TYPE") {
+            None => None,
+            Some(raw) => Some(ObjectType::parse(&raw).ok_or(ConfigError::Invalid {
                 variable: "OBJECT_TYPE",
                 value: raw,
                 accepted: ObjectType::ACCEPTED.into(),
-            })?
+            })?),
         };
         let sync_mode = match get("SYNC_MODE") {
-            None => SyncMode::Upsert,
-            Some(raw) => SyncMode::parse(&raw).ok_or(ConfigError::Invalid {
+            None => None,
+            Some(raw) => Some(SyncMode::parse(&raw).ok_or(ConfigError::Invalid {
                 variable: "SYNC_MODE",
                 value: raw,
                 accepted: SyncMode::ACCEPTED.into(),
-            })?,
+            })?),
         };
-
         let primary_key = get("PRIMARY_KEY").map(|v| v.trim().to_string());
-        let field_mapping = FieldMapping::parse(get("FIELD_MAPPING").as_deref(), primary_key, object_type)
-            .map_err(|e| match e {
-                MappingError::Json { value, reason } => ConfigError::Invalid {
-                    variable: "FIELD_MAPPING",
-                    value,
-                    accepted: format!(
-                        "a JSON object of MoEngage field → source column or {{\"column\":…,\"type\":…}} ({reason})"
-                    ),
-                },
-                other => ConfigError::Invalid {
-                    variable: "FIELD_MAPPING",
-                    value: get("FIELD_MAPPING").unwrap_or_default(),
-                    accepted: other.to_string(),
-                },
-            })?;
 
         let dead_letter_queue_url = get("DEAD_LETTER_QUEUE_URL").ok_or(ConfigError::Missing {
             variable: "DEAD_LETTER_QUEUE_URL",
@@ -453,6 +439,77 @@ impl Config {
             600,
         )?;
         let max_run_secs = parse_number("MAX_RUN_SECS", get("MAX_RUN_SECS"), 840, 1, 86_400)?;
+        let sync_config_reload_secs = parse_number(
+            "SYNC_CONFIG_RELOAD_SECS",
+            get("SYNC_CONFIG_RELOAD_SECS"),
+            60,
+            0,
+            86_400,
+        )?;
+
+        let sync_defaults = SyncDefaults {
+            object_type,
+            sync_mode,
+            field_mapping: get("FIELD_MAPPING"),
+            primary_key,
+            source_format,
+            source_compression,
+            csv,
+            source_prefix: source_prefix.clone(),
+            budgets: Some(ApiBudgets::from_variables(
+                rate_limit_per_minute,
+                users_per_minute,
+                events_per_minute,
+            )),
+        };
+        let sync_config =
+            match get("SYNC_CONFIG") {
+                None => None,
+                Some(raw) => Some(SyncConfigLocation::parse(&raw).map_err(|accepted| {
+                    ConfigError::Invalid {
+                        variable: "SYNC_CONFIG",
+                        value: raw.clone(),
+                        accepted,
+                    }
+                })?),
+            };
+        let syncs = match &sync_config {
+            None => Syncs::from_variables(&sync_defaults).map_err(|e| match e.value {
+                None => ConfigError::Missing {
+                    variable: e.variable,
+                    accepted: e.accepted,
+                },
+                Some(value) => ConfigError::Invalid {
+                    variable: e.variable,
+                    value,
+                    accepted: e.accepted,
+                },
+            })?,
+            Some(location @ SyncConfigLocation::Path(path)) => {
+                let text = std::fs::read(path).map_err(|e| ConfigError::SyncConfig {
+                    location: location.to_string(),
+                    message: format!("cannot read the file ({e})"),
+                })?;
+                let tag = syncs::content_tag(&text);
+                Syncs::from_file(&text, &sync_defaults, location.clone(), tag).map_err(
+                    |message| ConfigError::SyncConfig {
+                        location: location.to_string(),
+                        message,
+                    },
+                )?
+            }
+            // Read at start-up, where the S3 client is ([`Config::load_remote_syncs`]); until then
+            // no object routes anywhere.
+            Some(location @ SyncConfigLocation::S3 { .. }) => Syncs {
+                syncs: Vec::new(),
+                budgets: sync_defaults.budgets.unwrap_or(ApiBudgets::from_variables(
+                    DEFAULT_RATE_LIMIT_PER_MINUTE,
+                    None,
+                    None,
+                )),
+                file: Some((location.clone(), String::new())),
+            },
+        };
 
         Ok(Config {
             data_center,
@@ -460,9 +517,10 @@ impl Config {
             app_id,
             api_key,
             api_base_url,
-            object_type,
-            sync_mode,
-            field_mapping,
+            syncs: Arc::new(syncs),
+            sync_config,
+            sync_defaults,
+            sync_config_reload_secs,
             dead_letter_queue_url,
             work_queue_url,
             state_bucket,
@@ -474,9 +532,6 @@ impl Config {
             batch_max_records,
             batch_max_bytes,
             retry,
-            source_format,
-            source_compression,
-            csv,
             full_resync,
             source_bucket,
             source_prefix,
@@ -782,14 +837,14 @@ mod tests {
     #[test]
     fn the_csv_dialect_is_read_from_its_variables() {
         let config = load(&base()).unwrap();
-        assert_eq!(config.csv, CsvOptions::default());
+        assert_eq!(config.syncs.syncs[0].csv, CsvOptions::default());
         let mut vars = base();
         vars.insert("CSV_DELIMITER", "\t".into());
         vars.insert("CSV_QUOTE", "'".into());
         vars.insert("CSV_ESCAPE", "\\".into());
         let config = load(&vars).unwrap();
         assert_eq!(
-            config.csv,
+            config.syncs.syncs[0].csv,
             CsvOptions {
                 delimiter: Some(b'\t'),
                 quote: b'\'',
@@ -798,10 +853,14 @@ mod tests {
         );
         for tab in ["\\t", "TAB"] {
             vars.insert("CSV_DELIMITER", tab.into());
-            assert_eq!(load(&vars).unwrap().csv.delimiter, Some(b'\t'), "{tab:?}");
+            assert_eq!(
+                load(&vars).unwrap().syncs.syncs[0].csv.delimiter,
+                Some(b'\t'),
+                "{tab:?}"
+            );
         }
         vars.insert("CSV_ESCAPE", "none".into());
-        assert_eq!(load(&vars).unwrap().csv.escape, None);
+        assert_eq!(load(&vars).unwrap().syncs.syncs[0].csv.escape, None);
     }
 
     #[test]
@@ -839,10 +898,60 @@ mod tests {
     }
 
     #[test]
+    fn sync_config_replaces_object_type_and_its_errors_name_the_file() {
+        let dir = std::env::temp_dir().join(format!("moengage-sync-cfg-{}", std::process::id()));
+        std::fs::create_dir_all(&dir).unwrap();
+        let good = dir.join("good.yaml");
+        std::fs::write(
+            &good,
+            "syncs:\n  - {name: users, prefix: exports/users/, object_type: user_attributes}\n",
+        )
+        .unwrap();
+        let mut vars = base();
+        vars.remove("OBJECT_TYPE");
+        vars.insert("SYNC_CONFIG", good.display().to_string());
+        let cfg = load(&vars).unwrap();
+        assert_eq!(cfg.syncs.syncs[0].name, "users");
+        assert!(cfg.syncs.file_etag().unwrap().starts_with("xxh3:"));
+
+        let bad = dir.join("bad.yaml");
+        std::fs::write(
+            &bad,
+            "syncs:\n  - {name: users, prefix: x/, object_type: people}\n",
+        )
+        .unwrap();
+        vars.insert("SYNC_CONFIG", bad.display().to_string());
+        let err = load(&vars).unwrap_err().to_string();
+        assert!(
+            err.starts_with(&format!(
+                "SYNC_CONFIG {}: sync \"users\": object_type",
+                bad.display()
+            )),
+            "{err}"
+        );
+        vars.insert(
+            "SYNC_CONFIG",
+            dir.join("missing.yaml").display().to_string(),
+        );
+        let err = load(&vars).unwrap_err().to_string();
+        assert!(err.contains("cannot read the file"), "{err}");
+        vars.insert("SYNC_CONFIG", "ftp://x/y".into());
+        let err = load(&vars).unwrap_err().to_string();
+        assert!(err.starts_with("SYNC_CONFIG=\"ftp://x/y\""), "{err}");
+        // Without the file, OBJECT_TYPE is required as before.
+        vars.remove("SYNC_CONFIG");
+        let err = load(&vars).unwrap_err().to_string();
+        assert!(err.starts_with("OBJECT_TYPE is not set"), "{err}");
+        let _ = std::fs::remove_dir_all(&dir);
+    }
+
+    #[test]
     fn defaults_follow_the_contract() {
         let cfg = load(&base()).unwrap();
         assert_eq!(cfg.app_id, "WS1");
-        assert_eq!(cfg.sync_mode, SyncMode::Upsert);
+        assert_eq!(cfg.syncs.syncs[0].sync_mode, SyncMode::Upsert);
+        assert_eq!(cfg.syncs.syncs[0].name, "default");
+        assert_eq!(cfg.syncs.syncs[0].prefix, "");
         assert_eq!(cfg.rate_limit_per_minute, 100);
         assert_eq!(cfg.batch_max_records, 50);
         assert_eq!(cfg.batch_max_bytes, 100_000);

@@ -29,7 +29,9 @@
 //! - [`account`]: the run report, the summary line and the accounting identity
 //!   ([`account::report`]), and one CloudWatch EMF document per object ([`account::metrics`]).
 //! - [`config`]: environment variables → a validated, typed `Config` (fails at start-up with one
-//!   line); built from the vocabulary and option types of the stages above.
+//!   line); built from the vocabulary and option types of the stages above. [`config::syncs`]:
+//!   the syncs (from `SYNC_CONFIG`, or the one the variables describe), routing by prefix, and the
+//!   budget of each MoEngage API.
 //! - [`pipeline`]: one object: the chain source → decode → map → diff → batch → deliver, in roles.
 //! - [`app`]: the Lambda shell, the only place that knows about Lambda: `Deps`, start-up,
 //!   invocation payloads, the handler (claim → run → report → mark → continue; the sweep), run

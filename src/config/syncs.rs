@@ -242,7 +242,8 @@ impl Syncs {
             value: None,
             accepted: ObjectType::ACCEPTED.into(),
         })?;
-        let field_mapping = mapping_from_variable(defaults, object_type)?;
+        let field_mapping =
+            mapping_from_variable(defaults, defaults.primary_key.clone(), object_type)?;
         Ok(Syncs {
             syncs: vec![Arc::new(SyncSpec {
                 name: DEFAULT_SYNC.into(),
@@ -345,14 +346,11 @@ pub struct VariableError {
 
 fn mapping_from_variable(
     defaults: &SyncDefaults,
+    primary_key: Option<String>,
     object_type: ObjectType,
 ) -> Result<FieldMapping, VariableError> {
-    FieldMapping::parse(
-        defaults.field_mapping.as_deref(),
-        defaults.primary_key.clone(),
-        object_type,
-    )
-    .map_err(|e| mapping_error(e, defaults.field_mapping.clone().unwrap_or_default()))
+    FieldMapping::parse(defaults.field_mapping.as_deref(), primary_key, object_type)
+        .map_err(|e| mapping_error(e, defaults.field_mapping.clone().unwrap_or_default()))
 }
 
 fn mapping_error(e: MappingError, raw: String) -> VariableError {
@@ -548,7 +546,7 @@ fn parse_sync(
         .map(|k| k.trim().to_string())
         .or_else(|| defaults.primary_key.clone());
     let field_mapping = match s.field_mapping {
-        None => mapping_from_variable(defaults, object_type).map_err(|e| {
+        None => mapping_from_variable(defaults, primary_key.clone(), object_type).map_err(|e| {
             format!(
                 "field_mapping: not set here, and {}={:?} is not valid for {}: {}",
                 e.variable,

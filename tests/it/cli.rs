@@ -484,3 +484,84 @@ async fn check_fails_with_one_line_saying_what_to_fix() {
     // None of this stored anything.
     assert!(stack.state().accepted.is_empty());
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn check_reports_each_sync_of_a_sync_config_and_preview_uses_the_one_named() {
+    let stack = Stack::start().await;
+    let dir = std::env::temp_dir().join(format!("moengage-cli-syncs-{}", std::process::id()));
+    std::fs::create_dir_all(&dir).unwrap();
+    let file = dir.join("syncs.yaml");
+    std::fs::write(
+        &file,
+        "budgets:\n  create_event: { requests_per_minute: 600 }\nsyncs:\n\
+         - {name: users, prefix: exports/users/, object_type: bulk_import, \
+            field_mapping: {customer_id: user_id, city: city}}\n\
+         - {name: clicks, prefix: exports/events/, object_type: events, \
+            field_mapping: {customer_id: user_id, action: first_name}}\n",
+    )
+    .unwrap();
+    let path = file.display().to_string();
+    let env = [("SYNC_CONFIG", path.as_str())];
+
+    let out = run(&stack, &env, &["check", "--bucket", &stack.bucket]).await;
+    assert_eq!(out.code, Some(0), "{}{}", out.stdout, out.stderr);
+    let lines = check_lines(&out);
+    assert!(
+        line(&lines, "configuration").contains("2 syncs from SYNC_CONFIG"),
+        "{lines:#?}"
+    );
+    let syncs: Vec<&&str> = lines.iter().filter(|l| l.starts_with("✓ sync: ")).collect();
+    assert_eq!(syncs.len(), 2, "{lines:#?}");
+    assert!(
+        syncs[0]
+            .contains("users: keys under exports/users/ → bulk_import (upsert, 2 mapped fields)")
+            && syncs[0].contains("/v1/transition/"),
+        "{}",
+        syncs[0]
+    );
+    assert!(
+        syncs[1].contains("clicks: keys under exports/events/ → events")
+            && syncs[1].contains("budget 600 requests/min"),
+        "{}",
+        syncs[1]
+    );
+
+    // preview --sync: that sync's mapping and endpoint.
+    let out = run(
+        &stack,
+        &env,
+        &[
+            "preview", FIXTURE, "--rows", "2", "--json", "--sync", "clicks",
+        ],
+    )
+    .await;
+    assert_eq!(out.code, Some(0), "{}{}", out.stdout, out.stderr);
+    let doc: Value = serde_json::from_str(&out.stdout).unwrap();
+    assert_eq!(doc["sync"], "clicks");
+    assert_eq!(doc["object_type"], "events");
+    assert_eq!(doc["requests"][0]["body"]["actions"][0]["action"], "Ann");
+    // Without --sync, a local file that routes nowhere cannot pick between two syncs.
+    let out = run(&stack, &env, &["preview", FIXTURE]).await;
+    assert_eq!(out.code, Some(2), "{}{}", out.stdout, out.stderr);
+    assert!(
+        out.stderr.contains("--sync NAME") && out.stderr.contains("users, clicks"),
+        "{}",
+        out.stderr
+    );
+    // A broken file: one line naming the sync and the field, and check fails.
+    std::fs::write(
+        &file,
+        "syncs:\n- {name: users, prefix: x/, object_type: users}\n",
+    )
+    .unwrap();
+    let out = run(&stack, &env, &["check"]).await;
+    assert_eq!(out.code, Some(1));
+    let lines = check_lines(&out);
+    assert!(
+        line(&lines, "configuration").contains(&format!(
+            "SYNC_CONFIG {path}: sync \"users\": object_type: \"users\" is not valid"
+        )),
+        "{lines:#?}"
+    );
+    let _ = std::fs::remove_dir_all(&dir);
+}

@@ -15,6 +15,7 @@ mod logging;
 mod object_types;
 // Issue "sync modes": change detection across runs and part files; upsert, insert, update, full resync.
 mod sync_modes;
+mod syncs;
 // Every export format and compression to the same elements; Parquet by range requests; corrupt files.
 mod formats;
 // Issue "operator experience": `preview` and `check`, run as the real binary against the stack.

@@ -31,7 +31,7 @@ use crate::{Emulator, Shared};
 const MAX_READ_BYTES: usize = 64 * 1024 * 1024;
 
 /// Which Data API endpoint a request hit.
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+#[derive(Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord)]
 pub(crate) enum Endpoint {
     Customer,
     Event,
@@ -191,7 +191,15 @@ impl Shared {
             .faults
             .rate_limit_per_minute
             .unwrap_or(self.config.rate_limit_per_minute);
-        let peek = |s: &mut Self| (limit > 0).then(|| s.window.peek(limit, req.now));
+        // MoEngage limits each API on its own ("~100 requests per minute for each API").
+        let peek = |s: &mut Self| {
+            (limit > 0).then(|| {
+                s.windows
+                    .entry(req.endpoint)
+                    .or_default()
+                    .peek(limit, req.now)
+            })
+        };
 
         if self.faults.fail_first_n > 0 {
             self.faults.fail_first_n -= 1;
@@ -260,7 +268,12 @@ impl Shared {
         }
         let rate = match limit {
             0 => None,
-            _ => match self.window.admit(limit, req.now) {
+            _ => match self
+                .windows
+                .entry(req.endpoint)
+                .or_default()
+                .admit(limit, req.now)
+            {
                 Ok(status) => Some(status),
                 Err(status) => {
                     return Some(self.fail(

@@ -24,7 +24,7 @@ pub struct EmulatorConfig {
     /// The Data API key of that workspace; a different password gets 401 "App Secret key
     /// mismatch…". Default `secret-key`.
     pub api_key: String,
-    /// Requests admitted per sliding 60-second window (per workspace); 0 disables limiting and
+    /// Requests admitted per sliding 60-second window, per API; 0 disables limiting and
     /// the `x-ratelimit-*` headers. Default 100.
     pub rate_limit_per_minute: u32,
     /// Largest accepted `/v1/transition` body in bytes; larger gets 413. Default 100,000.

@@ -79,8 +79,8 @@ pub(crate) struct Shared {
     config: EmulatorConfig,
     /// Live fault knobs; `fail_first_n` counts down here.
     faults: Faults,
-    /// Requests admitted in the last minute.
-    window: RateWindow,
+    /// Requests admitted in the last minute, per API (Track User, Create Event, Bulk Import…).
+    windows: std::collections::BTreeMap<api::Endpoint, RateWindow>,
     /// Users, events and the request log.
     state: StateSnapshot,
     /// Makes every `request_id` of a run unique.
@@ -93,7 +93,7 @@ impl Emulator {
         let shared = Shared {
             faults: config.faults.clone(),
             config,
-            window: RateWindow::default(),
+            windows: Default::default(),
             state: StateSnapshot::default(),
             request_seq: 0,
         };
@@ -130,7 +130,7 @@ impl Emulator {
         let mut shared = self.lock();
         shared.state = StateSnapshot::default();
         shared.faults = Faults::default();
-        shared.window.clear();
+        shared.windows.clear();
     }
 
     /// Locks the state. A panic while holding the lock cannot leave it half-updated in a way

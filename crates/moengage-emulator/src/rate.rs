@@ -1,4 +1,4 @@
-//! The per-workspace sliding one-minute request window behind 429 and the `x-ratelimit-*`
+//! The sliding one-minute request window of one API behind 429 and the `x-ratelimit-*`
 //! headers. Strict on purpose: the 101st request inside any 60 s span is refused, so a client
 //! pacing at exactly the limit finds out here rather than in production.
 

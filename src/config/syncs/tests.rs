@@ -94,6 +94,16 @@ fn a_field_left_out_falls_back_to_its_variable_then_its_default() {
     .unwrap();
     assert_eq!(syncs.syncs[0].sync_mode, SyncMode::Upsert);
     assert!(syncs.syncs[0].field_mapping.fields.is_empty());
+    // The sync's own primary key with the identity mapping.
+    let syncs = parse(
+        "syncs:\n  - {name: a, prefix: a/, object_type: bulk_import, primary_key: uid}\n",
+        &defaults(),
+    )
+    .unwrap();
+    assert_eq!(
+        syncs.syncs[0].field_mapping.primary_key.as_deref(),
+        Some("uid")
+    );
 }
 
 #[test]

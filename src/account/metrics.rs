@@ -184,9 +184,15 @@ mod tests {
         let directive = &doc["_aws"]["CloudWatchMetrics"][0];
         assert_eq!(directive["Namespace"], NAMESPACE);
         assert_eq!(doc["_aws"]["Timestamp"], 1_795_946_400_000_i64);
-        for dim in directive["Dimensions"][0].as_array().unwrap() {
+        let sets = directive["Dimensions"].as_array().unwrap();
+        assert_eq!(sets.len(), 2, "every sync together, and per sync");
+        for dim in sets.iter().flat_map(|s| s.as_array().unwrap()) {
             assert!(doc[dim.as_str().unwrap()].is_string(), "{dim}");
         }
+        assert_eq!(
+            doc["Sync"], "default",
+            "a report without a sync is the default one's"
+        );
         let names: Vec<&str> = directive["Metrics"]
             .as_array()
             .unwrap()

@@ -339,3 +339,60 @@ async fn a_missing_or_broken_file_stops_start_up_with_one_line() {
         .to_string();
     assert!(err.contains("sync \"u\": unknown field `colour`"), "{err}");
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_hundred_column_typed_mapping_from_the_file_delivers_typed_values() {
+    // 100 typed columns: far beyond what fits in Lambda's 4 KB of variables.
+    let types = ["string", "integer", "number", "boolean"];
+    let mut yaml = String::from(
+        "syncs:\n  - name: wide\n    prefix: exports/\n    object_type: bulk_import\n    \
+         field_mapping:\n      customer_id: id\n",
+    );
+    let mut header = String::from("id");
+    let mut row = |i: usize| {
+        let mut line = format!("u-{i}");
+        for c in 0..100 {
+            line.push(',');
+            line.push_str(&match c % 4 {
+                0 => format!("text {i}-{c}"),
+                1 => format!("{}", i * 1000 + c),
+                2 => format!("{i}.{c}"),
+                _ => (if (i + c) % 2 == 0 { "true" } else { "false" }).to_string(),
+            });
+        }
+        line
+    };
+    for c in 0..100 {
+        header.push_str(&format!(",col_{c:03}"));
+        yaml.push_str(&format!(
+            "      attr_{c:03}: {{ column: col_{c:03}, type: {} }}\n",
+            types[c % 4]
+        ));
+    }
+    assert!(yaml.len() > 4096, "{} bytes", yaml.len());
+    let mut csv = format!("{header}\n");
+    for i in 1..=3 {
+        csv.push_str(&row(i));
+        csv.push('\n');
+    }
+    let stack = Stack::start().await;
+    stack.put_config(&yaml).await;
+    let location = sync_config(&stack);
+    let deps = stack.deps(&[("SYNC_CONFIG", &location)]).await;
+    stack.put("exports/wide.csv", csv.into_bytes()).await;
+
+    let out = stack.invoke(&deps, "exports/wide.csv").await;
+    let o = &out.objects[0];
+    assert_eq!(
+        (o.status, o.rows_delivered, o.rows_rejected),
+        (Status::Complete, 3, 0),
+        "{o:?}"
+    );
+    let user = &stack.state().users["u-2"];
+    assert_eq!(user["attr_000"], "text 2-0");
+    assert_eq!(user["attr_001"], 2001);
+    assert_eq!(user["attr_002"], 2.2);
+    assert_eq!(user["attr_003"], false);
+    assert_eq!(stack.state().users["u-1"]["attr_099"], true);
+    assert_eq!(user.keys().filter(|k| k.starts_with("attr_")).count(), 100);
+}

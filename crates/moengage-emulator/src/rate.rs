@@ -49,11 +49,6 @@ impl RateWindow {
         self.status(limit, now)
     }
 
-    /// Forgets every counted request (admin reset).
-    pub fn clear(&mut self) {
-        self.hits.clear();
-    }
-
     fn expire(&mut self, now: Instant) {
         while self
             .hits

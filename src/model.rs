@@ -72,6 +72,14 @@ impl ObjectType {
             _ => None,
         }
     }
+    /// The API its rows go to (oversized or split rows aside).
+    pub fn endpoint(self) -> Endpoint {
+        match self {
+            ObjectType::UserAttributes => Endpoint::Customer,
+            ObjectType::Events => Endpoint::Event,
+            ObjectType::BulkImport => Endpoint::Transition,
+        }
+    }
     pub fn as_str(self) -> &'static str {
         match self {
             ObjectType::UserAttributes => "user_attributes",

@@ -81,6 +81,11 @@ pub const METRICS: &[Metric] = &[
     metric("MoEngageLatency", Unit::Milliseconds, |r| {
         r.moengage_latency_ms
     }),
+    // Requests per minute in force for the sync's API when the object finished: the configured
+    // budget, or less when MoEngage's x-ratelimit-limit or 429s lowered it.
+    metric("EffectiveRatePerMinute", Unit::Count, |r| {
+        r.effective_rate_per_minute.map_or(0, |v| v.round() as u64)
+    }),
     // 1 when the object stopped with an error (wrong credentials, unreadable export), else 0:
     // such rows are pending, neither rejected nor dead-lettered, so they need their own alarm.
     metric("ObjectsFailed", Unit::Count, |r| {

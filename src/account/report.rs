@@ -78,6 +78,10 @@ pub struct RunReport {
     #[serde(skip_serializing_if = "Option::is_none", default)]
     pub version_id: Option<String>,
     pub object_type: String,
+    /// Requests per minute in force for this sync's API at the end of the run: the configured
+    /// budget, lowered by MoEngage's `x-ratelimit-limit` or by 429s (AIMD).
+    #[serde(skip_serializing_if = "Option::is_none", default)]
+    pub effective_rate_per_minute: Option<f64>,
     /// The ETag of the `SYNC_CONFIG` version this run used (a content hash for a local file).
     #[serde(skip_serializing_if = "Option::is_none", default)]
     pub sync_config_etag: Option<String>,

@@ -13,7 +13,7 @@ use crate::account::report::{report_key, ObjectSummary, Status};
 use crate::app::invocation;
 use crate::app::invocation::{Request, UnknownPayload};
 use crate::app::redrive;
-use crate::app::runs::{Claim, MarkerStatus, Markers, RunMarker};
+use crate::app::runs::{Claim, MarkerStatus, Markers, RunCheckpoint, RunMarker};
 use crate::app::summary::{BatchItemFailure, Summary};
 use crate::app::work::WorkItem;
 use crate::app::{Deps, Invocation};
@@ -276,23 +276,38 @@ async fn process_routed(
         }
     };
 
-    let plan = RunPlan {
-        etag: Some(meta.etag.clone()),
-        resume_after_row: marker.resume_after_row,
-        stop_at: inv.stop_at(config),
-        full_resync,
-    };
-    let RunOutcome { mut report, fatal } =
-        pipeline::process_object(deps, spec, object, &plan).await;
-    report.sync_config_etag = syncs.file_etag().map(str::to_string);
-
     let key = report_key(
         &spec.report_prefix(&config.state_prefix),
         &object.bucket,
         &object.key,
         &meta.etag,
-        report.started_after_row,
+        marker.resume_after_row,
     );
+    let checkpoint = Arc::new(RunCheckpoint {
+        store: deps.state.clone(),
+        state_bucket: state_bucket.clone(),
+        prefix: config.state_prefix.clone(),
+        report_key: key.clone(),
+        lease_secs: inv.lease_secs(),
+        sync_config_etag: syncs.file_etag().map(str::to_string),
+        current: tokio::sync::Mutex::new((marker.clone(), marker_etag.clone())),
+    });
+    let plan = RunPlan {
+        etag: Some(meta.etag.clone()),
+        resume_after_row: marker.resume_after_row,
+        stop_at: inv.stop_at(config),
+        full_resync,
+        checkpoint: Some((
+            checkpoint.clone() as Arc<dyn pipeline::Checkpoint>,
+            std::time::Duration::from_secs(config.checkpoint_secs),
+        )),
+    };
+    let RunOutcome { mut report, fatal } =
+        pipeline::process_object(deps, spec, object, &plan).await;
+    drop(plan);
+    report.sync_config_etag = syncs.file_etag().map(str::to_string);
+    // Mid-run checkpoints moved the marker on; finish from its latest version.
+    let (marker, marker_etag) = checkpoint.current.lock().await.clone();
     report.summary.report = Some(format!("s3://{state_bucket}/{key}"));
     let s = &report.summary;
     tracing::info!(

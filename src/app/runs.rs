@@ -12,6 +12,9 @@
 
 use serde::{Deserialize, Serialize};
 
+use std::sync::Arc;
+
+use crate::account::report::RunReport;
 use crate::state::{Expect, StateError, StateStore};
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
@@ -150,6 +153,41 @@ impl Markers<'_> {
         })
     }
 
+    /// A mid-run checkpoint: rows 1..=`resume_after_row` are settled, and the lease is extended by
+    /// `lease_secs`; the marker stays `running`. Conditional on still owning the marker: the new
+    /// marker ETag, or `None` when another invocation took it over.
+    pub async fn renew(
+        &self,
+        marker: &mut RunMarker,
+        marker_etag: &str,
+        resume_after_row: u64,
+        lease_secs: u64,
+    ) -> Result<Option<String>, StateError> {
+        let mkey = marker_key(self.prefix, &marker.bucket, &marker.key, &marker.etag);
+        let mut next = marker.clone();
+        next.resume_after_row = resume_after_row;
+        next.lease_until = now_epoch() + lease_secs;
+        next.updated_at = now_rfc3339();
+        let body = serde_json::to_vec_pretty(&next).map_err(|e| StateError {
+            bucket: self.state_bucket.into(),
+            key: mkey.clone(),
+            reason: e.to_string(),
+        })?;
+        let etag = self
+            .store
+            .put_if(
+                self.state_bucket,
+                &mkey,
+                body,
+                Expect::Etag(marker_etag.to_string()),
+            )
+            .await?;
+        if etag.is_some() {
+            *marker = next;
+        }
+        Ok(etag)
+    }
+
     /// Records how the run ended (and where to resume). Conditional on still owning the marker.
     pub async fn finish(
         &self,
@@ -194,6 +232,65 @@ impl Markers<'_> {
             Some(body) => serde_json::from_slice(&body).ok(),
             None => None,
         })
+    }
+}
+
+/// Mid-run checkpoints of one claimed run ([`crate::pipeline::Checkpoint`]): the partial report
+/// under the run's report key (the final one overwrites it), then the marker moved to the settled
+/// prefix with its lease extended. Holds the marker and its ETag, which the run's end needs.
+pub struct RunCheckpoint {
+    pub store: Arc<dyn StateStore>,
+    pub state_bucket: String,
+    pub prefix: String,
+    /// Where this run's report goes.
+    pub report_key: String,
+    pub lease_secs: u64,
+    pub sync_config_etag: Option<String>,
+    /// The marker as last written, and its ETag.
+    pub current: tokio::sync::Mutex<(RunMarker, String)>,
+}
+
+#[async_trait::async_trait]
+impl crate::pipeline::Checkpoint for RunCheckpoint {
+    async fn save(&self, report: &RunReport) -> Result<(), String> {
+        let mut partial = report.clone();
+        partial.sync_config_etag = self.sync_config_etag.clone();
+        partial.summary.report = Some(format!("s3://{}/{}", self.state_bucket, self.report_key));
+        match serde_json::to_vec_pretty(&partial) {
+            Ok(body) => {
+                if let Err(e) = self
+                    .store
+                    .put(&self.state_bucket, &self.report_key, body, false)
+                    .await
+                {
+                    tracing::warn!(error = %e, "could not store the partial run report");
+                }
+            }
+            Err(e) => tracing::warn!(error = %e, "could not encode the partial run report"),
+        }
+        let markers = Markers {
+            store: &*self.store,
+            state_bucket: &self.state_bucket,
+            prefix: &self.prefix,
+        };
+        let mut current = self.current.lock().await;
+        let (marker, etag) = &mut *current;
+        match markers
+            .renew(marker, etag, report.resume_after_row, self.lease_secs)
+            .await
+        {
+            Ok(Some(new_etag)) => {
+                *etag = new_etag;
+                tracing::info!(
+                    key = %marker.key,
+                    resume_after_row = report.resume_after_row,
+                    "checkpoint recorded"
+                );
+                Ok(())
+            }
+            Ok(None) => Err("the run marker was taken over by another invocation".into()),
+            Err(e) => Err(e.to_string()),
+        }
     }
 }
 

@@ -201,11 +201,7 @@ fn describe_sync(config: &Config, spec: &crate::config::syncs::SyncSpec) -> Stri
 }
 
 fn endpoint(object_type: ObjectType) -> Endpoint {
-    match object_type {
-        ObjectType::UserAttributes => Endpoint::Customer,
-        ObjectType::Events => Endpoint::Event,
-        ObjectType::BulkImport => Endpoint::Transition,
-    }
+    object_type.endpoint()
 }
 
 /// Host and port of the API base URL, for the DNS lookup.

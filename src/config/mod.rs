@@ -80,6 +80,10 @@ impl DataCenter {
 /// Seed default: ~100 requests per minute on each Data API.
 pub const DEFAULT_RATE_LIMIT_PER_MINUTE: u32 = 100;
 pub const DEFAULT_STATE_PREFIX: &str = "moengage-sync/";
+/// The most requests in flight by default: enough for Track User's documented 10,000/min at a
+/// 500 ms round trip (Little's law, with room for the latency's spread). The window sizes itself
+/// below it from the budget and the observed latency.
+pub const DEFAULT_MAX_IN_FLIGHT: usize = 256;
 
 /// The validated configuration. Built once in `main`; everything downstream borrows it.
 #[derive(Clone, Debug)]
@@ -105,6 +109,9 @@ pub struct Config {
     /// `OBJECT_TYPE`, `SYNC_MODE`, `FIELD_MAPPING`, `PRIMARY_KEY`, `SOURCE_FORMAT`,
     /// `SOURCE_COMPRESSION`, `CSV_*` and the budgets: what a file's sync falls back to.
     pub sync_defaults: SyncDefaults,
+    /// `CHECKPOINT_SECS`: longest time between mid-run checkpoints (run marker + sync state),
+    /// default 30.
+    pub checkpoint_secs: u64,
     /// `SYNC_CONFIG_RELOAD_SECS`: how often a warm instance asks whether the file changed (a
     /// conditional GET), default 60.
     pub sync_config_reload_secs: u64,
@@ -123,9 +130,9 @@ pub struct Config {
     /// across Bulk Import calls); unset = only the request budget applies.
     pub users_per_minute: Option<u32>,
     pub events_per_minute: Option<u32>,
-    /// `MAX_IN_FLIGHT`: the most requests in flight at once, default 1 (one at a time, as before)
-    /// until adaptive rate control lands. Below it, the number sizes itself from the request
-    /// budget and MoEngage's observed round trip (Little's law).
+    /// `MAX_IN_FLIGHT`: the most requests in flight at once, default [`DEFAULT_MAX_IN_FLIGHT`].
+    /// Below it, the number sizes itself from the request budget and MoEngage's observed round
+    /// trip (Little's law).
     pub max_in_flight: usize,
     /// `BATCH_MAX_RECORDS`: elements per Transition call, default 50.
     pub batch_max_records: usize,
@@ -319,7 +326,13 @@ impl Config {
             None => None,
             raw => Some(parse_number("EVENTS_PER_MINUTE", raw, 0, 1, 10_000_000)?),
         };
-        let max_in_flight = parse_number("MAX_IN_FLIGHT", get("MAX_IN_FLIGHT"), 1, 1, 1_000)?;
+        let max_in_flight = parse_number(
+            "MAX_IN_FLIGHT",
+            get("MAX_IN_FLIGHT"),
+            DEFAULT_MAX_IN_FLIGHT,
+            1,
+            1_000,
+        )?;
         let batch_max_records = parse_number(
             "BATCH_MAX_RECORDS",
             get("BATCH_MAX_RECORDS"),
@@ -439,6 +452,8 @@ impl Config {
             600,
         )?;
         let max_run_secs = parse_number("MAX_RUN_SECS", get("MAX_RUN_SECS"), 840, 1, 86_400)?;
+        let checkpoint_secs =
+            parse_number("CHECKPOINT_SECS", get("CHECKPOINT_SECS"), 30, 1, 3_600)?;
         let sync_config_reload_secs = parse_number(
             "SYNC_CONFIG_RELOAD_SECS",
             get("SYNC_CONFIG_RELOAD_SECS"),
@@ -521,6 +536,7 @@ impl Config {
             sync_config,
             sync_defaults,
             sync_config_reload_secs,
+            checkpoint_secs,
             dead_letter_queue_url,
             work_queue_url,
             state_bucket,

@@ -35,6 +35,9 @@ pub struct ApiResponse {
 /// MoEngage's rate-limit hints; every field optional because the docs disagree on them.
 #[derive(Debug, Clone, Default, PartialEq, Eq)]
 pub struct RateLimitInfo {
+    /// `x-ratelimit-limit`: requests MoEngage allows per window now (it may be lower than
+    /// configured, and change).
+    pub limit: Option<u64>,
     /// `x-ratelimit-remaining`: requests left in the current window.
     pub remaining: Option<u64>,
     /// `x-ratelimit-reset`, normalised: time until the window resets (the header may be seconds
@@ -117,6 +120,9 @@ pub fn rate_limit_info(headers: &HeaderMap, now_epoch: u64) -> RateLimitInfo {
         Duration::from_secs_f64(secs.min(3600.0))
     });
     RateLimitInfo {
+        limit: num("x-ratelimit-limit")
+            .map(|f| f as u64)
+            .filter(|l| *l > 0),
         remaining: num("x-ratelimit-remaining").map(|f| f as u64),
         reset_after,
         retry_after: num("retry-after").map(|s| Duration::from_secs_f64(s.min(3600.0))),

@@ -113,6 +113,12 @@ pub trait Deliver: Send + Sync {
 
     /// New budgets (a reloaded `SYNC_CONFIG`), from the next request on.
     fn set_budgets(&self, _budgets: &ApiBudgets) {}
+
+    /// Requests per minute in force for `endpoint` (configured, lowered by MoEngage's answers);
+    /// `None` when not paced (fakes).
+    fn effective_rate(&self, _endpoint: Endpoint) -> Option<f64> {
+        None
+    }
 }
 
 /// MoEngage's Data API: paced under each API's budgets and retried by the policy.
@@ -209,6 +215,10 @@ impl Deliver for MoEngageDelivery {
     fn set_budgets(&self, budgets: &ApiBudgets) {
         self.budgets.set(budgets);
     }
+
+    fn effective_rate(&self, endpoint: Endpoint) -> Option<f64> {
+        Some(self.budgets.effective_per_minute(endpoint))
+    }
 }
 
 /// Sends `body` (carrying `records` = (customers, events)) to `endpoint` until it is accepted, fails
@@ -228,9 +238,11 @@ pub async fn deliver(
     let mut rate_limited = 0;
     let mut latency = Duration::ZERO;
     loop {
-        // Every attempt takes a slot, retries too: retries must not overrun the budget.
-        budget.acquire(records.0, records.1).await;
-        if attempts > 0 && stop_at.is_some_and(|t| Instant::now() >= t) {
+        // Every attempt takes a slot, retries too: retries must not overrun the budget. A slot
+        // (or a hold-off MoEngage asked for) past `stop_at` is not waited for: the wait would
+        // run into Lambda's timeout, and the body is returned for the continuation instead.
+        let in_time = budget.acquire_until(records.0, records.1, stop_at).await;
+        if !in_time || attempts > 0 && stop_at.is_some_and(|t| Instant::now() >= t) {
             return Delivery {
                 outcome: Outcome::Interrupted,
                 attempts,
@@ -244,6 +256,7 @@ pub async fn deliver(
         latency += sent.elapsed();
         let (action, detail) = match result {
             Ok(resp) => {
+                budget.observe(resp.status, resp.rate_limit.limit);
                 if let Some(wait) = resp.rate_limit.retry_after {
                     budget.hold_off(wait);
                 } else if resp.rate_limit.remaining == Some(0) || resp.status == 429 {

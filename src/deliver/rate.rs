@@ -46,11 +46,17 @@ impl Pacer {
 
     /// Paces at `HEADROOM` × `per_minute` from the next slot on; `None` lifts the limit.
     pub fn set_per_minute(&self, per_minute: Option<u32>) {
-        let ns = per_minute.map_or(0, |p| {
-            let rate = (p.max(1) as f64) * HEADROOM;
-            (60e9 / rate) as u64
-        });
-        self.interval_ns.store(ns, Ordering::Relaxed);
+        match per_minute {
+            Some(p) => self.set_rate(p as f64),
+            None => self.interval_ns.store(0, Ordering::Relaxed),
+        }
+    }
+
+    /// Paces at `HEADROOM` × `per_minute` (at least one request a minute).
+    pub fn set_rate(&self, per_minute: f64) {
+        let rate = per_minute.max(1.0) * HEADROOM;
+        self.interval_ns
+            .store((60e9 / rate) as u64, Ordering::Relaxed);
     }
 
     pub fn interval(&self) -> Duration {
@@ -65,9 +71,15 @@ impl Pacer {
     /// Waits for a slot worth `n` units (records, for a record budget): the caller goes at once if
     /// the budget allows and the next caller waits `n` intervals.
     pub async fn acquire_n(&self, n: u64) {
+        self.acquire_n_until(n, None).await;
+    }
+
+    /// As [`Pacer::acquire_n`], but a slot later than `deadline` is not taken (nor waited for):
+    /// `false`, and the budget is left to others. Every wait counts against the deadline.
+    pub async fn acquire_n_until(&self, n: u64, deadline: Option<Instant>) -> bool {
         let interval = self.interval();
         if n == 0 || interval.is_zero() {
-            return;
+            return true;
         }
         let at = {
             // A poisoned lock only means another task panicked mid-update of an Instant; the value
@@ -75,10 +87,14 @@ impl Pacer {
             let mut next = self.next.lock().unwrap_or_else(|p| p.into_inner());
             let now = Instant::now();
             let at = next.map_or(now, |n| n.max(now));
+            if deadline.is_some_and(|d| at > d) {
+                return false;
+            }
             *next = Some(at + interval.saturating_mul(u32::try_from(n).unwrap_or(u32::MAX)));
             at
         };
         tokio::time::sleep_until(at).await;
+        true
     }
 
     /// MoEngage said to hold off (`Retry-After`, or no requests remaining until the window
@@ -100,6 +116,27 @@ pub struct Budget {
     pub users: Pacer,
     /// `events_per_minute`, else `EVENTS_PER_MINUTE`: event records (unlimited when unset).
     pub events: Pacer,
+    /// The request rate in force: at most the configured one, lowered by MoEngage's answers.
+    control: Mutex<RateControl>,
+}
+
+/// Adaptive request rate (AIMD): never above what is configured nor above MoEngage's
+/// `x-ratelimit-limit`; halved on a 429 (at most once a second, since a burst of answers to
+/// requests already in flight tells nothing new); raised by 1 % of the ceiling per accepted
+/// request until it is back at the ceiling.
+#[derive(Debug, Clone)]
+struct RateControl {
+    configured: f64,
+    server_limit: Option<f64>,
+    current: f64,
+    last_cut: Option<Instant>,
+}
+
+impl RateControl {
+    fn ceiling(&self) -> f64 {
+        self.server_limit
+            .map_or(self.configured, |s| s.min(self.configured))
+    }
 }
 
 impl Budget {
@@ -112,6 +149,12 @@ impl Budget {
             requests: Pacer::unlimited(),
             users: Pacer::unlimited(),
             events: Pacer::unlimited(),
+            control: Mutex::new(RateControl {
+                configured: requests_per_minute as f64,
+                server_limit: None,
+                current: requests_per_minute as f64,
+                last_cut: None,
+            }),
         };
         budget.set(&ApiBudget {
             requests_per_minute,
@@ -123,16 +166,55 @@ impl Budget {
 
     /// New rates from the next slot on (a reloaded `SYNC_CONFIG`).
     pub fn set(&self, b: &ApiBudget) {
-        self.requests.set_per_minute(Some(b.requests_per_minute));
+        let mut c = self.control.lock().unwrap_or_else(|p| p.into_inner());
+        c.configured = b.requests_per_minute as f64;
+        c.current = c.ceiling();
+        self.requests.set_rate(c.current);
         self.users.set_per_minute(b.users_per_minute);
         self.events.set_per_minute(b.events_per_minute);
     }
 
     /// Waits until one request carrying `users` customer and `events` event records may go.
     pub async fn acquire(&self, users: u64, events: u64) {
-        self.requests.acquire().await;
-        self.users.acquire_n(users).await;
-        self.events.acquire_n(events).await;
+        self.acquire_until(users, events, None).await;
+    }
+
+    /// As [`Budget::acquire`], unless the slot would come after `deadline`: then `false`, at once.
+    pub async fn acquire_until(&self, users: u64, events: u64, deadline: Option<Instant>) -> bool {
+        self.requests.acquire_n_until(1, deadline).await
+            && self.users.acquire_n_until(users, deadline).await
+            && self.events.acquire_n_until(events, deadline).await
+    }
+
+    /// Learns from one answer: `x-ratelimit-limit` caps the rate (following it down and back up,
+    /// never above the configured budget); a 429 halves it; an accepted request raises it.
+    pub fn observe(&self, status: u16, limit: Option<u64>) {
+        let mut c = self.control.lock().unwrap_or_else(|p| p.into_inner());
+        if let Some(l) = limit {
+            c.server_limit = Some(l as f64);
+        }
+        let ceiling = c.ceiling();
+        if status == 429 {
+            let now = Instant::now();
+            if c.last_cut
+                .is_none_or(|t| now.duration_since(t) >= Duration::from_secs(1))
+            {
+                c.current = (c.current * 0.5).max(1.0);
+                c.last_cut = Some(now);
+            }
+        } else if (200..300).contains(&status) {
+            c.current += ceiling * 0.01;
+        }
+        c.current = c.current.min(ceiling).max(1.0);
+        self.requests.set_rate(c.current);
+    }
+
+    /// Requests per minute in force now (before the pacer's 97 % headroom).
+    pub fn effective_per_minute(&self) -> f64 {
+        self.control
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .current
     }
 
     /// MoEngage asked to hold off.
@@ -179,6 +261,11 @@ impl Budgets {
         self.track_user.set(&b.track_user);
         self.create_event.set(&b.create_event);
         self.bulk_import.set(&b.bulk_import);
+    }
+
+    /// The request rate in force for `endpoint`'s API, per minute.
+    pub fn effective_per_minute(&self, endpoint: Endpoint) -> f64 {
+        self.get(endpoint).effective_per_minute()
     }
 
     /// The highest request rate of any API, per second (sizes the in-flight window).
@@ -263,5 +350,99 @@ mod tests {
         pacer.hold_off(Duration::from_secs(30));
         pacer.acquire().await;
         assert_eq!(start.elapsed(), Duration::from_secs(30));
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn n_requests_with_latency_l_take_n_over_r_not_n_times_l() {
+        // 600/min and a 500 ms round trip: one at a time would take 200 × 0.5 s = 100 s.
+        let budget = std::sync::Arc::new(Budget::new(600, None, None));
+        let latency = Duration::from_millis(500);
+        let window = crate::deliver::in_flight_for(10.0, Some(latency), 256);
+        let slots = std::sync::Arc::new(tokio::sync::Semaphore::new(window));
+        let start = Instant::now();
+        let tasks: Vec<_> = (0..200)
+            .map(|_| {
+                let (budget, slots) = (budget.clone(), slots.clone());
+                tokio::spawn(async move {
+                    let _permit = slots.acquire_owned().await.unwrap();
+                    budget.acquire(1, 0).await;
+                    tokio::time::sleep(latency).await;
+                })
+            })
+            .collect();
+        for t in tasks {
+            t.await.unwrap();
+        }
+        let n_over_r = budget.requests.interval() * 199 + latency;
+        let took = start.elapsed();
+        assert!(
+            took <= n_over_r + Duration::from_millis(5),
+            "{took:?} for 200 requests; the budget allows {n_over_r:?}"
+        );
+        assert!(
+            took >= budget.requests.interval() * 199,
+            "{took:?}: over budget"
+        );
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn a_shrinking_rate_limit_header_is_followed_and_the_rate_recovers_but_never_above_config(
+    ) {
+        let budget = Budget::new(600, None, None);
+        assert_eq!(budget.effective_per_minute(), 600.0);
+        budget.observe(200, Some(120));
+        assert_eq!(budget.effective_per_minute(), 120.0);
+        let per_120 = Duration::from_secs_f64(60.0 / (120.0 * HEADROOM));
+        assert!(budget.requests.interval().abs_diff(per_120) < Duration::from_micros(1));
+        // The limit returns: the rate climbs back by 1 % of the ceiling per accepted request…
+        budget.observe(200, Some(600));
+        assert!(budget.effective_per_minute() < 600.0);
+        for _ in 0..100 {
+            budget.observe(200, Some(6000));
+        }
+        // …and never above what is configured, whatever MoEngage announces.
+        assert_eq!(budget.effective_per_minute(), 600.0);
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn a_429_halves_the_rate_once_per_second_then_it_recovers_gradually() {
+        let budget = Budget::new(1000, None, None);
+        budget.observe(429, None);
+        assert_eq!(budget.effective_per_minute(), 500.0);
+        // The other answers of the same burst do not cut again.
+        for _ in 0..20 {
+            budget.observe(429, None);
+        }
+        assert_eq!(budget.effective_per_minute(), 500.0);
+        tokio::time::advance(Duration::from_secs(1)).await;
+        budget.observe(429, None);
+        assert_eq!(budget.effective_per_minute(), 250.0);
+        budget.observe(200, None);
+        assert_eq!(budget.effective_per_minute(), 260.0);
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn a_slot_past_the_deadline_is_neither_waited_for_nor_taken() {
+        let pacer = Pacer::per_minute(60);
+        assert!(pacer.acquire_n_until(1, None).await);
+        let start = Instant::now();
+        // The next slot is ~1.03 s away.
+        let deadline = Some(start + Duration::from_millis(500));
+        assert!(!pacer.acquire_n_until(1, deadline).await);
+        assert_eq!(start.elapsed(), Duration::ZERO, "no wait");
+        // The slot is still there for a caller with time.
+        assert!(
+            pacer
+                .acquire_n_until(1, Some(start + Duration::from_secs(2)))
+                .await
+        );
+        assert_close(start.elapsed(), pacer.interval());
+        // A hold-off past the deadline counts the same.
+        pacer.hold_off(Duration::from_secs(30));
+        assert!(
+            !pacer
+                .acquire_n_until(1, Some(Instant::now() + Duration::from_secs(10)))
+                .await
+        );
     }
 }

@@ -283,6 +283,16 @@ impl Ledger {
         &mut self.report
     }
 
+    /// The report so far, for a mid-run checkpoint: rows 1..=`resume_after_row` settled and
+    /// counted; the run goes on (it is marked `continued` in case it never finishes).
+    pub(super) fn snapshot(&self) -> RunReport {
+        let mut report = self.report.clone();
+        report.summary.status = Status::Continued;
+        report.finished_at = now_rfc3339();
+        report.accounting_balanced = report.summary.balanced();
+        report
+    }
+
     /// The run stopped at the deadline: `continued`, with its checkpoint.
     pub(super) fn continued(mut self) -> RunReport {
         self.report.summary.status = Status::Continued;

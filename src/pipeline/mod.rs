@@ -47,6 +47,22 @@ use produce::{decode_object, Limits};
 /// Bodies decoded ahead of delivery; bounds memory at a few request bodies.
 const CHANNEL_DEPTH: usize = 4;
 
+/// Persists a mid-run checkpoint: the handler moves the run marker to the report's
+/// `resume_after_row` (extending its lease) and stores the partial report, so a run killed by a
+/// timeout or out of memory resends at most what was in flight plus one interval.
+#[async_trait::async_trait]
+pub trait Checkpoint: Send + Sync {
+    /// Rows 1..=`report.resume_after_row` are settled, and the sync state of what MoEngage
+    /// accepted is saved. `Err` says why it could not be recorded (the run goes on).
+    async fn save(&self, report: &RunReport) -> Result<(), String>;
+}
+
+impl std::fmt::Debug for dyn Checkpoint {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str("Checkpoint")
+    }
+}
+
 /// How far this run goes.
 #[derive(Debug, Clone, Default)]
 pub struct RunPlan {
@@ -58,6 +74,9 @@ pub struct RunPlan {
     pub stop_at: Option<Instant>,
     /// Ignore the sync state this run and rebuild it (`FULL_RESYNC`, or a work item's flag).
     pub full_resync: bool,
+    /// Where mid-run checkpoints go, and how often (`CHECKPOINT_SECS`); none in tests and
+    /// dry runs.
+    pub checkpoint: Option<(Arc<dyn Checkpoint>, std::time::Duration)>,
 }
 
 /// Something that must fail the whole invocation (so Lambda retries it) rather than one object.
@@ -194,6 +213,13 @@ pub async fn process_object(
     let mut deadline = false;
     let mut stopping = false;
     let mut fatal = None;
+    // Mid-run checkpoints: every `CHECKPOINT_SECS`, when the settled prefix has moved.
+    let far = Instant::now() + std::time::Duration::from_secs(86_400 * 365);
+    let mut next_checkpoint = plan
+        .checkpoint
+        .as_ref()
+        .map_or(far, |(_, every)| Instant::now() + *every);
+    let mut checkpointed = plan.resume_after_row;
     loop {
         if let Some(mut batch) = waiting.take() {
             if !stopping && plan.stop_at.is_some_and(|t| Instant::now() >= t) {
@@ -262,6 +288,20 @@ pub async fn process_object(
                     }
                 }
             }
+            _ = tokio::time::sleep_until(next_checkpoint), if !stopping && next_checkpoint < far => {
+                if let Some((checkpoint, every)) = &plan.checkpoint {
+                    let settled = ledger.report_mut().resume_after_row;
+                    if settled > checkpointed {
+                        // The state first: a checkpoint must not pass deliveries it does not know.
+                        save_sync_state(&sync, ledger.report_mut()).await;
+                        match checkpoint.save(&ledger.snapshot()).await {
+                            Ok(()) => checkpointed = settled,
+                            Err(e) => tracing::warn!(key = %object.key, error = %e, "mid-run checkpoint not recorded; a crash now would resend from the last one"),
+                        }
+                    }
+                    next_checkpoint = Instant::now() + *every;
+                }
+            }
             fate = rx.recv(), if producing && !stopping && waiting.is_none() => {
                 match fate {
                     None => producing = false,
@@ -276,6 +316,11 @@ pub async fn process_object(
         ledger.fail(format!("internal error while decoding: {e}"));
     }
 
+    // The request rate in force for this sync's API as the run ends.
+    ledger.report_mut().effective_rate_per_minute = deps
+        .deliver
+        .effective_rate(spec.object_type.endpoint())
+        .map(|r| (r * 10.0).round() / 10.0);
     if stopping {
         // Checkpoint just before the first body not delivered; it and the rows after it are left
         // to the next run.

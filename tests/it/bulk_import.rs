@@ -85,11 +85,13 @@ async fn rows_of_3kb_fill_batches_to_the_byte_limit() {
     assert!(state.requests.iter().all(|r| r.bytes <= 100_000));
     // Every full request is within one element of the limit.
     let element = total / rows as usize;
-    for r in &state.requests[..state.requests.len() - 1] {
+    // All but the last batch are full; requests go concurrently, so the last may arrive early.
+    let mut sizes: Vec<usize> = state.requests.iter().map(|r| r.bytes).collect();
+    sizes.sort_unstable();
+    for bytes in &sizes[1..] {
         assert!(
-            r.bytes + element > 100_000,
-            "request of {} bytes could have held another {element}-byte element",
-            r.bytes
+            bytes + element > 100_000,
+            "request of {bytes} bytes could have held another {element}-byte element"
         );
     }
     assert_eq!(state.users["user-00123"]["bio"], json!("b".repeat(3000)));
@@ -129,8 +131,13 @@ async fn wrong_api_key_fails_the_object_and_says_what_to_check() {
         );
     }
     assert!(!error.contains("not-the-key"), "the key leaked: {error}");
-    // It stopped at once: one request, nothing stored, nothing dead-lettered (the object reruns whole).
-    assert_eq!(stack.state().requests.len(), 1);
+    // It stopped at once: only the first requests (4 go out before MoEngage's latency is known,
+    // then the window sizes itself), nothing stored, nothing dead-lettered (the object reruns whole).
+    assert!(
+        stack.state().requests.len() <= 4,
+        "{}",
+        stack.state().requests.len()
+    );
     assert!(stack.state().users.is_empty());
     assert!(stack.dlq_messages().await.is_empty());
 }

@@ -125,8 +125,15 @@ async fn preview_shows_the_exact_bodies_the_function_sends_and_sends_nothing() {
     let requests = doc["requests"].as_array().expect("requests");
     assert_eq!(requests.len(), 3, "12 rows, 2 rejected, 4 per request");
     assert_eq!(requests.len(), state.requests.len(), "request count");
-    for (i, (previewed, received)) in requests.iter().zip(&state.requests).enumerate() {
+    // Requests go concurrently: pair each previewed body with the request that carried its users.
+    for (i, previewed) in requests.iter().enumerate() {
         let body = &previewed["body"];
+        let (at, received) = state
+            .requests
+            .iter()
+            .enumerate()
+            .find(|(_, r)| r.customer_ids == customer_ids(body))
+            .unwrap_or_else(|| panic!("request {i} was not received"));
         assert_eq!(
             previewed["path"],
             received.path.as_str(),
@@ -155,7 +162,7 @@ async fn preview_shows_the_exact_bodies_the_function_sends_and_sends_nothing() {
         let stored: Vec<&Value> = state
             .accepted
             .iter()
-            .filter(|a| a.request == i)
+            .filter(|a| a.request == at)
             .map(|a| &a.element)
             .collect();
         let sent: Vec<&Value> = body["elements"]

@@ -240,6 +240,9 @@ async fn a_deadline_mid_object_checkpoints_and_the_continuation_finishes_exactly
             ("PRIMARY_KEY", "user_id"),
             ("BATCH_MAX_RECORDS", "20"),
             ("DEADLINE_MARGIN_SECS", "0"),
+            // One request at a time, so that the deadline falls mid-object at a known pace
+            // (concurrency.rs covers deadlines with many in flight).
+            ("MAX_IN_FLIGHT", "1"),
         ])
         .await;
 
@@ -283,6 +286,9 @@ async fn a_checkpoint_of_an_overwritten_version_is_not_resumed_blindly() {
             ("PRIMARY_KEY", "user_id"),
             ("BATCH_MAX_RECORDS", "20"),
             ("DEADLINE_MARGIN_SECS", "0"),
+            // One request at a time, so that the deadline falls mid-object at a known pace
+            // (concurrency.rs covers deadlines with many in flight).
+            ("MAX_IN_FLIGHT", "1"),
         ])
         .await;
     let inv = Invocation {
@@ -475,7 +481,11 @@ async fn an_unwritable_dead_letter_queue_fails_the_invocation_and_the_retry_resu
         fail_customer_status: 400,
         ..Faults::default()
     });
-    let mut deps = stack.deps(&[("PRIMARY_KEY", "user_id")]).await;
+    // One at a time: no body after the failing one is in flight when it fails, so exactly the
+    // rows before it are delivered (with more in flight, later bodies may land and are resent).
+    let mut deps = stack
+        .deps(&[("PRIMARY_KEY", "user_id"), ("MAX_IN_FLIGHT", "1")])
+        .await;
     deps.dead_letters = Arc::new(BrokenQueue);
 
     let err = handler::handle(

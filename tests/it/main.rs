@@ -14,6 +14,7 @@ mod logging;
 // Issue "object types and validation": each type end to end; malformed rows rejected with reasons.
 mod object_types;
 // Issue "sync modes": change detection across runs and part files; upsert, insert, update, full resync.
+mod checkpoints;
 mod sync_modes;
 mod syncs;
 // Every export format and compression to the same elements; Parquet by range requests; corrupt files.

@@ -111,8 +111,17 @@ async fn emf_of_a_run_is_valid_and_equals_the_run_summary() {
         ("Retries", report.retries),
         ("RateLimited", report.rate_limited),
         ("MoEngageLatency", report.moengage_latency_ms),
+        (
+            "EffectiveRatePerMinute",
+            report
+                .effective_rate_per_minute
+                .map_or(0, |v| v.round() as u64),
+        ),
         ("ObjectsFailed", 0),
     ];
+    // The 429s lowered the rate in force below the configured 1,000,000 a minute (AIMD).
+    let rate = report.effective_rate_per_minute.expect("the rate in force");
+    assert!(rate < 1_000_000.0 && rate >= 1.0, "{rate}");
     assert_eq!(values.len(), expected.len(), "{values:?}");
     for (name, want) in expected {
         assert_eq!(values.get(name), Some(&want), "{name}");

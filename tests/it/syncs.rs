@@ -349,7 +349,7 @@ async fn a_hundred_column_typed_mapping_from_the_file_delivers_typed_values() {
          field_mapping:\n      customer_id: id\n",
     );
     let mut header = String::from("id");
-    let mut row = |i: usize| {
+    let row = |i: usize| {
         let mut line = format!("u-{i}");
         for c in 0..100 {
             line.push(',');

@@ -1,0 +1,263 @@
+//! Mid-run checkpoints (`CHECKPOINT_SECS`) and deadlines under concurrency.
+//!
+//! - The real `moengage-sync` binary runs as a Lambda function (against a minimal Lambda Runtime
+//!   API served here), is killed with SIGKILL mid-object, and the retry finishes it: no row lost,
+//!   and the rows sent twice stay within the bound the README states (what was in flight plus one
+//!   checkpoint interval of requests), far fewer than the whole object.
+//! - A deadline during a long hold-off (MoEngage's `x-ratelimit-reset`): the run checkpoints and
+//!   continues before Lambda's timeout instead of sleeping through it.
+
+use std::collections::HashMap;
+use std::time::Duration;
+
+use moengage_emulator::Faults;
+use moengage_sync::account::report::Status;
+use moengage_sync::app::{handler, Invocation};
+use serde_json::Value;
+use tokio::io::{AsyncBufReadExt, AsyncReadExt, AsyncWriteExt, BufReader};
+
+use crate::support::{s3_event, Stack};
+
+/// A Lambda Runtime API that hands out one invocation, then keeps the function waiting.
+async fn runtime_api(event: Value) -> (String, tokio::task::JoinHandle<()>) {
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let addr = listener.local_addr().unwrap().to_string();
+    let task = tokio::spawn(async move {
+        let mut given = false;
+        loop {
+            let Ok((stream, _)) = listener.accept().await else {
+                return;
+            };
+            let (read, mut write) = stream.into_split();
+            let mut reader = BufReader::new(read);
+            let mut request_line = String::new();
+            if reader.read_line(&mut request_line).await.is_err() {
+                continue;
+            }
+            let mut length = 0usize;
+            loop {
+                let mut line = String::new();
+                if reader.read_line(&mut line).await.unwrap_or(0) == 0 || line == "\r\n" {
+                    break;
+                }
+                if let Some(v) = line.to_ascii_lowercase().strip_prefix("content-length:") {
+                    length = v.trim().parse().unwrap_or(0);
+                }
+            }
+            let mut body = vec![0; length];
+            let _ = reader.read_exact(&mut body).await;
+            if request_line.contains("/invocation/next") {
+                if given {
+                    // The next invocation never comes: the function waits until it is killed.
+                    tokio::spawn(async move {
+                        tokio::time::sleep(Duration::from_secs(3600)).await;
+                        drop(write);
+                    });
+                    continue;
+                }
+                given = true;
+                let deadline_ms = std::time::SystemTime::now()
+                    .duration_since(std::time::UNIX_EPOCH)
+                    .unwrap()
+                    .as_millis()
+                    + 600_000;
+                let body = event.to_string();
+                let response = format!(
+                    "HTTP/1.1 200 OK\r\nContent-Type: application/json\r\n\
+                     Lambda-Runtime-Aws-Request-Id: req-1\r\n\
+                     Lambda-Runtime-Deadline-Ms: {deadline_ms}\r\n\
+                     Lambda-Runtime-Invoked-Function-Arn: arn:aws:lambda:us-east-1:123456789012:function:moengage-sync\r\n\
+                     Lambda-Runtime-Trace-Id: Root=1-00000000-000000000000000000000000\r\n\
+                     Content-Length: {}\r\nConnection: close\r\n\r\n{body}",
+                    body.len()
+                );
+                let _ = write.write_all(response.as_bytes()).await;
+            } else {
+                let _ = write
+                    .write_all(b"HTTP/1.1 202 Accepted\r\nContent-Length: 2\r\nConnection: close\r\n\r\n{}")
+                    .await;
+            }
+        }
+    });
+    (addr, task)
+}
+
+fn users(n: usize) -> String {
+    let mut s = String::from("user_id,email\n");
+    for i in 1..=n {
+        s.push_str(&format!("u-{i:05},u{i}@example.com\n"));
+    }
+    s
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_run_killed_mid_object_resends_at_most_one_checkpoint_interval() {
+    let stack = Stack::start().await;
+    stack.emulator.set_faults(Faults {
+        delay_ms: 50,
+        ..Faults::default()
+    });
+    let rows = 2_000;
+    stack.put("exports/big.csv", users(rows).into_bytes()).await;
+    // 1,200 requests a minute (20 a second) of 10 rows: the object takes ~10 s.
+    let overrides = [
+        (
+            "FIELD_MAPPING",
+            r#"{"customer_id":"user_id","email":"email"}"#,
+        ),
+        ("BATCH_MAX_RECORDS", "10"),
+        ("RATE_LIMIT_PER_MINUTE", "1200"),
+        ("MAX_IN_FLIGHT", "8"),
+        ("CHECKPOINT_SECS", "1"),
+    ];
+    let (api, server) = runtime_api(s3_event(&stack.bucket, "exports/big.csv")).await;
+    let mut env: HashMap<String, String> = stack.env();
+    for (k, v) in overrides {
+        env.insert(k.into(), v.into());
+    }
+    let mut child = tokio::process::Command::new(env!("CARGO_BIN_EXE_moengage-sync"))
+        .env_clear()
+        .env("PATH", std::env::var("PATH").unwrap_or_default())
+        .envs(&env)
+        .env("AWS_LAMBDA_RUNTIME_API", &api)
+        .env("AWS_LAMBDA_FUNCTION_NAME", "moengage-sync")
+        .env("AWS_LAMBDA_FUNCTION_MEMORY_SIZE", "256")
+        .env("AWS_LAMBDA_FUNCTION_VERSION", "$LATEST")
+        .env("AWS_LAMBDA_LOG_STREAM_NAME", "test")
+        .env("AWS_LAMBDA_LOG_GROUP_NAME", "test")
+        .env("AWS_ENDPOINT_URL", &stack.moto.endpoint)
+        .env("AWS_ACCESS_KEY_ID", "testing")
+        .env("AWS_SECRET_ACCESS_KEY", "testing")
+        .env("AWS_REGION", "us-east-1")
+        .env("AWS_EC2_METADATA_DISABLED", "true")
+        .stdout(std::process::Stdio::null())
+        .stderr(std::process::Stdio::null())
+        .kill_on_drop(true)
+        .spawn()
+        .expect("start the function");
+
+    // Kill it once about a third of the object has reached MoEngage.
+    let started = std::time::Instant::now();
+    while stack.deliveries_per_customer().len() < rows / 3 {
+        assert!(
+            started.elapsed() < Duration::from_secs(60),
+            "the function did not get going"
+        );
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    child.start_kill().expect("SIGKILL");
+    child.wait().await.expect("reaped");
+    server.abort();
+    let before = stack.deliveries_per_customer();
+    assert!(before.len() < rows, "killed mid-object");
+
+    // The marker says where the dead run got to; its lease runs out (here: at once).
+    let marker_uri = {
+        let etag = stack
+            .s3
+            .head_object()
+            .bucket(&stack.bucket)
+            .key("exports/big.csv")
+            .send()
+            .await
+            .unwrap()
+            .e_tag
+            .unwrap();
+        format!(
+            "s3://{}/moengage-sync/runs/{}/exports/big.csv/{}.json",
+            stack.bucket,
+            stack.bucket,
+            etag.trim_matches('"')
+        )
+    };
+    let mut marker = stack.get_json(&marker_uri).await;
+    let checkpoint = marker["resume_after_row"].as_u64().unwrap();
+    assert_eq!(marker["status"], "running");
+    assert!(
+        checkpoint > 0,
+        "a mid-run checkpoint was recorded: {marker}"
+    );
+    marker["lease_until"] = 0.into();
+    stack
+        .put(
+            marker_uri.split_once("exports-bucket/").unwrap().1,
+            serde_json::to_vec(&marker).unwrap(),
+        )
+        .await;
+
+    // The retry (SQS redelivers the notification) resumes from the checkpoint.
+    let deps = stack.deps(&overrides).await;
+    let retry = handler::handle(
+        &deps,
+        s3_event(&stack.bucket, "exports/big.csv"),
+        &Invocation::unbounded(),
+    )
+    .await
+    .unwrap();
+    let obj = &retry.objects[0];
+    assert_eq!(obj.status, Status::Complete, "{retry:?}");
+    assert!(obj.balanced(), "{obj:?}");
+    assert_eq!(obj.rows_read, (rows as u64) - checkpoint, "{obj:?}");
+
+    // No row lost; the rows sent twice are those after the checkpoint that had already landed.
+    let after = stack.deliveries_per_customer();
+    assert_eq!(after.len(), rows, "every row delivered");
+    let twice = after.values().filter(|n| **n > 1).count();
+    assert!(after.values().all(|n| *n <= 2));
+    // README's bound: in flight (8 bodies) plus one interval of requests (20 a second × 1 s),
+    // 10 rows each.
+    let bound = (8 + 20) * 10;
+    eprintln!(
+        "killed: {} delivered, checkpoint {checkpoint}, {twice} sent twice",
+        before.len()
+    );
+    assert!(
+        twice <= bound,
+        "{twice} rows sent twice; the bound is {bound} (checkpoint at row {checkpoint}, {} delivered before the kill)",
+        before.len()
+    );
+    assert!(
+        (twice as u64) < checkpoint,
+        "far fewer than restarting from the top"
+    );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_deadline_during_a_long_hold_off_checkpoints_and_continues_in_time() {
+    let stack = Stack::start().await;
+    stack.put("exports/u.csv", users(200).into_bytes()).await;
+    let deps = stack
+        .deps(&[
+            ("PRIMARY_KEY", "user_id"),
+            ("BATCH_MAX_RECORDS", "10"),
+            ("DEADLINE_MARGIN_SECS", "0"),
+        ])
+        .await;
+    // After the first requests, MoEngage says the window is spent for the next 40 s.
+    stack.emulator.set_faults(Faults {
+        rate_limit_per_minute: Some(3),
+        ..Faults::default()
+    });
+    let inv = Invocation {
+        deadline: Some(tokio::time::Instant::now() + Duration::from_secs(3)),
+    };
+    let started = std::time::Instant::now();
+    let first = handler::handle(&deps, s3_event(&stack.bucket, "exports/u.csv"), &inv)
+        .await
+        .unwrap();
+    let took = started.elapsed();
+    let obj = &first.objects[0];
+    assert_eq!(obj.status, Status::Continued, "{first:?}");
+    assert!(obj.balanced(), "{obj:?}");
+    assert!(obj.rows_pending > 0 && obj.rows_delivered > 0, "{obj:?}");
+    // It did not sleep through the hold-off past the deadline.
+    assert!(took < Duration::from_secs(5), "{took:?}");
+    assert!(
+        first
+            .notes
+            .iter()
+            .any(|n| n.contains("continues after row")),
+        "{:?}",
+        first.notes
+    );
+}

@@ -25,7 +25,11 @@ pub const NAMESPACE: &str = "MoEngageSync";
 /// asked to slice by.
 pub const DIMENSIONS: [&str; 2] = ["FunctionName", "ObjectType"];
 
-/// The second dimension set: the same metrics per sync (`Sync` is the sync's name, `default`
+/// The set the alarms and the dashboard read: every sync and object type of the function
+/// together.
+pub const FUNCTION_DIMENSIONS: [&str; 1] = ["FunctionName"];
+
+/// The third dimension set: the same metrics per sync (`Sync` is the sync's name, `default`
 /// without `SYNC_CONFIG`). The alarms keep reading the first set, every sync together.
 pub const SYNC_DIMENSIONS: [&str; 3] = ["FunctionName", "ObjectType", "Sync"];
 
@@ -112,7 +116,7 @@ pub fn emf(report: &RunReport, object_type: &str, function_name: &str) -> Value 
             "Timestamp": timestamp_ms,
             "CloudWatchMetrics": [{
                 "Namespace": NAMESPACE,
-                "Dimensions": [&DIMENSIONS[..], &SYNC_DIMENSIONS[..]],
+                "Dimensions": [&FUNCTION_DIMENSIONS[..], &DIMENSIONS[..], &SYNC_DIMENSIONS[..]],
                 "Metrics": definitions,
             }],
         }),
@@ -190,7 +194,7 @@ mod tests {
         assert_eq!(directive["Namespace"], NAMESPACE);
         assert_eq!(doc["_aws"]["Timestamp"], 1_795_946_400_000_i64);
         let sets = directive["Dimensions"].as_array().unwrap();
-        assert_eq!(sets.len(), 2, "every sync together, and per sync");
+        assert_eq!(sets.len(), 3, "the function, per object type, per sync");
         for dim in sets.iter().flat_map(|s| s.as_array().unwrap()) {
             assert!(doc[dim.as_str().unwrap()].is_string(), "{dim}");
         }

@@ -78,6 +78,10 @@ pub struct RunReport {
     #[serde(skip_serializing_if = "Option::is_none", default)]
     pub version_id: Option<String>,
     pub object_type: String,
+    /// Times a body was held back because one of its users reached MoEngage's fair-use limit
+    /// (5,000 requests a minute per `customer_id`; a breach blocks the user for hours).
+    #[serde(default, skip_serializing_if = "is_zero")]
+    pub fair_use_holds: u64,
     /// Requests per minute in force for this sync's API at the end of the run: the configured
     /// budget, lowered by MoEngage's `x-ratelimit-limit` or by 429s (AIMD).
     #[serde(skip_serializing_if = "Option::is_none", default)]
@@ -144,4 +148,8 @@ pub fn report_key(
             started_after_row + 1
         )
     }
+}
+
+fn is_zero(n: &u64) -> bool {
+    *n == 0
 }

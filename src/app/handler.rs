@@ -301,10 +301,16 @@ async fn process_routed(
             checkpoint.clone() as Arc<dyn pipeline::Checkpoint>,
             std::time::Duration::from_secs(config.checkpoint_secs),
         )),
+        cancel: inv.cancel.clone(),
+        progress: inv.progress.clone(),
     };
     let RunOutcome { mut report, fatal } =
         pipeline::process_object(deps, spec, object, &plan).await;
     drop(plan);
+    if let Some(progress) = &inv.progress {
+        // The final counts (held rows settle at the end).
+        progress.update(&report.summary, report.effective_rate_per_minute);
+    }
     report.sync_config_etag = syncs.file_etag().map(str::to_string);
     // Mid-run checkpoints moved the marker on; finish from its latest version.
     let (marker, marker_etag) = checkpoint.current.lock().await.clone();
@@ -324,6 +330,21 @@ async fn process_routed(
             }
         }
         Err(e) => tracing::error!(error = %e, "could not encode the run report"),
+    }
+
+    // The run log: one line a warehouse (and `moengage-sync runs`) can query.
+    let record = crate::account::run_log::RunRecord::from_report(&report);
+    if let Err(e) = deps
+        .state
+        .put(
+            &state_bucket,
+            &record.key(&config.state_prefix),
+            record.line().into_bytes(),
+            false,
+        )
+        .await
+    {
+        tracing::warn!(error = %e, "could not store the run-log record");
     }
 
     // CloudWatch Embedded Metric Format: one line per object, for dashboards and alarms.
@@ -353,7 +374,12 @@ async fn process_routed(
         }
     }
 
-    if report.summary.status == Status::Continued {
+    if report.summary.status == Status::Continued && !inv.enqueue_continuations {
+        notes.push(format!(
+            "{where_}: stopped after row {}; run the same command again to resume",
+            report.resume_after_row
+        ));
+    } else if report.summary.status == Status::Continued {
         let item = WorkItem {
             bucket: object.bucket.clone(),
             key: object.key.clone(),

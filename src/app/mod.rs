@@ -109,10 +109,18 @@ impl Deps {
 }
 
 /// Facts about this invocation.
-#[derive(Debug, Clone, Copy)]
+#[derive(Debug, Clone)]
 pub struct Invocation {
     /// When Lambda stops the function; `None` = no limit (tests, CLI).
     pub deadline: Option<Instant>,
+    /// Stop at the next batch boundary when cancelled (Ctrl-C in the terminal `sync`), exactly as
+    /// at a deadline: the checkpoint is recorded and the object reported `continued`.
+    pub cancel: Option<tokio_util::sync::CancellationToken>,
+    /// Live counters of the object being processed (the terminal's progress bar).
+    pub progress: Option<Arc<crate::pipeline::Progress>>,
+    /// Whether a continued object is handed to `WORK_QUEUE_URL` (the Lambda); the terminal
+    /// `sync` resumes by running the same command again instead.
+    pub enqueue_continuations: bool,
 }
 
 impl Invocation {
@@ -139,12 +147,18 @@ impl Invocation {
         };
         Invocation {
             deadline: Some(Instant::now() + left),
+            ..Invocation::unbounded()
         }
     }
 
     /// No deadline.
     pub fn unbounded() -> Self {
-        Invocation { deadline: None }
+        Invocation {
+            deadline: None,
+            cancel: None,
+            progress: None,
+            enqueue_continuations: true,
+        }
     }
 
     /// When to stop starting new work: the deadline less `DEADLINE_MARGIN_SECS`.

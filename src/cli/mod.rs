@@ -10,6 +10,8 @@
 mod check;
 mod pretty;
 mod preview;
+mod runs;
+mod sync;
 
 use std::io::Write;
 
@@ -55,6 +57,61 @@ pub enum Command {
     /// Verify the configuration end to end without sending data: DNS, credentials, App ID,
     /// bucket and queues. Exits non-zero if any check fails.
     Check(CheckArgs),
+    /// Run the sync from this terminal: local files, s3://bucket/key, or every data object under
+    /// s3://bucket/prefix/. Same claims, sync state, dead-letter queue and reports as the Lambda.
+    /// Ctrl-C stops at a batch boundary; run the same command again to resume. Exits non-zero
+    /// when an object failed or rows were dead-lettered.
+    Sync(SyncArgs),
+    /// List recent runs (Lambda and terminal) from the run log: object, status, counts,
+    /// duration, first error.
+    Runs(RunsArgs),
+}
+
+#[derive(Debug, Args)]
+pub struct SyncArgs {
+    /// Local files, s3://bucket/key, or s3://bucket/prefix/ (ending in /).
+    #[arg(required = true)]
+    pub sources: Vec<String>,
+    /// Decode, map, validate, diff and batch without sending anything or writing any state;
+    /// works on local files without AWS.
+    #[arg(long)]
+    pub dry_run: bool,
+    /// Print one JSON document (the summary) instead of text.
+    #[arg(long)]
+    pub json: bool,
+    /// Use this sync's settings (from SYNC_CONFIG) for every source, instead of routing by key.
+    #[arg(long)]
+    pub sync: Option<String>,
+}
+
+#[derive(Debug, Args)]
+pub struct RunsArgs {
+    /// How far back: e.g. 7d, 12h, 30m.
+    #[arg(long, default_value = "7d", value_parser = parse_since)]
+    pub since: std::time::Duration,
+    /// Only runs with this status: complete, continued or failed.
+    #[arg(long)]
+    pub status: Option<String>,
+    /// Print JSON Lines (one run per line) instead of a table.
+    #[arg(long)]
+    pub json: bool,
+}
+
+fn parse_since(s: &str) -> Result<std::time::Duration, String> {
+    let s = s.trim();
+    let (n, unit) = s.split_at(s.find(|c: char| !c.is_ascii_digit()).unwrap_or(s.len()));
+    let n: u64 = n
+        .parse()
+        .map_err(|_| "expected e.g. 7d, 12h or 30m".to_string())?;
+    let secs = match unit {
+        "d" => 86_400,
+        "h" => 3_600,
+        "m" => 60,
+        _ => return Err("expected e.g. 7d, 12h or 30m".into()),
+    };
+    Ok(std::time::Duration::from_secs(
+        n.saturating_mul(secs).min(366 * 86_400),
+    ))
 }
 
 #[derive(Debug, Args)]
@@ -101,6 +158,8 @@ pub async fn run(command: Command) -> i32 {
     let code = match command {
         Command::Preview(args) => preview::run(args).await,
         Command::Check(args) => check::run(args).await,
+        Command::Sync(args) => sync::run(args).await,
+        Command::Runs(args) => runs::run(args).await,
     };
     let _ = std::io::stdout().flush();
     code

@@ -27,7 +27,15 @@ pub struct DryRun {
     pub diffed: bool,
     /// Why the object could not be read to the end of the preview, if so.
     pub failure: Option<String>,
+    /// Request bodies that would be sent, and the rows in them (kept or not).
+    pub requests: u64,
+    pub would_send: u64,
+    /// Rejected rows in all (only the first [`MAX_LISTED`] are listed when bodies are not kept).
+    pub rows_rejected: u64,
 }
+
+/// Rejections and warnings listed by [`dry_run_all`]; the counts go on.
+pub const MAX_LISTED: usize = 100;
 
 /// Decodes, maps, validates and batches the first `max_rows` rows of `input`; sends nothing.
 /// Blocking: call from a thread that may block (not from async code).
@@ -44,11 +52,38 @@ pub fn dry_run_with_state(
     max_rows: u64,
     sync: Option<&SyncState>,
 ) -> DryRun {
+    dry(config, spec, input, Some(max_rows), sync, None)
+}
+
+/// The whole object through decode → map → validate → diff → batch, sending and recording
+/// nothing (`sync --dry-run`): counts, and the first [`MAX_LISTED`] rejections and warnings;
+/// bodies are counted and dropped, so memory stays flat. Blocking.
+pub fn dry_run_all(
+    config: &Config,
+    spec: &SyncSpec,
+    input: DecodeInput<'_>,
+    sync: Option<&SyncState>,
+    progress: Option<&super::Progress>,
+) -> DryRun {
+    dry(config, spec, input, None, sync, progress)
+}
+
+fn dry(
+    config: &Config,
+    spec: &SyncSpec,
+    input: DecodeInput<'_>,
+    max_rows: Option<u64>,
+    sync: Option<&SyncState>,
+    progress: Option<&super::Progress>,
+) -> DryRun {
+    use std::sync::atomic::Ordering::Relaxed;
+    let keep = max_rows.is_some();
     let (tx, mut rx) = mpsc::channel(CHANNEL_DEPTH);
     let mut out = DryRun {
         diffed: sync.is_some(),
         ..DryRun::default()
     };
+    let listed = |v: &Vec<RowReport>| keep || v.len() < MAX_LISTED;
     std::thread::scope(|scope| {
         scope.spawn(move || {
             decode_object(
@@ -57,7 +92,7 @@ pub fn dry_run_with_state(
                 spec,
                 Limits {
                     skip_through: 0,
-                    max_rows: Some(max_rows),
+                    max_rows,
                 },
                 sync,
                 &tx,
@@ -67,18 +102,35 @@ pub fn dry_run_with_state(
             match msg {
                 Decoded::Batch(b) => {
                     out.rows_read += b.records;
-                    out.bodies.push(b);
+                    out.requests += 1;
+                    out.would_send += b.records;
+                    if keep {
+                        out.bodies.push(b);
+                    }
                 }
                 Decoded::Rejected(r) => {
                     out.rows_read += 1;
-                    out.rejected.push(r);
+                    out.rows_rejected += 1;
+                    if listed(&out.rejected) {
+                        out.rejected.push(r);
+                    }
                 }
                 Decoded::Unchanged(_) => {
                     out.rows_read += 1;
                     out.unchanged += 1;
                 }
-                Decoded::DuplicateKey(w) => out.warnings.push(w),
-                Decoded::Warnings(ws) => out.warnings.extend(ws),
+                Decoded::DuplicateKey(w) => {
+                    if listed(&out.warnings) {
+                        out.warnings.push(w)
+                    }
+                }
+                Decoded::Warnings(ws) => {
+                    for w in ws {
+                        if listed(&out.warnings) {
+                            out.warnings.push(w)
+                        }
+                    }
+                }
                 Decoded::Failed {
                     reason,
                     unsent_rows,
@@ -86,6 +138,12 @@ pub fn dry_run_with_state(
                     out.rows_read += unsent_rows;
                     out.failure = Some(reason);
                 }
+            }
+            if let Some(p) = progress {
+                p.rows_read.store(out.rows_read, Relaxed);
+                p.rows_unchanged.store(out.unchanged, Relaxed);
+                p.rows_rejected.store(out.rows_rejected, Relaxed);
+                p.requests_sent.store(out.requests, Relaxed);
             }
         }
     });

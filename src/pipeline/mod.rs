@@ -17,6 +17,7 @@
 mod dead_letters;
 mod diagnose;
 mod dry;
+mod fair_use;
 mod ledger;
 mod produce;
 
@@ -30,7 +31,7 @@ use tokio::time::Instant;
 use tokio_util::io::SyncIoBridge;
 
 pub use diagnose::diagnose;
-pub use dry::{drain, dry_run, dry_run_with_state, DrainStats, DryRun};
+pub use dry::{drain, dry_run, dry_run_all, dry_run_with_state, DrainStats, DryRun, MAX_LISTED};
 
 use crate::account::report::RunReport;
 use crate::app::Deps;
@@ -77,6 +78,69 @@ pub struct RunPlan {
     /// Where mid-run checkpoints go, and how often (`CHECKPOINT_SECS`); none in tests and
     /// dry runs.
     pub checkpoint: Option<(Arc<dyn Checkpoint>, std::time::Duration)>,
+    /// Stop at a batch boundary when cancelled, as at `stop_at` (Ctrl-C in the terminal).
+    pub cancel: Option<tokio_util::sync::CancellationToken>,
+    /// Live counters for a progress display.
+    pub progress: Option<Arc<Progress>>,
+}
+
+/// Live counters of one run, for the terminal's progress bar: the settled rows as the ledger
+/// counts them, and the requests sent.
+#[derive(Debug, Default)]
+pub struct Progress {
+    pub rows_read: std::sync::atomic::AtomicU64,
+    pub rows_delivered: std::sync::atomic::AtomicU64,
+    pub rows_unchanged: std::sync::atomic::AtomicU64,
+    pub rows_rejected: std::sync::atomic::AtomicU64,
+    pub rows_dead_lettered: std::sync::atomic::AtomicU64,
+    pub requests_sent: std::sync::atomic::AtomicU64,
+    /// Bytes of the object read so far (compressed, as stored), for an ETA.
+    pub bytes_read: std::sync::atomic::AtomicU64,
+    /// Requests per minute in force for the sync's API.
+    pub rate_per_minute: std::sync::atomic::AtomicU64,
+}
+
+/// Counts the bytes read through it into [`Progress::bytes_read`].
+pub struct CountingRead<R> {
+    inner: R,
+    progress: Arc<Progress>,
+}
+
+impl<R> CountingRead<R> {
+    pub fn new(inner: R, progress: Arc<Progress>) -> Self {
+        CountingRead { inner, progress }
+    }
+}
+
+impl<R: tokio::io::AsyncRead + Unpin> tokio::io::AsyncRead for CountingRead<R> {
+    fn poll_read(
+        mut self: std::pin::Pin<&mut Self>,
+        cx: &mut std::task::Context<'_>,
+        buf: &mut tokio::io::ReadBuf<'_>,
+    ) -> std::task::Poll<std::io::Result<()>> {
+        let before = buf.filled().len();
+        let poll = std::pin::Pin::new(&mut self.inner).poll_read(cx, buf);
+        let read = buf.filled().len().saturating_sub(before) as u64;
+        self.progress
+            .bytes_read
+            .fetch_add(read, std::sync::atomic::Ordering::Relaxed);
+        poll
+    }
+}
+
+impl Progress {
+    pub(crate) fn update(&self, s: &crate::account::report::ObjectSummary, rate: Option<f64>) {
+        use std::sync::atomic::Ordering::Relaxed;
+        self.rows_read.store(s.rows_read, Relaxed);
+        self.rows_delivered.store(s.rows_delivered, Relaxed);
+        self.rows_unchanged.store(s.rows_unchanged, Relaxed);
+        self.rows_rejected.store(s.rows_rejected, Relaxed);
+        self.rows_dead_lettered.store(s.rows_dead_lettered, Relaxed);
+        self.requests_sent.store(s.requests_sent, Relaxed);
+        if let Some(r) = rate {
+            self.rate_per_minute.store(r as u64, Relaxed);
+        }
+    }
 }
 
 /// Something that must fail the whole invocation (so Lambda retries it) rather than one object.
@@ -139,7 +203,11 @@ pub async fn process_object(
     };
     report.etag = source.etag.clone();
     report.version_id = source.version_id.clone();
-    let reader = SyncIoBridge::new(source.body);
+    let body: std::pin::Pin<Box<dyn tokio::io::AsyncRead + Send>> = match &plan.progress {
+        Some(p) => Box::pin(CountingRead::new(source.body, p.clone())),
+        None => source.body,
+    };
+    let reader = SyncIoBridge::new(body);
     let ranged = RangedObject {
         source: deps.source.clone(),
         bucket: object.bucket.clone(),
@@ -220,7 +288,20 @@ pub async fn process_object(
         .as_ref()
         .map_or(far, |(_, every)| Instant::now() + *every);
     let mut checkpointed = plan.resume_after_row;
+    // Fair use per end user; `held_for` is set while a body waits for a user's window to end.
+    let mut fair = fair_use::FairUse::new(fair_use::FAIR_USE_PER_MINUTE, Instant::now());
+    let mut held_for_fair_use = false;
     loop {
+        if let Some(progress) = &plan.progress {
+            progress.update(
+                &ledger.report_mut().summary,
+                deps.deliver.effective_rate(spec.object_type.endpoint()),
+            );
+        }
+        if !stopping && plan.cancel.as_ref().is_some_and(|c| c.is_cancelled()) {
+            deadline = true;
+            stopping = true;
+        }
         if let Some(mut batch) = waiting.take() {
             if !stopping && plan.stop_at.is_some_and(|t| Instant::now() >= t) {
                 deadline = true;
@@ -230,7 +311,9 @@ pub async fn process_object(
                 waiting = Some(batch);
             } else if running.len() < deps.deliver.max_in_flight()
                 && !batch.customers.iter().any(|c| busy.contains(c))
+                && fair.admit(&batch.customers, Instant::now())
             {
+                held_for_fair_use = false;
                 let id = ledger.dispatched(&batch);
                 busy.extend(batch.customers.iter().copied());
                 // The body moves into shared bytes: retries and a dead letter reuse them, no copy.
@@ -245,6 +328,16 @@ pub async fn process_object(
                     (id, batch, body, d)
                 });
             } else {
+                if running.len() < deps.deliver.max_in_flight()
+                    && !batch.customers.iter().any(|c| busy.contains(c))
+                    && !held_for_fair_use
+                {
+                    // Only the fair-use window stands in the way: hold the body (and, to keep
+                    // each user's order, everything after it) until the window ends.
+                    held_for_fair_use = true;
+                    ledger.report_mut().fair_use_holds += 1;
+                    tracing::warn!(key = %object.key, first_row = batch.first_row, "a user reached MoEngage's fair-use limit (5,000 requests a minute); holding rows back until the next minute");
+                }
                 waiting = Some(batch);
             }
         }
@@ -288,6 +381,9 @@ pub async fn process_object(
                     }
                 }
             }
+            _ = async { match &plan.cancel { Some(c) => c.cancelled().await, None => std::future::pending().await } }, if !stopping => {}
+            // Wake when the user's window ends, or at the stop time, whichever comes first.
+            _ = tokio::time::sleep_until(plan.stop_at.map_or(fair.window_ends(), |t| t.min(fair.window_ends()))), if held_for_fair_use && !stopping => {}
             _ = tokio::time::sleep_until(next_checkpoint), if !stopping && next_checkpoint < far => {
                 if let Some((checkpoint, every)) = &plan.checkpoint {
                     let settled = ledger.report_mut().resume_after_row;

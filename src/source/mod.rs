@@ -4,6 +4,8 @@
 //! Takes a bucket and key (and the version claimed); gives a byte stream of the object, or
 //! byte ranges of it, with its ETag and size.
 
+pub mod local;
+
 use std::pin::Pin;
 
 use async_trait::async_trait;

@@ -240,6 +240,7 @@ async fn a_deadline_during_a_long_hold_off_checkpoints_and_continues_in_time() {
     });
     let inv = Invocation {
         deadline: Some(tokio::time::Instant::now() + Duration::from_secs(3)),
+        ..Invocation::unbounded()
     };
     let started = std::time::Instant::now();
     let first = handler::handle(&deps, s3_event(&stack.bucket, "exports/u.csv"), &inv)

@@ -572,3 +572,228 @@ async fn check_reports_each_sync_of_a_sync_config_and_preview_uses_the_one_named
     );
     let _ = std::fs::remove_dir_all(&dir);
 }
+
+/// The stack's variables plus `STATE_BUCKET`, for `sync` and `runs`.
+fn with_state<'a>(stack: &'a Stack, extra: &[(&'a str, &'a str)]) -> Vec<(&'a str, &'a str)> {
+    let mut env = vec![("STATE_BUCKET", stack.bucket.as_str())];
+    env.extend_from_slice(extra);
+    env
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn sync_of_a_prefix_delivers_each_object_reports_it_and_runs_lists_it() {
+    let stack = Stack::start().await;
+    let users = |from: usize, n: usize| {
+        let mut s = String::from("user_id,email,first_name,city,signup_date,bio\n");
+        for i in from..from + n {
+            s.push_str(&format!(
+                "u-{i},u{i}@example.com,N{i},City,2026-01-02,bio\n"
+            ));
+        }
+        s
+    };
+    stack.put("exports/a.csv", users(1, 10).into_bytes()).await;
+    let mut bad = users(11, 10);
+    bad.push_str(
+        "u-99,x@example.com,X,City,not-a-date,bio\nnull,y@example.com,Y,City,2026-01-02,bio\n",
+    );
+    stack.put("exports/b.csv", bad.into_bytes()).await;
+    stack.put("exports/c.csv", users(21, 10).into_bytes()).await;
+    stack.put("exports/_SUCCESS", Vec::new()).await;
+    let prefix = format!("s3://{}/exports/", stack.bucket);
+
+    let out = run(&stack, &with_state(&stack, &[]), &["sync", &prefix]).await;
+    assert_eq!(out.code, Some(0), "{}{}", out.stdout, out.stderr);
+    for key in ["a.csv", "b.csv", "c.csv"] {
+        assert!(
+            out.stdout
+                .contains(&format!("✓ s3://{}/exports/{key} (default)", stack.bucket)),
+            "{}",
+            out.stdout
+        );
+    }
+    assert!(!out.stdout.contains("_SUCCESS"), "{}", out.stdout);
+    assert!(
+        out.stdout.contains("3 objects (0 failed): 32 rows read, 30 delivered, 0 unchanged, 2 rejected, 0 dead-lettered, 0 pending"),
+        "{}",
+        out.stdout
+    );
+    // Off a TTY: progress as plain lines on stderr.
+    assert!(
+        out.stderr.contains(&format!(
+            "sync: s3://{}/exports/b.csv: 12 rows read",
+            stack.bucket
+        )),
+        "{}",
+        out.stderr
+    );
+    assert_eq!(stack.state().users.len(), 30);
+    assert!(out.stdout.contains("report: s3://"), "{}", out.stdout);
+
+    // The same command again: each version is complete, nothing is sent twice.
+    let again = run(&stack, &with_state(&stack, &[]), &["sync", &prefix]).await;
+    assert_eq!(again.code, Some(0), "{}{}", again.stdout, again.stderr);
+    assert!(
+        again.stdout.contains("already processed completely"),
+        "{}",
+        again.stdout
+    );
+    assert!(stack.deliveries_per_customer().values().all(|n| *n == 1));
+
+    // A Lambda run of another object, then `runs` lists all four from the run log.
+    stack.put("exports/d.csv", users(31, 5).into_bytes()).await;
+    let deps = stack.deps(&[("FIELD_MAPPING", MAPPING)]).await;
+    let lambda = stack.invoke(&deps, "exports/d.csv").await;
+    assert_eq!(lambda.objects[0].rows_delivered, 5);
+    let runs = run(&stack, &with_state(&stack, &[]), &["runs", "--json"]).await;
+    assert_eq!(runs.code, Some(0), "{}", runs.stderr);
+    let records: Vec<Value> = runs
+        .stdout
+        .lines()
+        .map(|l| serde_json::from_str(l).unwrap())
+        .collect();
+    let keys: Vec<&str> = records.iter().map(|r| r["key"].as_str().unwrap()).collect();
+    assert_eq!(keys.len(), 4, "{keys:?}");
+    for k in [
+        "exports/a.csv",
+        "exports/b.csv",
+        "exports/c.csv",
+        "exports/d.csv",
+    ] {
+        assert!(keys.contains(&k), "{keys:?}");
+    }
+    let b = records
+        .iter()
+        .find(|r| r["key"] == "exports/b.csv")
+        .unwrap();
+    assert_eq!(b["rows_rejected"], 2);
+    assert_eq!(b["rejections"].as_array().unwrap().len(), 2, "{b}");
+    let table = run(
+        &stack,
+        &with_state(&stack, &[]),
+        &["runs", "--status", "failed"],
+    )
+    .await;
+    assert!(table.stdout.contains("no runs"), "{}", table.stdout);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn sync_dry_run_of_a_local_file_needs_no_aws_and_sends_nothing() {
+    let stack = Stack::start().await;
+    let out = tokio::process::Command::new(env!("CARGO_BIN_EXE_moengage-sync"))
+        .args(["sync", "--dry-run", "--json", FIXTURE])
+        .env_clear()
+        .env("PATH", std::env::var("PATH").unwrap_or_default())
+        .env("OBJECT_TYPE", "bulk_import")
+        .env("FIELD_MAPPING", MAPPING)
+        .env("BATCH_MAX_RECORDS", "4")
+        .output()
+        .await
+        .unwrap();
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    assert_eq!(
+        out.status.code(),
+        Some(0),
+        "{stdout}{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let doc: Value = serde_json::from_str(&stdout).unwrap();
+    assert_eq!(doc["dry_run"], true);
+    assert_eq!(doc["totals"]["rows_read"], 12);
+    assert_eq!(doc["totals"]["rows_rejected"], 2);
+    assert_eq!(
+        doc["totals"]["requests"], 3,
+        "12 rows, 2 rejected, 4 per request"
+    );
+    let rejected = doc["objects"][0]["rejected"].as_array().unwrap();
+    assert_eq!(rejected.len(), 2);
+    assert!(rejected
+        .iter()
+        .all(|r| r["row"].as_u64().unwrap() > 0 && r["reason"].is_string()));
+    assert!(stack.state().requests.is_empty());
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn ctrl_c_stops_at_a_batch_boundary_and_the_same_command_resumes_exactly_once() {
+    let stack = Stack::start().await;
+    stack.emulator.set_faults(moengage_emulator::Faults {
+        delay_ms: 50,
+        ..Default::default()
+    });
+    let rows = 1_000;
+    let mut csv = String::from("user_id,email,first_name,city,signup_date,bio\n");
+    for i in 1..=rows {
+        csv.push_str(&format!("u-{i},u{i}@example.com,N,City,2026-01-02,bio\n"));
+    }
+    stack.put("exports/big.csv", csv.into_bytes()).await;
+    let source = format!("s3://{}/exports/big.csv", stack.bucket);
+    let env = with_state(
+        &stack,
+        &[
+            ("RATE_LIMIT_PER_MINUTE", "1200"),
+            ("BATCH_MAX_RECORDS", "10"),
+        ],
+    );
+
+    let mut vars: HashMap<String, String> = stack.env();
+    for (k, v) in OVERRIDES.iter().chain(&env) {
+        vars.insert(k.to_string(), v.to_string());
+    }
+    let child = tokio::process::Command::new(env!("CARGO_BIN_EXE_moengage-sync"))
+        .args(["sync", &source])
+        .env_clear()
+        .env("PATH", std::env::var("PATH").unwrap_or_default())
+        .envs(&vars)
+        .env("AWS_ENDPOINT_URL", &stack.moto.endpoint)
+        .env("AWS_ACCESS_KEY_ID", "testing")
+        .env("AWS_SECRET_ACCESS_KEY", "testing")
+        .env("AWS_REGION", "us-east-1")
+        .env("AWS_EC2_METADATA_DISABLED", "true")
+        .stdout(std::process::Stdio::piped())
+        .stderr(std::process::Stdio::piped())
+        .kill_on_drop(true)
+        .spawn()
+        .unwrap();
+    let started = std::time::Instant::now();
+    while stack.deliveries_per_customer().len() < rows / 4 {
+        assert!(
+            started.elapsed() < std::time::Duration::from_secs(60),
+            "no progress"
+        );
+        tokio::time::sleep(std::time::Duration::from_millis(50)).await;
+    }
+    let pid = child.id().unwrap().to_string();
+    let status = tokio::process::Command::new("kill")
+        .args(["-INT", &pid])
+        .status()
+        .await
+        .unwrap();
+    assert!(status.success());
+    let out = child.wait_with_output().await.unwrap();
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    assert_eq!(
+        out.status.code(),
+        Some(130),
+        "{stdout}{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    assert!(
+        stdout.contains("run the same command again to resume"),
+        "{stdout}"
+    );
+    let first = stack.deliveries_per_customer().len();
+    assert!(first < rows, "stopped mid-object ({first} delivered)");
+
+    let again = run(&stack, &env, &["sync", &source]).await;
+    assert_eq!(again.code, Some(0), "{}{}", again.stdout, again.stderr);
+    let per = stack.deliveries_per_customer();
+    assert_eq!(per.len(), rows, "every row delivered");
+    assert!(
+        per.values().all(|n| *n == 1),
+        "exactly once: {:?}",
+        per.iter()
+            .filter(|(_, n)| **n > 1)
+            .take(5)
+            .collect::<Vec<_>>()
+    );
+}

@@ -249,6 +249,7 @@ async fn a_deadline_mid_object_checkpoints_and_the_continuation_finishes_exactly
     // A short deadline through the test seam: a few 150 ms requests fit, 15 do not.
     let inv = Invocation {
         deadline: Some(tokio::time::Instant::now() + Duration::from_millis(700)),
+        ..Invocation::unbounded()
     };
     let first = handler::handle(&deps, s3_event(&stack.bucket, users_key()), &inv)
         .await
@@ -293,6 +294,7 @@ async fn a_checkpoint_of_an_overwritten_version_is_not_resumed_blindly() {
         .await;
     let inv = Invocation {
         deadline: Some(tokio::time::Instant::now() + Duration::from_millis(500)),
+        ..Invocation::unbounded()
     };
     let first = handler::handle(&deps, s3_event(&stack.bucket, users_key()), &inv)
         .await

@@ -357,7 +357,12 @@ async fn a_hundred_column_typed_mapping_from_the_file_delivers_typed_values() {
                 0 => format!("text {i}-{c}"),
                 1 => format!("{}", i * 1000 + c),
                 2 => format!("{i}.{c}"),
-                _ => (if (i + c) % 2 == 0 { "true" } else { "false" }).to_string(),
+                _ => (if (i + c).is_multiple_of(2) {
+                    "true"
+                } else {
+                    "false"
+                })
+                .to_string(),
             });
         }
         line

@@ -84,6 +84,7 @@ bench: $(STAMP)
 # The handler against the emulator with injected latency and a strict window: achieved ÷ budget,
 # 429s and peak RSS per API and latency (about 4 minutes).
 bench-delivery: $(STAMP)
+	cargo build --release -p moengage-emulator
 	MOTO_SERVER=$(abspath $(VENV))/bin/moto_server cargo bench --bench delivery | tee target/bench-delivery.md
 
 clean:

@@ -8,8 +8,9 @@
 //! - achieved ÷ budget: requests per minute between the first and the last request, over the
 //!   budget;
 //! - 429s: answers refused by the window (0 against a steady emulator is the target);
-//! - peak RSS (`VmHWM`) of the process, which runs the handler and the emulator (moto is its own
-//!   process). Each case runs in its own child process (this binary, `--child`).
+//! - peak RSS (`VmHWM`) of the process that runs the handler, measured before anything else is
+//!   read: the emulator (`target/release/moengage-emulator`) and moto run as their own processes.
+//!   Each case runs in its own child process (this binary, `--child`).
 //!
 //! A last case cuts MoEngage's limit to a quarter for the middle third of a Bulk Import run at 150 ms (three
 //! times as long), then restores it: the share of requests answered 429, and the rate achieved in
@@ -25,7 +26,6 @@ mod support;
 use std::process::Command;
 use std::time::Instant;
 
-use moengage_emulator::{EmulatorConfig, Faults};
 use moengage_sync::app::{handler, Invocation};
 use serde_json::{json, Value};
 
@@ -160,41 +160,131 @@ fn export(object_type: &str, rows: usize) -> Vec<u8> {
     support::gzip(s.as_bytes())
 }
 
+/// The MoEngage emulator as its own process (`EMULATOR_BIN`, default the release build), so the
+/// peak RSS measured is the function's alone; stopped on drop.
+struct EmulatorProcess {
+    _child: tokio::process::Child,
+    url: String,
+}
+
+impl EmulatorProcess {
+    async fn start(budget: u32, latency: u64) -> Self {
+        let bin = std::env::var("EMULATOR_BIN")
+            .unwrap_or_else(|_| "target/release/moengage-emulator".into());
+        let port_file = std::env::temp_dir().join(format!(
+            "moengage-bench-emulator-{}.port",
+            std::process::id()
+        ));
+        let _ = std::fs::remove_file(&port_file);
+        let child = tokio::process::Command::new(&bin)
+            .args([
+                "--port",
+                "0",
+                "--workspace-id",
+                support::WORKSPACE,
+                "--api-key",
+                support::API_KEY,
+                "--rate-limit-per-minute",
+                &budget.to_string(),
+                "--delay-ms",
+                &latency.to_string(),
+                "--port-file",
+                port_file.to_str().expect("utf-8 path"),
+            ])
+            .env("RUST_LOG", "warn")
+            .stdout(std::process::Stdio::null())
+            .stderr(std::process::Stdio::null())
+            .kill_on_drop(true)
+            .spawn()
+            .unwrap_or_else(|e| panic!("start {bin} (make bench-delivery builds it): {e}"));
+        for _ in 0..200 {
+            if let Ok(port) = std::fs::read_to_string(&port_file) {
+                if let Ok(port) = port.trim().parse::<u16>() {
+                    let _ = std::fs::remove_file(&port_file);
+                    return EmulatorProcess {
+                        _child: child,
+                        url: format!("http://127.0.0.1:{port}"),
+                    };
+                }
+            }
+            tokio::time::sleep(std::time::Duration::from_millis(50)).await;
+        }
+        panic!("the emulator did not start");
+    }
+}
+
 async fn child(case: usize, latency: u64, secs: u64, shrink: bool) -> Value {
     let (_, object_type, budget, per_request) = CASES[case];
     let requests = (budget as u64 * secs / 60) as usize;
     let rows = requests * per_request;
-    let stack = support::Stack::start_with(EmulatorConfig {
-        rate_limit_per_minute: budget,
-        ..support::emulator_config()
-    })
-    .await;
-    stack.emulator.set_faults(Faults {
-        delay_ms: latency,
-        ..Faults::default()
-    });
+    let (moto, emulator) = tokio::join!(
+        support::Moto::start(),
+        EmulatorProcess::start(budget, latency)
+    );
+    let aws = aws_config::defaults(aws_config::BehaviorVersion::latest())
+        .region(aws_config::Region::new("us-east-1"))
+        .endpoint_url(&moto.endpoint)
+        .credentials_provider(aws_sdk_s3::config::Credentials::new(
+            "testing", "testing", None, None, "bench",
+        ))
+        .load()
+        .await;
+    let s3 = aws_sdk_s3::Client::from_conf(
+        aws_sdk_s3::config::Builder::from(&aws)
+            .force_path_style(true)
+            .build(),
+    );
+    let sqs = aws_sdk_sqs::Client::new(&aws);
+    let bucket = "bench-bucket";
+    s3.create_bucket()
+        .bucket(bucket)
+        .send()
+        .await
+        .expect("bucket");
+    let dlq = sqs
+        .create_queue()
+        .queue_name("dlq")
+        .send()
+        .await
+        .expect("queue")
+        .queue_url
+        .expect("url");
     let mapping = if object_type == "events" {
         r#"{"customer_id":"user_id","action":"event","amount":{"column":"amount","type":"number"}}"#
     } else {
         r#"{"customer_id":"user_id","email":"email","plan":"plan"}"#
     };
-    let budget_text = budget.to_string();
-    let deps = stack
-        .deps(&[
-            ("OBJECT_TYPE", object_type),
-            ("FIELD_MAPPING", mapping),
-            ("RATE_LIMIT_PER_MINUTE", &budget_text),
-            ("RETRY_BASE_DELAY_MS", "500"),
-        ])
-        .await;
-    stack
-        .put("exports/bench.csv.gz", export(object_type, rows))
-        .await;
+    let env: std::collections::HashMap<&str, String> = [
+        ("MOENGAGE_DATA_CENTER", "DC-01".to_string()),
+        ("MOENGAGE_WORKSPACE_ID", support::WORKSPACE.into()),
+        ("MOENGAGE_API_KEY", support::API_KEY.into()),
+        ("MOENGAGE_API_URL", emulator.url.clone()),
+        ("OBJECT_TYPE", object_type.into()),
+        ("FIELD_MAPPING", mapping.into()),
+        ("DEAD_LETTER_QUEUE_URL", dlq),
+        ("STATE_BUCKET", bucket.into()),
+        ("RATE_LIMIT_PER_MINUTE", budget.to_string()),
+        ("RETRY_BASE_DELAY_MS", "500".into()),
+    ]
+    .into_iter()
+    .collect();
+    let config = moengage_sync::config::Config::from_lookup(|k| env.get(k).cloned())
+        .expect("valid configuration");
+    let deps = moengage_sync::app::startup::connect_with(config, &aws)
+        .await
+        .expect("connect");
+    s3.put_object()
+        .bucket(bucket)
+        .key("exports/bench.csv.gz")
+        .body(export(object_type, rows).into())
+        .send()
+        .await
+        .expect("upload");
 
     if shrink {
-        // A third of the way in, MoEngage halves the limit; two thirds in, it is back.
-        // Through the emulator's admin endpoint, as an operator (or MoEngage) would change it.
-        let admin = format!("{}/_emulator/faults", stack.emulator.base_url());
+        // A third of the way in, MoEngage cuts the limit; two thirds in, it is back. Through the
+        // emulator's admin endpoint, as an operator (or MoEngage) would change it.
+        let admin = format!("{}/_emulator/faults", emulator.url);
         let third = std::time::Duration::from_secs(secs / 3);
         tokio::spawn(async move {
             let client = reqwest::Client::new();
@@ -215,34 +305,61 @@ async fn child(case: usize, latency: u64, secs: u64, shrink: bool) -> Value {
     let started = Instant::now();
     let summary = handler::handle(
         &deps,
-        support::s3_event(&stack.bucket, "exports/bench.csv.gz"),
+        support::s3_event(bucket, "exports/bench.csv.gz"),
         &Invocation::unbounded(),
     )
     .await
     .expect("handler");
     let wall = started.elapsed().as_secs_f64();
+    // Measured before anything else is read: this process ran the handler and nothing else.
+    let peak = peak_rss_mib();
     let window = deps.deliver.max_in_flight();
     let obj = &summary.objects[0];
     assert_eq!(obj.rows_delivered as usize, rows, "{obj:?}");
 
-    let state = stack.state();
-    let times: Vec<_> = state.requests.iter().map(|r| r.timestamp).collect();
-    let rate_limited = state
-        .requests
+    let body = reqwest::get(format!("{}/_emulator/state", emulator.url))
+        .await
+        .expect("emulator state")
+        .bytes()
+        .await
+        .expect("state body");
+    let state: Value = serde_json::from_slice(&body).expect("state JSON");
+    let list = state["requests"].as_array().cloned().unwrap_or_default();
+    let mut times: Vec<chrono::DateTime<chrono::Utc>> = list
         .iter()
-        .filter(|r| r.status == Some(429))
-        .count();
-    let span = (*times.iter().max().unwrap() - *times.iter().min().unwrap())
-        .num_microseconds()
-        .unwrap_or(1) as f64
-        / 1e6;
+        .filter_map(|r| r["timestamp"].as_str())
+        .filter_map(|t| t.parse().ok())
+        .collect();
+    times.sort();
+    let rate_limited = list.iter().filter(|r| r["status"] == 429).count();
+    let (first, last) = (times[0], times[times.len() - 1]);
+    let span = (last - first).num_microseconds().unwrap_or(1) as f64 / 1e6;
     let achieved = (times.len() - 1) as f64 / span * 60.0;
     // Requests per minute over the last sixth of the run's span (after the limit returned).
-    let (first, last) = (*times.iter().min().unwrap(), *times.iter().max().unwrap());
     let sixth = (last - first) / 6;
     let tail = times.iter().filter(|t| **t >= last - sixth).count();
     let last_sixth_per_minute =
         tail.saturating_sub(1) as f64 / (sixth.num_microseconds().unwrap_or(1) as f64 / 1e6) * 60.0;
+    let report_rate = match &obj.report {
+        Some(uri) => {
+            let key = uri.splitn(4, '/').nth(3).unwrap_or_default().to_string();
+            let body = s3
+                .get_object()
+                .bucket(bucket)
+                .key(key)
+                .send()
+                .await
+                .expect("report")
+                .body
+                .collect()
+                .await
+                .expect("report body")
+                .into_bytes();
+            serde_json::from_slice::<Value>(&body).unwrap_or_default()["effective_rate_per_minute"]
+                .clone()
+        }
+        None => Value::Null,
+    };
     json!({
         "requests": times.len(),
         "rows": rows,
@@ -250,22 +367,11 @@ async fn child(case: usize, latency: u64, secs: u64, shrink: bool) -> Value {
         "share": achieved / budget as f64,
         "rate_limited": rate_limited,
         "window": window,
-        "peak_rss_mib": peak_rss_mib(),
+        "peak_rss_mib": peak,
         "wall_secs": wall,
         "last_sixth_per_minute": last_sixth_per_minute,
-        "effective_rate": report_rate(&stack, obj).await,
+        "effective_rate": report_rate,
     })
-}
-
-/// The run report's `effective_rate_per_minute`.
-async fn report_rate(
-    stack: &support::Stack,
-    obj: &moengage_sync::account::report::ObjectSummary,
-) -> Value {
-    match &obj.report {
-        Some(uri) => stack.get_json(uri).await["effective_rate_per_minute"].clone(),
-        None => Value::Null,
-    }
 }
 
 fn peak_rss_mib() -> f64 {

@@ -165,13 +165,16 @@ impl MoEngageDelivery {
     }
 }
 
+/// Before the first answer, the round trip assumed: the middle of what MoEngage's docs lead one to
+/// expect from a Lambda (50–300 ms). Too low only delays the ramp by one round trip; the pacer, not
+/// the window, keeps the rate within the budget.
+pub const ASSUMED_LATENCY: Duration = Duration::from_millis(250);
+
 /// Little's law: requests in flight ≈ rate × round-trip time, with room for the latency's spread.
-/// Before the first answer, a few requests find out the latency.
+/// Before the first answer, [`ASSUMED_LATENCY`].
 pub fn in_flight_for(requests_per_sec: f64, latency: Option<Duration>, cap: usize) -> usize {
-    let wanted = match latency {
-        None => 4.0,
-        Some(l) => (requests_per_sec * l.as_secs_f64() * 1.5).ceil() + 1.0,
-    };
+    let l = latency.unwrap_or(ASSUMED_LATENCY);
+    let wanted = (requests_per_sec * l.as_secs_f64() * 1.5).ceil() + 1.0;
     if wanted.is_finite() {
         (wanted as usize).clamp(1, cap.max(1))
     } else {

@@ -170,6 +170,7 @@ fn child(format: &str, path: &Path) {
             bucket: "local".into(),
             key: path.to_str().expect("utf-8").into(),
             size,
+            etag: None,
             runtime: runtime.handle().clone(),
         };
         (Box::new(std::io::empty()), Some(ranged))

@@ -90,6 +90,9 @@ pub const METRICS: &[Metric] = &[
     metric("EffectiveRatePerMinute", Unit::Count, |r| {
         r.effective_rate_per_minute.map_or(0, |v| v.round() as u64)
     }),
+    // 1 when the object is poisoned: its runs kept dying (timeout, out of memory) without getting
+    // further, so it is no longer retried; its alarm says so.
+    metric("ObjectsPoisoned", Unit::Count, |r| u64::from(r.poisoned)),
     // 1 when the object stopped with an error (wrong credentials, unreadable export), else 0:
     // such rows are pending, neither rejected nor dead-lettered, so they need their own alarm.
     metric("ObjectsFailed", Unit::Count, |r| {

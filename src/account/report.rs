@@ -78,6 +78,9 @@ pub struct RunReport {
     #[serde(skip_serializing_if = "Option::is_none", default)]
     pub version_id: Option<String>,
     pub object_type: String,
+    /// The object was not run: its runs kept dying (see `MarkerStatus::Poisoned`).
+    #[serde(default, skip_serializing_if = "std::ops::Not::not")]
+    pub poisoned: bool,
     /// Times a body was held back because one of its users reached MoEngage's fair-use limit
     /// (5,000 requests a minute per `customer_id`; a breach blocks the user for hours).
     #[serde(default, skip_serializing_if = "is_zero")]

@@ -266,6 +266,31 @@ async fn process_routed(
             ));
             return Ok(Processed::Busy);
         }
+        Ok(Claim::Poisoned { marker }) => {
+            let mkey = crate::app::runs::marker_key(
+                &config.state_prefix,
+                &object.bucket,
+                &object.key,
+                &meta.etag,
+            );
+            let error = format!(
+                "{}; check the logs of those runs (raise MemorySize or Timeout, or fix the export), then delete s3://{state_bucket}/{mkey} to retry",
+                marker.error.as_deref().unwrap_or("its runs keep dying")
+            );
+            let mut line = failed_line(object, error);
+            line.sync = spec.name.clone();
+            // A metric (and its alarm) for it: it will not come back by itself.
+            let report = crate::account::report::RunReport {
+                summary: line.clone(),
+                object_type: spec.object_type.as_str().into(),
+                poisoned: true,
+                finished_at: chrono::Utc::now()
+                    .to_rfc3339_opts(chrono::SecondsFormat::Millis, true),
+                ..Default::default()
+            };
+            crate::account::metrics::emit(&report, spec.object_type.as_str());
+            return Ok(Processed::Line(line));
+        }
         Err(e) => {
             return Ok(Processed::Line(failed_line(
                 object,
@@ -439,6 +464,7 @@ async fn sweep(
     };
     let (mut processed, mut done, mut busy, mut backing_off) = (0usize, 0usize, 0usize, 0usize);
     let mut unrouted = Vec::new();
+    let mut poisoned = 0usize;
     // New and continued objects first; failed ones after them, each only once its backoff is
     // over, so that a few broken objects cannot starve everything listed after them.
     let mut first = Vec::new();
@@ -456,6 +482,7 @@ async fn sweep(
         }
         match markers.get(&bucket, &o.key, &o.etag).await {
             Ok(Some(m)) if m.status == MarkerStatus::Complete => done += 1,
+            Ok(Some(m)) if m.status == MarkerStatus::Poisoned => poisoned += 1,
             Ok(Some(m)) if m.status == MarkerStatus::Running && m.lease_until > now_epoch() => {
                 busy += 1
             }
@@ -495,6 +522,9 @@ async fn sweep(
             unrouted.len(),
             shorten(first, 1024)
         ));
+    }
+    if poisoned > 0 {
+        summary.notes.push(format!("sweep: {poisoned} poisoned objects are not retried (their runs kept dying; each marker's error says what to check, and deleting it retries the object)"));
     }
     if backing_off > 0 {
         summary.notes.push(format!("sweep: {backing_off} failed objects wait for their retry backoff (after a second failed run 1 minute, doubling per run, at most 6 hours)"));
@@ -553,6 +583,8 @@ mod tests {
             lease_until: 0,
             updated_at: updated_at.into(),
             error: None,
+            deaths: 0,
+            claimed_at_row: 0,
         };
         let at = "2026-11-30T12:00:00Z";
         let t0 = chrono::DateTime::parse_from_rfc3339(at)

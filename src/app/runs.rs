@@ -28,7 +28,14 @@ pub enum MarkerStatus {
     Continued,
     /// Stopped by an error; re-runnable from `resume_after_row`.
     Failed,
+    /// Its runs died [`POISON_AFTER_DEATHS`] times in a row without getting further (a timeout or
+    /// out of memory leaves no report): not run again until the marker is deleted.
+    Poisoned,
 }
+
+/// Runs that die (lease expired, no outcome recorded) without moving the checkpoint, in a row,
+/// before an object is poisoned: SQS would otherwise retry it, and the sweep pick it up, forever.
+pub const POISON_AFTER_DEATHS: u32 = 3;
 
 /// The marker document.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
@@ -48,6 +55,17 @@ pub struct RunMarker {
     /// The last failure's diagnosis, for `failed` markers.
     #[serde(skip_serializing_if = "Option::is_none", default)]
     pub error: Option<String>,
+    /// Runs in a row that died without recording an outcome or moving the checkpoint.
+    #[serde(default, skip_serializing_if = "is_zero")]
+    pub deaths: u32,
+    /// `resume_after_row` when the current run claimed the marker (to tell a dead run that got
+    /// further from one that did not).
+    #[serde(default)]
+    pub claimed_at_row: u64,
+}
+
+fn is_zero(n: &u32) -> bool {
+    *n == 0
 }
 
 /// What claiming an object version found.
@@ -62,6 +80,8 @@ pub enum Claim {
     Complete { marker: RunMarker },
     /// Another invocation holds a live lease.
     Busy { marker: RunMarker },
+    /// Its runs keep dying; not run again until its marker is deleted.
+    Poisoned { marker: RunMarker },
 }
 
 /// Where markers live: `{prefix}runs/{bucket}/{key}/{etag}.json` in the state bucket.
@@ -111,6 +131,7 @@ impl Markers<'_> {
                     })?;
                     match marker.status {
                         MarkerStatus::Complete => return Ok(Claim::Complete { marker }),
+                        MarkerStatus::Poisoned => return Ok(Claim::Poisoned { marker }),
                         MarkerStatus::Running if marker.lease_until > now_epoch() => {
                             return Ok(Claim::Busy { marker })
                         }
@@ -118,16 +139,40 @@ impl Markers<'_> {
                     }
                 }
             };
+            // A `running` marker past its lease: that run died without recording an outcome.
+            let deaths = match &base {
+                Some(m) if m.status == MarkerStatus::Running => {
+                    if m.resume_after_row > m.claimed_at_row {
+                        1
+                    } else {
+                        m.deaths + 1
+                    }
+                }
+                Some(m) => m.deaths,
+                None => 0,
+            };
+            let resume_after_row = base.as_ref().map_or(0, |m| m.resume_after_row);
+            let poisoned = deaths >= POISON_AFTER_DEATHS;
             let marker = RunMarker {
-                status: MarkerStatus::Running,
+                status: if poisoned {
+                    MarkerStatus::Poisoned
+                } else {
+                    MarkerStatus::Running
+                },
                 bucket: bucket.into(),
                 key: key.into(),
                 etag: etag.into(),
-                resume_after_row: base.as_ref().map_or(0, |m| m.resume_after_row),
-                runs: base.as_ref().map_or(0, |m| m.runs) + 1,
-                lease_until: now_epoch() + lease_secs,
+                resume_after_row,
+                runs: base.as_ref().map_or(0, |m| m.runs) + u32::from(!poisoned),
+                lease_until: if poisoned { 0 } else { now_epoch() + lease_secs },
                 updated_at: now_rfc3339(),
-                error: None,
+                error: poisoned.then(|| {
+                    format!(
+                        "its last {deaths} runs died without finishing or getting past row {resume_after_row} (a Lambda timeout or out of memory leaves no report); it is not retried until this marker is deleted"
+                    )
+                }),
+                deaths,
+                claimed_at_row: resume_after_row,
             };
             let body = serde_json::to_vec_pretty(&marker).map_err(|e| StateError {
                 bucket: self.state_bucket.into(),
@@ -139,6 +184,9 @@ impl Markers<'_> {
                 .put_if(self.state_bucket, &mkey, body, expect)
                 .await?
             {
+                if marker.status == MarkerStatus::Poisoned {
+                    return Ok(Claim::Poisoned { marker });
+                }
                 return Ok(Claim::Claimed {
                     marker,
                     marker_etag,
@@ -201,6 +249,8 @@ impl Markers<'_> {
         marker.status = status;
         marker.resume_after_row = resume_after_row;
         marker.lease_until = 0;
+        // The run ended and said how: whatever comes next is not a crash loop.
+        marker.deaths = 0;
         marker.updated_at = now_rfc3339();
         marker.error = error;
         let body = serde_json::to_vec_pretty(&marker).map_err(|e| StateError {
@@ -475,5 +525,47 @@ pub(crate) mod tests {
             m.claim("b", "k", "e", 900).await.unwrap(),
             Claim::Claimed { .. }
         ));
+    }
+
+    #[tokio::test]
+    async fn runs_that_keep_dying_without_progress_poison_the_object_and_progress_does_not() {
+        let store = MemStore::default();
+        let m = Markers {
+            store: &store,
+            state_bucket: "s",
+            prefix: "p/",
+        };
+        // Each claim's lease is over at once, and the run never records anything: it died.
+        for death in 0..POISON_AFTER_DEATHS {
+            match m.claim("b", "k", "e", 0).await.unwrap() {
+                Claim::Claimed { marker, .. } => assert_eq!(marker.deaths, death),
+                other => panic!("claim {death}: {other:?}"),
+            }
+        }
+        let Claim::Poisoned { marker } = m.claim("b", "k", "e", 0).await.unwrap() else {
+            panic!("the fourth claim finds three dead runs")
+        };
+        assert_eq!(marker.status, MarkerStatus::Poisoned);
+        assert!(marker
+            .error
+            .unwrap()
+            .contains("not retried until this marker is deleted"));
+        assert!(matches!(
+            m.claim("b", "k", "e", 900).await.unwrap(),
+            Claim::Poisoned { .. }
+        ));
+
+        // A run that dies after a mid-run checkpoint got further: not a crash loop.
+        for _ in 0..5 {
+            let Claim::Claimed {
+                mut marker,
+                marker_etag,
+            } = m.claim("b", "k2", "e", 0).await.unwrap()
+            else {
+                panic!("progressing runs are retried")
+            };
+            let row = marker.resume_after_row + 100;
+            m.renew(&mut marker, &marker_etag, row, 0).await.unwrap();
+        }
     }
 }

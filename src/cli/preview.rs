@@ -198,6 +198,7 @@ async fn dry_run(
                 bucket,
                 key: key.clone(),
                 size: object.size.unwrap_or(0),
+                etag: Some(object.etag.clone()),
                 runtime: tokio::runtime::Handle::current(),
             };
             let reader = SyncIoBridge::new(object.body);

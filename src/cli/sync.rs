@@ -399,6 +399,7 @@ async fn dry_one(
         bucket: t.object.bucket.clone(),
         key: t.object.key.clone(),
         size: object.size.unwrap_or(0),
+        etag: Some(object.etag.clone()),
         runtime: tokio::runtime::Handle::current(),
     };
     let (config2, spec2, key, encoding) = (

@@ -100,6 +100,9 @@ pub struct RangedObject {
     pub key: String,
     /// The object's size in bytes; 0 when unknown (then a HEAD asks).
     pub size: u64,
+    /// The version being read: every range asks for it (`If-Match`), so an object overwritten
+    /// mid-run fails with a clear error instead of mixing two versions. `None`: any version.
+    pub etag: Option<String>,
     /// The runtime to `block_on` range reads from the decode thread (a blocking thread may).
     pub runtime: tokio::runtime::Handle,
 }

@@ -55,7 +55,10 @@ impl RandomAccess for S3Ranges {
         let o = &self.object;
         let bytes = o
             .runtime
-            .block_on(o.source.read_range(&o.bucket, &o.key, start, end))
+            .block_on(
+                o.source
+                    .read_range_if(&o.bucket, &o.key, start, end, o.etag.as_deref()),
+            )
             .map_err(std::io::Error::other)?;
         if bytes.len() as u64 != end - start {
             return Err(std::io::Error::new(

@@ -213,6 +213,7 @@ pub async fn process_object(
         bucket: object.bucket.clone(),
         key: object.key.clone(),
         size: source.size.unwrap_or(0),
+        etag: Some(source.etag.clone()),
         runtime: tokio::runtime::Handle::current(),
     };
 

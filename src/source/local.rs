@@ -117,6 +117,20 @@ impl ObjectSource for LocalOrS3 {
         }
     }
 
+    async fn read_range_if(
+        &self,
+        bucket: &str,
+        key: &str,
+        start: u64,
+        end: u64,
+        etag: Option<&str>,
+    ) -> Result<bytes::Bytes, SourceError> {
+        if bucket != LOCAL_BUCKET {
+            return self.s3.read_range_if(bucket, key, start, end, etag).await;
+        }
+        self.read_range(bucket, key, start, end).await
+    }
+
     async fn list(&self, bucket: &str, prefix: &str) -> Result<Vec<ListedObject>, SourceError> {
         if bucket != LOCAL_BUCKET {
             return self.s3.list(bucket, prefix).await;

@@ -81,6 +81,19 @@ pub trait ObjectSource: Send + Sync {
         start: u64,
         end: u64,
     ) -> Result<bytes::Bytes, SourceError>;
+    /// As [`ObjectSource::read_range`], of exactly the version with ETag `etag` (`If-Match`): an
+    /// object overwritten mid-run must not be decoded with the old footer and the new bytes.
+    /// Fakes without versions ignore `etag`.
+    async fn read_range_if(
+        &self,
+        bucket: &str,
+        key: &str,
+        start: u64,
+        end: u64,
+        _etag: Option<&str>,
+    ) -> Result<bytes::Bytes, SourceError> {
+        self.read_range(bucket, key, start, end).await
+    }
     /// Every object under `prefix` (paginated internally).
     async fn list(&self, bucket: &str, prefix: &str) -> Result<Vec<ListedObject>, SourceError>;
 }
@@ -159,6 +172,17 @@ impl ObjectSource for aws_sdk_s3::Client {
         start: u64,
         end: u64,
     ) -> Result<bytes::Bytes, SourceError> {
+        self.read_range_if(bucket, key, start, end, None).await
+    }
+
+    async fn read_range_if(
+        &self,
+        bucket: &str,
+        key: &str,
+        start: u64,
+        end: u64,
+        etag: Option<&str>,
+    ) -> Result<bytes::Bytes, SourceError> {
         let err = |reason: String| SourceError {
             bucket: bucket.into(),
             key: key.into(),
@@ -167,14 +191,24 @@ impl ObjectSource for aws_sdk_s3::Client {
         if end <= start {
             return Ok(bytes::Bytes::new());
         }
-        let out = self
+        let mut req = self
             .get_object()
             .bucket(bucket)
             .key(key)
-            .range(format!("bytes={start}-{}", end - 1))
-            .send()
-            .await
-            .map_err(|e| err(aws_error_text(&e)))?;
+            .range(format!("bytes={start}-{}", end - 1));
+        if let Some(e) = etag.filter(|e| !e.is_empty()) {
+            req = req.if_match(format!("\"{}\"", normalize_etag(e)));
+        }
+        let out = req.send().await.map_err(|e| {
+            if e.raw_response().is_some_and(|r| r.status().as_u16() == 412) {
+                err(format!(
+                    "the object was overwritten while it was read (no longer ETag {}); the new version is processed by its own notification",
+                    etag.map(normalize_etag).unwrap_or_default()
+                ))
+            } else {
+                err(aws_error_text(&e))
+            }
+        })?;
         let data = out.body.collect().await.map_err(|e| err(e.to_string()))?;
         Ok(data.into_bytes())
     }

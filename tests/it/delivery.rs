@@ -665,3 +665,73 @@ async fn the_sweep_takes_new_objects_before_failed_ones() {
         .iter()
         .all(|o| o.status == Status::Failed && o.key.contains("broken")));
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_object_whose_runs_keep_dying_is_poisoned_not_retried_forever() {
+    let stack = stack_with_users().await;
+    let deps = stack.deps(&[("PRIMARY_KEY", "user_id")]).await;
+    let etag = stack
+        .s3
+        .head_object()
+        .bucket(&stack.bucket)
+        .key(users_key())
+        .send()
+        .await
+        .unwrap()
+        .e_tag
+        .unwrap()
+        .trim_matches('"')
+        .to_string();
+    // Two runs already died at row 0, and a third one's lease just ran out (as a function killed
+    // by a timeout or out of memory leaves it).
+    let marker_key = format!(
+        "moengage-sync/runs/{}/{}/{etag}.json",
+        stack.bucket,
+        users_key()
+    );
+    let dead = json!({
+        "status": "running", "bucket": stack.bucket, "key": users_key(), "etag": etag,
+        "resume_after_row": 0, "runs": 3, "lease_until": 0,
+        "updated_at": "2026-11-30T10:00:00Z", "deaths": 2, "claimed_at_row": 0
+    });
+    stack
+        .put(&marker_key, serde_json::to_vec(&dead).unwrap())
+        .await;
+
+    let summary = stack.invoke(&deps, users_key()).await;
+    let obj = &summary.objects[0];
+    assert_eq!(obj.status, Status::Failed, "{summary:?}");
+    let error = obj.error.as_deref().unwrap();
+    assert!(
+        error.contains("its last 3 runs died")
+            && error.contains("not retried until this marker is deleted")
+            && error.contains(&format!("delete s3://{}/{marker_key}", stack.bucket)),
+        "{error}"
+    );
+    assert!(stack.state().requests.is_empty(), "nothing sent");
+    // The sweep leaves it alone and says so.
+    let scheduled: Value =
+        serde_json::from_str(include_str!("../../events/scheduled.json")).unwrap();
+    let sweep = stack.invoke_payload(&deps, scheduled).await;
+    assert!(sweep.objects.is_empty(), "{sweep:?}");
+    assert!(
+        sweep
+            .notes
+            .iter()
+            .any(|n| n.contains("1 poisoned objects are not retried")),
+        "{:?}",
+        sweep.notes
+    );
+    // Deleting the marker (after fixing the cause) retries it.
+    stack
+        .s3
+        .delete_object()
+        .bucket(&stack.bucket)
+        .key(&marker_key)
+        .send()
+        .await
+        .unwrap();
+    let again = stack.invoke(&deps, users_key()).await;
+    assert_eq!(again.objects[0].status, Status::Complete);
+    assert_each_delivered_once(&stack);
+}

@@ -277,6 +277,7 @@ async fn parquet_is_read_from_s3_in_bounded_range_requests() {
         bucket: stack.bucket.clone(),
         key: "rs/0000_part_00.parquet".into(),
         size: 0,
+        etag: None,
         runtime: tokio::runtime::Handle::current(),
     };
     let read = tokio::task::spawn_blocking(move || {

@@ -117,6 +117,7 @@ async fn emf_of_a_run_is_valid_and_equals_the_run_summary() {
                 .effective_rate_per_minute
                 .map_or(0, |v| v.round() as u64),
         ),
+        ("ObjectsPoisoned", 0),
         ("ObjectsFailed", 0),
     ];
     // The 429s lowered the rate in force below the configured 1,000,000 a minute (AIMD).

@@ -296,3 +296,42 @@ async fn work_items_outside_the_source_bucket_and_prefix_are_refused() {
     assert_eq!(ok.objects.len(), 1);
     assert_eq!(ok.objects[0].rows_delivered, 5, "{ok:?}");
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn range_reads_ask_for_the_version_being_read() {
+    use moengage_sync::source::ObjectSource;
+    let stack = Stack::start().await;
+    stack
+        .put("exports/p.parquet", b"PAR1 first version".to_vec())
+        .await;
+    let meta = ObjectSource::head(&stack.s3, &stack.bucket, "exports/p.parquet")
+        .await
+        .unwrap();
+    let bytes = ObjectSource::read_range_if(
+        &stack.s3,
+        &stack.bucket,
+        "exports/p.parquet",
+        0,
+        4,
+        Some(&meta.etag),
+    )
+    .await
+    .unwrap();
+    assert_eq!(&bytes[..], b"PAR1");
+    // Overwritten mid-run: the next range of the old version fails, never mixes the two.
+    stack
+        .put("exports/p.parquet", b"PAR1 second version!".to_vec())
+        .await;
+    let err = ObjectSource::read_range_if(
+        &stack.s3,
+        &stack.bucket,
+        "exports/p.parquet",
+        5,
+        10,
+        Some(&meta.etag),
+    )
+    .await
+    .unwrap_err()
+    .to_string();
+    assert!(err.contains("overwritten while it was read"), "{err}");
+}

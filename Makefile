@@ -6,7 +6,7 @@ VENV  ?= .venv
 PY    := $(VENV)/bin/python
 STAMP := $(VENV)/.installed
 
-.PHONY: all demo test unit lint-template check-deploy-guide check-cycles lint bench bench-delivery build release clean help venv redrive
+.PHONY: all demo test unit lint-template check-deploy-guide check-cycles lint bench bench-delivery checkov build release clean help venv redrive
 
 help:
 	@echo "make demo   - local stack (moto + MoEngage emulator + cargo lambda watch), one sample export, readable summary"
@@ -86,6 +86,12 @@ bench: $(STAMP)
 bench-delivery: $(STAMP)
 	cargo build --release -p moengage-emulator
 	MOTO_SERVER=$(abspath $(VENV))/bin/moto_server cargo bench --bench delivery | tee target/bench-delivery.md
+
+# checkov on template.yaml (not part of `make test`: it is a large install). Every skip is
+# justified beside its resource and in docs/deploy.md.
+checkov: $(STAMP)
+	$(VENV)/bin/pip install -q checkov
+	$(VENV)/bin/checkov -f template.yaml --framework cloudformation --compact --quiet
 
 clean:
 	cargo clean

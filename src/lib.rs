@@ -15,7 +15,8 @@
 //!   place that builds their URLs.
 //! - [`aws`]: SDK error text, for every AWS adapter.
 //! - [`state`]: `StateStore`, small documents in S3 (run markers, reports, sync-state shards).
-//! - [`source`]: `ObjectSource`, streaming exports out of S3.
+//! - [`source`]: `ObjectSource`, streaming exports out of S3 (ranges at the version claimed), and
+//!   local files for the terminal `sync` ([`source::local`]).
 //! - [`decode`]: format and compression detection, decompression, and the row decoders (CSV/TSV in
 //!   the `CSV_*` dialect, NDJSON, Parquet by range requests), each a typed `RowSource`.
 //! - [`map`]: `FIELD_MAPPING` → elements (customer / event objects) with per-row validation;
@@ -23,20 +24,25 @@
 //! - [`sync_state`]: the diff stage: per-key fingerprints in S3 shards, what changed since MoEngage
 //!   last accepted it.
 //! - [`batch`]: elements → request bodies, sized on the exact bytes sent.
-//! - [`deliver`]: one body, paced ([`deliver::rate`]) and retried, through the HTTP client and
+//! - [`deliver`]: one body, paced ([`deliver::rate`]: one adaptive budget per MoEngage API) and
+//!   retried, through the HTTP client and
 //!   `classify` ([`deliver::client`]) to a delivered / failed / misconfigured outcome; bodies that
 //!   fail go to the dead-letter queue ([`deliver::dead_letter`]).
 //! - [`account`]: the run report, the summary line and the accounting identity
-//!   ([`account::report`]), and one CloudWatch EMF document per object ([`account::metrics`]).
+//!   ([`account::report`]), one CloudWatch EMF document per object ([`account::metrics`]), the
+//!   run log a warehouse can query ([`account::run_log`]), and live progress counters
+//!   ([`account::progress`]).
 //! - [`config`]: environment variables → a validated, typed `Config` (fails at start-up with one
 //!   line); built from the vocabulary and option types of the stages above. [`config::syncs`]:
 //!   the syncs (from `SYNC_CONFIG`, or the one the variables describe), routing by prefix, and the
-//!   budget of each MoEngage API.
-//! - [`pipeline`]: one object: the chain source → decode → map → diff → batch → deliver, in roles.
+//!   budgets of the MoEngage APIs the file sets.
+//! - [`pipeline`]: one object: the chain source → decode → map → diff → batch → deliver, in roles,
+//!   with fair use per end user, mid-run checkpoints and cancellation.
 //! - [`app`]: the Lambda shell, the only place that knows about Lambda: `Deps`, start-up,
 //!   invocation payloads, the handler (claim → run → report → mark → continue; the sweep), run
-//!   markers, the work queue, redrive and the response.
-//! - [`cli`]: `preview` and `check`, the binary's command-line mode for people.
+//!   markers (with mid-run checkpoints and poisoned objects), the work queue, redrive and the
+//!   response.
+//! - [`cli`]: `preview`, `check`, `sync` and `runs`, the binary's command-line mode for people.
 //!
 //! The MoEngage emulator used by the tests and the demo is its own crate,
 //! `crates/moengage-emulator`.

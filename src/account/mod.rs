@@ -3,5 +3,6 @@
 //! CloudWatch metrics of a run ([`metrics`]).
 
 pub mod metrics;
+pub mod progress;
 pub mod report;
 pub mod run_log;

@@ -117,7 +117,7 @@ pub struct Invocation {
     /// at a deadline: the checkpoint is recorded and the object reported `continued`.
     pub cancel: Option<tokio_util::sync::CancellationToken>,
     /// Live counters of the object being processed (the terminal's progress bar).
-    pub progress: Option<Arc<crate::pipeline::Progress>>,
+    pub progress: Option<Arc<crate::account::progress::Progress>>,
     /// Whether a continued object is handed to `WORK_QUEUE_URL` (the Lambda); the terminal
     /// `sync` resumes by running the same command again instead.
     pub enqueue_continuations: bool,

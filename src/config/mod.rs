@@ -102,7 +102,7 @@ pub struct Config {
     pub api_base_url: reqwest::Url,
     /// The syncs: one per dataset, each with its object type, mode, mapping and format. From
     /// `SYNC_CONFIG` (a local file is read here; an S3 one at start-up, see
-    /// [`syncs::SyncsSource`]), else the one sync, `default`, the variables describe.
+    /// [`syncs::reload`]), else the one sync, `default`, the variables describe.
     pub syncs: Arc<Syncs>,
     /// `SYNC_CONFIG`, when set.
     pub sync_config: Option<SyncConfigLocation>,

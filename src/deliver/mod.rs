@@ -12,8 +12,8 @@ use std::time::Duration;
 use bytes::Bytes;
 use tokio::time::Instant;
 
-use crate::config::syncs::ApiBudgets;
 use crate::deliver::client::{classify, MoEngageClient, RetryAction};
+use crate::deliver::rate::ApiBudgets;
 use crate::deliver::rate::{Budget, Budgets};
 use crate::model::Endpoint;
 

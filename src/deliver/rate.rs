@@ -12,12 +12,58 @@ use std::time::Duration;
 
 use tokio::time::Instant;
 
-use crate::config::syncs::{ApiBudget, ApiBudgets};
 use crate::model::Endpoint;
 
 /// Fraction of the configured budget actually used: a strict sliding-window limiter lets timer
 /// jitter push the 101st request into the window when pacing at exactly 100 %.
 pub const HEADROOM: f64 = 0.97;
+
+/// The request budget of one MoEngage API and, optionally, its record budgets.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct ApiBudget {
+    pub requests_per_minute: u32,
+    /// Customer records per minute (Track User, Bulk Import).
+    pub users_per_minute: Option<u32>,
+    /// Event records per minute (Create Event, Bulk Import).
+    pub events_per_minute: Option<u32>,
+}
+
+/// One budget per MoEngage API, shared by every sync and object an instance processes.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct ApiBudgets {
+    /// `POST /v1/customer`.
+    pub track_user: ApiBudget,
+    /// `POST /v1/event`.
+    pub create_event: ApiBudget,
+    /// `POST /v1/transition`.
+    pub bulk_import: ApiBudget,
+}
+
+impl ApiBudgets {
+    /// Every API with the variables' budgets (`RATE_LIMIT_PER_MINUTE`, `USERS_PER_MINUTE`,
+    /// `EVENTS_PER_MINUTE`); user records count only where users go, events where events go.
+    pub fn from_variables(requests: u32, users: Option<u32>, events: Option<u32>) -> Self {
+        let api = |users, events| ApiBudget {
+            requests_per_minute: requests,
+            users_per_minute: users,
+            events_per_minute: events,
+        };
+        ApiBudgets {
+            track_user: api(users, None),
+            create_event: api(None, events),
+            bulk_import: api(users, events),
+        }
+    }
+
+    /// The budget `endpoint` spends; the connection check spends Track User's.
+    pub fn get(&self, endpoint: Endpoint) -> &ApiBudget {
+        match endpoint {
+            Endpoint::Customer | Endpoint::Authentication => &self.track_user,
+            Endpoint::Event => &self.create_event,
+            Endpoint::Transition => &self.bulk_import,
+        }
+    }
+}
 
 /// Spaces requests at a fixed interval (which a reloaded configuration may change).
 #[derive(Debug)]

@@ -221,19 +221,8 @@ async fn child(case: usize, latency: u64, secs: u64, shrink: bool) -> Value {
         support::Moto::start(),
         EmulatorProcess::start(budget, latency)
     );
-    let aws = aws_config::defaults(aws_config::BehaviorVersion::latest())
-        .region(aws_config::Region::new("us-east-1"))
-        .endpoint_url(&moto.endpoint)
-        .credentials_provider(aws_sdk_s3::config::Credentials::new(
-            "testing", "testing", None, None, "bench",
-        ))
-        .load()
-        .await;
-    let s3 = aws_sdk_s3::Client::from_conf(
-        aws_sdk_s3::config::Builder::from(&aws)
-            .force_path_style(true)
-            .build(),
-    );
+    let aws = support::local_aws(&moto.endpoint).await;
+    let s3 = support::path_style_s3(&aws);
     let sqs = aws_sdk_sqs::Client::new(&aws);
     let bucket = "bench-bucket";
     s3.create_bucket()

@@ -13,7 +13,8 @@ pub struct Progress {
     pub rows_rejected: std::sync::atomic::AtomicU64,
     pub rows_dead_lettered: std::sync::atomic::AtomicU64,
     pub requests_sent: std::sync::atomic::AtomicU64,
-    /// Bytes of the object read so far (compressed, as stored), for an ETA.
+    /// The object's size as stored (0 when unknown), and the bytes of it read so far: an ETA.
+    pub object_size: std::sync::atomic::AtomicU64,
     pub bytes_read: std::sync::atomic::AtomicU64,
     /// Requests per minute in force for the sync's API.
     pub rate_per_minute: std::sync::atomic::AtomicU64,

@@ -43,20 +43,11 @@ pub struct SyncDoc {
 
 #[derive(Debug, Serialize)]
 pub struct ObjectLine {
+    /// As given (or listed): a path or `s3://bucket/key`.
     pub source: String,
-    pub sync: String,
-    pub status: Status,
-    pub rows_read: u64,
-    pub rows_delivered: u64,
-    pub rows_unchanged: u64,
-    pub rows_rejected: u64,
-    pub rows_dead_lettered: u64,
-    pub rows_pending: u64,
-    pub requests: u64,
-    #[serde(skip_serializing_if = "Option::is_none")]
-    pub error: Option<String>,
-    #[serde(skip_serializing_if = "Option::is_none")]
-    pub report: Option<String>,
+    /// The object's counts, status, error and report, as the function's summary has them.
+    #[serde(flatten)]
+    pub summary: ObjectSummary,
     /// Dry run: the first rejections, with row, column and reason.
     #[serde(skip_serializing_if = "Vec::is_empty")]
     pub rejected: Vec<RowReport>,
@@ -170,7 +161,7 @@ pub async fn run(args: SyncArgs) -> i32 {
                 ..Invocation::unbounded()
             };
             let only = Arc::new(only_sync(&config.syncs, &spec));
-            let ticker = display.follow(&t.shown, &spec, progress.clone(), size_of(&deps, t).await);
+            let ticker = display.follow(&t.shown, &spec, progress.clone());
             let mut notes = Vec::new();
             let result =
                 handler::process_version(&deps, &only, &t.object, None, false, &inv, &mut notes)
@@ -178,9 +169,11 @@ pub async fn run(args: SyncArgs) -> i32 {
             ticker.finish().await;
             doc.notes.extend(notes);
             match result {
-                Ok(handler::Processed::Line(s)) => {
-                    doc.objects.push(line_of(&t.shown, &s, Vec::new()))
-                }
+                Ok(handler::Processed::Line(s)) => doc.objects.push(ObjectLine {
+                    source: t.shown.clone(),
+                    summary: s,
+                    rejected: Vec::new(),
+                }),
                 Ok(handler::Processed::Nothing) => {}
                 Ok(handler::Processed::Busy) => doc.notes.push(format!(
                     "{}: another run (the Lambda, or another terminal) holds it; try again later",
@@ -194,7 +187,7 @@ pub async fn run(args: SyncArgs) -> i32 {
         }
     }
     display.done();
-    for o in &doc.objects {
+    for o in doc.objects.iter().map(|o| &o.summary) {
         let t = &mut doc.totals;
         t.objects += 1;
         t.failed += usize::from(o.status == Status::Failed);
@@ -204,7 +197,7 @@ pub async fn run(args: SyncArgs) -> i32 {
         t.rows_rejected += o.rows_rejected;
         t.rows_dead_lettered += o.rows_dead_lettered;
         t.rows_pending += o.rows_pending;
-        t.requests += o.requests;
+        t.requests += o.requests_sent;
     }
     if args.json {
         match serde_json::to_string_pretty(&doc) {
@@ -331,32 +324,6 @@ fn only_sync(syncs: &Syncs, spec: &SyncSpec) -> Syncs {
     }
 }
 
-async fn size_of(deps: &crate::app::Deps, t: &Target) -> Option<u64> {
-    deps.source
-        .head(&t.object.bucket, &t.object.key)
-        .await
-        .ok()
-        .map(|m| m.size)
-}
-
-fn line_of(shown: &str, s: &ObjectSummary, rejected: Vec<RowReport>) -> ObjectLine {
-    ObjectLine {
-        source: shown.into(),
-        sync: s.sync.clone(),
-        status: s.status,
-        rows_read: s.rows_read,
-        rows_delivered: s.rows_delivered,
-        rows_unchanged: s.rows_unchanged,
-        rows_rejected: s.rows_rejected,
-        rows_dead_lettered: s.rows_dead_lettered,
-        rows_pending: s.rows_pending,
-        requests: s.requests_sent,
-        error: s.error.clone(),
-        report: s.report.clone(),
-        rejected,
-    }
-}
-
 /// A dry run of one object: the whole pipeline but delivery, nothing written.
 async fn dry_one(
     config: &Config,
@@ -365,20 +332,25 @@ async fn dry_one(
     s3: Option<Arc<dyn ObjectSource>>,
     display: &Display,
 ) -> ObjectLine {
-    let failed = |error: String| ObjectLine {
+    let line = |summary: ObjectSummary, rejected: Vec<RowReport>| ObjectLine {
         source: t.shown.clone(),
-        sync: args.sync.clone().unwrap_or_default(),
-        status: Status::Failed,
-        rows_read: 0,
-        rows_delivered: 0,
-        rows_unchanged: 0,
-        rows_rejected: 0,
-        rows_dead_lettered: 0,
-        rows_pending: 0,
-        requests: 0,
-        error: Some(error),
-        report: None,
-        rejected: Vec::new(),
+        summary: ObjectSummary {
+            bucket: t.object.bucket.clone(),
+            key: t.object.key.clone(),
+            ..summary
+        },
+        rejected,
+    };
+    let failed = |error: String| {
+        line(
+            ObjectSummary {
+                sync: args.sync.clone().unwrap_or_default(),
+                status: Status::Failed,
+                error: Some(error),
+                ..Default::default()
+            },
+            Vec::new(),
+        )
     };
     let spec = match super::pick_sync(config, args.sync.as_deref(), &t.object.key) {
         Ok(s) => s,
@@ -392,7 +364,10 @@ async fn dry_one(
         Err(e) => return failed(e.to_string()),
     };
     let progress = Arc::new(Progress::default());
-    let ticker = display.follow(&t.shown, &spec, progress.clone(), object.size);
+    progress
+        .object_size
+        .store(object.size.unwrap_or(0), Relaxed);
+    let ticker = display.follow(&t.shown, &spec, progress.clone());
     let counted = pipeline::CountingRead::new(object.body, progress.clone());
     let ranged = RangedObject {
         source: source.clone(),
@@ -427,25 +402,25 @@ async fn dry_one(
         Ok(d) => d,
         Err(e) => return failed(format!("internal error while decoding: {e}")),
     };
-    ObjectLine {
-        source: t.shown.clone(),
-        sync: spec.name.clone(),
-        status: if dry.failure.is_some() {
-            Status::Failed
-        } else {
-            Status::Complete
+    line(
+        ObjectSummary {
+            sync: spec.name.clone(),
+            status: if dry.failure.is_some() {
+                Status::Failed
+            } else {
+                Status::Complete
+            },
+            rows_read: dry.rows_read,
+            rows_unchanged: dry.unchanged,
+            rows_rejected: dry.rows_rejected,
+            // Rows that would be sent: pending, since nothing was.
+            rows_pending: dry.would_send,
+            requests_sent: dry.requests,
+            error: dry.failure,
+            ..Default::default()
         },
-        rows_read: dry.rows_read,
-        rows_delivered: 0,
-        rows_unchanged: dry.unchanged,
-        rows_rejected: dry.rows_rejected,
-        rows_dead_lettered: 0,
-        rows_pending: dry.would_send,
-        requests: dry.requests,
-        error: dry.failure,
-        report: None,
-        rejected: dry.rejected,
-    }
+        dry.rejected,
+    )
 }
 
 /// S3 when no AWS is configured: a local dry run never reaches it.
@@ -561,13 +536,7 @@ impl Display {
     }
 
     /// Shows `progress` of one object until the returned ticker is finished.
-    fn follow(
-        &self,
-        shown: &str,
-        spec: &SyncSpec,
-        progress: Arc<Progress>,
-        size: Option<u64>,
-    ) -> Ticker {
+    fn follow(&self, shown: &str, spec: &SyncSpec, progress: Arc<Progress>) -> Ticker {
         let bar = self.bars.as_ref().map(|bars| {
             let bar = bars.insert_from_back(1, indicatif::ProgressBar::new_spinner());
             bar.set_style(
@@ -600,7 +569,7 @@ impl Display {
                     _ = &mut stopped => true,
                     _ = tokio::time::sleep(every) => false,
                 };
-                let text = status_text(&progress, size, budget, started.elapsed());
+                let text = status_text(&progress, budget, started.elapsed());
                 match &bar {
                     Some(b) if finished => b.finish_with_message(text),
                     Some(b) => b.set_message(text),
@@ -629,7 +598,8 @@ impl Display {
 
 /// `12,345 rows read · 12,000 delivered · 300 unchanged · 45 rejected · 1,164 req/min (budget
 /// 1,200) · ETA 3m10s`.
-fn status_text(p: &Progress, size: Option<u64>, budget: f64, elapsed: Duration) -> String {
+fn status_text(p: &Progress, budget: f64, elapsed: Duration) -> String {
+    let size = Some(p.object_size.load(Relaxed)).filter(|s| *s > 0);
     let read = p.rows_read.load(Relaxed);
     let delivered = p.rows_delivered.load(Relaxed);
     let unchanged = p.rows_unchanged.load(Relaxed);
@@ -697,7 +667,8 @@ pub fn render(doc: &SyncDoc) -> String {
     } else {
         "delivered"
     };
-    for o in &doc.objects {
+    for line in &doc.objects {
+        let o = &line.summary;
         let _ = writeln!(
             out,
             "{} {} ({}): {} rows read, {} {verb}, {} unchanged, {} rejected, {} dead-lettered, {} pending, {} requests",
@@ -706,7 +677,7 @@ pub fn render(doc: &SyncDoc) -> String {
                 Status::Continued => "…",
                 Status::Failed => "✗",
             },
-            o.source,
+            line.source,
             o.sync,
             o.rows_read,
             if doc.dry_run { o.rows_pending } else { o.rows_delivered },
@@ -714,12 +685,12 @@ pub fn render(doc: &SyncDoc) -> String {
             o.rows_rejected,
             o.rows_dead_lettered,
             if doc.dry_run { 0 } else { o.rows_pending },
-            o.requests,
+            o.requests_sent,
         );
         if let Some(e) = &o.error {
             let _ = writeln!(out, "    error: {e}");
         }
-        for r in o.rejected.iter().take(10) {
+        for r in line.rejected.iter().take(10) {
             let _ = writeln!(out, "    row {} {}: {}", r.row, r.column, r.reason);
         }
         if let Some(r) = &o.report {

@@ -146,7 +146,13 @@ pub async fn process_object(
     report.etag = source.etag.clone();
     report.version_id = source.version_id.clone();
     let body: std::pin::Pin<Box<dyn tokio::io::AsyncRead + Send>> = match &plan.progress {
-        Some(p) => Box::pin(CountingRead::new(source.body, p.clone())),
+        Some(p) => {
+            p.object_size.store(
+                source.size.unwrap_or(0),
+                std::sync::atomic::Ordering::Relaxed,
+            );
+            Box::pin(CountingRead::new(source.body, p.clone()))
+        }
         None => source.body,
     };
     let reader = SyncIoBridge::new(body);

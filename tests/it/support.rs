@@ -93,19 +93,8 @@ impl Stack {
                 .await
                 .expect("start emulator")
         });
-        let aws = aws_config::defaults(BehaviorVersion::latest())
-            .region(Region::new("us-east-1"))
-            .endpoint_url(&moto.endpoint)
-            .credentials_provider(aws_sdk_s3::config::Credentials::new(
-                "testing", "testing", None, None, "tests",
-            ))
-            .load()
-            .await;
-        let s3 = aws_sdk_s3::Client::from_conf(
-            aws_sdk_s3::config::Builder::from(&aws)
-                .force_path_style(true)
-                .build(),
-        );
+        let aws = local_aws(&moto.endpoint).await;
+        let s3 = path_style_s3(&aws);
         let sqs = aws_sdk_sqs::Client::new(&aws);
         let bucket = "exports-bucket".to_string();
         s3.create_bucket()
@@ -285,6 +274,27 @@ impl Stack {
             .expect("get object");
         serde_json::from_slice(&out.body.collect().await.expect("body").into_bytes()).expect("json")
     }
+}
+
+/// The SDK configuration for a local moto at `endpoint`, with test credentials.
+pub async fn local_aws(endpoint: &str) -> SdkConfig {
+    aws_config::defaults(BehaviorVersion::latest())
+        .region(Region::new("us-east-1"))
+        .endpoint_url(endpoint)
+        .credentials_provider(aws_sdk_s3::config::Credentials::new(
+            "testing", "testing", None, None, "tests",
+        ))
+        .load()
+        .await
+}
+
+/// An S3 client for moto (path-style: `bucket.127.0.0.1` does not resolve).
+pub fn path_style_s3(aws: &SdkConfig) -> aws_sdk_s3::Client {
+    aws_sdk_s3::Client::from_conf(
+        aws_sdk_s3::config::Builder::from(aws)
+            .force_path_style(true)
+            .build(),
+    )
 }
 
 pub fn emulator_config() -> EmulatorConfig {

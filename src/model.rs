@@ -25,6 +25,14 @@ pub fn shorten(s: &str, max: usize) -> String {
     format!("{}…", &s[..end])
 }
 
+/// Longest value quoted in a message: a hostile export must not make a megabyte-long reason.
+pub const QUOTE_MAX_BYTES: usize = 200;
+
+/// `s` as a quoted, escaped string (`"…"`), cut to [`QUOTE_MAX_BYTES`].
+pub fn quoted(s: &str) -> String {
+    format!("{:?}", shorten(s, QUOTE_MAX_BYTES))
+}
+
 /// The MoEngage Data API key. Wrapped so that neither `Debug` nor `Display` can leak it into a log
 /// line or an error message.
 #[derive(Clone, PartialEq, Eq)]

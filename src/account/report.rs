@@ -115,20 +115,107 @@ pub struct RunReport {
     pub rejected_rows: Vec<RowReport>,
     /// The first [`MAX_LISTED_ISSUES`] warnings, including mapping-level ones (row 0).
     pub warnings: Vec<RowReport>,
+    /// The first [`MAX_LISTED_ISSUES`] dead-letter message ids (`rows_dead_lettered` stays exact).
     pub dead_letter_message_ids: Vec<String>,
+    /// Every rejected row counted by the kind of its reason (`column: reason` with the values
+    /// left out), so the report stays small whatever the number of rejections: the first
+    /// [`MAX_LISTED_ISSUES`] are listed in full above, all are counted here. At most
+    /// [`MAX_REASON_KINDS`] kinds; the rest count under [`OTHER_REASONS`].
+    #[serde(default, skip_serializing_if = "std::collections::BTreeMap::is_empty")]
+    pub rejections_by_reason: std::collections::BTreeMap<String, u64>,
+}
+
+/// Kinds of rejection a report counts separately.
+pub const MAX_REASON_KINDS: usize = 100;
+/// Where rejections beyond [`MAX_REASON_KINDS`] kinds are counted.
+pub const OTHER_REASONS: &str = "(other reasons)";
+/// Longest column name and reason kept in a listed rejection or warning.
+pub const MAX_REASON_BYTES: usize = 600;
+
+impl RowReport {
+    /// Cut to [`MAX_REASON_BYTES`]: one hostile value cannot make a report large.
+    pub fn bounded(mut self) -> Self {
+        if self.column.len() > crate::model::QUOTE_MAX_BYTES {
+            self.column = crate::model::shorten(&self.column, crate::model::QUOTE_MAX_BYTES);
+        }
+        if self.reason.len() > MAX_REASON_BYTES {
+            self.reason = crate::model::shorten(&self.reason, MAX_REASON_BYTES);
+        }
+        self
+    }
+
+    /// The kind of this rejection, for [`RunReport::rejections_by_reason`]: the column and the
+    /// reason with quoted values and numbers left out (`email: "…" is not an e-mail`).
+    pub fn kind(&self) -> String {
+        let mut out = String::with_capacity(64);
+        out.push_str(&crate::model::shorten(&self.column, 60));
+        out.push_str(": ");
+        let mut chars = self.reason.chars().peekable();
+        while let Some(c) = chars.next() {
+            if out.len() > 160 {
+                out.push('…');
+                break;
+            }
+            match c {
+                '"' => {
+                    // A Debug-quoted value: skip to its closing quote, escapes included.
+                    while let Some(c) = chars.next() {
+                        match c {
+                            '\\' => {
+                                chars.next();
+                            }
+                            '"' => break,
+                            _ => {}
+                        }
+                    }
+                    out.push_str("\"…\"");
+                }
+                c if c.is_ascii_digit() => {
+                    while chars.peek().is_some_and(|c| c.is_ascii_digit() || *c == '.') {
+                        chars.next();
+                    }
+                    out.push('N');
+                }
+                c => out.push(c),
+            }
+        }
+        out
+    }
 }
 
 impl RunReport {
     pub fn reject(&mut self, r: RowReport) {
         self.summary.rows_rejected += 1;
+        self.count_rejections(&r.kind(), 1);
         if self.rejected_rows.len() < MAX_LISTED_ISSUES {
-            self.rejected_rows.push(r);
+            self.rejected_rows.push(r.bounded());
         }
     }
 
     pub fn warn(&mut self, r: RowReport) {
         if self.warnings.len() < MAX_LISTED_ISSUES {
-            self.warnings.push(r);
+            self.warnings.push(r.bounded());
+        }
+    }
+
+    /// Adds `n` rejections of `kind` (see [`RowReport::kind`]).
+    pub fn count_rejections(&mut self, kind: &str, n: u64) {
+        if let Some(c) = self.rejections_by_reason.get_mut(kind) {
+            *c += n;
+        } else if self.rejections_by_reason.len() < MAX_REASON_KINDS {
+            self.rejections_by_reason.insert(kind.to_string(), n);
+        } else {
+            *self
+                .rejections_by_reason
+                .entry(OTHER_REASONS.to_string())
+                .or_default() += n;
+        }
+    }
+
+    /// Notes a dead-lettered body's message id (the first [`MAX_LISTED_ISSUES`] are kept).
+    pub fn dead_lettered(&mut self, message_id: String) {
+        if self.dead_letter_message_ids.len() < MAX_LISTED_ISSUES {
+            self.dead_letter_message_ids.push(message_id);
         }
     }
 }
@@ -155,4 +242,48 @@ pub fn report_key(
 
 fn is_zero(n: &u64) -> bool {
     *n == 0
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn rejected(row: u64, column: &str, reason: String) -> RowReport {
+        RowReport {
+            row,
+            line: None,
+            column: column.into(),
+            reason,
+        }
+    }
+
+    #[test]
+    fn a_report_stays_small_whatever_the_rejections() {
+        let mut report = RunReport::default();
+        let huge = "x".repeat(100 << 10);
+        for row in 1..=3_000u64 {
+            let reason = match row % 3 {
+                0 => format!("{} is not an integer", crate::model::quoted(&huge)),
+                1 => format!("{:?} is not an integer", format!("{row}{huge}")),
+                _ => format!("column {row} of {} is odd", row * 7),
+            };
+            report.reject(rejected(row, &huge, reason));
+        }
+        assert_eq!(report.summary.rows_rejected, 3_000);
+        assert_eq!(report.rejected_rows.len(), MAX_LISTED_ISSUES);
+        assert_eq!(report.rejections_by_reason.values().sum::<u64>(), 3_000);
+        // Values and numbers are left out of the kinds: two kinds here (the column is cut).
+        assert_eq!(report.rejections_by_reason.len(), 2, "{:?}", report.rejections_by_reason.keys());
+        let bytes = serde_json::to_vec(&report).unwrap().len();
+        assert!(bytes < 1 << 20, "report is {bytes} bytes");
+
+        // Beyond MAX_REASON_KINDS kinds, the rest share one counter.
+        let mut report = RunReport::default();
+        for row in 0..(MAX_REASON_KINDS as u64 + 50) {
+            let column = format!("c{row}");
+            report.reject(rejected(row, &column, "bad".into()));
+        }
+        assert_eq!(report.rejections_by_reason.len(), MAX_REASON_KINDS + 1);
+        assert_eq!(report.rejections_by_reason[OTHER_REASONS], 50);
+    }
 }

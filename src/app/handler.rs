@@ -562,7 +562,7 @@ fn failed_line(object: &ObjectRef, error: String) -> ObjectSummary {
         bucket: object.bucket.clone(),
         key: object.key.clone(),
         status: Status::Failed,
-        error: Some(error),
+        error: Some(crate::model::shorten(&error, 2_000)),
         ..Default::default()
     }
 }

@@ -179,6 +179,7 @@ async fn dry_run(
                     format,
                     compression: spec.source_compression,
                     csv: spec.csv,
+                    limits: config.input_limits,
                     ranged: None,
                 };
                 pipeline::dry_run_with_state(&config, &spec, input, rows, state.as_deref())
@@ -211,6 +212,7 @@ async fn dry_run(
                     format,
                     compression: spec.source_compression,
                     csv: spec.csv,
+                    limits: config.input_limits,
                     ranged: Some(ranged),
                 };
                 pipeline::dry_run_with_state(&config, &spec, input, rows, state.as_deref())

@@ -392,6 +392,7 @@ async fn dry_one(
             format: spec2.source_format,
             compression: spec2.source_compression,
             csv: spec2.csv,
+            limits: config2.input_limits,
             ranged: Some(ranged),
         };
         pipeline::dry_run_all(&config2, &spec2, input, None, Some(&p))

@@ -8,7 +8,7 @@ use std::fmt;
 use std::sync::Arc;
 use std::time::Duration;
 
-use crate::decode::{Compression, CsvOptions, Format};
+use crate::decode::{Compression, CsvOptions, Format, InputLimits};
 use crate::deliver::RetryPolicy;
 use crate::model::{
     ApiKey, ObjectType, SyncMode, DEFAULT_BATCH_MAX_BYTES, DEFAULT_BATCH_MAX_RECORDS,
@@ -109,6 +109,9 @@ pub struct Config {
     /// `OBJECT_TYPE`, `SYNC_MODE`, `FIELD_MAPPING`, `PRIMARY_KEY`, `SOURCE_FORMAT`,
     /// `SOURCE_COMPRESSION`, `CSV_*` and the budgets: what a file's sync falls back to.
     pub sync_defaults: SyncDefaults,
+    /// `MAX_ROW_MB`, `MAX_HEADER_MB`, `MAX_COLUMNS`, `PARQUET_MAX_CHUNK_MB`: what one object may
+    /// make the decoders hold at once.
+    pub input_limits: InputLimits,
     /// `CHECKPOINT_SECS`: longest time between mid-run checkpoints (run marker + sync state),
     /// default 30.
     pub checkpoint_secs: u64,
@@ -454,6 +457,25 @@ impl Config {
         let max_run_secs = parse_number("MAX_RUN_SECS", get("MAX_RUN_SECS"), 840, 1, 86_400)?;
         let checkpoint_secs =
             parse_number("CHECKPOINT_SECS", get("CHECKPOINT_SECS"), 30, 1, 3_600)?;
+        let mb = |name: &'static str, default: usize, max: usize| {
+            parse_number(name, get(name), default, 1, max).map(|n: usize| n << 20)
+        };
+        let input_limits = InputLimits {
+            max_row_bytes: mb("MAX_ROW_MB", InputLimits::DEFAULT_MAX_ROW_MB, 256)?,
+            max_header_bytes: mb("MAX_HEADER_MB", InputLimits::DEFAULT_MAX_HEADER_MB, 256)?,
+            max_columns: parse_number(
+                "MAX_COLUMNS",
+                get("MAX_COLUMNS"),
+                InputLimits::DEFAULT_MAX_COLUMNS,
+                1,
+                1_000_000,
+            )?,
+            parquet_max_chunk_bytes: mb(
+                "PARQUET_MAX_CHUNK_MB",
+                InputLimits::DEFAULT_PARQUET_MAX_CHUNK_MB as usize,
+                4096,
+            )? as u64,
+        };
         let sync_config_reload_secs = parse_number(
             "SYNC_CONFIG_RELOAD_SECS",
             get("SYNC_CONFIG_RELOAD_SECS"),
@@ -537,6 +559,7 @@ impl Config {
             sync_defaults,
             sync_config_reload_secs,
             checkpoint_secs,
+            input_limits,
             dead_letter_queue_url,
             work_queue_url,
             state_bucket,

@@ -2,14 +2,21 @@
 //! describe. One reused record; a record is checked as UTF-8 once, whole, and copied into a reused
 //! `String` that cells are sliced from; only when that fails are cells checked one by one, and
 //! only those the mapping reads — so a bad byte in an unmapped column does not reject the row.
+//!
+//! Records are parsed by `csv_core` into buffers this module owns, so their growth is bounded:
+//! a record over `MAX_ROW_MB` or `MAX_COLUMNS` is parsed on into a small scratch buffer and thrown
+//! away (rejected with its row number and the limit), and a header over `MAX_HEADER_MB` or
+//! `MAX_COLUMNS` fails the object at once — a 2 GiB line with no newline costs no more memory than
+//! a short one.
 
-use std::io::Read;
+use std::io::BufRead;
 
-use csv::ByteRecord;
+use csv_core::ReadRecordResult;
 
-use super::{BadRecord, DecodeError, RowRef, RowSource, READ_BUFFER_BYTES};
+use super::{BadRecord, DecodeError, InputLimits, RowRef, RowSource};
 use crate::map::convert::Cell;
 use crate::map::Row;
+use crate::model::shorten;
 
 /// How a CSV export is written. The defaults are RFC 4180 (what Snowflake, BigQuery and Redshift
 /// write by default): `,` (tab for TSV), `"` quotes, quotes inside a field doubled.
@@ -53,11 +60,166 @@ impl CsvOptions {
     }
 }
 
+/// Which limit a record went over.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+enum Over {
+    Bytes,
+    Fields,
+}
+
+/// What one call to [`Records::read`] found.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+enum Read {
+    /// A record is in the buffers; it started on `line`.
+    Record { line: u64 },
+    /// A record over a limit was read past and dropped; it started on `line`.
+    Oversized { line: u64, over: Over },
+    End,
+}
+
+/// Bytes of scratch output a record over the limit is parsed into (and thrown away).
+const SCRATCH_BYTES: usize = 64 << 10;
+/// First capacity of the record buffer; it doubles up to the limit.
+const FIRST_RECORD_BYTES: usize = 4 << 10;
+
+/// `csv_core` driven over a `BufRead`, into a field buffer and an end-position buffer that grow
+/// up to the caller's limits and no further.
+struct Records<R> {
+    core: csv_core::Reader,
+    input: R,
+    /// The record's field bytes, back to back; `fields[..len]` is valid.
+    fields: Vec<u8>,
+    len: usize,
+    /// End offset of each field in `fields`; `ends[..count]` is valid.
+    ends: Vec<usize>,
+    count: usize,
+    scratch: Vec<u8>,
+    scratch_ends: Vec<usize>,
+}
+
+impl<R: BufRead> Records<R> {
+    fn new(core: csv_core::Reader, input: R) -> Self {
+        Records {
+            core,
+            input,
+            fields: vec![0; FIRST_RECORD_BYTES],
+            len: 0,
+            ends: vec![0; 64],
+            count: 0,
+            scratch: Vec::new(),
+            scratch_ends: Vec::new(),
+        }
+    }
+
+    /// Reads the next record, holding at most `max_bytes` of field bytes and `max_fields` fields.
+    /// A record over a limit is read past to its end when `skip_oversized` (a row: the next one
+    /// reads normally), else the reading stops there (a header: the object fails).
+    fn read(
+        &mut self,
+        max_bytes: usize,
+        max_fields: usize,
+        skip_oversized: bool,
+    ) -> std::io::Result<Read> {
+        let line = self.core.line();
+        // The header's limits may be tighter than the rows' (or the other way round).
+        self.fields.truncate(max_bytes.max(1));
+        self.ends.truncate(max_fields.max(1));
+        let (mut out, mut ends) = (0usize, 0usize);
+        let mut over = None;
+        loop {
+            let input = loop {
+                match self.input.fill_buf() {
+                    Ok(b) => break b,
+                    Err(e) if e.kind() == std::io::ErrorKind::Interrupted => continue,
+                    Err(e) => return Err(e),
+                }
+            };
+            let (res, nin, nout, nend) = match over {
+                None => self.core.read_record(
+                    input,
+                    &mut self.fields[out..],
+                    &mut self.ends[ends..],
+                ),
+                Some(_) => {
+                    self.scratch.resize(SCRATCH_BYTES, 0);
+                    self.scratch_ends.resize(1024, 0);
+                    self.core
+                        .read_record(input, &mut self.scratch, &mut self.scratch_ends)
+                }
+            };
+            self.input.consume(nin);
+            if over.is_none() {
+                out += nout;
+                ends += nend;
+            }
+            if let Some(over) = over.filter(|_| !skip_oversized) {
+                return Ok(Read::Oversized { line, over });
+            }
+            match res {
+                ReadRecordResult::InputEmpty => {}
+                ReadRecordResult::OutputFull if over.is_none() => {
+                    if self.fields.len() >= max_bytes {
+                        over = Some(Over::Bytes);
+                    } else {
+                        let grown = (self.fields.len() * 2).min(max_bytes);
+                        self.fields.resize(grown, 0);
+                    }
+                }
+                ReadRecordResult::OutputEndsFull if over.is_none() => {
+                    if self.ends.len() >= max_fields {
+                        over = Some(Over::Fields);
+                    } else {
+                        let grown = (self.ends.len() * 2).min(max_fields);
+                        self.ends.resize(grown, 0);
+                    }
+                }
+                ReadRecordResult::OutputFull | ReadRecordResult::OutputEndsFull => {}
+                ReadRecordResult::Record => {
+                    return Ok(match over {
+                        Some(over) => {
+                            self.len = 0;
+                            self.count = 0;
+                            Read::Oversized { line, over }
+                        }
+                        None => {
+                            self.len = out;
+                            self.count = ends;
+                            Read::Record { line }
+                        }
+                    });
+                }
+                ReadRecordResult::End => return Ok(Read::End),
+            }
+        }
+    }
+
+    /// The record's bytes, all fields back to back.
+    fn bytes(&self) -> &[u8] {
+        &self.fields[..self.len]
+    }
+
+    fn field_count(&self) -> usize {
+        self.count
+    }
+
+    /// Byte range of field `i` in [`bytes`](Self::bytes).
+    fn range(&self, i: usize) -> Option<std::ops::Range<usize>> {
+        if i >= self.count {
+            return None;
+        }
+        let start = if i == 0 { 0 } else { self.ends[i - 1] };
+        Some(start..self.ends[i])
+    }
+
+    fn field(&self, i: usize) -> &[u8] {
+        self.range(i).map_or(&[], |r| &self.fields[r])
+    }
+}
+
 /// CSV rows with a header, read one at a time into a reused buffer.
-pub struct CsvRows<R: Read> {
-    reader: csv::Reader<R>,
+pub struct CsvRows<R> {
+    records: Records<R>,
     header: Vec<String>,
-    record: ByteRecord,
     /// The record's bytes as text; cells are sliced from it by the record's field ranges when
     /// `text_ok` (a slice off a char boundary falls back to the bytes).
     text: String,
@@ -69,38 +231,53 @@ pub struct CsvRows<R: Read> {
     row: u64,
     /// The field separator, to recognise records swallowed by an unclosed quote.
     delimiter: u8,
+    limits: InputLimits,
 }
 
-impl<R: Read> CsvRows<R> {
+impl<R: BufRead> CsvRows<R> {
     /// Reads the header. `tsv` picks the default delimiter (tab) when `options` sets none.
-    pub fn new(reader: R, options: CsvOptions, tsv: bool) -> Result<Self, DecodeError> {
+    pub fn new(
+        reader: R,
+        options: CsvOptions,
+        tsv: bool,
+        limits: InputLimits,
+    ) -> Result<Self, DecodeError> {
         let delimiter = options.delimiter.unwrap_or(if tsv { b'\t' } else { b',' });
-        let mut reader = csv::ReaderBuilder::new()
+        let core = csv_core::ReaderBuilder::new()
             .delimiter(delimiter)
             .quote(options.quote)
             .escape(options.escape)
             .double_quote(options.escape.is_none())
-            // Fewer, larger reads from the decompressor than the default 8 KiB.
-            .buffer_capacity(READ_BUFFER_BYTES)
-            .has_headers(true)
-            // Width is checked per row below so that a short row is a rejection, not an abort.
-            .flexible(true)
-            .from_reader(reader);
-        let header = reader.byte_headers().map_err(|e| match e.kind() {
-            csv::ErrorKind::Io(_) => DecodeError::Read {
+            .build();
+        let mut records = Records::new(core, reader);
+        let read = records
+            .read(limits.max_header_bytes, limits.max_columns, false)
+            .map_err(|e| DecodeError::Read {
                 row: 0,
                 reason: e.to_string(),
-            },
-            _ => DecodeError::Header(e.to_string()),
-        })?;
-        if header.is_empty() || header.iter().all(|h| h.is_empty()) {
-            return Err(DecodeError::Empty);
+            })?;
+        match read {
+            Read::End => return Err(DecodeError::Empty),
+            Read::Oversized { over, .. } => {
+                return Err(DecodeError::Header(match over {
+                    Over::Bytes => format!(
+                        "the header row is over {} MiB (MAX_HEADER_MB); is the file one long line, or \
+                         not {} at all? Raise MAX_HEADER_MB if the header really is that long",
+                        limits.max_header_bytes >> 20,
+                        if tsv { "TSV" } else { "CSV" }
+                    ),
+                    Over::Fields => format!(
+                        "the header row has over {} columns (MAX_COLUMNS); check CSV_DELIMITER \
+                         ({:?}) matches the file, or raise MAX_COLUMNS",
+                        limits.max_columns, delimiter as char
+                    ),
+                }))
+            }
+            Read::Record { .. } => {}
         }
-        let header = header
-            .iter()
-            .enumerate()
-            .map(|(i, h)| {
-                String::from_utf8(h.to_vec())
+        let header = (0..records.field_count())
+            .map(|i| {
+                std::str::from_utf8(records.field(i))
                     .map(|s| s.trim().to_string())
                     .map_err(|_| {
                         DecodeError::Header(format!(
@@ -110,10 +287,12 @@ impl<R: Read> CsvRows<R> {
                     })
             })
             .collect::<Result<Vec<_>, _>>()?;
+        if header.iter().all(|h| h.is_empty()) {
+            return Err(DecodeError::Empty);
+        }
         Ok(CsvRows {
-            reader,
+            records,
             header,
-            record: ByteRecord::new(),
             text: String::new(),
             text_ok: false,
             quote_rule: match options.escape {
@@ -128,106 +307,122 @@ impl<R: Read> CsvRows<R> {
             },
             row: 0,
             delimiter,
+            limits,
         })
     }
 }
 
-impl<R: Read + Send> RowSource for CsvRows<R> {
+impl<R: BufRead + Send> RowSource for CsvRows<R> {
     fn header(&self) -> &[String] {
         &self.header
     }
 
     fn next_row(&mut self) -> Result<Option<Result<RowRef<'_>, BadRecord>>, DecodeError> {
-        let read = self.reader.read_byte_record(&mut self.record);
+        // Up to MAX_COLUMNS fields, and never fewer than one past the header's width, so that a
+        // row with too many fields is told apart from one at the limit.
+        let max_fields = self.limits.max_columns.max(self.header.len() + 1);
+        let read = self
+            .records
+            .read(self.limits.max_row_bytes, max_fields, true)
+            .map_err(|e| DecodeError::Read {
+                row: self.row,
+                reason: e.to_string(),
+            })?;
+        let line = match read {
+            Read::End => return Ok(None),
+            Read::Oversized { line, over } => {
+                self.row += 1;
+                let reason = match over {
+                    Over::Bytes => format!(
+                        "the row is over {} MiB (MAX_ROW_MB); not read — an unclosed quote \
+                         ({}), or raise MAX_ROW_MB",
+                        self.limits.max_row_bytes >> 20,
+                        self.quote_rule
+                    ),
+                    Over::Fields => format!(
+                        "the row has over {max_fields} fields (MAX_COLUMNS), the header has {}",
+                        self.header.len()
+                    ),
+                };
+                return Ok(Some(Err(BadRecord {
+                    row: self.row,
+                    line: Some(line),
+                    reason,
+                })));
+            }
+            Read::Record { line } => line,
+        };
+        self.row += 1;
+        let bytes = self.records.bytes();
         // Whether a field holds a newline (a sign of an unclosed quote): one SIMD scan.
-        let multi_line = memchr::memchr(b'\n', self.record.as_slice()).is_some();
-        // One UTF-8 pass over the whole record instead of one per cell (the csv crate's own
-        // StringRecord check goes cell by cell as soon as a record is not pure ASCII).
+        let multi_line = memchr::memchr(b'\n', bytes).is_some();
+        // One UTF-8 pass over the whole record instead of one per cell.
         self.text.clear();
-        self.text_ok = match std::str::from_utf8(self.record.as_slice()) {
+        self.text_ok = match std::str::from_utf8(bytes) {
             Ok(text) => {
                 self.text.push_str(text);
                 true
             }
             Err(_) => false,
         };
-        let record = &self.record;
-        match read {
-            Ok(false) => Ok(None),
-            Ok(true) => {
-                self.row += 1;
-                let line = record.position().map(|p| p.line());
-                if record.len() != self.header.len() {
-                    // An unclosed quote makes the csv crate read on across lines into one field.
-                    let hint = if multi_line {
-                        format!(
-                            "; a quoted field runs across lines — an unclosed quote? ({})",
-                            self.quote_rule
-                        )
-                    } else {
-                        String::new()
-                    };
-                    return Ok(Some(Err(BadRecord {
-                        row: self.row,
-                        line,
-                        reason: format!(
-                            "has {} fields, the header has {}{hint}",
-                            record.len(),
-                            self.header.len()
-                        ),
-                    })));
-                }
-                if let Some(field) = multi_line
-                    .then(|| swallowed_records(record, self.header.len(), self.delimiter))
-                    .flatten()
-                {
-                    return Ok(Some(Err(BadRecord {
-                        row: self.row,
-                        line,
-                        reason: format!(
-                            "field {field} runs across lines that look like whole records — an unclosed quote? \
-                             ({}); the rows it swallowed are not sent",
-                            self.quote_rule
-                        ),
-                    })));
-                }
-                Ok(Some(Ok(RowRef {
-                    row: self,
-                    number: self.row,
-                    line,
-                })))
-            }
-            Err(e) => match e.kind() {
-                csv::ErrorKind::Io(_) => Err(DecodeError::Read {
-                    row: self.row,
-                    reason: e.to_string(),
-                }),
-                _ => {
-                    self.row += 1;
-                    let line = e.position().map(|p| p.line());
-                    Ok(Some(Err(BadRecord {
-                        row: self.row,
-                        line,
-                        reason: e.to_string(),
-                    })))
-                }
-            },
+        let width = self.records.field_count();
+        if width != self.header.len() {
+            // An unclosed quote makes the parser read on across lines into one field.
+            let hint = if multi_line {
+                format!(
+                    "; a quoted field runs across lines — an unclosed quote? ({})",
+                    self.quote_rule
+                )
+            } else {
+                String::new()
+            };
+            return Ok(Some(Err(BadRecord {
+                row: self.row,
+                line: Some(line),
+                reason: format!(
+                    "has {width} fields, the header has {}{hint}",
+                    self.header.len()
+                ),
+            })));
         }
+        if let Some(field) = multi_line
+            .then(|| swallowed_records(&self.records, self.header.len(), self.delimiter))
+            .flatten()
+        {
+            return Ok(Some(Err(BadRecord {
+                row: self.row,
+                line: Some(line),
+                reason: format!(
+                    "field {field} runs across lines that look like whole records — an unclosed quote? \
+                     ({}); the rows it swallowed are not sent",
+                    self.quote_rule
+                ),
+            })));
+        }
+        Ok(Some(Ok(RowRef {
+            row: self,
+            number: self.row,
+            line: Some(line),
+        })))
     }
 }
 
-/// An unclosed quote makes the csv crate read every following line into one field. Such a field
+/// An unclosed quote makes the parser read every following line into one field. Such a field
 /// spans 2+ further lines, each with exactly the delimiters of a whole record — which free text
 /// practically never does.
-fn swallowed_records(record: &ByteRecord, width: usize, delimiter: u8) -> Option<usize> {
+fn swallowed_records<R: BufRead>(
+    record: &Records<R>,
+    width: usize,
+    delimiter: u8,
+) -> Option<usize> {
     // Called only for records holding a newline.
     if width < 2 {
         return None;
     }
-    record
-        .iter()
-        .position(|field| {
-            let mut lines = field
+    (0..record.field_count())
+        .position(|i| {
+            let mut lines = record
+                .field(i)
                 .split(|b| *b == b'\n')
                 .skip(1)
                 .filter(|l| !l.is_empty() && *l != b"\r");
@@ -241,19 +436,19 @@ fn swallowed_records(record: &ByteRecord, width: usize, delimiter: u8) -> Option
         .map(|i| i + 1)
 }
 
-impl<R: Read> Row for CsvRows<R> {
+impl<R: BufRead> Row for CsvRows<R> {
     fn cell(&self, index: usize) -> Result<Cell<'_>, String> {
-        let range = match self.record.range(index) {
+        let range = match self.records.range(index) {
             None => return Ok(Cell::Null),
             Some(r) => r,
         };
         if let Some(cell) = self.text_ok.then(|| self.text.get(range.clone())).flatten() {
             return Ok(Cell::Str(cell));
         }
-        match self.record.as_slice().get(range) {
+        match self.records.bytes().get(range) {
             None => Ok(Cell::Null),
             Some(bytes) => std::str::from_utf8(bytes).map(Cell::Str).map_err(|e| {
-                let name = self.header.get(index).map(String::as_str).unwrap_or("?");
+                let name = self.header.get(index).map_or("?".into(), |h| shorten(h, 200));
                 format!("column {name:?} is not valid UTF-8 (byte {} of the cell); re-export the file as UTF-8", e.valid_up_to())
             }),
         }
@@ -274,7 +469,7 @@ mod tests {
         options: CsvOptions,
     ) -> (Vec<String>, Vec<Result<Vec<String>, BadRecord>>) {
         let r = decompress(input, None).unwrap();
-        let mut csv = CsvRows::new(r, options, false).unwrap();
+        let mut csv = CsvRows::new(r, options, false, InputLimits::default()).unwrap();
         let header = csv.header().to_vec();
         let width = header.len();
         let mut out = Vec::new();
@@ -387,10 +582,70 @@ mod tests {
         assert!(bad.reason.contains("unclosed quote"), "{}", bad.reason);
     }
 
+    fn small_limits() -> InputLimits {
+        InputLimits {
+            max_row_bytes: 64,
+            max_header_bytes: 32,
+            max_columns: 5,
+            ..InputLimits::default()
+        }
+    }
+
+    #[test]
+    fn a_row_over_the_limit_is_rejected_with_its_row_and_the_rest_read_on() {
+        let long = "x".repeat(10_000);
+        let input = format!("id,note\n1,a\n2,\"{long}\nstill quoted\"\n3,{long}\n4,d\n5,1,2,3,4,5,6\n6,f\n");
+        let mut csv =
+            CsvRows::new(input.as_bytes(), CsvOptions::default(), false, small_limits()).unwrap();
+        let mut out = Vec::new();
+        while let Some(row) = csv.next_row().unwrap() {
+            out.push(row.map(|r| (r.number, r.line)).map_err(|b| (b.row, b.line, b.reason)));
+            // The record buffer never grows past the limit, whatever the input.
+            assert!(csv.records.fields.len() <= 64 && csv.records.ends.len() <= 5);
+        }
+        assert_eq!(out[0], Ok((1, Some(2))));
+        let (row, line, reason) = out[1].clone().unwrap_err();
+        assert_eq!((row, line), (2, Some(3)));
+        assert!(reason.contains("over 0 MiB (MAX_ROW_MB)") || reason.contains("MAX_ROW_MB"), "{reason}");
+        let (row, line, _) = out[2].clone().unwrap_err();
+        assert_eq!((row, line), (3, Some(5)), "the quoted newline counts as a line");
+        assert_eq!(out[3], Ok((4, Some(6))));
+        let (row, _, reason) = out[4].clone().unwrap_err();
+        assert_eq!(row, 5);
+        assert!(reason.contains("over 5 fields (MAX_COLUMNS)"), "{reason}");
+        assert_eq!(out[5], Ok((6, Some(8))));
+        assert_eq!(out.len(), 6);
+    }
+
+    #[test]
+    fn a_header_over_a_limit_fails_the_object_without_reading_on() {
+        // One line with no newline, far longer than the header limit: refused at the limit.
+        struct Endless(u64);
+        impl std::io::Read for Endless {
+            fn read(&mut self, buf: &mut [u8]) -> std::io::Result<usize> {
+                self.0 += buf.len() as u64;
+                assert!(self.0 < 1 << 20, "read on past the header limit");
+                buf.fill(b'a');
+                Ok(buf.len())
+            }
+        }
+        let reader = std::io::BufReader::with_capacity(1024, Endless(0));
+        let e = CsvRows::new(reader, CsvOptions::default(), false, small_limits())
+            .err()
+            .unwrap()
+            .to_string();
+        assert!(e.contains("MAX_HEADER_MB"), "{e}");
+        let e = CsvRows::new(&b"a,b,c,d,e,f\n1,2,3,4,5,6\n"[..], CsvOptions::default(), false, small_limits())
+            .err()
+            .unwrap()
+            .to_string();
+        assert!(e.contains("over 5 columns (MAX_COLUMNS)"), "{e}");
+    }
+
     #[test]
     fn tab_separated() {
         let mut csv =
-            CsvRows::new(&b"id\tname\n1\tx, y\n"[..], CsvOptions::default(), true).unwrap();
+            CsvRows::new(&b"id\tname\n1\tx, y\n"[..], CsvOptions::default(), true, InputLimits::default()).unwrap();
         assert_eq!(csv.header(), ["id", "name"]);
         let row = csv.next_row().unwrap().unwrap().unwrap();
         assert!(matches!(row.row.cell(1), Ok(Cell::Str("x, y"))));
@@ -409,7 +664,7 @@ mod tests {
         let mid = gz.len() / 2;
         gz[mid..mid + 64].fill(0x55);
         let r = decompress(&gz[..], Some(Compression::Gzip)).unwrap();
-        let mut csv = CsvRows::new(r, CsvOptions::default(), false).unwrap();
+        let mut csv = CsvRows::new(r, CsvOptions::default(), false, InputLimits::default()).unwrap();
         let mut rows = 0;
         let failed = loop {
             match csv.next_row() {

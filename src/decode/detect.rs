@@ -86,7 +86,18 @@ pub fn format_from_content(head: &[u8]) -> Result<Format, DecodeError> {
 /// Refuses bytes that cannot be delimited text, with a reason a person can act on (CSV would
 /// otherwise report a confusing header error or turn garbage into rows).
 pub fn check_text(head: &[u8], format: Format) -> Result<(), DecodeError> {
-    if !head.contains(&0) {
+    let nuls = memchr::memchr_iter(0, head).count();
+    if nuls == 0 {
+        return Ok(());
+    }
+    // A NUL inside otherwise valid text is a bad value, not a binary file: the rows holding it are
+    // rejected (see `map::convert::NUL_REASON`), like a NUL later in the file.
+    let text = match std::str::from_utf8(head) {
+        Ok(_) => true,
+        // The sniffed head may end inside a character.
+        Err(e) => e.error_len().is_none(),
+    };
+    if text && nuls * 8 < head.len() {
         return Ok(());
     }
     let utf16 = head.starts_with(&[0xff, 0xfe])
@@ -233,6 +244,8 @@ mod tests {
             .unwrap_err()
             .to_string();
         assert!(e.contains("UTF-16"), "{e}");
+        // A stray NUL in text is a row's problem, not the file's.
+        assert!(check_text(b"id,name\n1,a\0b\n2,c\n", Format::Csv).is_ok());
     }
 
     #[test]

@@ -86,10 +86,50 @@ pub struct DecodeInput<'a> {
     pub compression: Option<Compression>,
     /// `CSV_DELIMITER` / `CSV_QUOTE` / `CSV_ESCAPE`, for CSV and TSV.
     pub csv: CsvOptions,
+    /// The longest row, header and chunk, and the most columns, read from this object.
+    pub limits: InputLimits,
     /// Range access for formats that need random access (Parquet). `None` (local files, preview):
     /// a Parquet body is first copied from `reader` to an unlinked temporary file and read from
     /// there — memory stays flat, disk holds one copy.
     pub ranged: Option<RangedObject>,
+}
+
+/// What one object may make the decoders hold at once, whatever its bytes: a hostile or broken
+/// export (a 300 MB field, a 2 GiB line with no newline, 200,000 columns, a 100 MB Parquet cell)
+/// costs a rejected row or a failed object with the limit named, never the function's memory.
+/// The defaults keep a run within 128 MiB on any input.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct InputLimits {
+    /// `MAX_ROW_MB`: the longest CSV/TSV record (its fields' bytes) or NDJSON line; a longer one is
+    /// rejected with its row number and skipped without being held. Default 8 MiB.
+    pub max_row_bytes: usize,
+    /// `MAX_HEADER_MB`: the longest header; a longer one fails the object. Default 1 MiB.
+    pub max_header_bytes: usize,
+    /// `MAX_COLUMNS`: the most columns (CSV fields, NDJSON keys, Parquet columns) an object may
+    /// have; more fails the object. Default 10,000 (BigQuery's limit per table).
+    pub max_columns: usize,
+    /// `PARQUET_MAX_CHUNK_MB`: the largest Parquet column chunk (uncompressed) of a row group,
+    /// which bounds the largest page decoded at once; a larger one fails the object before any row
+    /// is sent, naming the column and row group. Default 32 MiB.
+    pub parquet_max_chunk_bytes: u64,
+}
+
+impl InputLimits {
+    pub const DEFAULT_MAX_ROW_MB: usize = 8;
+    pub const DEFAULT_MAX_HEADER_MB: usize = 1;
+    pub const DEFAULT_MAX_COLUMNS: usize = 10_000;
+    pub const DEFAULT_PARQUET_MAX_CHUNK_MB: u64 = 32;
+}
+
+impl Default for InputLimits {
+    fn default() -> Self {
+        InputLimits {
+            max_row_bytes: Self::DEFAULT_MAX_ROW_MB << 20,
+            max_header_bytes: Self::DEFAULT_MAX_HEADER_MB << 20,
+            max_columns: Self::DEFAULT_MAX_COLUMNS,
+            parquet_max_chunk_bytes: Self::DEFAULT_PARQUET_MAX_CHUNK_MB << 20,
+        }
+    }
 }
 
 /// Random access to an S3 object from a blocking thread.
@@ -226,14 +266,14 @@ pub fn open(input: DecodeInput<'_>) -> Result<Opened<'_>, DecodeError> {
     let format = input.format.or(from_key.format);
 
     if format == Some(Format::Parquet) {
-        return open_parquet(input.ranged, input.reader).map(Opened::Parquet);
+        return open_parquet(input.ranged, input.reader, input.limits).map(Opened::Parquet);
     }
     let mut raw = BufReader::with_capacity(READ_BUFFER_BYTES, input.reader);
     if format.is_none() && hint.is_none() {
         // Redshift writes `0000_part_00` with no extension: only the bytes can tell.
         let head = detect::peek(&mut raw, 4).map_err(read_err)?;
         if head.starts_with(detect::PARQUET_MAGIC) {
-            return open_parquet(input.ranged, Box::new(raw)).map(Opened::Parquet);
+            return open_parquet(input.ranged, Box::new(raw), input.limits).map(Opened::Parquet);
         }
     }
     let mut reader = decompress(raw, hint).map_err(read_err)?;
@@ -243,10 +283,15 @@ pub fn open(input: DecodeInput<'_>) -> Result<Opened<'_>, DecodeError> {
         None => detect::format_from_content(&head)?,
     };
     match format {
-        Format::Ndjson => Ok(Opened::Ndjson(NdjsonRows::new(reader)?)),
+        Format::Ndjson => Ok(Opened::Ndjson(NdjsonRows::new(reader, input.limits)?)),
         Format::Csv | Format::Tsv => {
             detect::check_text(&head, format)?;
-            Ok(Opened::Csv(CsvRows::new(reader, input.csv, format == Format::Tsv)?))
+            Ok(Opened::Csv(CsvRows::new(
+                reader,
+                input.csv,
+                format == Format::Tsv,
+                input.limits,
+            )?))
         }
         Format::Parquet => Err(DecodeError::Unsupported(
             "a compressed Parquet file: Parquet compresses inside the file; upload the .parquet as it is".into(),
@@ -257,6 +302,7 @@ pub fn open(input: DecodeInput<'_>) -> Result<Opened<'_>, DecodeError> {
 fn open_parquet<'a>(
     ranged: Option<RangedObject>,
     reader: Box<dyn Read + Send + 'a>,
+    limits: InputLimits,
 ) -> Result<ParquetRows, DecodeError> {
     let access: std::sync::Arc<dyn RandomAccess> = match ranged {
         Some(r) => std::sync::Arc::new(random::S3Ranges::new(r)?),
@@ -267,7 +313,7 @@ fn open_parquet<'a>(
             ),
         })?),
     };
-    ParquetRows::open(access)
+    ParquetRows::open(access, limits)
 }
 
 #[cfg(test)]

@@ -18,7 +18,7 @@ use serde::de::{DeserializeSeed, Deserializer, IgnoredAny, MapAccess, Visitor};
 use serde_json::value::RawValue;
 use serde_json::Value;
 
-use super::{BadRecord, DecodeError, RowRef, RowSource};
+use super::{BadRecord, DecodeError, InputLimits, RowRef, RowSource};
 use crate::map::convert::Cell;
 use crate::map::Row;
 
@@ -26,8 +26,6 @@ use crate::map::Row;
 pub const LOOKAHEAD_ROWS: usize = 1000;
 /// Bytes read ahead to find the header, whichever limit comes first.
 pub const LOOKAHEAD_BYTES: usize = 4 << 20;
-/// A longer line is rejected (and skipped without being held in memory).
-pub const MAX_LINE_BYTES: usize = 8 << 20;
 
 /// Where a column's value of the current row is.
 #[derive(Clone, Copy, Debug)]
@@ -63,11 +61,14 @@ pub struct NdjsonRows<R: BufRead> {
     nested: Vec<Value>,
     /// A key outside the header was seen (logged once).
     unknown_key_logged: bool,
+    /// `MAX_ROW_MB`: a longer line is rejected, and skipped without being held in memory.
+    max_line_bytes: usize,
 }
 
 impl<R: BufRead> NdjsonRows<R> {
     /// Reads ahead to build the header.
-    pub fn new(mut reader: R) -> Result<Self, DecodeError> {
+    pub fn new(mut reader: R, limits: InputLimits) -> Result<Self, DecodeError> {
+        let max_line_bytes = limits.max_row_bytes;
         let mut pending = VecDeque::new();
         let (mut header, mut seen) = (
             Vec::<String>::new(),
@@ -76,7 +77,7 @@ impl<R: BufRead> NdjsonRows<R> {
         let (mut rows, mut bytes, mut line_no, mut any_line) = (0usize, 0usize, 0u64, false);
         while rows < LOOKAHEAD_ROWS && bytes < LOOKAHEAD_BYTES {
             let mut line = Vec::new();
-            let too_long = match read_line(&mut reader, &mut line, MAX_LINE_BYTES).map_err(|e| {
+            let too_long = match read_line(&mut reader, &mut line, max_line_bytes).map_err(|e| {
                 DecodeError::Read {
                     row: 0,
                     reason: e.to_string(),
@@ -97,6 +98,13 @@ impl<R: BufRead> NdjsonRows<R> {
                             if seen.insert(k.clone()) {
                                 header.push(k);
                             }
+                        }
+                        if header.len() > limits.max_columns {
+                            return Err(DecodeError::Header(format!(
+                                "the first {rows} lines hold over {} distinct keys (MAX_COLUMNS); \
+                                 raise MAX_COLUMNS if the export really is that wide",
+                                limits.max_columns
+                            )));
                         }
                     }
                 }
@@ -129,6 +137,7 @@ impl<R: BufRead> NdjsonRows<R> {
             owned: vec![String::new(); width],
             nested: vec![Value::Null; width],
             unknown_key_logged: false,
+            max_line_bytes,
         })
     }
 
@@ -141,7 +150,7 @@ impl<R: BufRead> NdjsonRows<R> {
                 self.line_no = no;
                 too_long
             } else {
-                match read_line(&mut self.reader, &mut self.line, MAX_LINE_BYTES) {
+                match read_line(&mut self.reader, &mut self.line, self.max_line_bytes) {
                     Ok(None) => return Ok(None),
                     Ok(Some(t)) => {
                         self.line_no += 1;
@@ -182,7 +191,10 @@ impl<R: BufRead + Send> RowSource for NdjsonRows<R> {
         if too_long {
             return bad(
                 self,
-                format!("the line is over {} MiB; not read", MAX_LINE_BYTES >> 20),
+                format!(
+                    "the line is over {} MiB (MAX_ROW_MB); not read",
+                    self.max_line_bytes >> 20
+                ),
             );
         }
         let text = trim(&self.line, self.line_no == 1);
@@ -437,7 +449,7 @@ mod tests {
     use super::*;
 
     fn rows(input: &str) -> (Vec<String>, Vec<Result<Vec<String>, BadRecord>>) {
-        let mut src = NdjsonRows::new(input.as_bytes()).unwrap();
+        let mut src = NdjsonRows::new(input.as_bytes(), InputLimits::default()).unwrap();
         let header = src.header().to_vec();
         let mut out = Vec::new();
         while let Some(row) = src.next_row().unwrap() {
@@ -522,11 +534,11 @@ mod tests {
     #[test]
     fn empty_and_non_json_inputs_are_object_errors() {
         assert!(matches!(
-            NdjsonRows::new(&b"\n\n"[..]),
+            NdjsonRows::new(&b"\n\n"[..], InputLimits::default()),
             Err(DecodeError::Empty)
         ));
         assert!(matches!(
-            NdjsonRows::new(&b"[1]\n[2]\n"[..]),
+            NdjsonRows::new(&b"[1]\n[2]\n"[..], InputLimits::default()),
             Err(DecodeError::Unsupported(_))
         ));
     }

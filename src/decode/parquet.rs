@@ -29,7 +29,7 @@ use parquet::file::reader::{ChunkReader, Length};
 use serde_json::Value;
 
 use super::random::RandomAccess;
-use super::{BadRecord, DecodeError, RowRef, RowSource};
+use super::{BadRecord, DecodeError, InputLimits, RowRef, RowSource};
 use crate::map::convert;
 use crate::map::convert::{Cell, StrList};
 use crate::map::Row;
@@ -61,8 +61,8 @@ pub struct ParquetRows {
 
 impl ParquetRows {
     /// Reads the footer and prepares to read row groups, with the default window budget.
-    pub fn open(access: Arc<dyn RandomAccess>) -> Result<Self, DecodeError> {
-        Self::open_with(access, WINDOW_BUDGET_BYTES)
+    pub fn open(access: Arc<dyn RandomAccess>, limits: InputLimits) -> Result<Self, DecodeError> {
+        Self::open_with(access, WINDOW_BUDGET_BYTES, limits)
     }
 
     /// As [`open`](Self::open), with `window_budget_bytes` shared by the column windows (tests
@@ -70,8 +70,10 @@ impl ParquetRows {
     pub fn open_with(
         access: Arc<dyn RandomAccess>,
         window_budget_bytes: u64,
+        limits: InputLimits,
     ) -> Result<Self, DecodeError> {
         let metadata = read_metadata(access.as_ref())?;
+        check_limits(&metadata, limits)?;
         let columns = metadata.file_metadata().schema_descr().num_columns().max(1) as u64;
         let window = (window_budget_bytes / columns).clamp(MIN_WINDOW_BYTES, MAX_WINDOW_BYTES);
         let chunks = Windowed::new(access, &metadata, window);
@@ -104,6 +106,37 @@ impl ParquetRows {
             row: 0,
         })
     }
+}
+
+/// `MAX_COLUMNS` and `PARQUET_MAX_CHUNK_MB`, from the footer alone: a page is decoded whole, and
+/// no page is larger than its column chunk, so bounding the chunk bounds what one cell (a 100 MB
+/// string) can cost — before any row is sent.
+fn check_limits(metadata: &ParquetMetaData, limits: InputLimits) -> Result<(), DecodeError> {
+    let columns = metadata.file_metadata().schema_descr().num_columns();
+    if columns > limits.max_columns {
+        return Err(DecodeError::Unsupported(format!(
+            "the Parquet file has {columns} columns, over MAX_COLUMNS ({}); export only the columns \
+             the mapping needs, or raise MAX_COLUMNS",
+            limits.max_columns
+        )));
+    }
+    for (g, group) in metadata.row_groups().iter().enumerate() {
+        for chunk in group.columns() {
+            let size = chunk.uncompressed_size().max(chunk.compressed_size()).max(0) as u64;
+            if size > limits.parquet_max_chunk_bytes {
+                return Err(DecodeError::Unsupported(format!(
+                    "row group {g}, column {:?}: {:.1} MiB uncompressed, over PARQUET_MAX_CHUNK_MB \
+                     ({} MiB); write the file with smaller row groups (e.g. Spark \
+                     parquet.block.size, Snowflake MAX_FILE_SIZE) or raise PARQUET_MAX_CHUNK_MB \
+                     with the function's memory",
+                    crate::model::shorten(&chunk.column_path().string(), 200),
+                    size as f64 / (1u64 << 20) as f64,
+                    limits.parquet_max_chunk_bytes >> 20
+                )));
+            }
+        }
+    }
+    Ok(())
 }
 
 /// The footer: `<metadata><u32 LE length>PAR1` at the end of the file.

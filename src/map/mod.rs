@@ -450,22 +450,30 @@ impl ResolvedMapping {
                 "customer_id is empty (every record needs one)".into(),
             ));
         }
+        if let Err(e) = convert::check_nul(cid) {
+            return Err(issue(&self.customer_id, format!("customer_id {e}")));
+        }
         if FORBIDDEN_CUSTOMER_IDS
             .iter()
             .any(|f| f.eq_ignore_ascii_case(cid))
         {
             return Err(issue(
                 &self.customer_id,
-                format!("customer_id {cid:?} is a placeholder MoEngage refuses"),
+                format!("customer_id {} is a placeholder MoEngage refuses", crate::model::quoted(cid)),
             ));
         }
 
         let action_name = match &self.action {
             Some(b) => {
                 let cell = row.cell(b.index).map_err(|r| issue(b, r))?;
-                cell.as_text()
+                let name = cell
+                    .as_text()
                     .map(|t| t.trim().to_string())
-                    .filter(|t| !t.is_empty())
+                    .filter(|t| !t.is_empty());
+                if let Some(Err(e)) = name.as_deref().map(convert::check_nul) {
+                    return Err(issue(b, format!("the event name {e}")));
+                }
+                name
             }
             None => None,
         };
@@ -498,7 +506,7 @@ impl ResolvedMapping {
                 let name = action_name.unwrap_or_default();
                 if name.contains('.') {
                     let b = self.action.as_ref().unwrap_or(&self.customer_id);
-                    encoded.warnings.push(issue(b, format!("event name {name:?} contains '.', which MoEngage turns into a space; prefer '_'")));
+                    encoded.warnings.push(issue(b, format!("event name {} contains '.', which MoEngage turns into a space; prefer '_'", crate::model::quoted(&name))));
                 }
                 out.extend_from_slice(b"{\"type\":\"event\",\"customer_id\":");
                 convert::write_raw_str(cid, out);
@@ -579,7 +587,7 @@ impl ResolvedMapping {
                 let known = PLATFORMS.iter().find(|p| p.eq_ignore_ascii_case(&raw));
                 if known.is_none() {
                     encoded.warnings.push(issue(format!(
-                        "platform {raw:?} is not one of ANDROID, iOS, web, TV; sent as \"unknown\""
+                        "platform {} is not one of ANDROID, iOS, web, TV; sent as \"unknown\"", crate::model::quoted(&raw)
                     )));
                 }
                 convert::write_raw_str(known.copied().unwrap_or("unknown"), out);
@@ -589,7 +597,7 @@ impl ResolvedMapping {
                     Cell::Json(Value::Number(n)) => n.as_f64().and_then(|f| convert::parse_datetime(&f.to_string())),
                     _ => cell.as_text().and_then(|t| convert::parse_datetime(&t)),
                 }
-                .ok_or_else(|| issue(format!("{} {:?} is not a datetime (ISO 8601, YYYY-MM-DD HH:MM:SS[ ±ZZZZ] or epoch)", b.field, cell.as_text().unwrap_or_default())))?;
+                .ok_or_else(|| issue(format!("{} {} is not a datetime (ISO 8601, YYYY-MM-DD HH:MM:SS[ ±ZZZZ] or epoch)", b.field, crate::model::quoted(&cell.as_text().unwrap_or_default()))))?;
                 if b.field == "user_time" && dt > now + chrono::Duration::minutes(5) {
                     return Err(issue(format!("user_time {} is in the future; MoEngage does not accept future-dated events", convert::format_datetime(&dt))));
                 }
@@ -602,7 +610,7 @@ impl ResolvedMapping {
                     .unwrap_or_default();
                 let n: i64 = t.parse().map_err(|_| {
                     issue(format!(
-                        "user_timezone_offset {t:?} is not a whole number of seconds"
+                        "user_timezone_offset {} is not a whole number of seconds", crate::model::quoted(&t)
                     ))
                 })?;
                 if !(-54_000..=54_000).contains(&n) {

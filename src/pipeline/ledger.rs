@@ -16,7 +16,9 @@
 use std::collections::VecDeque;
 
 use super::produce::Decoded;
-use crate::account::report::{RowReport, RunReport, Status, MAX_LISTED_ISSUES};
+use crate::account::report::{
+    RowReport, RunReport, Status, MAX_LISTED_ISSUES, MAX_REASON_KINDS, OTHER_REASONS,
+};
 use crate::batch::Batch;
 use crate::deliver::Delivery;
 
@@ -27,12 +29,15 @@ enum Kind {
     Rejected,
 }
 
-/// Consecutive rows `first..=last` of one kind, held until the batch boundary passes them.
+/// Consecutive rows `first..=last` of one kind (and, for rejections, one kind of reason), held
+/// until the batch boundary passes them.
 #[derive(Debug)]
 struct Run {
     first: u64,
     last: u64,
     kind: Kind,
+    /// For rejections: the index of the reason's kind in `Ledger::reasons`.
+    reason: u32,
 }
 
 impl Run {
@@ -81,6 +86,9 @@ pub(super) struct Ledger {
     last_row_read: u64,
     /// Why the object cannot be finished, once known (the first reason wins).
     failure: Option<String>,
+    /// Kinds of rejection seen (`RowReport::kind`), at most `MAX_REASON_KINDS` + 1 (the rest).
+    reasons: Vec<String>,
+    reason_ids: std::collections::HashMap<String, u32>,
 }
 
 impl Ledger {
@@ -95,6 +103,8 @@ impl Ledger {
             held: VecDeque::new(),
             held_reports: VecDeque::new(),
             failure: None,
+            reasons: Vec::new(),
+            reason_ids: std::collections::HashMap::new(),
         }
     }
 
@@ -103,16 +113,17 @@ impl Ledger {
         match fate {
             Decoded::Rejected(r) => {
                 self.last_row_read = self.last_row_read.max(r.row);
-                self.hold(r.row, Kind::Rejected);
+                let reason = self.reason_id(r.kind());
+                self.hold(r.row, Kind::Rejected, reason);
                 // Settled rows are a prefix of the held ones, in row order: the first held
                 // reports are exactly the ones the report will list.
                 if self.report.rejected_rows.len() + self.held_reports.len() < MAX_LISTED_ISSUES {
-                    self.held_reports.push_back(r);
+                    self.held_reports.push_back(r.bounded());
                 }
             }
             Decoded::Unchanged(row) => {
                 self.last_row_read = self.last_row_read.max(row);
-                self.hold(row, Kind::Unchanged);
+                self.hold(row, Kind::Unchanged, 0);
             }
             Decoded::DuplicateKey(r) => {
                 self.report.duplicate_keys += 1;
@@ -187,7 +198,7 @@ impl Ledger {
         let records = self.set(id, SlotState::Settled);
         self.report.summary.rows_read += records;
         self.report.summary.rows_dead_lettered += records;
-        self.report.dead_letter_message_ids.push(message_id);
+        self.report.dead_lettered(message_id);
         self.advance();
     }
 
@@ -314,15 +325,40 @@ impl Ledger {
         }
     }
 
-    fn hold(&mut self, row: u64, kind: Kind) {
+    fn hold(&mut self, row: u64, kind: Kind, reason: u32) {
         match self.held.back_mut() {
-            Some(run) if run.kind == kind && run.last.checked_add(1) == Some(row) => run.last = row,
+            Some(run)
+                if run.kind == kind
+                    && run.reason == reason
+                    && run.last.checked_add(1) == Some(row) =>
+            {
+                run.last = row
+            }
             _ => self.held.push_back(Run {
                 first: row,
                 last: row,
                 kind,
+                reason,
             }),
         }
+    }
+
+    /// The id of a kind of rejection; kinds beyond `MAX_REASON_KINDS` share one.
+    fn reason_id(&mut self, kind: String) -> u32 {
+        if let Some(id) = self.reason_ids.get(&kind) {
+            return *id;
+        }
+        let kind = if self.reasons.len() < MAX_REASON_KINDS {
+            kind
+        } else {
+            OTHER_REASONS.to_string()
+        };
+        let next = self.reasons.len() as u32;
+        let id = *self.reason_ids.entry(kind.clone()).or_insert(next);
+        if id == next {
+            self.reasons.push(kind);
+        }
+        id
     }
 
     /// Counts held rows before `before_row` as rejected or unchanged.
@@ -336,6 +372,7 @@ impl Ledger {
                 first: run.first,
                 last,
                 kind: run.kind,
+                reason: run.reason,
             };
             if last == run.last {
                 self.held.pop_front();
@@ -348,6 +385,8 @@ impl Ledger {
                 Kind::Unchanged => summary.rows_unchanged += settled.len(),
                 Kind::Rejected => {
                     summary.rows_rejected += settled.len();
+                    let kind = &self.reasons[settled.reason as usize];
+                    self.report.count_rejections(kind, settled.len());
                     while let Some(r) = self.held_reports.pop_front() {
                         if r.row > last {
                             self.held_reports.push_front(r);
@@ -363,11 +402,15 @@ impl Ledger {
     }
 }
 
+/// Longest failure reason in a summary (the full Lambda response stays far below 6 MB).
+pub(super) const MAX_ERROR_BYTES: usize = 2_000;
+
 /// A report for an object that failed before or during its run.
 pub(super) fn finish_failed(mut report: RunReport, reason: String) -> RunReport {
     tracing::error!(bucket = %report.summary.bucket, key = %report.summary.key, %reason, "object failed");
     report.summary.status = Status::Failed;
-    report.summary.error = Some(reason);
+    // A reason quoting a hostile input stays small: it is returned to Lambda in the summary.
+    report.summary.error = Some(crate::model::shorten(&reason, MAX_ERROR_BYTES));
     if report.finished_at.is_empty() {
         report.finished_at = now_rfc3339();
     }

@@ -194,6 +194,7 @@ pub async fn process_object(
             format: decode_spec.source_format,
             compression: decode_spec.source_compression,
             csv: decode_spec.csv,
+            limits: decode_config.input_limits,
             ranged: Some(ranged),
         };
         decode_object(

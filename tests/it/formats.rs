@@ -284,6 +284,7 @@ async fn parquet_is_read_from_s3_in_bounded_range_requests() {
         let mut rows = ParquetRows::open_with(
             Arc::new(S3Ranges::new(ranged).expect("head")),
             12 * 64 * 1024,
+            moengage_sync::decode::InputLimits::default(),
         )
         .expect("open");
         let mut n = 0u64;

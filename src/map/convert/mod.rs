@@ -323,7 +323,7 @@ fn write_typed(
         FieldType::Integer => {
             let s = trim(text);
             let n =
-                parse_integer(s).ok_or_else(|| ConvertError(format!("{s:?} is not an integer")))?;
+                parse_integer(s).ok_or_else(|| ConvertError(format!("{} is not an integer", crate::model::quoted(s))))?;
             out.extend_from_slice(itoa::Buffer::new().format(n).as_bytes());
         }
         FieldType::Boolean => {
@@ -331,7 +331,7 @@ fn write_typed(
                 Cell::Json(Value::Bool(b)) => *b,
                 _ => parse_bool(text).ok_or_else(|| {
                     ConvertError(format!(
-                        "{text:?} is not a boolean (true/false, 1/0, yes/no, t/f)"
+                        "{} is not a boolean (true/false, 1/0, yes/no, t/f)", crate::model::quoted(&text)
                     ))
                 })?,
             };
@@ -352,7 +352,7 @@ fn write_typed(
             }
             .ok_or_else(|| {
                 ConvertError(format!(
-                    "{text:?} is not a datetime (ISO 8601, YYYY-MM-DD HH:MM:SS[.fff][ ±ZZZZ], epoch seconds or milliseconds)"
+                    "{} is not a datetime (ISO 8601, YYYY-MM-DD HH:MM:SS[.fff][ ±ZZZZ], epoch seconds or milliseconds)", crate::model::quoted(&text)
                 ))
             })?;
             write_datetime(&dt, out);
@@ -370,7 +370,7 @@ fn write_typed(
                     .or_else(|| NaiveDate::parse_from_str(s, "%Y-%m-%d").ok())
                     .or_else(|| parse_datetime(s).map(|dt| dt.date_naive())),
             }
-            .ok_or_else(|| ConvertError(format!("{s:?} is not a date (YYYY-MM-DD)")))?;
+            .ok_or_else(|| ConvertError(format!("{} is not a date (YYYY-MM-DD)", crate::model::quoted(s))))?;
             write_date(d, out);
         }
         FieldType::Array => match cell {

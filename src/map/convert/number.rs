@@ -71,7 +71,7 @@ pub(crate) fn write_number(s: &str, out: &mut Vec<u8>) -> Result<(), ConvertErro
         .parse()
         .ok()
         .filter(|f: &f64| f.is_finite())
-        .ok_or_else(|| ConvertError(format!("{t:?} is not a number")))?;
+        .ok_or_else(|| ConvertError(format!("{} is not a number", crate::model::quoted(t))))?;
     serde_json::to_writer(&mut *out, &f).map_err(|e| ConvertError(e.to_string()))
 }
 

@@ -8,6 +8,7 @@ pub(crate) fn write_str(
     out: &mut Vec<u8>,
     warnings: &mut Vec<ValueWarning>,
 ) -> Result<(), ConvertError> {
+    check_nul(s)?;
     let chars = if s.len() > MAX_STRING_CHARS {
         s.chars().count()
     } else {
@@ -29,9 +30,34 @@ pub(crate) fn write_json(
         Value::String(s) => write_str(s, out, warnings),
         Value::Array(a) => {
             check_array(a, warnings);
-            serde_json::to_writer(&mut *out, v).map_err(|e| ConvertError(e.to_string()))
+            write_nested(v, out)
         }
-        _ => serde_json::to_writer(&mut *out, v).map_err(|e| ConvertError(e.to_string())),
+        _ => write_nested(v, out),
+    }
+}
+
+/// A nested value, refused like a flat string when one of its strings holds a NUL.
+fn write_nested(v: &Value, out: &mut Vec<u8>) -> Result<(), ConvertError> {
+    let mark = out.len();
+    serde_json::to_writer(&mut *out, v).map_err(|e| ConvertError(e.to_string()))?;
+    if memchr::memmem::find(&out[mark..], b"\\u0000").is_some() {
+        out.truncate(mark);
+        return Err(ConvertError(NUL_REASON.into()));
+    }
+    Ok(())
+}
+
+/// Why a value with a NUL is refused, wherever it comes from (a raw byte in CSV, `\u0000` in
+/// JSON, a Parquet string): one rule for every format.
+pub const NUL_REASON: &str = "holds a NUL character (\\0): warehouses and MoEngage treat it as the \
+     end of the text, so the value would be cut silently; remove it in the export (e.g. \
+     REPLACE(col, CHR(0), ''))";
+
+/// Refuses a string holding a NUL (see [`NUL_REASON`]).
+pub fn check_nul(s: &str) -> Result<(), ConvertError> {
+    match memchr::memchr(0, s.as_bytes()) {
+        None => Ok(()),
+        Some(_) => Err(ConvertError(NUL_REASON.into())),
     }
 }
 

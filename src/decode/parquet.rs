@@ -42,6 +42,9 @@ pub const WINDOW_BUDGET_BYTES: u64 = 32 << 20;
 /// Bounds on one column's window (= the largest range request).
 const MIN_WINDOW_BYTES: u64 = 64 << 10;
 const MAX_WINDOW_BYTES: u64 = 8 << 20;
+/// The largest footer (metadata) read: a forged length cannot make the function fetch and decode
+/// gigabytes before the first row.
+const MAX_FOOTER_BYTES: u64 = 32 << 20;
 /// The footer read first: the metadata of most files fits, so one request gets both.
 const FOOTER_GUESS_BYTES: u64 = 64 << 10;
 
@@ -178,6 +181,14 @@ fn read_metadata(access: &dyn RandomAccess) -> Result<ParquetMetaData, DecodeErr
     let meta_len = u64::from(u32::from_le_bytes([
         footer[0], footer[1], footer[2], footer[3],
     ]));
+    if meta_len > MAX_FOOTER_BYTES {
+        return Err(DecodeError::Unsupported(format!(
+            "the Parquet footer is {} MiB, over the {} MiB this function reads (its schema and \
+             row-group list); write the file with fewer row groups or columns",
+            meta_len >> 20,
+            MAX_FOOTER_BYTES >> 20
+        )));
+    }
     if meta_len + 12 > size {
         return Err(corrupt(format!("the footer names {meta_len} bytes of metadata, more than the {size}-byte file holds (truncated?)")));
     }

@@ -48,6 +48,8 @@ use produce::{decode_object, Limits};
 
 /// Bodies decoded ahead of delivery; bounds memory at a few request bodies.
 const CHANNEL_DEPTH: usize = 4;
+/// How long a stopping run waits for the decode thread to notice it.
+const DECODER_GRACE: std::time::Duration = std::time::Duration::from_secs(2);
 
 /// Persists a mid-run checkpoint: the handler moves the run marker to the report's
 /// `resume_after_row` (extending its lease) and stores the partial report, so a run killed by a
@@ -332,6 +334,12 @@ pub async fn process_object(
                 }
             }
             _ = async { match &plan.cancel { Some(c) => c.cancelled().await, None => std::future::pending().await } }, if !stopping => {}
+            // The stop time, even while the decoder sends nothing (a long unchanged stretch, a
+            // long CPU-bound step such as skipping an oversized record).
+            _ = tokio::time::sleep_until(plan.stop_at.unwrap_or(far)), if !stopping && plan.stop_at.is_some() => {
+                deadline = true;
+                stopping = true;
+            }
             // Wake when the user's window ends, or at the stop time, whichever comes first.
             _ = tokio::time::sleep_until(plan.stop_at.map_or(fair.window_ends(), |t| t.min(fair.window_ends()))), if held_for_fair_use && !stopping => {}
             _ = tokio::time::sleep_until(next_checkpoint), if !stopping && next_checkpoint < far => {
@@ -356,10 +364,21 @@ pub async fn process_object(
             }
         }
     }
-    // Dropping the receiver stops the decode thread at its next send.
+    // Dropping the receiver stops the decode thread at its next send. A stopping run does not
+    // wait long for it: a thread inside one long step (reading past an oversized record) is left
+    // to end on its own, and the run reports in time.
     drop(rx);
-    if let Err(e) = decoder.await {
-        ledger.fail(format!("internal error while decoding: {e}"));
+    let joined = if stopping {
+        tokio::time::timeout(DECODER_GRACE, decoder).await
+    } else {
+        Ok(decoder.await)
+    };
+    match joined {
+        Ok(Err(e)) => ledger.fail(format!("internal error while decoding: {e}")),
+        Ok(Ok(())) => {}
+        Err(_) => {
+            tracing::warn!(key = %object.key, "the decode thread is inside a long step; the run stops without waiting for it")
+        }
     }
 
     // The request rate in force for this sync's API as the run ends.

@@ -184,6 +184,7 @@ fn child(format: &str, path: &Path) {
         format: None,
         compression: None,
         csv: Default::default(),
+        limits: config.input_limits,
         ranged,
     };
     let cpu0 = cpu_seconds();

@@ -40,6 +40,14 @@ pub struct RedriveReport {
     pub delivered: u64,
     /// Rows in the delivered messages.
     pub rows_delivered: u64,
+    /// Rows of delivered messages recorded in their sync's state (so the next run of the export
+    /// does not send them again).
+    #[serde(default, skip_serializing_if = "is_zero")]
+    pub rows_recorded: u64,
+    /// Delivered messages whose rows could not be recorded in the sync state, with why: those rows
+    /// are sent again by the next run of their export (never lost).
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub not_recorded: Vec<StillFailing>,
     /// Messages refused without any request: not something this function wrote for this
     /// workspace (the reason is in `still_failing`). They stay in the queue.
     #[serde(default, skip_serializing_if = "is_zero")]
@@ -96,7 +104,13 @@ pub async fn redrive(
                     reason,
                 });
             };
-            let (endpoint, payload, records) = match prepare(deps, &m.body).await {
+            let Ready {
+                endpoint,
+                payload,
+                records,
+                note,
+                source_bucket,
+            } = match prepare(deps, &m.body).await {
                 Ok(ready) => ready,
                 Err(Unready::Refused(reason)) => {
                     report.refused += 1;
@@ -112,8 +126,22 @@ pub async fn redrive(
             };
             let d = deps
                 .deliver
-                .deliver(endpoint, payload, records, stop_at)
+                .deliver(endpoint, payload.clone(), records, stop_at)
                 .await;
+            if matches!(d.outcome, Outcome::Delivered { .. }) {
+                if let Some(note) = note {
+                    match record(deps, &note, &payload, &source_bucket).await {
+                        Ok(rows) => report.rows_recorded += rows,
+                        Err(reason) => {
+                            tracing::warn!(message_id = %m.message_id, %reason, "redrive: delivered rows not recorded in the sync state; the next run sends them again");
+                            report.not_recorded.push(StillFailing {
+                                message_id: m.message_id.clone(),
+                                reason,
+                            });
+                        }
+                    }
+                }
+            }
             match d.outcome {
                 Outcome::Delivered { .. } => match deps.dead_letters.delete(&m.receipt).await {
                     Ok(()) => {
@@ -156,16 +184,80 @@ enum Unready {
     Unavailable(String),
 }
 
+/// A message ready to send.
+struct Ready {
+    endpoint: Endpoint,
+    payload: Bytes,
+    records: (u64, u64),
+    /// The rows' sync-state entries, recorded once MoEngage accepts the payload.
+    note: Option<dead_letter::StateNote>,
+    /// The source object's bucket: the state bucket when `STATE_BUCKET` is not set.
+    source_bucket: String,
+}
+
 /// A message body → what to send, once every check has passed; no request is made before.
-async fn prepare(deps: &Deps, body: &str) -> Result<(Endpoint, Bytes, (u64, u64)), Unready> {
-    let msg: DeadLetterMessage = serde_json::from_str(body)
-        .map_err(|e| Unready::Refused(format!("not a moengage-sync dead-letter message ({e})")))?;
+async fn prepare(deps: &Deps, body: &str) -> Result<Ready, Unready> {
+    let msg = parse_message(body).map_err(Unready::Refused)?;
     let vetted = vet(&deps.config, &msg).map_err(Unready::Refused)?;
     let payload = payload_of(deps, &vetted)
         .await
         .map_err(Unready::Unavailable)?;
     let records = check_body(&deps.config, vetted.endpoint, &payload).map_err(Unready::Refused)?;
-    Ok((vetted.endpoint, payload, records))
+    Ok(Ready {
+        endpoint: vetted.endpoint,
+        payload,
+        records,
+        note: msg.sync_state,
+        source_bucket: msg.source.bucket,
+    })
+}
+
+/// Parses a dead-letter message body (untrusted: anyone allowed to send to the queue wrote it).
+pub fn parse_message(body: &str) -> Result<DeadLetterMessage, String> {
+    serde_json::from_str(body).map_err(|e| {
+        format!(
+            "not a moengage-sync dead-letter message ({})",
+            shorten(&e.to_string(), 200)
+        )
+    })
+}
+
+/// Records a delivered body's rows in its sync's state, when its note is sealed by this function
+/// for this very body and names a scope of this workspace; returns the rows recorded.
+async fn record(
+    deps: &Deps,
+    note: &dead_letter::StateNote,
+    payload: &[u8],
+    source_bucket: &str,
+) -> Result<u64, String> {
+    use crate::sync_state::{SyncLocation, SyncOptions, SyncState};
+    let prints = note.open(&deps.moengage, payload)?;
+    let config = &deps.config;
+    // Sealed, so written by this function; checked anyway, as a path: this workspace's scopes only.
+    let workspace = crate::sync_state::scope(&config.workspace_id, crate::model::ObjectType::Events);
+    let ours = workspace.split('/').next().unwrap_or_default();
+    let segments: Vec<&str> = note.scope.split('/').collect();
+    if segments.first() != Some(&ours)
+        || segments.len() < 2
+        || segments.iter().any(|s| s.is_empty() || *s == "." || *s == "..")
+    {
+        return Err(format!(
+            "the sync-state scope {} is not one of this workspace's",
+            quote(&note.scope)
+        ));
+    }
+    let bucket = config
+        .state_bucket
+        .clone()
+        .unwrap_or_else(|| source_bucket.to_string());
+    let location = SyncLocation::new(bucket, &config.state_prefix, &note.scope);
+    let options = SyncOptions::new(crate::model::SyncMode::Upsert, false);
+    let state = SyncState::open(deps.state.clone(), location, options)
+        .await
+        .map_err(|e| e.to_string())?;
+    state.accept(&prints).await.map_err(|e| e.to_string())?;
+    state.save().await.map_err(|e| e.to_string())?;
+    Ok(prints.len() as u64)
 }
 
 fn is_zero(n: &u64) -> bool {

@@ -207,6 +207,20 @@ impl MoEngageClient {
         })
     }
 
+    /// HMAC-SHA256 of `parts` (each length-prefixed), keyed by the Basic-auth credentials: what
+    /// this function writes into a dead letter and trusts back in redrive, unforgeable without
+    /// the Data API key.
+    pub fn seal(&self, parts: &[&[u8]]) -> [u8; 32] {
+        use hmac::{KeyInit, Mac};
+        let mut mac = hmac::Hmac::<sha2::Sha256>::new_from_slice(self.auth.as_bytes())
+            .expect("HMAC takes a key of any length");
+        for p in parts {
+            mac.update(&(p.len() as u64).to_le_bytes());
+            mac.update(p);
+        }
+        mac.finalize().into_bytes().into()
+    }
+
     /// Checks the credentials and data center without sending data
     /// (`POST /v1/integrations/authentication`).
     pub async fn check_auth(&self) -> Result<ApiResponse, TransportError> {

@@ -48,6 +48,97 @@ pub struct DeadLetterMessage {
     pub attempts: u32,
     /// RFC 3339, UTC.
     pub failed_at: String,
+    /// The rows' sync-state entries, sealed: redrive records them once MoEngage accepts the body,
+    /// so the next run does not send those rows again.
+    #[serde(skip_serializing_if = "Option::is_none", default)]
+    pub sync_state: Option<StateNote>,
+}
+
+/// Which sync-state entries a dead-lettered body stands for. Sealed with an HMAC keyed by the
+/// Data API credentials over the scope, the prints and the exact body: a forged or edited message
+/// cannot make the state claim rows MoEngage never received (they would never be sent again).
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq, Eq)]
+pub struct StateNote {
+    /// The sync-state scope (`sync_state::scope`, or a named sync's).
+    pub scope: String,
+    /// Key hash and fingerprint of each row, 32 hex digits per row.
+    pub prints: String,
+    /// HMAC-SHA256, hex.
+    pub seal: String,
+}
+
+/// Most rows one note may name: a body holds at most `BATCH_MAX_RECORDS` (≤ 100) elements.
+const MAX_NOTE_PRINTS: usize = 1_000;
+
+impl StateNote {
+    const CONTEXT: &'static [u8] = b"moengage-sync dead-letter sync state v1";
+
+    pub fn new(
+        client: &crate::deliver::client::MoEngageClient,
+        scope: &str,
+        prints: &[crate::sync_state::RowPrint],
+        body: &[u8],
+    ) -> Self {
+        let prints: String = prints
+            .iter()
+            .map(|p| format!("{:016x}{:016x}", p.key, p.fingerprint))
+            .collect();
+        let seal = client.seal(&[Self::CONTEXT, scope.as_bytes(), prints.as_bytes(), body]);
+        StateNote {
+            scope: scope.to_string(),
+            prints,
+            seal: seal.iter().map(|b| format!("{b:02x}")).collect(),
+        }
+    }
+
+    /// The prints, when the seal matches `body` under this function's credentials.
+    pub fn open(
+        &self,
+        client: &crate::deliver::client::MoEngageClient,
+        body: &[u8],
+    ) -> Result<Vec<crate::sync_state::RowPrint>, String> {
+        let want = client.seal(&[
+            Self::CONTEXT,
+            self.scope.as_bytes(),
+            self.prints.as_bytes(),
+            body,
+        ]);
+        let got: Vec<u8> = self
+            .seal
+            .as_bytes()
+            .chunks(2)
+            .map(|c| {
+                std::str::from_utf8(c)
+                    .ok()
+                    .and_then(|t| u8::from_str_radix(t, 16).ok())
+            })
+            .collect::<Option<_>>()
+            .ok_or_else(|| "the seal is not hex".to_string())?;
+        // Constant time: the comparison must not tell a forger how much of the seal is right.
+        if got.len() != want.len()
+            || got.iter().zip(want.iter()).fold(0u8, |acc, (a, b)| acc | (a ^ b)) != 0
+        {
+            return Err("the sync-state seal does not match (not written by this function for this body)".into());
+        }
+        if self.prints.len() % 32 != 0 || self.prints.len() / 32 > MAX_NOTE_PRINTS {
+            return Err("the sync-state prints are malformed".into());
+        }
+        self.prints
+            .as_bytes()
+            .chunks(32)
+            .map(|c| {
+                if !c.iter().all(u8::is_ascii_hexdigit) {
+                    return Err("the sync-state prints are not hex".to_string());
+                }
+                let text = std::str::from_utf8(c)
+                    .map_err(|_| "the sync-state prints are not hex".to_string())?;
+                let key = u64::from_str_radix(&text[..16], 16).map_err(|_| "not hex".to_string())?;
+                let fingerprint =
+                    u64::from_str_radix(&text[16..], 16).map_err(|_| "not hex".to_string())?;
+                Ok(crate::sync_state::RowPrint { key, fingerprint })
+            })
+            .collect()
+    }
 }
 
 impl DeadLetterMessage {
@@ -76,6 +167,7 @@ impl DeadLetterMessage {
             error,
             attempts,
             failed_at: chrono::Utc::now().to_rfc3339_opts(chrono::SecondsFormat::Secs, true),
+            sync_state: None,
         })
     }
 }
@@ -283,5 +375,48 @@ mod tests {
         );
         let back: DeadLetterMessage = serde_json::from_str(&json).unwrap();
         assert_eq!(back.payload.unwrap().get().as_bytes(), body);
+    }
+}
+
+#[cfg(test)]
+mod note_tests {
+    use super::*;
+    use crate::deliver::client::MoEngageClient;
+    use crate::model::ApiKey;
+    use crate::sync_state::RowPrint;
+
+    fn client(key: &str) -> MoEngageClient {
+        let url = reqwest::Url::parse("https://api-01.moengage.com").unwrap();
+        MoEngageClient::new(&url, "APP", "WS", &ApiKey::new(key)).unwrap()
+    }
+
+    #[test]
+    fn a_state_note_opens_only_for_its_body_under_the_same_credentials() {
+        let prints = [
+            RowPrint {
+                key: 1,
+                fingerprint: u64::MAX,
+            },
+            RowPrint {
+                key: 0xdead_beef,
+                fingerprint: 7,
+            },
+        ];
+        let body = br#"{"elements":[]}"#;
+        let ours = client("key-1");
+        let note = StateNote::new(&ours, "WS/user_attributes", &prints, body);
+        assert_eq!(note.open(&ours, body).unwrap(), prints);
+        // Another body, another key, an edited scope or edited prints: refused.
+        assert!(note.open(&ours, br#"{"elements":[1]}"#).is_err());
+        assert!(note.open(&client("key-2"), body).is_err());
+        let mut edited = note.clone();
+        edited.scope = "WS/events".into();
+        assert!(edited.open(&ours, body).is_err());
+        let mut edited = note.clone();
+        edited.prints.replace_range(0..1, "f");
+        assert!(edited.open(&ours, body).is_err());
+        let mut edited = note;
+        edited.seal = "zz".into();
+        assert!(edited.open(&ours, body).is_err());
     }
 }

@@ -4,7 +4,9 @@
 use super::FatalError;
 use crate::app::Deps;
 use crate::batch::Batch;
-use crate::deliver::dead_letter::{self, DeadLetterError, DeadLetterMessage, SourceRef};
+use crate::deliver::dead_letter::{
+    self, DeadLetterError, DeadLetterMessage, SourceRef, StateNote,
+};
 use crate::deliver::FailureDetail;
 
 /// Sends `batch`'s body to the dead-letter queue; returns the message id. An error here must fail
@@ -16,6 +18,7 @@ pub(super) async fn send(
     body: &[u8],
     detail: FailureDetail,
     attempts: u32,
+    scope: &str,
 ) -> Result<String, FatalError> {
     let (bucket, key) = (source.bucket.clone(), source.key.clone());
     let fatal = |source: DeadLetterError| FatalError::DeadLetter {
@@ -36,6 +39,10 @@ pub(super) async fn send(
         attempts,
     )
     .map_err(fatal)?;
+    if !batch.prints.is_empty() {
+        // Redrive records these rows in the sync state once MoEngage accepts the body.
+        msg.sync_state = Some(StateNote::new(&deps.moengage, scope, &batch.prints, body));
+    }
     if msg.encoded_len() > dead_letter::MAX_INLINE_MESSAGE_BYTES {
         // Over SQS's message size: the payload goes to S3 and the message points to it.
         let state_bucket = deps

@@ -224,6 +224,8 @@ pub async fn process_object(
         last_row: b.last_row,
     };
     let mut ledger = Ledger::new(report);
+    // Named in dead letters, so that redrive records what it delivers in this sync's state.
+    let state_scope = spec.state_scope(&config.workspace_id);
     let mut running = FuturesUnordered::new();
     // Users with a request in flight (hashes of their customer_id).
     let mut busy: HashSet<u64> = HashSet::new();
@@ -311,7 +313,7 @@ pub async fn process_object(
                         tracing::debug!(key = %object.key, rows = batch.records, first_row = batch.first_row, request_id = request_id.as_deref().unwrap_or(""), "delivered");
                     }
                     Outcome::Failed(detail) => {
-                        match dead_letters::send(deps, source_ref(&batch), &batch, &body, detail, d.attempts).await {
+                        match dead_letters::send(deps, source_ref(&batch), &batch, &body, detail, d.attempts, &state_scope).await {
                             Ok(message_id) => ledger.dead_lettered(id, message_id),
                             Err(e) => {
                                 ledger.returned(id);

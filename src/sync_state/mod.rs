@@ -259,6 +259,22 @@ impl SyncState {
         }
     }
 
+    /// Records that MoEngage accepted the rows behind `prints` outside a run (a redriven dead
+    /// letter), loading the shards they fall in; `save` then writes them like any delivery.
+    pub async fn accept(&self, prints: &[RowPrint]) -> Result<(), SyncStateError> {
+        for p in prints {
+            let index = shard_of(p.key, self.shard_bits);
+            if self.lock(index).is_none() {
+                let loaded = self.load(index).await?;
+                self.lock(index).get_or_insert(loaded);
+            }
+            if let Some(shard) = self.lock(index).as_mut() {
+                shard.accept(p.key, p.fingerprint);
+            }
+        }
+        Ok(())
+    }
+
     /// Writes every shard with recorded deliveries (compare-and-swap, merging with concurrent
     /// writers). Safe to call repeatedly (at checkpoints, then at the end). On `Err` some shards may
     /// be saved; the rest keep their deliveries in memory for the next call.

@@ -216,6 +216,14 @@ impl Shard {
         }
     }
 
+    /// MoEngage accepted `fp` for `key` outside a run's classification (a redriven dead letter):
+    /// recorded as if this run had sent and delivered it.
+    pub fn accept(&mut self, key: u64, fp: u64) {
+        let e = self.run.entry(key).or_default();
+        e.sent = fp;
+        e.delivered = fp;
+    }
+
     /// What a save must write, sorted by key; empty when nothing changed.
     pub fn changes(&self) -> Vec<Change> {
         let mut out: Vec<Change> = self

@@ -187,6 +187,24 @@ async fn a_permanent_400_dead_letters_that_exact_body_and_redrive_delivers_it() 
     assert_eq!(stack.state().users.len(), ROWS, "{redrive:?}");
     assert!(stack.state().users.contains_key("user-00123"));
     assert_eq!(redrive.left_in_queue, Some(0), "{redrive:?}");
+    // Redrive recorded what it delivered in the sync state: the same snapshot exported again
+    // sends nothing, not even the 50 redriven rows.
+    assert_eq!(redrive.rows_recorded, 50, "{redrive:?}");
+    let requests_before = stack.state().requests.len();
+    stack
+        .put("exports/users-again.csv.gz", gzip(users_csv(ROWS).as_bytes()))
+        .await;
+    let again = stack
+        .invoke(&deps, "exports/users-again.csv.gz")
+        .await
+        .objects
+        .remove(0);
+    assert_eq!(
+        (again.rows_unchanged, again.rows_delivered, again.requests_sent),
+        (ROWS as u64, 0, 0),
+        "{again:?}"
+    );
+    assert_eq!(stack.state().requests.len(), requests_before);
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

@@ -55,6 +55,7 @@ fn dry(
         format,
         compression,
         csv: Default::default(),
+        limits: moengage_sync::decode::InputLimits::default(),
         ranged: None,
     };
     let config = config(users::MAPPING, &[]);
@@ -178,6 +179,7 @@ fn csv_with_bom_crlf_embedded_newlines_and_doubled_quotes() {
         format: None,
         compression: None,
         csv: Default::default(),
+        limits: moengage_sync::decode::InputLimits::default(),
         ranged: None,
     };
     let config = config(

@@ -7,80 +7,13 @@
 //! - A deadline during a long hold-off (MoEngage's `x-ratelimit-reset`): the run checkpoints and
 //!   continues before Lambda's timeout instead of sleeping through it.
 
-use std::collections::HashMap;
 use std::time::Duration;
 
 use moengage_emulator::Faults;
 use moengage_sync::account::report::Status;
 use moengage_sync::app::{handler, Invocation};
 use serde_json::Value;
-use tokio::io::{AsyncBufReadExt, AsyncReadExt, AsyncWriteExt, BufReader};
-
-use crate::support::{s3_event, Stack};
-
-/// A Lambda Runtime API that hands out one invocation, then keeps the function waiting.
-async fn runtime_api(event: Value) -> (String, tokio::task::JoinHandle<()>) {
-    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
-    let addr = listener.local_addr().unwrap().to_string();
-    let task = tokio::spawn(async move {
-        let mut given = false;
-        loop {
-            let Ok((stream, _)) = listener.accept().await else {
-                return;
-            };
-            let (read, mut write) = stream.into_split();
-            let mut reader = BufReader::new(read);
-            let mut request_line = String::new();
-            if reader.read_line(&mut request_line).await.is_err() {
-                continue;
-            }
-            let mut length = 0usize;
-            loop {
-                let mut line = String::new();
-                if reader.read_line(&mut line).await.unwrap_or(0) == 0 || line == "\r\n" {
-                    break;
-                }
-                if let Some(v) = line.to_ascii_lowercase().strip_prefix("content-length:") {
-                    length = v.trim().parse().unwrap_or(0);
-                }
-            }
-            let mut body = vec![0; length];
-            let _ = reader.read_exact(&mut body).await;
-            if request_line.contains("/invocation/next") {
-                if given {
-                    // The next invocation never comes: the function waits until it is killed.
-                    tokio::spawn(async move {
-                        tokio::time::sleep(Duration::from_secs(3600)).await;
-                        drop(write);
-                    });
-                    continue;
-                }
-                given = true;
-                let deadline_ms = std::time::SystemTime::now()
-                    .duration_since(std::time::UNIX_EPOCH)
-                    .unwrap()
-                    .as_millis()
-                    + 600_000;
-                let body = event.to_string();
-                let response = format!(
-                    "HTTP/1.1 200 OK\r\nContent-Type: application/json\r\n\
-                     Lambda-Runtime-Aws-Request-Id: req-1\r\n\
-                     Lambda-Runtime-Deadline-Ms: {deadline_ms}\r\n\
-                     Lambda-Runtime-Invoked-Function-Arn: arn:aws:lambda:us-east-1:123456789012:function:moengage-sync\r\n\
-                     Lambda-Runtime-Trace-Id: Root=1-00000000-000000000000000000000000\r\n\
-                     Content-Length: {}\r\nConnection: close\r\n\r\n{body}",
-                    body.len()
-                );
-                let _ = write.write_all(response.as_bytes()).await;
-            } else {
-                let _ = write
-                    .write_all(b"HTTP/1.1 202 Accepted\r\nContent-Length: 2\r\nConnection: close\r\n\r\n{}")
-                    .await;
-            }
-        }
-    });
-    (addr, task)
-}
+use crate::support::{s3_event, Function, Stack};
 
 fn users(n: usize) -> String {
     let mut s = String::from("user_id,email\n");
@@ -110,31 +43,12 @@ async fn a_run_killed_mid_object_resends_at_most_one_checkpoint_interval() {
         ("MAX_IN_FLIGHT", "8"),
         ("CHECKPOINT_SECS", "1"),
     ];
-    let (api, server) = runtime_api(s3_event(&stack.bucket, "exports/big.csv")).await;
-    let mut env: HashMap<String, String> = stack.env();
-    for (k, v) in overrides {
-        env.insert(k.into(), v.into());
-    }
-    let mut child = tokio::process::Command::new(env!("CARGO_BIN_EXE_moengage-sync"))
-        .env_clear()
-        .env("PATH", std::env::var("PATH").unwrap_or_default())
-        .envs(&env)
-        .env("AWS_LAMBDA_RUNTIME_API", &api)
-        .env("AWS_LAMBDA_FUNCTION_NAME", "moengage-sync")
-        .env("AWS_LAMBDA_FUNCTION_MEMORY_SIZE", "256")
-        .env("AWS_LAMBDA_FUNCTION_VERSION", "$LATEST")
-        .env("AWS_LAMBDA_LOG_STREAM_NAME", "test")
-        .env("AWS_LAMBDA_LOG_GROUP_NAME", "test")
-        .env("AWS_ENDPOINT_URL", &stack.moto.endpoint)
-        .env("AWS_ACCESS_KEY_ID", "testing")
-        .env("AWS_SECRET_ACCESS_KEY", "testing")
-        .env("AWS_REGION", "us-east-1")
-        .env("AWS_EC2_METADATA_DISABLED", "true")
-        .stdout(std::process::Stdio::null())
-        .stderr(std::process::Stdio::null())
-        .kill_on_drop(true)
-        .spawn()
-        .expect("start the function");
+    let mut function = Function::start(
+        &stack,
+        &overrides,
+        s3_event(&stack.bucket, "exports/big.csv"),
+    )
+    .await;
 
     // Kill it once about a third of the object has reached MoEngage.
     let started = std::time::Instant::now();
@@ -145,9 +59,7 @@ async fn a_run_killed_mid_object_resends_at_most_one_checkpoint_interval() {
         );
         tokio::time::sleep(Duration::from_millis(50)).await;
     }
-    child.start_kill().expect("SIGKILL");
-    child.wait().await.expect("reaped");
-    server.abort();
+    function.kill().await;
     let before = stack.deliveries_per_customer();
     assert!(before.len() < rows, "killed mid-object");
 

@@ -27,3 +27,6 @@ mod metrics;
 mod security;
 // Issue "concurrent delivery": requests in flight at once, per-user order, exactly once.
 mod concurrency;
+
+// Issue "hardening": hostile exports through the real function process, peak RSS asserted.
+mod hostile;

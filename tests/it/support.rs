@@ -342,3 +342,159 @@ pub fn users_csv(n: usize) -> String {
     }
     s
 }
+
+/// The real `moengage-sync` binary running as a Lambda function, against a minimal Lambda Runtime
+/// API served here that hands out one invocation and keeps the function waiting after it. Its
+/// response is captured, and its peak RSS read from `/proc` while it waits. Killed when dropped.
+pub struct Function {
+    child: Child,
+    responses: tokio::sync::mpsc::UnboundedReceiver<Value>,
+    server: tokio::task::JoinHandle<()>,
+}
+
+impl Function {
+    /// Starts the function with the stack's environment plus `overrides`, invoked with `event`.
+    pub async fn start(stack: &Stack, overrides: &[(&str, &str)], event: Value) -> Function {
+        let (api, responses, server) = runtime_api(event).await;
+        let mut env: HashMap<String, String> = stack.env();
+        for (k, v) in overrides {
+            env.insert(k.to_string(), v.to_string());
+        }
+        let child = Command::new(env!("CARGO_BIN_EXE_moengage-sync"))
+            .env_clear()
+            .env("PATH", std::env::var("PATH").unwrap_or_default())
+            .envs(&env)
+            .env("AWS_LAMBDA_RUNTIME_API", &api)
+            .env("AWS_LAMBDA_FUNCTION_NAME", "moengage-sync")
+            .env("AWS_LAMBDA_FUNCTION_MEMORY_SIZE", "256")
+            .env("AWS_LAMBDA_FUNCTION_VERSION", "$LATEST")
+            .env("AWS_LAMBDA_LOG_STREAM_NAME", "test")
+            .env("AWS_LAMBDA_LOG_GROUP_NAME", "test")
+            .env("AWS_ENDPOINT_URL", &stack.moto.endpoint)
+            .env("AWS_ACCESS_KEY_ID", "testing")
+            .env("AWS_SECRET_ACCESS_KEY", "testing")
+            .env("AWS_REGION", "us-east-1")
+            .env("AWS_EC2_METADATA_DISABLED", "true")
+            .stdout(Stdio::null())
+            .stderr(Stdio::null())
+            .kill_on_drop(true)
+            .spawn()
+            .expect("start the function");
+        Function {
+            child,
+            responses,
+            server,
+        }
+    }
+
+    /// The invocation's response (or error) body, once the function posts it.
+    pub async fn response(&mut self, within: Duration) -> Value {
+        tokio::time::timeout(within, self.responses.recv())
+            .await
+            .expect("the function answered in time")
+            .expect("the runtime API is up")
+    }
+
+    /// Peak resident memory of the function process so far, MiB (`VmHWM`).
+    pub fn peak_rss_mib(&self) -> f64 {
+        let pid = self.child.id().expect("running");
+        let status = std::fs::read_to_string(format!("/proc/{pid}/status")).expect("/proc");
+        let kb: f64 = status
+            .lines()
+            .find_map(|l| l.strip_prefix("VmHWM:"))
+            .and_then(|v| v.trim().trim_end_matches("kB").trim().parse().ok())
+            .expect("VmHWM");
+        kb / 1024.0
+    }
+
+    /// SIGKILL, and reap.
+    pub async fn kill(mut self) {
+        self.child.start_kill().expect("SIGKILL");
+        self.child.wait().await.expect("reaped");
+        self.server.abort();
+    }
+}
+
+impl Drop for Function {
+    fn drop(&mut self) {
+        self.server.abort();
+    }
+}
+
+/// A Lambda Runtime API that hands out one invocation, then keeps the function waiting; response
+/// and error bodies go to the returned channel.
+async fn runtime_api(
+    event: Value,
+) -> (
+    String,
+    tokio::sync::mpsc::UnboundedReceiver<Value>,
+    tokio::task::JoinHandle<()>,
+) {
+    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let addr = listener.local_addr().unwrap().to_string();
+    let (tx, rx) = tokio::sync::mpsc::unbounded_channel();
+    let task = tokio::spawn(async move {
+        let mut given = false;
+        loop {
+            let Ok((stream, _)) = listener.accept().await else {
+                return;
+            };
+            let (read, mut write) = stream.into_split();
+            let mut reader = BufReader::new(read);
+            let mut request_line = String::new();
+            if reader.read_line(&mut request_line).await.is_err() {
+                continue;
+            }
+            let mut length = 0usize;
+            loop {
+                let mut line = String::new();
+                if reader.read_line(&mut line).await.unwrap_or(0) == 0 || line == "\r\n" {
+                    break;
+                }
+                if let Some(v) = line.to_ascii_lowercase().strip_prefix("content-length:") {
+                    length = v.trim().parse().unwrap_or(0);
+                }
+            }
+            let mut body = vec![0; length];
+            let _ = reader.read_exact(&mut body).await;
+            if request_line.contains("/invocation/next") {
+                if given {
+                    // The next invocation never comes: the function waits until it is killed.
+                    tokio::spawn(async move {
+                        tokio::time::sleep(Duration::from_secs(3600)).await;
+                        drop(write);
+                    });
+                    continue;
+                }
+                given = true;
+                let deadline_ms = std::time::SystemTime::now()
+                    .duration_since(std::time::UNIX_EPOCH)
+                    .unwrap()
+                    .as_millis()
+                    + 600_000;
+                let body = event.to_string();
+                let response = format!(
+                    "HTTP/1.1 200 OK\r\nContent-Type: application/json\r\n\
+                     Lambda-Runtime-Aws-Request-Id: req-1\r\n\
+                     Lambda-Runtime-Deadline-Ms: {deadline_ms}\r\n\
+                     Lambda-Runtime-Invoked-Function-Arn: arn:aws:lambda:us-east-1:123456789012:function:moengage-sync\r\n\
+                     Lambda-Runtime-Trace-Id: Root=1-00000000-000000000000000000000000\r\n\
+                     Content-Length: {}\r\nConnection: close\r\n\r\n{body}",
+                    body.len()
+                );
+                let _ = write.write_all(response.as_bytes()).await;
+            } else {
+                if request_line.contains("/response") || request_line.contains("/error") {
+                    let value = serde_json::from_slice(&body)
+                        .unwrap_or_else(|_| Value::String(String::from_utf8_lossy(&body).into()));
+                    let _ = tx.send(value);
+                }
+                let _ = write
+                    .write_all(b"HTTP/1.1 202 Accepted\r\nContent-Length: 2\r\nConnection: close\r\n\r\n{}")
+                    .await;
+            }
+        }
+    });
+    (addr, rx, task)
+}

@@ -1,0 +1,56 @@
+// Shared by the targets (included with `include!`, as each target is its own crate root).
+
+use moengage_sync::decode::{self, DecodeInput, Format, InputLimits, Opened, RowSource};
+
+/// Small limits, so that the fuzzer reaches them with small inputs; the buffers must stay within.
+#[allow(dead_code)]
+fn limits() -> InputLimits {
+    InputLimits {
+        max_row_bytes: 64 << 10,
+        max_header_bytes: 16 << 10,
+        max_columns: 256,
+        parquet_max_chunk_bytes: 4 << 20,
+    }
+}
+
+/// Reads every row and every cell of `rows`, as the mapping would.
+#[allow(dead_code)]
+fn drain(rows: &mut dyn RowSource) {
+    let width = rows.header().len();
+    let mut n = 0;
+    while let Ok(Some(row)) = rows.next_row() {
+        if let Ok(row) = row {
+            for i in 0..width + 1 {
+                let _ = row.row.cell(i);
+            }
+        }
+        n += 1;
+        if n > 100_000 {
+            break;
+        }
+    }
+}
+
+/// Opens `data` as `format` through the function's own entry point (compression sniffed).
+#[allow(dead_code)]
+fn decode_as(data: &[u8], format: Format, csv: decode::CsvOptions) {
+    let input = DecodeInput {
+        reader: Box::new(data),
+        key: "fuzz/object",
+        content_encoding: None,
+        format: Some(format),
+        compression: None,
+        csv,
+        limits: limits(),
+        ranged: None,
+    };
+    match decode::open(input) {
+        Ok(Opened::Csv(mut r)) => drain(&mut r),
+        Ok(Opened::Ndjson(mut r)) => drain(&mut r),
+        Ok(Opened::Parquet(mut r)) => drain(&mut r),
+        Err(e) => {
+            // Errors are bounded texts.
+            assert!(e.to_string().len() < 8 << 10, "error of {} bytes", e.to_string().len());
+        }
+    }
+}

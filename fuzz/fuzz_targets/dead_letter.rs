@@ -1,0 +1,57 @@
+//! Dead-letter messages as redrive reads them: parse, vet (endpoint, app id, payload location),
+//! then check the inline body. Whatever passes must name one of the closed set of endpoints.
+#![no_main]
+use std::sync::OnceLock;
+
+use libfuzzer_sys::fuzz_target;
+use moengage_sync::app::redrive::{check_body, parse_message, vet, PayloadAt};
+use moengage_sync::config::Config;
+
+fn config() -> &'static Config {
+    static CONFIG: OnceLock<Config> = OnceLock::new();
+    CONFIG.get_or_init(|| {
+        Config::from_lookup(|name| {
+            Some(match name {
+                "MOENGAGE_DATA_CENTER" => "1",
+                "MOENGAGE_WORKSPACE_ID" => "WS",
+                "MOENGAGE_API_KEY" => "key",
+                "DEAD_LETTER_QUEUE_URL" => "https://sqs.us-east-1.amazonaws.com/1/dlq",
+                "OBJECT_TYPE" => "user_attributes",
+                "PRIMARY_KEY" => "id",
+                "STATE_BUCKET" => "state",
+                _ => return None,
+            }
+            .to_string())
+        })
+        .expect("fuzz config")
+    })
+}
+
+fuzz_target!(|data: &[u8]| {
+    let Ok(body) = std::str::from_utf8(data) else { return };
+    let msg = match parse_message(body) {
+        Ok(m) => m,
+        Err(e) => {
+            assert!(e.len() < 1024);
+            return;
+        }
+    };
+    match vet(config(), &msg) {
+        Ok(vetted) => {
+            // The request goes to the configured host, for the configured app.
+            let url = config().api_url(vetted.endpoint);
+            assert_eq!(url.host_str(), Some("api-01.moengage.com"));
+            assert!(url.path().ends_with("/WS"), "{url}");
+            match vetted.payload {
+                PayloadAt::Inline(bytes) => {
+                    let _ = check_body(config(), vetted.endpoint, &bytes);
+                }
+                PayloadAt::S3 { bucket, key } => {
+                    assert_eq!(bucket, "state");
+                    assert!(key.starts_with("moengage-sync/dead-letters/"), "{key}");
+                }
+            }
+        }
+        Err(e) => assert!(e.len() < 2048, "reason of {} bytes", e.len()),
+    }
+});

@@ -89,6 +89,21 @@ async fn a_run_killed_mid_object_resends_at_most_one_checkpoint_interval() {
         checkpoint > 0,
         "a mid-run checkpoint was recorded: {marker}"
     );
+    // SQS redelivers the notification while the dead run's lease is still live: the message is
+    // not acknowledged and dropped, it comes back for a later retry.
+    let deps = stack.deps(&overrides).await;
+    let sqs_event = serde_json::json!({"Records": [{"messageId": "m-1", "receiptHandle": "r",
+        "eventSource": "aws:sqs", "body": s3_event(&stack.bucket, "exports/big.csv").to_string()}]});
+    let during = handler::handle(&deps, sqs_event, &Invocation::unbounded())
+        .await
+        .unwrap();
+    assert!(during.objects.is_empty(), "{during:?}");
+    assert_eq!(
+        during.batch_item_failures.map(|f| f.len()),
+        Some(1),
+        "the redelivery comes back later"
+    );
+
     marker["lease_until"] = 0.into();
     stack
         .put(
@@ -98,7 +113,6 @@ async fn a_run_killed_mid_object_resends_at_most_one_checkpoint_interval() {
         .await;
 
     // The retry (SQS redelivers the notification) resumes from the checkpoint.
-    let deps = stack.deps(&overrides).await;
     let retry = handler::handle(
         &deps,
         s3_event(&stack.bucket, "exports/big.csv"),

@@ -6,7 +6,7 @@ VENV  ?= .venv
 PY    := $(VENV)/bin/python
 STAMP := $(VENV)/.installed
 
-.PHONY: all demo test unit lint-template check-deploy-guide check-cycles lint bench bench-delivery checkov build release clean help venv redrive
+.PHONY: fuzz all demo test unit lint-template check-deploy-guide check-cycles lint bench bench-delivery checkov build release clean help venv redrive
 
 help:
 	@echo "make demo   - local stack (moto + MoEngage emulator + cargo lambda watch), one sample export, readable summary"
@@ -14,6 +14,7 @@ help:
 	@echo "make lint   - clippy (warnings are errors) and rustfmt check"
 	@echo "make bench  - throughput and memory benchmarks (release build)"
 	@echo "make bench-delivery - share of MoEngage's budget spent at 50/150/500 ms round trips (release build)"
+	@echo "make fuzz   - cargo-fuzz on every input parser, FUZZ_SECS each (default 60; nightly)"
 	@echo "make redrive STACK=<stack>        - replay the deployed dead-letter queue"
 	@echo "make redrive INVOKE_PORT=<port>   - replay through a running 'cargo lambda watch'"
 
@@ -86,6 +87,19 @@ bench: $(STAMP)
 bench-delivery: $(STAMP)
 	cargo build --release -p moengage-emulator
 	MOTO_SERVER=$(abspath $(VENV))/bin/moto_server cargo bench --bench delivery | tee target/bench-delivery.md
+
+# cargo-fuzz (nightly Rust, libFuzzer): the CSV, NDJSON and Parquet decoders, the cell conversions,
+# the invocation payloads and the dead-letter parser, FUZZ_SECS each. Not part of `make test`.
+# A crash lands in fuzz/artifacts/<target>/; turn it into a regression test before fixing it.
+FUZZ_SECS ?= 60
+FUZZ_TARGETS := csv ndjson parquet cells invocation dead_letter
+fuzz:
+	command -v cargo-fuzz >/dev/null || cargo install cargo-fuzz --locked
+	cd fuzz && cargo +nightly fuzz build -O
+	cd fuzz && for t in $(FUZZ_TARGETS); do \
+	  mkdir -p corpus/$$t; \
+	  cargo +nightly fuzz run -O $$t corpus/$$t seeds/$$t -- -max_total_time=$(FUZZ_SECS) -rss_limit_mb=2048 -max_len=262144 || exit 1; \
+	done
 
 # checkov on template.yaml (not part of `make test`: it is a large install). Every skip is
 # justified beside its resource and in docs/deploy.md.

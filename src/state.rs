@@ -1,6 +1,8 @@
 //! State: small JSON documents under `STATE_BUCKET/STATE_PREFIX` — run reports now; run markers,
 //! checkpoints and sync state build on the same capability.
 
+pub mod cache;
+
 use async_trait::async_trait;
 
 use crate::aws::aws_error_text;

@@ -42,6 +42,9 @@ pub struct Deps {
     pub deliver: Arc<dyn Deliver>,
     /// The syncs in force; a warm instance re-reads `SYNC_CONFIG` when it changes.
     pub syncs: SyncsHandle,
+    /// The local copy of sync-state shards behind `state` (`STATE_CACHE_MB`), for its counters;
+    /// `None` when the cache is off.
+    pub shard_cache: Option<Arc<crate::state::cache::ShardCache>>,
 }
 
 /// The syncs in force, and when `SYNC_CONFIG` was last checked for a change.

@@ -13,6 +13,7 @@ use crate::deliver::dead_letter::SqsDeadLetters;
 use crate::deliver::rate::Budgets;
 use crate::deliver::MoEngageDelivery;
 use crate::model::ApiKey;
+use crate::state::cache::ShardCache;
 
 #[derive(Debug, thiserror::Error)]
 pub enum StartupError {
@@ -85,7 +86,23 @@ pub async fn connect_with(
             queue_url,
         }) as Arc<dyn crate::app::work::WorkQueue>
     });
+    // Sync-state shards are kept in /tmp between the parts of a snapshot (revalidated by ETag).
+    let shard_cache = match config.state_cache_mb {
+        0 => None,
+        mb => match ShardCache::new(s3.clone(), &std::env::temp_dir(), mb << 20) {
+            Ok(c) => Some(Arc::new(c)),
+            Err(e) => {
+                tracing::warn!(error = %e, "no local sync-state cache (the temporary directory is not writable): every part reads the state from S3");
+                None
+            }
+        },
+    };
+    let state: Arc<dyn crate::state::StateStore> = match &shard_cache {
+        Some(c) => c.clone(),
+        None => s3.clone(),
+    };
     Ok(Deps {
+        shard_cache,
         work_queue,
         deliver: Arc::new(MoEngageDelivery::new(
             moengage.clone(),
@@ -97,8 +114,8 @@ pub async fn connect_with(
             client: sqs.clone(),
             queue_url: config.dead_letter_queue_url.clone(),
         }),
-        source: s3.clone(),
-        state: s3,
+        source: s3,
+        state,
         moengage,
         syncs: crate::app::SyncsHandle::new(config.syncs.clone()),
         config,

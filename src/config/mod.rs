@@ -109,6 +109,9 @@ pub struct Config {
     /// `OBJECT_TYPE`, `SYNC_MODE`, `FIELD_MAPPING`, `PRIMARY_KEY`, `SOURCE_FORMAT`,
     /// `SOURCE_COMPRESSION`, `CSV_*` and the budgets: what a file's sync falls back to.
     pub sync_defaults: SyncDefaults,
+    /// `STATE_CACHE_MB`: local (`/tmp`) copy of sync-state shards kept between runs in a warm
+    /// instance, revalidated by ETag; 0 turns it off. Default 256.
+    pub state_cache_mb: u64,
     /// `MAX_ROW_MB`, `MAX_HEADER_MB`, `MAX_COLUMNS`, `PARQUET_MAX_CHUNK_MB`: what one object may
     /// make the decoders hold at once.
     pub input_limits: InputLimits,
@@ -460,6 +463,8 @@ impl Config {
         let mb = |name: &'static str, default: usize, max: usize| {
             parse_number(name, get(name), default, 1, max).map(|n: usize| n << 20)
         };
+        let state_cache_mb =
+            parse_number("STATE_CACHE_MB", get("STATE_CACHE_MB"), 256, 0, 10_240)?;
         let input_limits = InputLimits {
             max_row_bytes: mb("MAX_ROW_MB", InputLimits::DEFAULT_MAX_ROW_MB, 256)?,
             max_header_bytes: mb("MAX_HEADER_MB", InputLimits::DEFAULT_MAX_HEADER_MB, 256)?,
@@ -560,6 +565,7 @@ impl Config {
             sync_config_reload_secs,
             checkpoint_secs,
             input_limits,
+            state_cache_mb,
             dead_letter_queue_url,
             work_queue_url,
             state_bucket,

@@ -109,6 +109,7 @@ fn deps(csv: &str, deliver: Arc<FakeDelivery>) -> (Deps, Arc<MemQueue>) {
     let config = Config::from_lookup(|k| vars.get(k).map(|v| v.to_string())).unwrap();
     let queue = Arc::new(MemQueue::default());
     let deps = Deps {
+        shard_cache: None,
         source: Arc::new(MemSource(csv.as_bytes().to_vec())),
         state: Arc::new(MemStore::default()),
         dead_letters: queue.clone(),
@@ -232,6 +233,7 @@ fn only_sync(deps: &Deps) -> Arc<crate::config::syncs::SyncSpec> {
 /// The same export, state and queue as `first`, with another delivery.
 fn deps_sharing(first: &Deps, deliver: Arc<FakeDelivery>) -> Deps {
     Deps {
+        shard_cache: None,
         source: first.source.clone(),
         state: first.state.clone(),
         dead_letters: first.dead_letters.clone(),

@@ -448,3 +448,62 @@ async fn concurrent_writers_merge_through_s3_compare_and_swap_without_false_deli
         ]
     );
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_warm_instance_reads_each_shard_from_s3_once_and_again_only_when_another_writer_changed_it(
+) {
+    let stack = Stack::start().await;
+    let warm = stack.deps(&[("FIELD_MAPPING", MAPPING)]).await;
+    let cache = warm.shard_cache.clone().expect("STATE_CACHE_MB defaults on");
+    for (part, ids) in [(0, 1..=200), (1, 201..=400)] {
+        let o = run(
+            &stack,
+            &warm,
+            &format!("exports/d1/part-{part}.csv.gz"),
+            snapshot(ids, |_| "free"),
+        )
+        .await;
+        assert_eq!(o.rows_delivered, 200, "{o:?}");
+    }
+    // The next day's snapshot, in the same warm instance: what the first day's parts saved is
+    // still current, so no shard is downloaded again.
+    let before = cache.stats();
+    for (part, ids) in [(0, 1..=200), (1, 201..=400)] {
+        let o = run(
+            &stack,
+            &warm,
+            &format!("exports/d2/part-{part}.csv.gz"),
+            snapshot(ids, |_| "free"),
+        )
+        .await;
+        assert_eq!((o.rows_unchanged, o.rows_delivered), (200, 0), "{o:?}");
+    }
+    let after = cache.stats();
+    assert_eq!(
+        after.bytes_downloaded, before.bytes_downloaded,
+        "{before:?} → {after:?}"
+    );
+    assert!(after.revalidated > before.revalidated, "{after:?}");
+
+    // Another instance (a cold one) changes users 1-10: the warm instance downloads the shards
+    // that changed, and its verdicts follow them.
+    let other = stack.deps(&[("FIELD_MAPPING", MAPPING)]).await;
+    let o = run(
+        &stack,
+        &other,
+        "exports/d3/part-0.csv.gz",
+        snapshot(1..=200, |i| if i <= 10 { "pro" } else { "free" }),
+    )
+    .await;
+    assert_eq!(o.rows_delivered, 10, "{o:?}");
+    let before = cache.stats();
+    let o = run(
+        &stack,
+        &warm,
+        "exports/d4/part-0.csv.gz",
+        snapshot(1..=200, |i| if i <= 10 { "pro" } else { "free" }),
+    )
+    .await;
+    assert_eq!((o.rows_unchanged, o.rows_delivered), (200, 0), "{o:?}");
+    assert!(cache.stats().bytes_downloaded > before.bytes_downloaded);
+}

@@ -16,7 +16,9 @@ const TYPES: [Option<FieldType>; 9] = [
 ];
 
 fuzz_target!(|data: &[u8]| {
-    let Ok(text) = std::str::from_utf8(data) else { return };
+    let Ok(text) = std::str::from_utf8(data) else {
+        return;
+    };
     let json: Option<serde_json::Value> = serde_json::from_str(text).ok();
     for ty in TYPES {
         let mut cells = vec![Cell::Str(text), Cell::Number(text)];
@@ -28,8 +30,12 @@ fuzz_target!(|data: &[u8]| {
             match write_value(cell, ty, &mut out, &mut warnings) {
                 // What is written is one JSON value MoEngage can parse.
                 Ok(true) => {
-                    serde_json::from_slice::<serde_json::Value>(&out)
-                        .unwrap_or_else(|e| panic!("{ty:?}: wrote invalid JSON {e}: {:?}", String::from_utf8_lossy(&out)));
+                    serde_json::from_slice::<serde_json::Value>(&out).unwrap_or_else(|e| {
+                        panic!(
+                            "{ty:?}: wrote invalid JSON {e}: {:?}",
+                            String::from_utf8_lossy(&out)
+                        )
+                    });
                 }
                 Ok(false) => assert!(out.is_empty()),
                 // Reasons quote values short, whatever their length.

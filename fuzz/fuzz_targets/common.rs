@@ -45,7 +45,7 @@ fn decode_as(data: &[u8], format: Format, csv: decode::CsvOptions) {
         ranged: None,
     };
     match decode::open(input) {
-        Ok(Opened::Csv(mut r)) => drain(&mut r),
+        Ok(Opened::Csv(mut r)) => drain(&mut *r),
         Ok(Opened::Ndjson(mut r)) => drain(&mut r),
         Ok(Opened::Parquet(mut r)) => drain(&mut r),
         Err(e) => {

@@ -11,24 +11,28 @@ fn config() -> &'static Config {
     static CONFIG: OnceLock<Config> = OnceLock::new();
     CONFIG.get_or_init(|| {
         Config::from_lookup(|name| {
-            Some(match name {
-                "MOENGAGE_DATA_CENTER" => "1",
-                "MOENGAGE_WORKSPACE_ID" => "WS",
-                "MOENGAGE_API_KEY" => "key",
-                "DEAD_LETTER_QUEUE_URL" => "https://sqs.us-east-1.amazonaws.com/1/dlq",
-                "OBJECT_TYPE" => "user_attributes",
-                "PRIMARY_KEY" => "id",
-                "STATE_BUCKET" => "state",
-                _ => return None,
-            }
-            .to_string())
+            Some(
+                match name {
+                    "MOENGAGE_DATA_CENTER" => "1",
+                    "MOENGAGE_WORKSPACE_ID" => "WS",
+                    "MOENGAGE_API_KEY" => "key",
+                    "DEAD_LETTER_QUEUE_URL" => "https://sqs.us-east-1.amazonaws.com/1/dlq",
+                    "OBJECT_TYPE" => "user_attributes",
+                    "PRIMARY_KEY" => "id",
+                    "STATE_BUCKET" => "state",
+                    _ => return None,
+                }
+                .to_string(),
+            )
         })
         .expect("fuzz config")
     })
 }
 
 fuzz_target!(|data: &[u8]| {
-    let Ok(body) = std::str::from_utf8(data) else { return };
+    let Ok(body) = std::str::from_utf8(data) else {
+        return;
+    };
     let msg = match parse_message(body) {
         Ok(m) => m,
         Err(e) => {

@@ -11,24 +11,28 @@ fn config() -> &'static Config {
     static CONFIG: OnceLock<Config> = OnceLock::new();
     CONFIG.get_or_init(|| {
         Config::from_lookup(|name| {
-            Some(match name {
-                "MOENGAGE_DATA_CENTER" => "1",
-                "MOENGAGE_WORKSPACE_ID" => "WS",
-                "MOENGAGE_API_KEY" => "key",
-                "DEAD_LETTER_QUEUE_URL" => "https://sqs.us-east-1.amazonaws.com/1/dlq",
-                "OBJECT_TYPE" => "user_attributes",
-                "PRIMARY_KEY" => "id",
-                "SOURCE_PREFIX" => "exports/",
-                _ => return None,
-            }
-            .to_string())
+            Some(
+                match name {
+                    "MOENGAGE_DATA_CENTER" => "1",
+                    "MOENGAGE_WORKSPACE_ID" => "WS",
+                    "MOENGAGE_API_KEY" => "key",
+                    "DEAD_LETTER_QUEUE_URL" => "https://sqs.us-east-1.amazonaws.com/1/dlq",
+                    "OBJECT_TYPE" => "user_attributes",
+                    "PRIMARY_KEY" => "id",
+                    "SOURCE_PREFIX" => "exports/",
+                    _ => return None,
+                }
+                .to_string(),
+            )
         })
         .expect("fuzz config")
     })
 }
 
 fuzz_target!(|data: &[u8]| {
-    let Ok(payload) = serde_json::from_slice::<serde_json::Value>(data) else { return };
+    let Ok(payload) = serde_json::from_slice::<serde_json::Value>(data) else {
+        return;
+    };
     let mut notes = Vec::new();
     if invocation::is_sqs(&payload) {
         if let Some(records) = payload["Records"].as_array() {
@@ -43,7 +47,11 @@ fuzz_target!(|data: &[u8]| {
     }
     match invocation::parse(&payload, config(), &mut notes) {
         Ok(_) => {}
-        Err(e) => assert!(e.to_string().len() < 8 << 10, "error of {} bytes", e.to_string().len()),
+        Err(e) => assert!(
+            e.to_string().len() < 8 << 10,
+            "error of {} bytes",
+            e.to_string().len()
+        ),
     }
     assert!(notes.iter().all(|n| n.len() < 8 << 10));
 });

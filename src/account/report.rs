@@ -171,7 +171,10 @@ impl RowReport {
                     out.push_str("\"…\"");
                 }
                 c if c.is_ascii_digit() => {
-                    while chars.peek().is_some_and(|c| c.is_ascii_digit() || *c == '.') {
+                    while chars
+                        .peek()
+                        .is_some_and(|c| c.is_ascii_digit() || *c == '.')
+                    {
                         chars.next();
                     }
                     out.push('N');
@@ -273,7 +276,12 @@ mod tests {
         assert_eq!(report.rejected_rows.len(), MAX_LISTED_ISSUES);
         assert_eq!(report.rejections_by_reason.values().sum::<u64>(), 3_000);
         // Values and numbers are left out of the kinds: two kinds here (the column is cut).
-        assert_eq!(report.rejections_by_reason.len(), 2, "{:?}", report.rejections_by_reason.keys());
+        assert_eq!(
+            report.rejections_by_reason.len(),
+            2,
+            "{:?}",
+            report.rejections_by_reason.keys()
+        );
         let bytes = serde_json::to_vec(&report).unwrap().len();
         assert!(bytes < 1 << 20, "report is {bytes} bytes");
 

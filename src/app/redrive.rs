@@ -234,12 +234,15 @@ async fn record(
     let prints = note.open(&deps.moengage, payload)?;
     let config = &deps.config;
     // Sealed, so written by this function; checked anyway, as a path: this workspace's scopes only.
-    let workspace = crate::sync_state::scope(&config.workspace_id, crate::model::ObjectType::Events);
+    let workspace =
+        crate::sync_state::scope(&config.workspace_id, crate::model::ObjectType::Events);
     let ours = workspace.split('/').next().unwrap_or_default();
     let segments: Vec<&str> = note.scope.split('/').collect();
     if segments.first() != Some(&ours)
         || segments.len() < 2
-        || segments.iter().any(|s| s.is_empty() || *s == "." || *s == "..")
+        || segments
+            .iter()
+            .any(|s| s.is_empty() || *s == "." || *s == "..")
     {
         return Err(format!(
             "the sync-state scope {} is not one of this workspace's",

@@ -463,8 +463,7 @@ impl Config {
         let mb = |name: &'static str, default: usize, max: usize| {
             parse_number(name, get(name), default, 1, max).map(|n: usize| n << 20)
         };
-        let state_cache_mb =
-            parse_number("STATE_CACHE_MB", get("STATE_CACHE_MB"), 256, 0, 10_240)?;
+        let state_cache_mb = parse_number("STATE_CACHE_MB", get("STATE_CACHE_MB"), 256, 0, 10_240)?;
         let input_limits = InputLimits {
             max_row_bytes: mb("MAX_ROW_MB", InputLimits::DEFAULT_MAX_ROW_MB, 256)?,
             max_header_bytes: mb("MAX_HEADER_MB", InputLimits::DEFAULT_MAX_HEADER_MB, 256)?,

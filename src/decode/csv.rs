@@ -71,9 +71,14 @@ enum Over {
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 enum Read {
     /// A record is in the buffers; it started on `line`.
-    Record { line: u64 },
+    Record {
+        line: u64,
+    },
     /// A record over a limit was read past and dropped; it started on `line`.
-    Oversized { line: u64, over: Over },
+    Oversized {
+        line: u64,
+        over: Over,
+    },
     End,
 }
 
@@ -135,11 +140,10 @@ impl<R: BufRead> Records<R> {
                 }
             };
             let (res, nin, nout, nend) = match over {
-                None => self.core.read_record(
-                    input,
-                    &mut self.fields[out..],
-                    &mut self.ends[ends..],
-                ),
+                None => {
+                    self.core
+                        .read_record(input, &mut self.fields[out..], &mut self.ends[ends..])
+                }
                 Some(_) => {
                     self.scratch.resize(SCRATCH_BYTES, 0);
                     self.scratch_ends.resize(1024, 0);
@@ -261,11 +265,11 @@ impl<R: BufRead> CsvRows<R> {
             Read::Oversized { over, .. } => {
                 return Err(DecodeError::Header(match over {
                     Over::Bytes => format!(
-                        "the header row is over {} MiB (MAX_HEADER_MB); is the file one long line, or \
+                    "the header row is over {} MiB (MAX_HEADER_MB); is the file one long line, or \
                          not {} at all? Raise MAX_HEADER_MB if the header really is that long",
-                        limits.max_header_bytes >> 20,
-                        if tsv { "TSV" } else { "CSV" }
-                    ),
+                    limits.max_header_bytes >> 20,
+                    if tsv { "TSV" } else { "CSV" }
+                ),
                     Over::Fields => format!(
                         "the header row has over {} columns (MAX_COLUMNS); check CSV_DELIMITER \
                          ({:?}) matches the file, or raise MAX_COLUMNS",
@@ -594,21 +598,38 @@ mod tests {
     #[test]
     fn a_row_over_the_limit_is_rejected_with_its_row_and_the_rest_read_on() {
         let long = "x".repeat(10_000);
-        let input = format!("id,note\n1,a\n2,\"{long}\nstill quoted\"\n3,{long}\n4,d\n5,1,2,3,4,5,6\n6,f\n");
-        let mut csv =
-            CsvRows::new(input.as_bytes(), CsvOptions::default(), false, small_limits()).unwrap();
+        let input = format!(
+            "id,note\n1,a\n2,\"{long}\nstill quoted\"\n3,{long}\n4,d\n5,1,2,3,4,5,6\n6,f\n"
+        );
+        let mut csv = CsvRows::new(
+            input.as_bytes(),
+            CsvOptions::default(),
+            false,
+            small_limits(),
+        )
+        .unwrap();
         let mut out = Vec::new();
         while let Some(row) = csv.next_row().unwrap() {
-            out.push(row.map(|r| (r.number, r.line)).map_err(|b| (b.row, b.line, b.reason)));
+            out.push(
+                row.map(|r| (r.number, r.line))
+                    .map_err(|b| (b.row, b.line, b.reason)),
+            );
             // The record buffer never grows past the limit, whatever the input.
             assert!(csv.records.fields.len() <= 64 && csv.records.ends.len() <= 5);
         }
         assert_eq!(out[0], Ok((1, Some(2))));
         let (row, line, reason) = out[1].clone().unwrap_err();
         assert_eq!((row, line), (2, Some(3)));
-        assert!(reason.contains("over 0 MiB (MAX_ROW_MB)") || reason.contains("MAX_ROW_MB"), "{reason}");
+        assert!(
+            reason.contains("over 0 MiB (MAX_ROW_MB)") || reason.contains("MAX_ROW_MB"),
+            "{reason}"
+        );
         let (row, line, _) = out[2].clone().unwrap_err();
-        assert_eq!((row, line), (3, Some(5)), "the quoted newline counts as a line");
+        assert_eq!(
+            (row, line),
+            (3, Some(5)),
+            "the quoted newline counts as a line"
+        );
         assert_eq!(out[3], Ok((4, Some(6))));
         let (row, _, reason) = out[4].clone().unwrap_err();
         assert_eq!(row, 5);
@@ -635,17 +656,27 @@ mod tests {
             .unwrap()
             .to_string();
         assert!(e.contains("MAX_HEADER_MB"), "{e}");
-        let e = CsvRows::new(&b"a,b,c,d,e,f\n1,2,3,4,5,6\n"[..], CsvOptions::default(), false, small_limits())
-            .err()
-            .unwrap()
-            .to_string();
+        let e = CsvRows::new(
+            &b"a,b,c,d,e,f\n1,2,3,4,5,6\n"[..],
+            CsvOptions::default(),
+            false,
+            small_limits(),
+        )
+        .err()
+        .unwrap()
+        .to_string();
         assert!(e.contains("over 5 columns (MAX_COLUMNS)"), "{e}");
     }
 
     #[test]
     fn tab_separated() {
-        let mut csv =
-            CsvRows::new(&b"id\tname\n1\tx, y\n"[..], CsvOptions::default(), true, InputLimits::default()).unwrap();
+        let mut csv = CsvRows::new(
+            &b"id\tname\n1\tx, y\n"[..],
+            CsvOptions::default(),
+            true,
+            InputLimits::default(),
+        )
+        .unwrap();
         assert_eq!(csv.header(), ["id", "name"]);
         let row = csv.next_row().unwrap().unwrap().unwrap();
         assert!(matches!(row.row.cell(1), Ok(Cell::Str("x, y"))));
@@ -664,7 +695,8 @@ mod tests {
         let mid = gz.len() / 2;
         gz[mid..mid + 64].fill(0x55);
         let r = decompress(&gz[..], Some(Compression::Gzip)).unwrap();
-        let mut csv = CsvRows::new(r, CsvOptions::default(), false, InputLimits::default()).unwrap();
+        let mut csv =
+            CsvRows::new(r, CsvOptions::default(), false, InputLimits::default()).unwrap();
         let mut rows = 0;
         let failed = loop {
             match csv.next_row() {

@@ -246,7 +246,8 @@ pub fn decompress<'a>(
 /// The decoder chosen for one object, as its concrete type: the row loop is compiled once per
 /// format, so reading a cell is a direct (inlinable) call rather than a virtual one.
 pub enum Opened<'a> {
-    Csv(CsvRows<Box<dyn BufRead + Send + 'a>>),
+    /// Boxed: its reused record buffers make it far larger than the other variants.
+    Csv(Box<CsvRows<Box<dyn BufRead + Send + 'a>>>),
     Ndjson(NdjsonRows<Box<dyn BufRead + Send + 'a>>),
     Parquet(ParquetRows),
 }
@@ -286,12 +287,12 @@ pub fn open(input: DecodeInput<'_>) -> Result<Opened<'_>, DecodeError> {
         Format::Ndjson => Ok(Opened::Ndjson(NdjsonRows::new(reader, input.limits)?)),
         Format::Csv | Format::Tsv => {
             detect::check_text(&head, format)?;
-            Ok(Opened::Csv(CsvRows::new(
+            Ok(Opened::Csv(Box::new(CsvRows::new(
                 reader,
                 input.csv,
                 format == Format::Tsv,
                 input.limits,
-            )?))
+            )?)))
         }
         Format::Parquet => Err(DecodeError::Unsupported(
             "a compressed Parquet file: Parquet compresses inside the file; upload the .parquet as it is".into(),

@@ -125,7 +125,10 @@ fn check_limits(metadata: &ParquetMetaData, limits: InputLimits) -> Result<(), D
     }
     for (g, group) in metadata.row_groups().iter().enumerate() {
         for chunk in group.columns() {
-            let size = chunk.uncompressed_size().max(chunk.compressed_size()).max(0) as u64;
+            let size = chunk
+                .uncompressed_size()
+                .max(chunk.compressed_size())
+                .max(0) as u64;
             if size > limits.parquet_max_chunk_bytes {
                 return Err(DecodeError::Unsupported(format!(
                     "row group {g}, column {:?}: {:.1} MiB uncompressed, over PARQUET_MAX_CHUNK_MB \

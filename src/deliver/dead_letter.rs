@@ -116,11 +116,18 @@ impl StateNote {
             .ok_or_else(|| "the seal is not hex".to_string())?;
         // Constant time: the comparison must not tell a forger how much of the seal is right.
         if got.len() != want.len()
-            || got.iter().zip(want.iter()).fold(0u8, |acc, (a, b)| acc | (a ^ b)) != 0
+            || got
+                .iter()
+                .zip(want.iter())
+                .fold(0u8, |acc, (a, b)| acc | (a ^ b))
+                != 0
         {
-            return Err("the sync-state seal does not match (not written by this function for this body)".into());
+            return Err(
+                "the sync-state seal does not match (not written by this function for this body)"
+                    .into(),
+            );
         }
-        if self.prints.len() % 32 != 0 || self.prints.len() / 32 > MAX_NOTE_PRINTS {
+        if !self.prints.len().is_multiple_of(32) || self.prints.len() / 32 > MAX_NOTE_PRINTS {
             return Err("the sync-state prints are malformed".into());
         }
         self.prints
@@ -132,7 +139,8 @@ impl StateNote {
                 }
                 let text = std::str::from_utf8(c)
                     .map_err(|_| "the sync-state prints are not hex".to_string())?;
-                let key = u64::from_str_radix(&text[..16], 16).map_err(|_| "not hex".to_string())?;
+                let key =
+                    u64::from_str_radix(&text[..16], 16).map_err(|_| "not hex".to_string())?;
                 let fingerprint =
                     u64::from_str_radix(&text[16..], 16).map_err(|_| "not hex".to_string())?;
                 Ok(crate::sync_state::RowPrint { key, fingerprint })

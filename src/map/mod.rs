@@ -459,7 +459,10 @@ impl ResolvedMapping {
         {
             return Err(issue(
                 &self.customer_id,
-                format!("customer_id {} is a placeholder MoEngage refuses", crate::model::quoted(cid)),
+                format!(
+                    "customer_id {} is a placeholder MoEngage refuses",
+                    crate::model::quoted(cid)
+                ),
             ));
         }
 
@@ -587,17 +590,26 @@ impl ResolvedMapping {
                 let known = PLATFORMS.iter().find(|p| p.eq_ignore_ascii_case(&raw));
                 if known.is_none() {
                     encoded.warnings.push(issue(format!(
-                        "platform {} is not one of ANDROID, iOS, web, TV; sent as \"unknown\"", crate::model::quoted(&raw)
+                        "platform {} is not one of ANDROID, iOS, web, TV; sent as \"unknown\"",
+                        crate::model::quoted(&raw)
                     )));
                 }
                 convert::write_raw_str(known.copied().unwrap_or("unknown"), out);
             }
             "user_time" | "current_time" => {
                 let dt = match cell {
-                    Cell::Json(Value::Number(n)) => n.as_f64().and_then(|f| convert::parse_datetime(&f.to_string())),
+                    Cell::Json(Value::Number(n)) => n
+                        .as_f64()
+                        .and_then(|f| convert::parse_datetime(&f.to_string())),
                     _ => cell.as_text().and_then(|t| convert::parse_datetime(&t)),
                 }
-                .ok_or_else(|| issue(format!("{} {} is not a datetime (ISO 8601, YYYY-MM-DD HH:MM:SS[ ±ZZZZ] or epoch)", b.field, crate::model::quoted(&cell.as_text().unwrap_or_default()))))?;
+                .ok_or_else(|| {
+                    issue(format!(
+                        "{} {} is not a datetime (ISO 8601, YYYY-MM-DD HH:MM:SS[ ±ZZZZ] or epoch)",
+                        b.field,
+                        crate::model::quoted(&cell.as_text().unwrap_or_default())
+                    ))
+                })?;
                 if b.field == "user_time" && dt > now + chrono::Duration::minutes(5) {
                     return Err(issue(format!("user_time {} is in the future; MoEngage does not accept future-dated events", convert::format_datetime(&dt))));
                 }
@@ -610,7 +622,8 @@ impl ResolvedMapping {
                     .unwrap_or_default();
                 let n: i64 = t.parse().map_err(|_| {
                     issue(format!(
-                        "user_timezone_offset {} is not a whole number of seconds", crate::model::quoted(&t)
+                        "user_timezone_offset {} is not a whole number of seconds",
+                        crate::model::quoted(&t)
                     ))
                 })?;
                 if !(-54_000..=54_000).contains(&n) {

@@ -156,8 +156,16 @@ fn rejections_name_the_column_and_the_reason() {
         (vec!["u1", "e", "", "x", ""], "tz", "not a whole number"),
         (vec!["u1", "e", "", "", "forty"], "age", "not an integer"),
         // NUL is refused one way in every value, ids included.
-        (vec!["u\01", "e", "", "", ""], "uid", "customer_id holds a NUL"),
-        (vec!["u1", "e\0v", "", "", ""], "ev", "event name holds a NUL"),
+        (
+            vec!["u\u{0}1", "e", "", "", ""],
+            "uid",
+            "customer_id holds a NUL",
+        ),
+        (
+            vec!["u1", "e\0v", "", "", ""],
+            "ev",
+            "event name holds a NUL",
+        ),
     ];
     for (cells, column, reason) in table {
         let issue = encode(&m, cells.clone()).unwrap_err();

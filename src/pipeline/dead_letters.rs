@@ -4,9 +4,7 @@
 use super::FatalError;
 use crate::app::Deps;
 use crate::batch::Batch;
-use crate::deliver::dead_letter::{
-    self, DeadLetterError, DeadLetterMessage, SourceRef, StateNote,
-};
+use crate::deliver::dead_letter::{self, DeadLetterError, DeadLetterMessage, SourceRef, StateNote};
 use crate::deliver::FailureDetail;
 
 /// Sends `batch`'s body to the dead-letter queue; returns the message id. An error here must fail

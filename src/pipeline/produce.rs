@@ -61,7 +61,7 @@ pub(super) fn decode_object(
     tx: &mpsc::Sender<Decoded>,
 ) {
     match decode::open(input) {
-        Ok(Opened::Csv(rows)) => decode_rows(rows, config, spec, limits, sync, tx),
+        Ok(Opened::Csv(rows)) => decode_rows(*rows, config, spec, limits, sync, tx),
         Ok(Opened::Ndjson(rows)) => decode_rows(rows, config, spec, limits, sync, tx),
         Ok(Opened::Parquet(rows)) => decode_rows(rows, config, spec, limits, sync, tx),
         Err(e) => {

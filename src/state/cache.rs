@@ -70,7 +70,11 @@ impl ShardCache {
     /// Caches shards of `inner` in a directory of its own under `parent` (the system's temporary
     /// directory in Lambda: `/tmp`), up to `max_bytes`. Directories left by processes that are
     /// gone (a crashed container's) are removed first; this one is removed when dropped.
-    pub fn new(inner: Arc<dyn StateStore>, parent: &std::path::Path, max_bytes: u64) -> std::io::Result<Self> {
+    pub fn new(
+        inner: Arc<dyn StateStore>,
+        parent: &std::path::Path,
+        max_bytes: u64,
+    ) -> std::io::Result<Self> {
         static INSTANCE: AtomicU64 = AtomicU64::new(0);
         let pid = std::process::id();
         if let Ok(entries) = std::fs::read_dir(parent) {
@@ -80,7 +84,9 @@ impl ShardCache {
                     .strip_prefix(DIR_PREFIX)
                     .and_then(|rest| rest.split('-').next())
                     .and_then(|p| p.parse::<u32>().ok())
-                    .is_some_and(|p| p != pid && !std::path::Path::new(&format!("/proc/{p}")).exists());
+                    .is_some_and(|p| {
+                        p != pid && !std::path::Path::new(&format!("/proc/{p}")).exists()
+                    });
                 if stale {
                     let _ = std::fs::remove_dir_all(e.path());
                 }
@@ -298,7 +304,9 @@ impl StateStore for ShardCache {
         known: Option<&str>,
         max_bytes: usize,
     ) -> Result<Fetched, StateError> {
-        self.inner.get_if_changed(bucket, key, known, max_bytes).await
+        self.inner
+            .get_if_changed(bucket, key, known, max_bytes)
+            .await
     }
 }
 
@@ -391,17 +399,27 @@ mod tests {
         let cache = ShardCache::new(inner.clone(), &std::env::temp_dir(), 1 << 20).unwrap();
         let dir = cache.dir.clone();
         let key = "p/sync/ws/user_attributes/shards/8/00.bin";
-        inner.put_if("b", key, vec![1; 1000], Expect::Absent).await.unwrap();
+        inner
+            .put_if("b", key, vec![1; 1000], Expect::Absent)
+            .await
+            .unwrap();
 
         for _ in 0..5 {
             let v = cache.get_versioned("b", key).await.unwrap().unwrap();
             assert_eq!((v.body.len(), v.etag.as_str()), (1000, "v1"));
         }
-        assert_eq!(inner.served.load(Ordering::Relaxed), 1000, "downloaded once");
+        assert_eq!(
+            inner.served.load(Ordering::Relaxed),
+            1000,
+            "downloaded once"
+        );
         assert_eq!(cache.stats().revalidated, 4);
 
         // Another writer changes it: the next read downloads the new version.
-        inner.put_if("b", key, vec![2; 500], Expect::Etag("v1".into())).await.unwrap();
+        inner
+            .put_if("b", key, vec![2; 500], Expect::Etag("v1".into()))
+            .await
+            .unwrap();
         let v = cache.get_versioned("b", key).await.unwrap().unwrap();
         assert_eq!((v.body, v.etag.as_str()), (vec![2; 500], "v2"));
 
@@ -423,13 +441,19 @@ mod tests {
         // Beyond the budget, the least recently used goes.
         for i in 0..3 {
             let k = format!("p/sync/ws/user_attributes/shards/8/{i:02}.bin");
-            inner.put_if("b", &k, vec![0; 400 << 10], Expect::Absent).await.unwrap();
+            inner
+                .put_if("b", &k, vec![0; 400 << 10], Expect::Absent)
+                .await
+                .unwrap();
             cache.get_versioned("b", &k).await.unwrap();
         }
         assert!(cache.index().total <= 1 << 20);
         assert_eq!(cache.index().entries.len(), 2);
         // Markers and reports pass through, uncached.
-        inner.put_if("b", "p/runs/x.json", b"{}".to_vec(), Expect::Absent).await.unwrap();
+        inner
+            .put_if("b", "p/runs/x.json", b"{}".to_vec(), Expect::Absent)
+            .await
+            .unwrap();
         cache.get_versioned("b", "p/runs/x.json").await.unwrap();
         assert_eq!(cache.index().entries.len(), 2);
         drop(cache);

@@ -9,11 +9,10 @@
 
 use std::time::Duration;
 
+use crate::support::{s3_event, Function, Stack};
 use moengage_emulator::Faults;
 use moengage_sync::account::report::Status;
 use moengage_sync::app::{handler, Invocation};
-use serde_json::Value;
-use crate::support::{s3_event, Function, Stack};
 
 fn users(n: usize) -> String {
     let mut s = String::from("user_id,email\n");
@@ -43,7 +42,7 @@ async fn a_run_killed_mid_object_resends_at_most_one_checkpoint_interval() {
         ("MAX_IN_FLIGHT", "8"),
         ("CHECKPOINT_SECS", "1"),
     ];
-    let mut function = Function::start(
+    let function = Function::start(
         &stack,
         &overrides,
         s3_event(&stack.bucket, "exports/big.csv"),

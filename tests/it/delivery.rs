@@ -192,7 +192,10 @@ async fn a_permanent_400_dead_letters_that_exact_body_and_redrive_delivers_it() 
     assert_eq!(redrive.rows_recorded, 50, "{redrive:?}");
     let requests_before = stack.state().requests.len();
     stack
-        .put("exports/users-again.csv.gz", gzip(users_csv(ROWS).as_bytes()))
+        .put(
+            "exports/users-again.csv.gz",
+            gzip(users_csv(ROWS).as_bytes()),
+        )
         .await;
     let again = stack
         .invoke(&deps, "exports/users-again.csv.gz")
@@ -200,7 +203,11 @@ async fn a_permanent_400_dead_letters_that_exact_body_and_redrive_delivers_it() 
         .objects
         .remove(0);
     assert_eq!(
-        (again.rows_unchanged, again.rows_delivered, again.requests_sent),
+        (
+            again.rows_unchanged,
+            again.rows_delivered,
+            again.requests_sent
+        ),
         (ROWS as u64, 0, 0),
         "{again:?}"
     );

@@ -454,7 +454,10 @@ async fn a_warm_instance_reads_each_shard_from_s3_once_and_again_only_when_anoth
 ) {
     let stack = Stack::start().await;
     let warm = stack.deps(&[("FIELD_MAPPING", MAPPING)]).await;
-    let cache = warm.shard_cache.clone().expect("STATE_CACHE_MB defaults on");
+    let cache = warm
+        .shard_cache
+        .clone()
+        .expect("STATE_CACHE_MB defaults on");
     for (part, ids) in [(0, 1..=200), (1, 201..=400)] {
         let o = run(
             &stack,

@@ -53,7 +53,8 @@ pub(crate) fn parse_array(s: &str) -> Result<Vec<Value>, ConvertError> {
         return match serde_json::from_str::<Value>(t) {
             Ok(Value::Array(a)) => Ok(a),
             _ => Err(ConvertError(format!(
-                "{} starts like a JSON array but is not one", crate::model::quoted(t)
+                "{} starts like a JSON array but is not one",
+                crate::model::quoted(t)
             ))),
         };
     }

@@ -322,8 +322,9 @@ fn write_typed(
         },
         FieldType::Integer => {
             let s = trim(text);
-            let n =
-                parse_integer(s).ok_or_else(|| ConvertError(format!("{} is not an integer", crate::model::quoted(s))))?;
+            let n = parse_integer(s).ok_or_else(|| {
+                ConvertError(format!("{} is not an integer", crate::model::quoted(s)))
+            })?;
             out.extend_from_slice(itoa::Buffer::new().format(n).as_bytes());
         }
         FieldType::Boolean => {
@@ -331,7 +332,8 @@ fn write_typed(
                 Cell::Json(Value::Bool(b)) => *b,
                 _ => parse_bool(text).ok_or_else(|| {
                     ConvertError(format!(
-                        "{} is not a boolean (true/false, 1/0, yes/no, t/f)", crate::model::quoted(&text)
+                        "{} is not a boolean (true/false, 1/0, yes/no, t/f)",
+                        crate::model::quoted(text)
                     ))
                 })?,
             };
@@ -352,7 +354,7 @@ fn write_typed(
             }
             .ok_or_else(|| {
                 ConvertError(format!(
-                    "{} is not a datetime (ISO 8601, YYYY-MM-DD HH:MM:SS[.fff][ ±ZZZZ], epoch seconds or milliseconds)", crate::model::quoted(&text)
+                    "{} is not a datetime (ISO 8601, YYYY-MM-DD HH:MM:SS[.fff][ ±ZZZZ], epoch seconds or milliseconds)", crate::model::quoted(text)
                 ))
             })?;
             write_datetime(&dt, out);
@@ -370,7 +372,12 @@ fn write_typed(
                     .or_else(|| NaiveDate::parse_from_str(s, "%Y-%m-%d").ok())
                     .or_else(|| parse_datetime(s).map(|dt| dt.date_naive())),
             }
-            .ok_or_else(|| ConvertError(format!("{} is not a date (YYYY-MM-DD)", crate::model::quoted(s))))?;
+            .ok_or_else(|| {
+                ConvertError(format!(
+                    "{} is not a date (YYYY-MM-DD)",
+                    crate::model::quoted(s)
+                ))
+            })?;
             write_date(d, out);
         }
         FieldType::Array => match cell {

@@ -512,12 +512,21 @@ fn a_nul_is_refused_in_any_string_and_long_values_are_quoted_short() {
         (Cell::Str("a\0b"), None),
         (Cell::Str("a\0b"), Some(FieldType::String)),
         (Cell::Json(&serde_json::json!(["x", "y\u{0}"])), None),
-        (Cell::Json(&serde_json::json!({"k": "\u{0}"})), Some(FieldType::Json)),
+        (
+            Cell::Json(&serde_json::json!({"k": "\u{0}"})),
+            Some(FieldType::Json),
+        ),
     ] {
         let e = conv(cell, ty).unwrap_err().0;
         assert!(e.contains("NUL"), "{e}");
     }
     let long = "9x".repeat(1 << 20);
-    let e = conv(Cell::Str(&long), Some(FieldType::Integer)).unwrap_err().0;
-    assert!(e.len() < 300 && e.contains("not an integer"), "{} bytes", e.len());
+    let e = conv(Cell::Str(&long), Some(FieldType::Integer))
+        .unwrap_err()
+        .0;
+    assert!(
+        e.len() < 300 && e.contains("not an integer"),
+        "{} bytes",
+        e.len()
+    );
 }

@@ -49,7 +49,8 @@ fn write_nested(v: &Value, out: &mut Vec<u8>) -> Result<(), ConvertError> {
 
 /// Why a value with a NUL is refused, wherever it comes from (a raw byte in CSV, `\u0000` in
 /// JSON, a Parquet string): one rule for every format.
-pub const NUL_REASON: &str = "holds a NUL character (\\0): warehouses and MoEngage treat it as the \
+pub const NUL_REASON: &str =
+    "holds a NUL character (\\0): warehouses and MoEngage treat it as the \
      end of the text, so the value would be cut silently; remove it in the export (e.g. \
      REPLACE(col, CHR(0), ''))";
 

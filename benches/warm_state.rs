@@ -1,0 +1,283 @@
+//! `make bench` (warm state): a snapshot re-synced part by part in one warm process, through the
+//! real handler with the sync state in S3 (moto), reporting the state bytes read from and written
+//! to the store, against the state's size.
+//!
+//! 1. A first run delivers `BENCH_STATE_KEYS` users (default 10,000,000) as one export; MoEngage
+//!    is a fake that accepts every body at once (what is measured is the state, not delivery).
+//! 2. The same users, split into `BENCH_PARTS` parts (default 100), are re-synced in the same
+//!    warm process (`STATE_CACHE_MB` on), then again in a cold one for each part
+//!    (`STATE_CACHE_MB=0`, the first `BENCH_COLD_PARTS` parts, default 3, extrapolated).
+//!
+//! Exports are generated into `BENCH_DIR` (default `target/bench-data`) and kept.
+
+#[path = "../tests/fixtures/users.rs"]
+mod users;
+
+#[allow(clippy::duplicate_mod)]
+#[path = "../tests/it/support.rs"]
+mod support;
+
+use std::fs::File;
+use std::io::{BufWriter, Write};
+use std::path::{Path, PathBuf};
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use bytes::Bytes;
+use moengage_sync::deliver::{Deliver, Delivery, Outcome};
+use moengage_sync::model::Endpoint;
+
+/// MoEngage accepting every body at once.
+struct AcceptAll;
+
+#[async_trait::async_trait]
+impl Deliver for AcceptAll {
+    async fn deliver(
+        &self,
+        _endpoint: Endpoint,
+        _body: Bytes,
+        _records: (u64, u64),
+        _stop_at: Option<tokio::time::Instant>,
+    ) -> Delivery {
+        Delivery {
+            outcome: Outcome::Delivered { request_id: None },
+            attempts: 1,
+            rate_limited: 0,
+            latency: Duration::ZERO,
+        }
+    }
+    fn max_in_flight(&self) -> usize {
+        64
+    }
+}
+
+fn env_u64(name: &str, default: u64) -> u64 {
+    std::env::var(name)
+        .ok()
+        .and_then(|v| v.replace('_', "").parse().ok())
+        .unwrap_or(default)
+}
+
+/// Users `from..=to` as a CSV.gz export at `path` (generated once, then kept).
+fn export(path: &Path, from: u64, to: u64) {
+    if path.exists() {
+        return;
+    }
+    let tmp = path.with_extension("partial");
+    let file = BufWriter::with_capacity(1 << 20, File::create(&tmp).expect("create"));
+    let mut gz = flate2::write::GzEncoder::new(file, flate2::Compression::fast());
+    let mut at = from;
+    while at <= to {
+        let end = (at + 99_999).min(to);
+        users::write_csv(&mut gz, at, end, b',', at == from).expect("write");
+        at = end + 1;
+    }
+    gz.finish().expect("gzip").flush().expect("flush");
+    std::fs::rename(&tmp, path).expect("rename");
+}
+
+fn peak_rss_mib() -> f64 {
+    let status = std::fs::read_to_string("/proc/self/status").unwrap_or_default();
+    status
+        .lines()
+        .find_map(|l| l.strip_prefix("VmHWM:"))
+        .and_then(|v| v.trim().trim_end_matches("kB").trim().parse::<f64>().ok())
+        .unwrap_or(0.0)
+        / 1024.0
+}
+
+fn main() {
+    if std::env::var("MOTO_SERVER").is_err() {
+        println!("\nwarm state: skipped (set MOTO_SERVER to moto_server, as `make bench` does)");
+        return;
+    }
+    let keys = env_u64("BENCH_STATE_KEYS", 10_000_000);
+    let parts = env_u64("BENCH_PARTS", 100);
+    let cold_parts = env_u64("BENCH_COLD_PARTS", 3).min(parts);
+    let dir =
+        PathBuf::from(std::env::var("BENCH_DIR").unwrap_or_else(|_| "target/bench-data".into()));
+    std::fs::create_dir_all(&dir).expect("create BENCH_DIR");
+    let whole = dir.join(format!("state_users_{keys}.csv.gz"));
+    export(&whole, 1, keys);
+    let per = keys.div_ceil(parts);
+    let part_paths: Vec<PathBuf> = (0..parts)
+        .map(|p| {
+            let path = dir.join(format!("state_users_{keys}_part{p:03}of{parts}.csv.gz"));
+            export(&path, p * per + 1, ((p + 1) * per).min(keys));
+            path
+        })
+        .collect();
+
+    let runtime = tokio::runtime::Builder::new_multi_thread()
+        .worker_threads(2)
+        .enable_all()
+        .build()
+        .expect("runtime");
+    runtime.block_on(async {
+        let stack = support::Stack::start().await;
+        let overrides = [("FIELD_MAPPING", users::MAPPING)];
+        let mut warm = stack.deps(&overrides).await;
+        warm.deliver = Arc::new(AcceptAll);
+        let cache = warm.shard_cache.clone().expect("cache on by default");
+
+        // 1. First run: the whole snapshot as one export.
+        stack
+            .put("day1/users.csv.gz", std::fs::read(&whole).expect("read"))
+            .await;
+        let t = Instant::now();
+        let first = stack.invoke(&warm, "day1/users.csv.gz").await;
+        let first_s = t.elapsed().as_secs_f64();
+        let o = &first.objects[0];
+        assert_eq!(o.rows_delivered, keys, "{o:?}");
+        let state_bytes = state_size(&stack).await;
+        let after_first = cache.stats();
+
+        // 2. The same users in parts, re-synced in this warm process.
+        for (p, path) in part_paths.iter().enumerate() {
+            stack
+                .put(&format!("day2/part{p:03}.csv.gz"), std::fs::read(path).expect("read"))
+                .await;
+        }
+        let t = Instant::now();
+        let mut unchanged = 0;
+        for p in 0..parts {
+            let s = stack.invoke(&warm, &format!("day2/part{p:03}.csv.gz")).await;
+            let o = &s.objects[0];
+            assert_eq!((o.rows_delivered, o.rows_read), (0, o.rows_unchanged), "{o:?}");
+            unchanged += o.rows_unchanged;
+        }
+        let warm_s = t.elapsed().as_secs_f64();
+        assert_eq!(unchanged, keys);
+        let after_warm = cache.stats();
+        let warm_read = after_warm.bytes_downloaded - after_first.bytes_downloaded;
+        let warm_written = after_warm.bytes_written - after_first.bytes_written;
+
+        // 3. The first parts again, each in a cold process (no cache): what every part cost before.
+        let mut cold_read = 0u64;
+        let t = Instant::now();
+        for p in 0..cold_parts {
+            let mut cold = stack.deps(&[overrides[0], ("STATE_CACHE_MB", "0")]).await;
+            cold.deliver = Arc::new(AcceptAll);
+            let counting = Arc::new(CountingStore {
+                inner: cold.state.clone(),
+                read: Default::default(),
+            });
+            cold.state = counting.clone();
+            let s = stack.invoke(&cold, &format!("day2/part{p:03}.csv.gz")).await;
+            assert_eq!(s.objects[0].rows_delivered, 0);
+            cold_read += counting.read.load(std::sync::atomic::Ordering::Relaxed);
+        }
+        let cold_s = t.elapsed().as_secs_f64() / cold_parts.max(1) as f64;
+
+        let mib = |b: u64| b as f64 / (1u64 << 20) as f64;
+        println!("\n## warm state: {parts}-part snapshot of {keys} users re-synced through the handler (moto S3, sync state), MoEngage accepting at once\n");
+        println!("| step | wall s | rows/s | state read from S3 MiB | ÷ state size | state written MiB | peak RSS MiB (bench process) |");
+        println!("|---|---:|---:|---:|---:|---:|---:|");
+        println!(
+            "| first run, one export (state: {:.1} MiB, {} B/key) | {first_s:.1} | {:.0} | {:.1} | | {:.1} | |",
+            mib(state_bytes),
+            state_bytes / keys.max(1),
+            keys as f64 / first_s,
+            mib(after_first.bytes_downloaded),
+            mib(after_first.bytes_written),
+        );
+        println!(
+            "| re-sync, {parts} parts, warm (`STATE_CACHE_MB` 256) | {warm_s:.1} | {:.0} | {:.1} | {:.2} × | {:.1} | {:.0} |",
+            keys as f64 / warm_s,
+            mib(warm_read),
+            warm_read as f64 / state_bytes.max(1) as f64,
+            mib(warm_written),
+            peak_rss_mib(),
+        );
+        let cold_total = cold_read as f64 / cold_parts.max(1) as f64 * parts as f64;
+        println!(
+            "| re-sync, cold per part (`STATE_CACHE_MB=0`; {cold_parts} parts measured, × {parts}) | {:.1} per part | | {:.1} | {:.1} × | 0 | |",
+            cold_s,
+            cold_total / (1u64 << 20) as f64,
+            cold_total / state_bytes.max(1) as f64,
+        );
+    });
+}
+
+/// The stored size of the sync state: every shard under `sync/`.
+async fn state_size(stack: &support::Stack) -> u64 {
+    let mut total = 0;
+    let mut token = None;
+    loop {
+        let page = stack
+            .s3
+            .list_objects_v2()
+            .bucket(&stack.bucket)
+            .prefix("moengage-sync/sync/")
+            .set_continuation_token(token)
+            .send()
+            .await
+            .expect("list");
+        total += page
+            .contents()
+            .iter()
+            .filter(|o| o.key().is_some_and(|k| k.ends_with(".bin")))
+            .map(|o| o.size().unwrap_or(0) as u64)
+            .sum::<u64>();
+        token = page.next_continuation_token().map(str::to_string);
+        if token.is_none() {
+            return total;
+        }
+    }
+}
+
+/// Counts shard bytes read through a store (the cold runs have no cache to count them).
+struct CountingStore {
+    inner: Arc<dyn moengage_sync::state::StateStore>,
+    read: std::sync::atomic::AtomicU64,
+}
+
+#[async_trait::async_trait]
+impl moengage_sync::state::StateStore for CountingStore {
+    async fn get(
+        &self,
+        bucket: &str,
+        key: &str,
+    ) -> Result<Option<Vec<u8>>, moengage_sync::state::StateError> {
+        Ok(self.get_versioned(bucket, key).await?.map(|v| v.body))
+    }
+    async fn put(
+        &self,
+        bucket: &str,
+        key: &str,
+        body: Vec<u8>,
+        if_absent: bool,
+    ) -> Result<moengage_sync::state::PutOutcome, moengage_sync::state::StateError> {
+        self.inner.put(bucket, key, body, if_absent).await
+    }
+    async fn get_versioned(
+        &self,
+        bucket: &str,
+        key: &str,
+    ) -> Result<Option<moengage_sync::state::Versioned>, moengage_sync::state::StateError> {
+        let v = self.inner.get_versioned(bucket, key).await?;
+        if key.ends_with(".bin") {
+            if let Some(v) = &v {
+                self.read
+                    .fetch_add(v.body.len() as u64, std::sync::atomic::Ordering::Relaxed);
+            }
+        }
+        Ok(v)
+    }
+    async fn put_if(
+        &self,
+        bucket: &str,
+        key: &str,
+        body: Vec<u8>,
+        expect: moengage_sync::state::Expect,
+    ) -> Result<Option<String>, moengage_sync::state::StateError> {
+        self.inner.put_if(bucket, key, body, expect).await
+    }
+    async fn delete(
+        &self,
+        bucket: &str,
+        key: &str,
+    ) -> Result<(), moengage_sync::state::StateError> {
+        self.inner.delete(bucket, key).await
+    }
+}

@@ -14,7 +14,8 @@
 //!   element kinds, object refs, MoEngage's limits, and the closed set of endpoints with the one
 //!   place that builds their URLs.
 //! - [`aws`]: SDK error text, for every AWS adapter.
-//! - [`state`]: `StateStore`, small documents in S3 (run markers, reports, sync-state shards).
+//! - [`state`]: `StateStore`, small documents in S3 (run markers, reports, sync-state shards), and
+//!   [`state::cache`], sync-state shards kept in `/tmp` by a warm instance, revalidated by ETag.
 //! - [`source`]: `ObjectSource`, streaming exports out of S3 (ranges at the version claimed), and
 //!   local files for the terminal `sync` ([`source::local`]).
 //! - [`decode`]: format and compression detection, decompression, and the row decoders (CSV/TSV in

@@ -54,3 +54,28 @@ fn decode_as(data: &[u8], format: Format, csv: decode::CsvOptions) {
         }
     }
 }
+
+/// The configuration the payload targets check against.
+#[allow(dead_code)]
+fn config() -> &'static moengage_sync::config::Config {
+    static CONFIG: std::sync::OnceLock<moengage_sync::config::Config> = std::sync::OnceLock::new();
+    CONFIG.get_or_init(|| {
+        moengage_sync::config::Config::from_lookup(|name| {
+            Some(
+                match name {
+                    "MOENGAGE_DATA_CENTER" => "1",
+                    "MOENGAGE_WORKSPACE_ID" => "WS",
+                    "MOENGAGE_API_KEY" => "key",
+                    "DEAD_LETTER_QUEUE_URL" => "https://sqs.us-east-1.amazonaws.com/1/dlq",
+                    "OBJECT_TYPE" => "user_attributes",
+                    "PRIMARY_KEY" => "id",
+                    "SOURCE_PREFIX" => "exports/",
+                    "STATE_BUCKET" => "state",
+                    _ => return None,
+                }
+                .to_string(),
+            )
+        })
+        .expect("fuzz config")
+    })
+}

@@ -1,33 +1,9 @@
 //! Dead-letter messages as redrive reads them: parse, vet (endpoint, app id, payload location),
 //! then check the inline body. Whatever passes must name one of the closed set of endpoints.
 #![no_main]
-use std::sync::OnceLock;
-
 use libfuzzer_sys::fuzz_target;
+include!("common.rs");
 use moengage_sync::app::redrive::{check_body, parse_message, vet, PayloadAt};
-use moengage_sync::config::Config;
-
-fn config() -> &'static Config {
-    static CONFIG: OnceLock<Config> = OnceLock::new();
-    CONFIG.get_or_init(|| {
-        Config::from_lookup(|name| {
-            Some(
-                match name {
-                    "MOENGAGE_DATA_CENTER" => "1",
-                    "MOENGAGE_WORKSPACE_ID" => "WS",
-                    "MOENGAGE_API_KEY" => "key",
-                    "DEAD_LETTER_QUEUE_URL" => "https://sqs.us-east-1.amazonaws.com/1/dlq",
-                    "OBJECT_TYPE" => "user_attributes",
-                    "PRIMARY_KEY" => "id",
-                    "STATE_BUCKET" => "state",
-                    _ => return None,
-                }
-                .to_string(),
-            )
-        })
-        .expect("fuzz config")
-    })
-}
 
 fuzz_target!(|data: &[u8]| {
     let Ok(body) = std::str::from_utf8(data) else {

@@ -1,33 +1,9 @@
 //! Invocation payloads: whatever JSON Lambda hands the function (S3 notifications, SQS events,
 //! work items, schedules, redrive requests, anything else).
 #![no_main]
-use std::sync::OnceLock;
-
 use libfuzzer_sys::fuzz_target;
+include!("common.rs");
 use moengage_sync::app::invocation;
-use moengage_sync::config::Config;
-
-fn config() -> &'static Config {
-    static CONFIG: OnceLock<Config> = OnceLock::new();
-    CONFIG.get_or_init(|| {
-        Config::from_lookup(|name| {
-            Some(
-                match name {
-                    "MOENGAGE_DATA_CENTER" => "1",
-                    "MOENGAGE_WORKSPACE_ID" => "WS",
-                    "MOENGAGE_API_KEY" => "key",
-                    "DEAD_LETTER_QUEUE_URL" => "https://sqs.us-east-1.amazonaws.com/1/dlq",
-                    "OBJECT_TYPE" => "user_attributes",
-                    "PRIMARY_KEY" => "id",
-                    "SOURCE_PREFIX" => "exports/",
-                    _ => return None,
-                }
-                .to_string(),
-            )
-        })
-        .expect("fuzz config")
-    })
-}
 
 fuzz_target!(|data: &[u8]| {
     let Ok(payload) = serde_json::from_slice::<serde_json::Value>(data) else {

@@ -109,7 +109,6 @@ pub async fn redrive(
                 payload,
                 records,
                 note,
-                source_bucket,
             } = match prepare(deps, &m.body).await {
                 Ok(ready) => ready,
                 Err(Unready::Refused(reason)) => {
@@ -130,7 +129,7 @@ pub async fn redrive(
                 .await;
             if matches!(d.outcome, Outcome::Delivered { .. }) {
                 if let Some(note) = note {
-                    match record(deps, &note, &payload, &source_bucket).await {
+                    match record(deps, &note, &payload).await {
                         Ok(rows) => report.rows_recorded += rows,
                         Err(reason) => {
                             tracing::warn!(message_id = %m.message_id, %reason, "redrive: delivered rows not recorded in the sync state; the next run sends them again");
@@ -191,8 +190,6 @@ struct Ready {
     records: (u64, u64),
     /// The rows' sync-state entries, recorded once MoEngage accepts the payload.
     note: Option<dead_letter::StateNote>,
-    /// The source object's bucket: the state bucket when `STATE_BUCKET` is not set.
-    source_bucket: String,
 }
 
 /// A message body → what to send, once every check has passed; no request is made before.
@@ -208,7 +205,6 @@ async fn prepare(deps: &Deps, body: &str) -> Result<Ready, Unready> {
         payload,
         records,
         note: msg.sync_state,
-        source_bucket: msg.source.bucket,
     })
 }
 
@@ -224,12 +220,7 @@ pub fn parse_message(body: &str) -> Result<DeadLetterMessage, String> {
 
 /// Records a delivered body's rows in its sync's state, when its note is sealed by this function
 /// for this very body and names a scope of this workspace; returns the rows recorded.
-async fn record(
-    deps: &Deps,
-    note: &dead_letter::StateNote,
-    payload: &[u8],
-    source_bucket: &str,
-) -> Result<u64, String> {
+async fn record(deps: &Deps, note: &dead_letter::StateNote, payload: &[u8]) -> Result<u64, String> {
     use crate::sync_state::{SyncLocation, SyncOptions, SyncState};
     let prints = note.open(&deps.moengage, payload)?;
     let config = &deps.config;
@@ -249,11 +240,18 @@ async fn record(
             quote(&note.scope)
         ));
     }
-    let bucket = config
+    // The bucket is sealed too; with STATE_BUCKET set, it must be that one.
+    if config
         .state_bucket
-        .clone()
-        .unwrap_or_else(|| source_bucket.to_string());
-    let location = SyncLocation::new(bucket, &config.state_prefix, &note.scope);
+        .as_deref()
+        .is_some_and(|b| b != note.bucket)
+    {
+        return Err(format!(
+            "the sync state named is in bucket {}, not STATE_BUCKET",
+            quote(&note.bucket)
+        ));
+    }
+    let location = SyncLocation::new(note.bucket.clone(), &config.state_prefix, &note.scope);
     let options = SyncOptions::new(crate::model::SyncMode::Upsert, false);
     let state = SyncState::open(deps.state.clone(), location, options)
         .await

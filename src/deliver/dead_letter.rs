@@ -59,6 +59,8 @@ pub struct DeadLetterMessage {
 /// cannot make the state claim rows MoEngage never received (they would never be sent again).
 #[derive(Debug, Clone, Serialize, Deserialize, PartialEq, Eq)]
 pub struct StateNote {
+    /// The bucket the sync state lives in.
+    pub bucket: String,
     /// The sync-state scope (`sync_state::scope`, or a named sync's).
     pub scope: String,
     /// Key hash and fingerprint of each row, 32 hex digits per row.
@@ -75,6 +77,7 @@ impl StateNote {
 
     pub fn new(
         client: &crate::deliver::client::MoEngageClient,
+        bucket: &str,
         scope: &str,
         prints: &[crate::sync_state::RowPrint],
         body: &[u8],
@@ -83,8 +86,15 @@ impl StateNote {
             .iter()
             .map(|p| format!("{:016x}{:016x}", p.key, p.fingerprint))
             .collect();
-        let seal = client.seal(&[Self::CONTEXT, scope.as_bytes(), prints.as_bytes(), body]);
+        let seal = client.seal(&[
+            Self::CONTEXT,
+            bucket.as_bytes(),
+            scope.as_bytes(),
+            prints.as_bytes(),
+            body,
+        ]);
         StateNote {
+            bucket: bucket.to_string(),
             scope: scope.to_string(),
             prints,
             seal: seal.iter().map(|b| format!("{b:02x}")).collect(),
@@ -99,6 +109,7 @@ impl StateNote {
     ) -> Result<Vec<crate::sync_state::RowPrint>, String> {
         let want = client.seal(&[
             Self::CONTEXT,
+            self.bucket.as_bytes(),
             self.scope.as_bytes(),
             self.prints.as_bytes(),
             body,
@@ -412,11 +423,14 @@ mod note_tests {
         ];
         let body = br#"{"elements":[]}"#;
         let ours = client("key-1");
-        let note = StateNote::new(&ours, "WS/user_attributes", &prints, body);
+        let note = StateNote::new(&ours, "state", "WS/user_attributes", &prints, body);
         assert_eq!(note.open(&ours, body).unwrap(), prints);
         // Another body, another key, an edited scope or edited prints: refused.
         assert!(note.open(&ours, br#"{"elements":[1]}"#).is_err());
         assert!(note.open(&client("key-2"), body).is_err());
+        let mut edited = note.clone();
+        edited.bucket = "elsewhere".into();
+        assert!(edited.open(&ours, body).is_err());
         let mut edited = note.clone();
         edited.scope = "WS/events".into();
         assert!(edited.open(&ours, body).is_err());

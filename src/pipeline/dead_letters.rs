@@ -37,17 +37,24 @@ pub(super) async fn send(
         attempts,
     )
     .map_err(fatal)?;
+    // The state lives in the state bucket, by default the object's own (as `open_sync_state`).
+    let state_bucket = deps
+        .config
+        .state_bucket
+        .clone()
+        .unwrap_or_else(|| bucket.clone());
     if !batch.prints.is_empty() {
         // Redrive records these rows in the sync state once MoEngage accepts the body.
-        msg.sync_state = Some(StateNote::new(&deps.moengage, scope, &batch.prints, body));
+        msg.sync_state = Some(StateNote::new(
+            &deps.moengage,
+            &state_bucket,
+            scope,
+            &batch.prints,
+            body,
+        ));
     }
     if msg.encoded_len() > dead_letter::MAX_INLINE_MESSAGE_BYTES {
         // Over SQS's message size: the payload goes to S3 and the message points to it.
-        let state_bucket = deps
-            .config
-            .state_bucket
-            .clone()
-            .unwrap_or_else(|| bucket.clone());
         let payload_key = format!(
             "{}rows-{}-{}-{}.json",
             dead_letter::payload_prefix(&deps.config.state_prefix, &bucket, &key),

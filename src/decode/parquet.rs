@@ -60,6 +60,8 @@ pub struct ParquetRows {
     len: usize,
     /// 1-based data row number.
     row: u64,
+    /// The reader panicked on a damaged page: nothing more is read.
+    poisoned: bool,
 }
 
 impl ParquetRows {
@@ -107,6 +109,7 @@ impl ParquetRows {
             pos: 0,
             len: 0,
             row: 0,
+            poisoned: false,
         })
     }
 }
@@ -225,8 +228,20 @@ impl RowSource for ParquetRows {
         if self.pos + 1 < self.len {
             self.pos += 1;
         } else {
+            if self.poisoned {
+                return Err(self.damaged());
+            }
             let batch = loop {
-                match self.reader.next() {
+                // The parquet crate asserts on some damaged pages (found by fuzzing: an RLE run
+                // with no value) instead of returning an error: a panic here is a corrupt file,
+                // reported as one, and the reader is not used again.
+                let next =
+                    std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| self.reader.next()));
+                let Ok(next) = next else {
+                    self.poisoned = true;
+                    return Err(self.damaged());
+                };
+                match next {
                     None => return Ok(None),
                     Some(Err(e)) => {
                         return Err(DecodeError::Read {
@@ -250,6 +265,17 @@ impl RowSource for ParquetRows {
 }
 
 impl ParquetRows {
+    /// A page the Parquet reader could not decode without failing inside.
+    fn damaged(&self) -> DecodeError {
+        DecodeError::Corrupt {
+            format: FORMAT,
+            reason: format!(
+                "a page after row {} is damaged (the Parquet reader failed on it); re-export the file",
+                self.row
+            ),
+        }
+    }
+
     fn load(&mut self, batch: &RecordBatch) -> Result<(), DecodeError> {
         self.columns.clear();
         for (i, array) in batch.columns().iter().enumerate() {
@@ -700,6 +726,34 @@ mod tests {
 
     /// LIST<STRING> cells are written from the batch directly; they must give exactly the bytes and
     /// warnings of the general path (a `Value` per list), whatever the declared type.
+    /// Found by `make fuzz` (target `parquet`): the parquet crate asserts inside its RLE decoder
+    /// on this file. It must be a corrupt-file error, not a panic of the decode thread.
+    #[test]
+    fn a_page_the_parquet_reader_panics_on_is_a_corrupt_file() {
+        struct Memory(Bytes);
+        impl RandomAccess for Memory {
+            fn len(&self) -> u64 {
+                self.0.len() as u64
+            }
+            fn read_range(&self, start: u64, end: u64) -> std::io::Result<Bytes> {
+                Ok(self.0.slice(start as usize..end as usize))
+            }
+        }
+        let file = include_bytes!("../../tests/fixtures/fuzz/parquet-rle-assertion.parquet");
+        let access = Arc::new(Memory(Bytes::from_static(file)));
+        let mut rows = ParquetRows::open(access, InputLimits::default()).expect("the footer reads");
+        let outcome = loop {
+            match rows.next_row() {
+                Ok(Some(_)) => continue,
+                other => break other.map(|_| ()),
+            }
+        };
+        let e = outcome.expect_err("a damaged page").to_string();
+        assert!(e.contains("damaged"), "{e}");
+        // And nothing more is read from a reader that failed inside.
+        assert!(rows.next_row().is_err());
+    }
+
     #[test]
     fn string_lists_match_the_json_value_path() {
         let mut b = ListBuilder::new(StringBuilder::new());

@@ -60,6 +60,15 @@ impl CsvOptions {
     }
 }
 
+/// A limit for a message: MiB, or bytes below one MiB (tests use tiny limits).
+fn size(bytes: usize) -> String {
+    if bytes >= 1 << 20 {
+        format!("{} MiB", bytes >> 20)
+    } else {
+        format!("{bytes} bytes")
+    }
+}
+
 /// Which limit a record went over.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 enum Over {
@@ -126,9 +135,12 @@ impl<R: BufRead> Records<R> {
         skip_oversized: bool,
     ) -> std::io::Result<Read> {
         let line = self.core.line();
-        // The header's limits may be tighter than the rows' (or the other way round).
-        self.fields.truncate(max_bytes.max(1));
-        self.ends.truncate(max_fields.max(1));
+        // One byte and one field beyond each limit: csv_core reports a full buffer before it
+        // sees the terminator, so a record exactly at the limit needs room to be told apart from
+        // one over it. (The header's limits may be tighter than the rows', or the other way.)
+        let (room_bytes, room_fields) = (max_bytes + 1, max_fields + 1);
+        self.fields.truncate(room_bytes);
+        self.ends.truncate(room_fields);
         let (mut out, mut ends) = (0usize, 0usize);
         let mut over = None;
         loop {
@@ -162,23 +174,29 @@ impl<R: BufRead> Records<R> {
             match res {
                 ReadRecordResult::InputEmpty => {}
                 ReadRecordResult::OutputFull if over.is_none() => {
-                    if self.fields.len() >= max_bytes {
+                    if self.fields.len() >= room_bytes {
                         over = Some(Over::Bytes);
                     } else {
-                        let grown = (self.fields.len() * 2).min(max_bytes);
+                        let grown = (self.fields.len() * 2).min(room_bytes);
                         self.fields.resize(grown, 0);
                     }
                 }
                 ReadRecordResult::OutputEndsFull if over.is_none() => {
-                    if self.ends.len() >= max_fields {
+                    if self.ends.len() >= room_fields {
                         over = Some(Over::Fields);
                     } else {
-                        let grown = (self.ends.len() * 2).min(max_fields);
+                        let grown = (self.ends.len() * 2).min(room_fields);
                         self.ends.resize(grown, 0);
                     }
                 }
                 ReadRecordResult::OutputFull | ReadRecordResult::OutputEndsFull => {}
                 ReadRecordResult::Record => {
+                    // The extra room was used: over by exactly one byte or one field.
+                    if over.is_none() && out > max_bytes {
+                        over = Some(Over::Bytes);
+                    } else if over.is_none() && ends > max_fields {
+                        over = Some(Over::Fields);
+                    }
                     return Ok(match over {
                         Some(over) => {
                             self.len = 0;
@@ -265,11 +283,11 @@ impl<R: BufRead> CsvRows<R> {
             Read::Oversized { over, .. } => {
                 return Err(DecodeError::Header(match over {
                     Over::Bytes => format!(
-                    "the header row is over {} MiB (MAX_HEADER_MB); is the file one long line, or \
+                        "the header row is over {} (MAX_HEADER_MB); is the file one long line, or \
                          not {} at all? Raise MAX_HEADER_MB if the header really is that long",
-                    limits.max_header_bytes >> 20,
-                    if tsv { "TSV" } else { "CSV" }
-                ),
+                        size(limits.max_header_bytes),
+                        if tsv { "TSV" } else { "CSV" }
+                    ),
                     Over::Fields => format!(
                         "the header row has over {} columns (MAX_COLUMNS); check CSV_DELIMITER \
                          ({:?}) matches the file, or raise MAX_COLUMNS",
@@ -338,9 +356,9 @@ impl<R: BufRead + Send> RowSource for CsvRows<R> {
                 self.row += 1;
                 let reason = match over {
                     Over::Bytes => format!(
-                        "the row is over {} MiB (MAX_ROW_MB); not read — an unclosed quote \
+                        "the row is over {} (MAX_ROW_MB); not read — an unclosed quote \
                          ({}), or raise MAX_ROW_MB",
-                        self.limits.max_row_bytes >> 20,
+                        size(self.limits.max_row_bytes),
                         self.quote_rule
                     ),
                     Over::Fields => format!(
@@ -615,15 +633,13 @@ mod tests {
                     .map_err(|b| (b.row, b.line, b.reason)),
             );
             // The record buffer never grows past the limit, whatever the input.
-            assert!(csv.records.fields.len() <= 64 && csv.records.ends.len() <= 5);
+            // (one byte and one field of room past each limit tell "at" from "over").
+            assert!(csv.records.fields.len() <= 65 && csv.records.ends.len() <= 6);
         }
         assert_eq!(out[0], Ok((1, Some(2))));
         let (row, line, reason) = out[1].clone().unwrap_err();
         assert_eq!((row, line), (2, Some(3)));
-        assert!(
-            reason.contains("over 0 MiB (MAX_ROW_MB)") || reason.contains("MAX_ROW_MB"),
-            "{reason}"
-        );
+        assert!(reason.contains("over 64 bytes (MAX_ROW_MB)"), "{reason}");
         let (row, line, _) = out[2].clone().unwrap_err();
         assert_eq!(
             (row, line),
@@ -636,6 +652,34 @@ mod tests {
         assert!(reason.contains("over 5 fields (MAX_COLUMNS)"), "{reason}");
         assert_eq!(out[5], Ok((6, Some(8))));
         assert_eq!(out.len(), 6);
+    }
+
+    #[test]
+    fn a_record_exactly_at_a_limit_is_read_with_or_without_a_final_newline() {
+        let limits = InputLimits {
+            max_row_bytes: 8,
+            max_header_bytes: 6,
+            max_columns: 2,
+            ..InputLimits::default()
+        };
+        for input in [
+            &b"idxx,n\n1,abcdefg\n1,abcdefgh\n"[..],
+            b"idxx,n\n1,abcdefg",
+        ] {
+            let mut csv = CsvRows::new(input, CsvOptions::default(), false, limits).unwrap();
+            assert_eq!(csv.header(), ["idxx", "n"]);
+            let first = csv.next_row().unwrap().unwrap().map(|r| r.number);
+            assert_eq!(first.ok(), Some(1), "8 field bytes are at the limit");
+            if let Some(second) = csv.next_row().unwrap() {
+                let e = second.err().expect("9 field bytes are over it");
+                assert!(e.reason.contains("over 8 bytes"), "{}", e.reason);
+            }
+        }
+        let e = CsvRows::new(&b"idxxxx,n\n"[..], CsvOptions::default(), false, limits)
+            .err()
+            .unwrap()
+            .to_string();
+        assert!(e.contains("over 6 bytes (MAX_HEADER_MB)"), "{e}");
     }
 
     #[test]

@@ -93,7 +93,16 @@ impl<R: BufRead> NdjsonRows<R> {
             if !text.is_empty() {
                 rows += 1;
                 if text.first() == Some(&b'{') {
-                    if let Ok(KeysOf(keys)) = serde_json::from_slice::<KeysOf>(text) {
+                    let mut de = serde_json::Deserializer::from_slice(text);
+                    let keys = KeysUpTo(limits.max_columns).deserialize(&mut de);
+                    if matches!(&keys, Err(e) if e.to_string().contains(TOO_MANY_KEYS)) {
+                        return Err(DecodeError::Header(format!(
+                            "line {line_no} holds over {} keys (MAX_COLUMNS); raise MAX_COLUMNS \
+                             if the export really is that wide",
+                            limits.max_columns
+                        )));
+                    }
+                    if let Ok(keys) = keys {
                         for k in keys {
                             if seen.insert(k.clone()) {
                                 header.push(k);
@@ -325,26 +334,35 @@ pub(crate) fn read_line(
 }
 
 /// Collects an object's keys in order (header look-ahead only).
-struct KeysOf(Vec<String>);
+/// The keys of one JSON object, in order; an object with more than `.0` keys is an error
+/// ([`TOO_MANY_KEYS`]) as soon as the next key is seen, so a wide line costs no more than the limit.
+struct KeysUpTo(usize);
 
-impl<'de> serde::Deserialize<'de> for KeysOf {
-    fn deserialize<D: Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
-        struct V;
+/// Marks the error of an object over [`KeysUpTo`]'s limit.
+const TOO_MANY_KEYS: &str = "moengage-sync: too many keys";
+
+impl<'de> DeserializeSeed<'de> for KeysUpTo {
+    type Value = Vec<String>;
+    fn deserialize<D: Deserializer<'de>>(self, d: D) -> Result<Vec<String>, D::Error> {
+        struct V(usize);
         impl<'de> Visitor<'de> for V {
-            type Value = KeysOf;
+            type Value = Vec<String>;
             fn expecting(&self, f: &mut fmt::Formatter) -> fmt::Result {
                 f.write_str("a JSON object")
             }
-            fn visit_map<A: MapAccess<'de>>(self, mut map: A) -> Result<KeysOf, A::Error> {
+            fn visit_map<A: MapAccess<'de>>(self, mut map: A) -> Result<Vec<String>, A::Error> {
                 let mut keys = Vec::new();
                 while let Some(k) = map.next_key::<String>()? {
+                    if keys.len() == self.0 {
+                        return Err(serde::de::Error::custom(TOO_MANY_KEYS));
+                    }
                     map.next_value::<IgnoredAny>()?;
                     keys.push(k);
                 }
-                Ok(KeysOf(keys))
+                Ok(keys)
             }
         }
-        d.deserialize_map(V)
+        d.deserialize_map(V(self.0))
     }
 }
 
@@ -541,6 +559,30 @@ mod tests {
             NdjsonRows::new(&b"[1]\n[2]\n"[..], InputLimits::default()),
             Err(DecodeError::Unsupported(_))
         ));
+    }
+
+    #[test]
+    fn a_line_wider_than_max_columns_fails_the_object_at_the_limit() {
+        let keys: Vec<String> = (0..20).map(|i| format!("\"k{i}\":{i}")).collect();
+        let line = format!("{{{}}}\n", keys.join(","));
+        let limits = InputLimits {
+            max_columns: 10,
+            ..InputLimits::default()
+        };
+        let e = NdjsonRows::new(line.as_bytes(), limits)
+            .err()
+            .unwrap()
+            .to_string();
+        assert!(e.contains("line 1 holds over 10 keys (MAX_COLUMNS)"), "{e}");
+        // At the limit it reads.
+        let line = format!("{{{}}}\n", keys[..10].join(","));
+        assert_eq!(
+            NdjsonRows::new(line.as_bytes(), limits)
+                .unwrap()
+                .header()
+                .len(),
+            10
+        );
     }
 
     #[test]

@@ -114,6 +114,11 @@ impl StateNote {
             self.prints.as_bytes(),
             body,
         ]);
+        // One encoding only: lowercase hex, as written (`from_str_radix` would also take `+f`, `0F`).
+        let lower_hex = |t: &str| t.bytes().all(|b| matches!(b, b'0'..=b'9' | b'a'..=b'f'));
+        if self.seal.len() != 64 || !lower_hex(&self.seal) || !lower_hex(&self.prints) {
+            return Err("the sync-state note is not lowercase hex".into());
+        }
         let got: Vec<u8> = self
             .seal
             .as_bytes()
@@ -437,8 +442,12 @@ mod note_tests {
         let mut edited = note.clone();
         edited.prints.replace_range(0..1, "f");
         assert!(edited.open(&ours, body).is_err());
-        let mut edited = note;
+        let mut edited = note.clone();
         edited.seal = "zz".into();
+        assert!(edited.open(&ours, body).is_err());
+        // The same bytes spelt another way are not accepted either.
+        let mut edited = note;
+        edited.seal = edited.seal.to_uppercase();
         assert!(edited.open(&ours, body).is_err());
     }
 }

@@ -29,15 +29,12 @@ enum Kind {
     Rejected,
 }
 
-/// Consecutive rows `first..=last` of one kind (and, for rejections, one kind of reason), held
-/// until the batch boundary passes them.
+/// Consecutive rows `first..=last` of one kind, held until the batch boundary passes them.
 #[derive(Debug)]
 struct Run {
     first: u64,
     last: u64,
     kind: Kind,
-    /// For rejections: the index of the reason's kind in `Ledger::reasons`.
-    reason: u32,
 }
 
 impl Run {
@@ -88,7 +85,10 @@ pub(super) struct Ledger {
     failure: Option<String>,
     /// Kinds of rejection seen (`RowReport::kind`), at most `MAX_REASON_KINDS` + 1 (the rest).
     reasons: Vec<String>,
-    reason_ids: std::collections::HashMap<String, u32>,
+    reason_ids: std::collections::HashMap<String, u8>,
+    /// The reason kind of each held rejected row, in row order: one byte per row, so rejections
+    /// whose reasons alternate cost no more than a run of one reason does per row.
+    held_reasons: VecDeque<u8>,
 }
 
 impl Ledger {
@@ -105,6 +105,7 @@ impl Ledger {
             failure: None,
             reasons: Vec::new(),
             reason_ids: std::collections::HashMap::new(),
+            held_reasons: VecDeque::new(),
         }
     }
 
@@ -114,7 +115,8 @@ impl Ledger {
             Decoded::Rejected(r) => {
                 self.last_row_read = self.last_row_read.max(r.row);
                 let reason = self.reason_id(r.kind());
-                self.hold(r.row, Kind::Rejected, reason);
+                self.held_reasons.push_back(reason);
+                self.hold(r.row, Kind::Rejected);
                 // Settled rows are a prefix of the held ones, in row order: the first held
                 // reports are exactly the ones the report will list.
                 if self.report.rejected_rows.len() + self.held_reports.len() < MAX_LISTED_ISSUES {
@@ -123,7 +125,7 @@ impl Ledger {
             }
             Decoded::Unchanged(row) => {
                 self.last_row_read = self.last_row_read.max(row);
-                self.hold(row, Kind::Unchanged, 0);
+                self.hold(row, Kind::Unchanged);
             }
             Decoded::DuplicateKey(r) => {
                 self.report.duplicate_keys += 1;
@@ -274,6 +276,7 @@ impl Ledger {
         self.slots.clear();
         self.held.clear();
         self.held_reports.clear();
+        self.held_reasons.clear();
         self.report.summary.rows_read += pending;
         self.report.summary.rows_pending += pending;
         self.report.resume_after_row = cut - 1;
@@ -325,26 +328,19 @@ impl Ledger {
         }
     }
 
-    fn hold(&mut self, row: u64, kind: Kind, reason: u32) {
+    fn hold(&mut self, row: u64, kind: Kind) {
         match self.held.back_mut() {
-            Some(run)
-                if run.kind == kind
-                    && run.reason == reason
-                    && run.last.checked_add(1) == Some(row) =>
-            {
-                run.last = row
-            }
+            Some(run) if run.kind == kind && run.last.checked_add(1) == Some(row) => run.last = row,
             _ => self.held.push_back(Run {
                 first: row,
                 last: row,
                 kind,
-                reason,
             }),
         }
     }
 
     /// The id of a kind of rejection; kinds beyond `MAX_REASON_KINDS` share one.
-    fn reason_id(&mut self, kind: String) -> u32 {
+    fn reason_id(&mut self, kind: String) -> u8 {
         if let Some(id) = self.reason_ids.get(&kind) {
             return *id;
         }
@@ -353,7 +349,8 @@ impl Ledger {
         } else {
             OTHER_REASONS.to_string()
         };
-        let next = self.reasons.len() as u32;
+        // At most MAX_REASON_KINDS + 1 (≤ 255) ids.
+        let next = self.reasons.len() as u8;
         let id = *self.reason_ids.entry(kind.clone()).or_insert(next);
         if id == next {
             self.reasons.push(kind);
@@ -372,7 +369,6 @@ impl Ledger {
                 first: run.first,
                 last,
                 kind: run.kind,
-                reason: run.reason,
             };
             if last == run.last {
                 self.held.pop_front();
@@ -385,8 +381,12 @@ impl Ledger {
                 Kind::Unchanged => summary.rows_unchanged += settled.len(),
                 Kind::Rejected => {
                     summary.rows_rejected += settled.len();
-                    let kind = &self.reasons[settled.reason as usize];
-                    self.report.count_rejections(kind, settled.len());
+                    for _ in 0..settled.len() {
+                        if let Some(id) = self.held_reasons.pop_front() {
+                            self.report
+                                .count_rejections(&self.reasons[usize::from(id)], 1);
+                        }
+                    }
                     while let Some(r) = self.held_reports.pop_front() {
                         if r.row > last {
                             self.held_reports.push_front(r);
@@ -594,6 +594,28 @@ mod tests {
                 "seed {seed}"
             );
         }
+    }
+
+    #[test]
+    fn alternating_rejection_reasons_cost_a_byte_per_held_row_and_are_counted_exactly() {
+        let mut l = ledger(0);
+        for row in 1..=100_000u64 {
+            let reason = if row % 2 == 0 { "empty" } else { "wide" };
+            l.record(Decoded::Rejected(RowReport {
+                row,
+                line: None,
+                column: reason.into(),
+                reason: "bad".into(),
+            }));
+        }
+        // One run (all rejected) and one byte per row, whatever the alternation.
+        assert_eq!(l.held.len(), 1);
+        assert_eq!(l.held_reasons.len(), 100_000);
+        l.read_to_end();
+        let r = l.finish();
+        assert_eq!(r.summary.rows_rejected, 100_000);
+        assert_eq!(r.rejections_by_reason["empty: bad"], 50_000);
+        assert_eq!(r.rejections_by_reason["wide: bad"], 50_000);
     }
 
     #[test]

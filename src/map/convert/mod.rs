@@ -81,7 +81,14 @@ impl<'a> StrList<'a> {
     }
 
     /// Writes the JSON array; the same bytes and warnings as the `Value` path would give.
-    fn write(self, out: &mut Vec<u8>, warnings: &mut Vec<ValueWarning>) {
+    fn write(
+        self,
+        out: &mut Vec<u8>,
+        warnings: &mut Vec<ValueWarning>,
+    ) -> Result<(), ConvertError> {
+        if self.iter().flatten().any(|s| s.contains('\0')) {
+            return Err(ConvertError(NUL_REASON.into()));
+        }
         let (mut nulls, mut n) = (0, 0);
         out.push(b'[');
         for s in self.iter() {
@@ -104,6 +111,7 @@ impl<'a> StrList<'a> {
         if nulls > 0 && nulls < n {
             warnings.push(ValueWarning::MixedArray);
         }
+        Ok(())
     }
 }
 
@@ -247,7 +255,7 @@ pub fn write_present(
     if let Cell::StrList(list) = cell {
         return match ty {
             None | Some(FieldType::Array | FieldType::Json) => {
-                list.write(out, warnings);
+                list.write(out, warnings)?;
                 Ok(true)
             }
             // Rare: as the equivalent JSON array would be converted.
@@ -381,15 +389,15 @@ fn write_typed(
             write_date(d, out);
         }
         FieldType::Array => match cell {
-            Cell::Json(Value::Array(a)) => {
-                check_array(a, warnings);
-                serde_json::to_writer(&mut *out, a).map_err(|e| ConvertError(e.to_string()))?;
-            }
+            Cell::Json(v @ Value::Array(_)) => write_json(v, out, warnings)?,
             _ if trim(text).starts_with('[') => {
                 write_json(&Value::Array(parse_array(text)?), out, warnings)?
             }
             // Delimited text: written straight out (no Value per element); same result as parse_array.
-            _ => write_delimited_array(text, out, warnings),
+            _ => {
+                check_nul(text)?;
+                write_delimited_array(text, out, warnings)
+            }
         },
         FieldType::Json => {
             let v = match cell {

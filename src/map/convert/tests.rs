@@ -516,10 +516,22 @@ fn a_nul_is_refused_in_any_string_and_long_values_are_quoted_short() {
             Cell::Json(&serde_json::json!({"k": "\u{0}"})),
             Some(FieldType::Json),
         ),
+        // Arrays: NDJSON arrays, delimited text, JSON-array text.
+        (
+            Cell::Json(&serde_json::json!(["a\u{0}b"])),
+            Some(FieldType::Array),
+        ),
+        (Cell::Str("a\0b,c"), Some(FieldType::Array)),
+        (Cell::Str(r#"["a\u0000b"]"#), Some(FieldType::Array)),
     ] {
         let e = conv(cell, ty).unwrap_err().0;
         assert!(e.contains("NUL"), "{e}");
     }
+    // A backslash followed by `u0000` is text, not a NUL.
+    assert_eq!(
+        conv(Cell::Json(&serde_json::json!(["C:\\u0000"])), None).unwrap(),
+        r#"["C:\\u0000"]"#
+    );
     let long = "9x".repeat(1 << 20);
     let e = conv(Cell::Str(&long), Some(FieldType::Integer))
         .unwrap_err()

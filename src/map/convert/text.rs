@@ -36,15 +36,20 @@ pub(crate) fn write_json(
     }
 }
 
-/// A nested value, refused like a flat string when one of its strings holds a NUL.
+/// A nested value, refused like a flat string when one of its strings (or keys) holds a NUL.
 fn write_nested(v: &Value, out: &mut Vec<u8>) -> Result<(), ConvertError> {
-    let mark = out.len();
-    serde_json::to_writer(&mut *out, v).map_err(|e| ConvertError(e.to_string()))?;
-    if memchr::memmem::find(&out[mark..], b"\\u0000").is_some() {
-        out.truncate(mark);
+    fn has_nul(v: &Value) -> bool {
+        match v {
+            Value::String(s) => s.contains('\0'),
+            Value::Array(a) => a.iter().any(has_nul),
+            Value::Object(o) => o.iter().any(|(k, v)| k.contains('\0') || has_nul(v)),
+            _ => false,
+        }
+    }
+    if has_nul(v) {
         return Err(ConvertError(NUL_REASON.into()));
     }
-    Ok(())
+    serde_json::to_writer(&mut *out, v).map_err(|e| ConvertError(e.to_string()))
 }
 
 /// Why a value with a NUL is refused, wherever it comes from (a raw byte in CSV, `\u0000` in

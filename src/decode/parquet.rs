@@ -81,7 +81,7 @@ impl ParquetRows {
         check_limits(&metadata, limits)?;
         let columns = metadata.file_metadata().schema_descr().num_columns().max(1) as u64;
         let window = (window_budget_bytes / columns).clamp(MIN_WINDOW_BYTES, MAX_WINDOW_BYTES);
-        let chunks = Windowed::new(access, &metadata, window);
+        let chunks = Windowed::new(access, &metadata, window, limits.parquet_max_chunk_bytes);
         let arrow = ArrowReaderMetadata::try_new(Arc::new(metadata), ArrowReaderOptions::new())
             .map_err(|e| {
                 DecodeError::Unsupported(format!("this Parquet schema cannot be read: {e}"))
@@ -600,12 +600,19 @@ struct WindowedInner {
     /// Every column chunk of the file: (start, end, column index), sorted by start.
     chunks: Vec<(u64, u64, usize)>,
     window: u64,
+    /// `PARQUET_MAX_CHUNK_MB`: the largest page (or read) accepted, whatever the headers say.
+    max_page_bytes: u64,
     /// Per column: (file offset, bytes) of its window.
     windows: Mutex<Vec<Option<(u64, Bytes)>>>,
 }
 
 impl Windowed {
-    fn new(access: Arc<dyn RandomAccess>, metadata: &ParquetMetaData, window: u64) -> Self {
+    fn new(
+        access: Arc<dyn RandomAccess>,
+        metadata: &ParquetMetaData,
+        window: u64,
+        max_page_bytes: u64,
+    ) -> Self {
         let mut chunks: Vec<(u64, u64, usize)> = metadata
             .row_groups()
             .iter()
@@ -623,6 +630,7 @@ impl Windowed {
                 access,
                 chunks,
                 window,
+                max_page_bytes,
                 windows: Mutex::new(vec![None; columns]),
             }),
         }
@@ -670,6 +678,35 @@ impl ChunkReader for Windowed {
     type T = WindowRead;
 
     fn get_read(&self, start: u64) -> parquet::errors::Result<WindowRead> {
+        // The page reader reads each page's header through here, then allocates and inflates
+        // the page at the sizes the header gives. A forged header can name gigabytes in a file
+        // of kilobytes (the footer's chunk sizes are checked, but lie as easily): read the
+        // header first and refuse a page over PARQUET_MAX_CHUNK_MB before anything is sized.
+        let mut probe = WindowRead {
+            inner: self.inner.clone(),
+            pos: start,
+            current: Bytes::new(),
+        };
+        let mut protocol = thrift::protocol::TCompactInputProtocol::new(&mut probe);
+        if let Ok(header) =
+            <parquet::format::PageHeader as parquet::thrift::TSerializable>::read_from_in_protocol(
+                &mut protocol,
+            )
+        {
+            let largest = i64::from(
+                header
+                    .uncompressed_page_size
+                    .max(header.compressed_page_size),
+            );
+            if largest < 0 || largest as u64 > self.inner.max_page_bytes {
+                return Err(parquet::errors::ParquetError::General(format!(
+                    "a page at byte {start} says it holds {:.1} MiB, over PARQUET_MAX_CHUNK_MB ({} MiB); \
+                     write the file with smaller pages or row groups, or raise PARQUET_MAX_CHUNK_MB with the function's memory",
+                    largest as f64 / (1u64 << 20) as f64,
+                    self.inner.max_page_bytes >> 20
+                )));
+            }
+        }
         Ok(WindowRead {
             inner: self.inner.clone(),
             pos: start,
@@ -678,6 +715,13 @@ impl ChunkReader for Windowed {
     }
 
     fn get_bytes(&self, start: u64, length: usize) -> parquet::errors::Result<Bytes> {
+        if length as u64 > self.inner.max_page_bytes {
+            return Err(parquet::errors::ParquetError::General(format!(
+                "a read of {:.1} MiB at byte {start}, over PARQUET_MAX_CHUNK_MB ({} MiB)",
+                length as f64 / (1u64 << 20) as f64,
+                self.inner.max_page_bytes >> 20
+            )));
+        }
         let first = self.inner.fetch(start)?;
         if first.len() >= length {
             return Ok(first.slice(..length));

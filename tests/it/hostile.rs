@@ -213,3 +213,34 @@ async fn a_hundred_rows_with_a_1_mb_customer_id_are_all_rejected_never_unchanged
     }
     assert_bounded(&o);
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_forged_parquet_footer_cannot_hide_a_150_mb_page() {
+    // Found by a hostile review: the footer says the `email` chunk is 1,000 bytes; its one page
+    // (5 KB of zstd) inflates to 150 MiB. The page header is read and refused before that.
+    let body = include_bytes!("../fixtures/fuzz/forged-footer-150mb-page.parquet").to_vec();
+    let o = run("hostile/forged.parquet", body, &USERS).await;
+    assert_eq!(o.object["status"], "failed", "{}", o.object);
+    let error = o.object["error"].as_str().unwrap();
+    assert!(error.contains("PARQUET_MAX_CHUNK_MB"), "{error}");
+    assert_eq!(o.object["rows_delivered"], 0);
+    assert_bounded(&o);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn three_million_rejections_with_alternating_reasons_stay_in_flat_memory() {
+    // Found by a hostile review: held rejections were split into one run per change of reason.
+    let body = gzip_chunks(
+        b"user_id,email\n",
+        b",x@example.com\nu,bad,extra\n",
+        1_500_000,
+        b"",
+    );
+    let o = run("hostile/alternating.csv.gz", body, &USERS).await;
+    // Before the fix: 92 MiB here, 161 MiB at 6M rows.
+    assert_eq!(counts(&o.object), [3_000_000, 0, 0, 3_000_000, 0, 0]);
+    let kinds = o.report["rejections_by_reason"].as_object().unwrap();
+    assert_eq!(kinds.len(), 2, "{kinds:?}");
+    assert!(kinds.values().all(|n| n == 1_500_000), "{kinds:?}");
+    assert_bounded(&o);
+}

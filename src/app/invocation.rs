@@ -8,7 +8,7 @@ use crate::app::redrive::RedriveRequest;
 use crate::app::work::{WorkItem, WorkMessage};
 use crate::config::Config;
 use crate::decode;
-use crate::model::ObjectRef;
+use crate::model::{shorten, ObjectRef};
 
 /// One thing to do, from one payload (or one SQS message).
 #[derive(Debug, Clone)]
@@ -39,13 +39,13 @@ pub fn parse(
         return Ok(Request::Sweep);
     }
     if let Some(r) = payload.get("redrive") {
-        let req =
-            RedriveRequest::deserialize(r).map_err(|e| UnknownPayload(format!("redrive: {e}")))?;
+        let req = RedriveRequest::deserialize(r)
+            .map_err(|e| UnknownPayload(format!("redrive: {}", shorten(&e.to_string(), 300))))?;
         return Ok(Request::Redrive(req));
     }
     if payload.get("moengage_sync").is_some() {
         let msg = WorkMessage::deserialize(payload)
-            .map_err(|e| UnknownPayload(format!("work item: {e}")))?;
+            .map_err(|e| UnknownPayload(format!("work item: {}", shorten(&e.to_string(), 300))))?;
         return Ok(Request::Work(msg.moengage_sync));
     }
     if payload.get("Event").and_then(Value::as_str) == Some("s3:TestEvent") {
@@ -108,8 +108,9 @@ pub fn s3_objects(
     config: &Config,
     notes: &mut Vec<String>,
 ) -> Result<Vec<ObjectRef>, UnknownPayload> {
-    let event = S3Notification::deserialize(event)
-        .map_err(|e| UnknownPayload(format!("S3 notification: {e}")))?;
+    let event = S3Notification::deserialize(event).map_err(|e| {
+        UnknownPayload(format!("S3 notification: {}", shorten(&e.to_string(), 300)))
+    })?;
     let mut out = Vec::new();
     for r in event.records {
         let (bucket, key) = (r.s3.bucket.name, decode_key(&r.s3.object.key));
@@ -143,9 +144,10 @@ pub fn decode_key(raw: &str) -> String {
 
 fn describe(payload: &Value) -> String {
     match payload {
+        // Keys are cut: a payload's keys are anyone's text, and this goes into the response.
         Value::Object(m) => format!(
             "an object with keys {:?}",
-            m.keys().take(8).collect::<Vec<_>>()
+            m.keys().take(8).map(|k| shorten(k, 60)).collect::<Vec<_>>()
         ),
         other => format!(
             "a JSON {}",
@@ -208,6 +210,19 @@ mod tests {
                 key: "exports/a b.csv".into()
             }]
         );
+    }
+
+    /// Found by `make fuzz` (target `invocation`): keys of any length were quoted whole in the
+    /// error, which goes into the response.
+    #[test]
+    fn an_unrecognised_payload_is_described_in_a_few_hundred_bytes() {
+        let raw = include_bytes!("../../tests/fixtures/fuzz/invocation-long-keys.json");
+        let payload: Value = serde_json::from_slice(raw).expect("JSON");
+        let e = parse(&payload, &config(), &mut Vec::new()).expect_err("not a payload we know");
+        assert!(e.to_string().len() < 2_000, "{} bytes", e.to_string().len());
+        let long_key = serde_json::json!({ "k".repeat(100_000): 1 });
+        let e = parse(&long_key, &config(), &mut Vec::new()).expect_err("unknown");
+        assert!(e.to_string().len() < 2_000, "{} bytes", e.to_string().len());
     }
 
     #[test]

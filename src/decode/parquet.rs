@@ -783,19 +783,25 @@ mod tests {
                 Ok(self.0.slice(start as usize..end as usize))
             }
         }
-        let file = include_bytes!("../../tests/fixtures/fuzz/parquet-rle-assertion.parquet");
-        let access = Arc::new(Memory(Bytes::from_static(file)));
-        let mut rows = ParquetRows::open(access, InputLimits::default()).expect("the footer reads");
-        let outcome = loop {
-            match rows.next_row() {
-                Ok(Some(_)) => continue,
-                other => break other.map(|_| ()),
-            }
-        };
-        let e = outcome.expect_err("a damaged page").to_string();
-        assert!(e.contains("damaged"), "{e}");
-        // And nothing more is read from a reader that failed inside.
-        assert!(rows.next_row().is_err());
+        // An RLE run with no value (an assertion), and a level length past the page (a slice).
+        for file in [
+            &include_bytes!("../../tests/fixtures/fuzz/parquet-rle-assertion.parquet")[..],
+            &include_bytes!("../../tests/fixtures/fuzz/parquet-level-slice.parquet")[..],
+        ] {
+            let access = Arc::new(Memory(Bytes::from_static(file)));
+            let mut rows =
+                ParquetRows::open(access, InputLimits::default()).expect("the footer reads");
+            let outcome = loop {
+                match rows.next_row() {
+                    Ok(Some(_)) => continue,
+                    other => break other.map(|_| ()),
+                }
+            };
+            let e = outcome.expect_err("a damaged page").to_string();
+            assert!(e.contains("damaged"), "{e}");
+            // And nothing more is read from a reader that failed inside.
+            assert!(rows.next_row().is_err());
+        }
     }
 
     #[test]

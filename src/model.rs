@@ -30,7 +30,13 @@ pub const QUOTE_MAX_BYTES: usize = 200;
 
 /// `s` as a quoted, escaped string (`"…"`), cut to [`QUOTE_MAX_BYTES`].
 pub fn quoted(s: &str) -> String {
-    format!("{:?}", shorten(s, QUOTE_MAX_BYTES))
+    let q = format!("{:?}", shorten(s, QUOTE_MAX_BYTES));
+    // Escaping can grow a value sixfold (control characters become `\u{1f}`): cut again after.
+    if q.len() <= QUOTE_MAX_BYTES + 2 {
+        q
+    } else {
+        shorten(&q, QUOTE_MAX_BYTES)
+    }
 }
 
 /// The MoEngage Data API key. Wrapped so that neither `Debug` nor `Display` can leak it into a log

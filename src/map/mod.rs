@@ -318,9 +318,9 @@ fn cut(s: &str) -> String {
     shorten(s, QUOTE_MAX)
 }
 
-/// `"name"`, cut to [`QUOTE_MAX`] bytes.
+/// `"name"`, cut to about [`QUOTE_MAX`] bytes (after escaping too).
 fn quote(s: &str) -> String {
-    format!("{:?}", cut(s))
+    crate::model::quoted(s)
 }
 
 /// The header for an error message: its first columns, then how many more.

@@ -532,6 +532,14 @@ fn a_nul_is_refused_in_any_string_and_long_values_are_quoted_short() {
         conv(Cell::Json(&serde_json::json!(["C:\\u0000"])), None).unwrap(),
         r#"["C:\\u0000"]"#
     );
+    // Control characters escape to six bytes each: the quote is cut after escaping too (fuzzing).
+    let e = conv(
+        Cell::Str(&format!("[{}", "\u{1f}".repeat(200))),
+        Some(FieldType::Array),
+    )
+    .unwrap_err()
+    .0;
+    assert!(e.len() < 300, "{} bytes: {e}", e.len());
     let long = "9x".repeat(1 << 20);
     let e = conv(Cell::Str(&long), Some(FieldType::Integer))
         .unwrap_err()

@@ -114,19 +114,21 @@ pub fn s3_objects(
     let mut out = Vec::new();
     for r in event.records {
         let (bucket, key) = (r.s3.bucket.name, decode_key(&r.s3.object.key));
+        // Notes go into the response: a forged notification's names are cut there.
+        let (b, k) = (shorten(&bucket, 100), shorten(&key, 1_100));
         if !r.event_name.is_empty() && !r.event_name.starts_with("ObjectCreated") {
             notes.push(format!(
-                "s3://{bucket}/{key}: {} is not an object creation; ignored",
-                r.event_name
+                "s3://{b}/{k}: {} is not an object creation; ignored",
+                shorten(&r.event_name, 100)
             ));
             continue;
         }
         if let Some(what) = decode::marker_reason(&key, r.s3.object.size) {
-            notes.push(format!("s3://{bucket}/{key}: {what}, not data; skipped"));
+            notes.push(format!("s3://{b}/{k}: {what}, not data; skipped"));
             continue;
         }
         if let Err(why) = config.accepts_object(&bucket, &key) {
-            notes.push(format!("s3://{bucket}/{key}: {why}"));
+            notes.push(format!("s3://{b}/{k}: {}", shorten(&why, 2_000)));
             continue;
         }
         out.push(ObjectRef { bucket, key });
@@ -220,6 +222,12 @@ mod tests {
         let payload: Value = serde_json::from_slice(raw).expect("JSON");
         let e = parse(&payload, &config(), &mut Vec::new()).expect_err("not a payload we know");
         assert!(e.to_string().len() < 2_000, "{} bytes", e.to_string().len());
+        // A notification whose names are long: the notes about it are cut too.
+        let raw = include_bytes!("../../tests/fixtures/fuzz/invocation-long-notes.json");
+        let payload: Value = serde_json::from_slice(raw).expect("JSON");
+        let mut notes = Vec::new();
+        let _ = parse(&payload, &config(), &mut notes);
+        assert!(notes.iter().all(|n| n.len() < 4_000), "{notes:?}");
         let long_key = serde_json::json!({ "k".repeat(100_000): 1 });
         let e = parse(&long_key, &config(), &mut Vec::new()).expect_err("unknown");
         assert!(e.to_string().len() < 2_000, "{} bytes", e.to_string().len());

@@ -70,9 +70,35 @@ impl ParquetRows {
         Self::open_with(access, WINDOW_BUDGET_BYTES, limits)
     }
 
+    /// As [`open_with`](Self::open_with), where a panic inside the parquet or arrow crates (found
+    /// by fuzzing: an embedded Arrow schema with a 216-bit integer) is a corrupt file.
+    fn open_guarded(
+        access: Arc<dyn RandomAccess>,
+        window_budget_bytes: u64,
+        limits: InputLimits,
+    ) -> Result<Self, DecodeError> {
+        std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| {
+            Self::open_unguarded(access, window_budget_bytes, limits)
+        }))
+        .unwrap_or_else(|_| {
+            Err(DecodeError::Corrupt {
+                format: FORMAT,
+                reason: "the footer's schema is damaged (the Parquet reader failed on it); re-export the file".into(),
+            })
+        })
+    }
+
     /// As [`open`](Self::open), with `window_budget_bytes` shared by the column windows (tests
     /// use a small one to show a file is read in bounded pieces).
     pub fn open_with(
+        access: Arc<dyn RandomAccess>,
+        window_budget_bytes: u64,
+        limits: InputLimits,
+    ) -> Result<Self, DecodeError> {
+        Self::open_guarded(access, window_budget_bytes, limits)
+    }
+
+    fn open_unguarded(
         access: Arc<dyn RandomAccess>,
         window_budget_bytes: u64,
         limits: InputLimits,
@@ -802,6 +828,15 @@ mod tests {
             // And nothing more is read from a reader that failed inside.
             assert!(rows.next_row().is_err());
         }
+        // An embedded Arrow schema with a 216-bit integer: arrow-ipc panics while opening.
+        let file =
+            &include_bytes!("../../tests/fixtures/fuzz/parquet-arrow-schema-int216.parquet")[..];
+        let access = Arc::new(Memory(Bytes::from_static(file)));
+        let e = ParquetRows::open(access, InputLimits::default())
+            .err()
+            .expect("refused")
+            .to_string();
+        assert!(e.contains("damaged"), "{e}");
     }
 
     #[test]

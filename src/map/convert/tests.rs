@@ -532,6 +532,9 @@ fn a_nul_is_refused_in_any_string_and_long_values_are_quoted_short() {
         conv(Cell::Json(&serde_json::json!(["C:\\u0000"])), None).unwrap(),
         r#"["C:\\u0000"]"#
     );
+    // A 350-digit number is out of f64's range: refused, not written for MoEngage to choke on.
+    assert!(conv(Cell::Str(&"5".repeat(350)), Some(FieldType::Number)).is_err());
+    assert!(conv(Cell::Str(&"5".repeat(300)), Some(FieldType::Number)).is_ok());
     // Control characters escape to six bytes each: the quote is cut after escaping too (fuzzing).
     let e = conv(
         Cell::Str(&format!("[{}", "\u{1f}".repeat(200))),

@@ -14,6 +14,7 @@ mod detect;
 mod ndjson;
 mod parquet;
 mod random;
+mod thrift_guard;
 
 use std::io::{BufRead, BufReader, Read};
 

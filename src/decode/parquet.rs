@@ -229,6 +229,9 @@ fn read_metadata(access: &dyn RandomAccess) -> Result<ParquetMetaData, DecodeErr
     } else {
         read(size - 8 - meta_len, size - 8)?
     };
+    // The thrift code sizes buffers from declared lengths before reading them: check them first.
+    super::thrift_guard::check_struct(&mut &meta[..], meta.len() as u64)
+        .map_err(|why| corrupt(format!("the footer is damaged: {why}")))?;
     let metadata = ParquetMetaDataReader::decode_metadata(&meta)
         .map_err(|e| corrupt(format!("unreadable metadata: {e}")))?;
     for (g, rg) in metadata.row_groups().iter().enumerate() {
@@ -708,6 +711,27 @@ impl ChunkReader for Windowed {
         // the page at the sizes the header gives. A forged header can name gigabytes in a file
         // of kilobytes (the footer's chunk sizes are checked, but lie as easily): read the
         // header first and refuse a page over PARQUET_MAX_CHUNK_MB before anything is sized.
+        // First a walk that allocates nothing, against the bytes left in the column chunk: the
+        // thrift code (the crate's and the parse below) sizes buffers from declared lengths.
+        let chunk_end = {
+            let k = self.inner.chunks.partition_point(|c| c.0 <= start);
+            k.checked_sub(1)
+                .map(|k| self.inner.chunks[k])
+                .filter(|c| start < c.1)
+                .map_or(self.inner.access.len(), |c| c.1)
+        };
+        let mut walk = WindowRead {
+            inner: self.inner.clone(),
+            pos: start,
+            current: Bytes::new(),
+        };
+        if let Err(why) =
+            super::thrift_guard::check_struct(&mut walk, chunk_end.saturating_sub(start))
+        {
+            return Err(parquet::errors::ParquetError::General(format!(
+                "the page header at byte {start} is damaged: {why}"
+            )));
+        }
         let mut probe = WindowRead {
             inner: self.inner.clone(),
             pos: start,
@@ -828,6 +852,16 @@ mod tests {
             // And nothing more is read from a reader that failed inside.
             assert!(rows.next_row().is_err());
         }
+        // A footer declaring a list of billions of schema elements (5 KB file): refused before the
+        // thrift code allocates for it.
+        let file =
+            &include_bytes!("../../tests/fixtures/fuzz/parquet-footer-huge-list.parquet")[..];
+        let access = Arc::new(Memory(Bytes::from_static(file)));
+        let e = ParquetRows::open(access, InputLimits::default())
+            .err()
+            .expect("refused")
+            .to_string();
+        assert!(e.contains("the footer is damaged"), "{e}");
         // An embedded Arrow schema with a 216-bit integer: arrow-ipc panics while opening.
         let file =
             &include_bytes!("../../tests/fixtures/fuzz/parquet-arrow-schema-int216.parquet")[..];

@@ -86,6 +86,15 @@ fn assert_bounded(o: &Outcome) {
     assert!(o.report_bytes < 2 << 20, "{} B", o.report_bytes);
 }
 
+/// The object failed, naming `limit`, before delivering any row, in bounded memory and text.
+fn assert_failed_at(o: &Outcome, limit: &str) {
+    assert_eq!(o.object["status"], "failed", "{}", o.object);
+    let error = o.object["error"].as_str().unwrap();
+    assert!(error.contains(limit) && error.len() < 1_000, "{error}");
+    assert_eq!(o.object["rows_delivered"].as_u64().unwrap_or(0), 0);
+    assert_bounded(o);
+}
+
 /// A gzip stream of `chunks` × `chunk` bytes, written chunk by chunk (never whole in memory).
 fn gzip_chunks(prefix: &[u8], chunk: &[u8], chunks: usize, suffix: &[u8]) -> Vec<u8> {
     let mut e = flate2::write::GzEncoder::new(Vec::new(), flate2::Compression::fast());
@@ -141,11 +150,7 @@ async fn a_2_gib_line_without_a_newline_fails_the_object_at_the_header_limit() {
     let member = gzip_chunks(b"", &[b'a'; 1 << 20], 64, b"");
     let body = member.repeat(32);
     let o = run("hostile/bomb.csv.gz", body, &USERS).await;
-    assert_eq!(o.object["status"], "failed", "{}", o.object);
-    let error = o.object["error"].as_str().unwrap();
-    assert!(error.contains("MAX_HEADER_MB"), "{error}");
-    assert!(error.len() < 1_000);
-    assert_bounded(&o);
+    assert_failed_at(&o, "MAX_HEADER_MB");
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -156,10 +161,7 @@ async fn a_200k_column_header_fails_the_object_at_the_column_limit() {
         .join(",");
     header.push_str("\n1,2\n");
     let o = run("hostile/wide.csv", header.into_bytes(), &USERS).await;
-    assert_eq!(o.object["status"], "failed", "{}", o.object);
-    let error = o.object["error"].as_str().unwrap();
-    assert!(error.contains("MAX_COLUMNS"), "{error}");
-    assert_bounded(&o);
+    assert_failed_at(&o, "MAX_COLUMNS");
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -188,11 +190,7 @@ async fn a_parquet_cell_of_100_mb_fails_the_object_before_any_row() {
     writer.close().unwrap();
     drop(batch);
     let o = run("hostile/cell.parquet", out, &USERS).await;
-    assert_eq!(o.object["status"], "failed", "{}", o.object);
-    let error = o.object["error"].as_str().unwrap();
-    assert!(error.contains("PARQUET_MAX_CHUNK_MB"), "{error}");
-    assert_eq!(o.object["rows_delivered"], 0);
-    assert_bounded(&o);
+    assert_failed_at(&o, "PARQUET_MAX_CHUNK_MB");
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -220,11 +218,7 @@ async fn a_forged_parquet_footer_cannot_hide_a_150_mb_page() {
     // (5 KB of zstd) inflates to 150 MiB. The page header is read and refused before that.
     let body = include_bytes!("../fixtures/fuzz/forged-footer-150mb-page.parquet").to_vec();
     let o = run("hostile/forged.parquet", body, &USERS).await;
-    assert_eq!(o.object["status"], "failed", "{}", o.object);
-    let error = o.object["error"].as_str().unwrap();
-    assert!(error.contains("PARQUET_MAX_CHUNK_MB"), "{error}");
-    assert_eq!(o.object["rows_delivered"], 0);
-    assert_bounded(&o);
+    assert_failed_at(&o, "PARQUET_MAX_CHUNK_MB");
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

@@ -35,7 +35,8 @@ pub fn quoted(s: &str) -> String {
     if q.len() <= QUOTE_MAX_BYTES + 2 {
         q
     } else {
-        shorten(&q, QUOTE_MAX_BYTES)
+        // Cut inside the quotes and close them again, so that the value stays one quoted string.
+        format!("{}\"", shorten(&q, QUOTE_MAX_BYTES))
     }
 }
 

@@ -212,8 +212,12 @@ impl MoEngageClient {
     /// the Data API key.
     pub fn seal(&self, parts: &[&[u8]]) -> [u8; 32] {
         use hmac::{KeyInit, Mac};
-        let mut mac = hmac::Hmac::<sha2::Sha256>::new_from_slice(self.auth.as_bytes())
-            .expect("HMAC takes a key of any length");
+        use sha2::Digest;
+        // HMAC pads a key shorter than the hash's 64-byte block with zeros; the key here is the
+        // SHA-256 of the credentials so padded, which needs no fallible length check.
+        let mut key = [0u8; 64];
+        key[..32].copy_from_slice(&sha2::Sha256::digest(self.auth.as_bytes()));
+        let mut mac = hmac::Hmac::<sha2::Sha256>::new(&key.into());
         for p in parts {
             mac.update(&(p.len() as u64).to_le_bytes());
             mac.update(p);

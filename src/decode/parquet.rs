@@ -70,13 +70,15 @@ impl ParquetRows {
         Self::open_with(access, WINDOW_BUDGET_BYTES, limits)
     }
 
-    /// As [`open_with`](Self::open_with), where a panic inside the parquet or arrow crates (found
-    /// by fuzzing: an embedded Arrow schema with a 216-bit integer) is a corrupt file.
-    fn open_guarded(
+    /// As [`open`](Self::open), with `window_budget_bytes` shared by the column windows (tests
+    /// use a small one to show a file is read in bounded pieces).
+    pub fn open_with(
         access: Arc<dyn RandomAccess>,
         window_budget_bytes: u64,
         limits: InputLimits,
     ) -> Result<Self, DecodeError> {
+        // A panic inside the parquet or arrow crates (found by fuzzing: an embedded Arrow schema
+        // with a 216-bit integer) is a corrupt file.
         std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| {
             Self::open_unguarded(access, window_budget_bytes, limits)
         }))
@@ -86,16 +88,6 @@ impl ParquetRows {
                 reason: "the footer's schema is damaged (the Parquet reader failed on it); re-export the file".into(),
             })
         })
-    }
-
-    /// As [`open`](Self::open), with `window_budget_bytes` shared by the column windows (tests
-    /// use a small one to show a file is read in bounded pieces).
-    pub fn open_with(
-        access: Arc<dyn RandomAccess>,
-        window_budget_bytes: u64,
-        limits: InputLimits,
-    ) -> Result<Self, DecodeError> {
-        Self::open_guarded(access, window_budget_bytes, limits)
     }
 
     fn open_unguarded(

@@ -222,7 +222,7 @@ fn read_metadata(access: &dyn RandomAccess) -> Result<ParquetMetaData, DecodeErr
         read(size - 8 - meta_len, size - 8)?
     };
     // The thrift code sizes buffers from declared lengths before reading them: check them first.
-    super::thrift_guard::check_struct(&mut &meta[..], meta.len() as u64)
+    super::thrift_guard::check_footer(&mut &meta[..], meta.len() as u64)
         .map_err(|why| corrupt(format!("the footer is damaged: {why}")))?;
     let metadata = ParquetMetaDataReader::decode_metadata(&meta)
         .map_err(|e| corrupt(format!("unreadable metadata: {e}")))?;
@@ -718,7 +718,7 @@ impl ChunkReader for Windowed {
             current: Bytes::new(),
         };
         if let Err(why) =
-            super::thrift_guard::check_struct(&mut walk, chunk_end.saturating_sub(start))
+            super::thrift_guard::check_page_header(&mut walk, chunk_end.saturating_sub(start))
         {
             return Err(parquet::errors::ParquetError::General(format!(
                 "the page header at byte {start} is damaged: {why}"
@@ -854,6 +854,17 @@ mod tests {
             .expect("refused")
             .to_string();
         assert!(e.contains("the footer is damaged"), "{e}");
+        // A footer whose declared thrift types disagree with Parquet's format, hiding a list of
+        // billions from a walk that followed the declared types: refused too.
+        let file =
+            &include_bytes!("../../tests/fixtures/fuzz/parquet-footer-type-mismatch.parquet")[..];
+        let access = Arc::new(Memory(Bytes::from_static(file)));
+        let e = ParquetRows::open(access, InputLimits::default())
+            .err()
+            .expect("refused")
+            .to_string();
+        assert!(e.contains("the footer is damaged"), "{e}");
+        assert!(e.contains("where Parquet's format has"), "{e}");
         // An embedded Arrow schema with a 216-bit integer: arrow-ipc panics while opening.
         let file =
             &include_bytes!("../../tests/fixtures/fuzz/parquet-arrow-schema-int216.parquet")[..];

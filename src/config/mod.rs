@@ -112,6 +112,10 @@ pub struct Config {
     /// `STATE_CACHE_MB`: local (`/tmp`) copy of sync-state shards kept between runs in a warm
     /// instance, revalidated by ETag; 0 turns it off. Default 256.
     pub state_cache_mb: u64,
+    /// `STATE_MEMORY_MB`: memory the sync state may use while classifying one object (the
+    /// spooled prints of its rows, and the shards read at once); the rest is spilled to `/tmp`.
+    /// Default 64, within the 256 MB function with everything else running.
+    pub state_memory_mb: u64,
     /// `MAX_ROW_MB`, `MAX_HEADER_MB`, `MAX_COLUMNS`, `PARQUET_MAX_CHUNK_MB`: what one object may
     /// make the decoders hold at once.
     pub input_limits: InputLimits,
@@ -464,6 +468,8 @@ impl Config {
             parse_number(name, get(name), default, 1, max).map(|n: usize| n << 20)
         };
         let state_cache_mb = parse_number("STATE_CACHE_MB", get("STATE_CACHE_MB"), 256, 0, 10_240)?;
+        let state_memory_mb =
+            parse_number("STATE_MEMORY_MB", get("STATE_MEMORY_MB"), 64, 16, 10_240)?;
         let input_limits = InputLimits {
             max_row_bytes: mb("MAX_ROW_MB", InputLimits::DEFAULT_MAX_ROW_MB, 256)?,
             max_header_bytes: mb("MAX_HEADER_MB", InputLimits::DEFAULT_MAX_HEADER_MB, 256)?,
@@ -565,6 +571,7 @@ impl Config {
             checkpoint_secs,
             input_limits,
             state_cache_mb,
+            state_memory_mb,
             dead_letter_queue_url,
             work_queue_url,
             state_bucket,

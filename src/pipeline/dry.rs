@@ -93,6 +93,7 @@ fn dry(
                 Limits {
                     skip_through: 0,
                     max_rows,
+                    ..Limits::default()
                 },
                 sync,
                 &tx,
@@ -138,6 +139,8 @@ fn dry(
                     out.rows_read += unsent_rows;
                     out.failure = Some(reason);
                 }
+                // Only a run with a first pass stops early this way.
+                Decoded::Paused => {}
             }
             if let Some(p) = progress {
                 p.rows_read.store(out.rows_read, Relaxed);
@@ -206,6 +209,8 @@ pub fn drain(config: &Config, spec: &SyncSpec, input: DecodeInput<'_>) -> DrainS
                     out.rows_read += unsent_rows;
                     out.failure = Some(reason);
                 }
+                // Only a run with a first pass stops early this way.
+                Decoded::Paused => {}
             }
         }
         if let Ok(Some((cpu, wait))) = decoder.join() {

@@ -89,6 +89,8 @@ pub(super) struct Ledger {
     /// The reason kind of each held rejected row, in row order: one byte per row, so rejections
     /// whose reasons alternate cost no more than a run of one reason does per row.
     held_reasons: VecDeque<u8>,
+    /// The producer stopped where the sync state's first pass stopped: continue, as at a deadline.
+    paused: bool,
 }
 
 impl Ledger {
@@ -106,6 +108,7 @@ impl Ledger {
             reasons: Vec::new(),
             reason_ids: std::collections::HashMap::new(),
             held_reasons: VecDeque::new(),
+            paused: false,
         }
     }
 
@@ -148,6 +151,7 @@ impl Ledger {
                 self.report.summary.rows_pending += unsent_rows;
                 self.failure = Some(reason);
             }
+            Decoded::Paused => self.paused = true,
             Decoded::Batch(batch) => {
                 self.last_row_read = self.last_row_read.max(batch.last_row);
                 self.newest_first_row = batch.first_row;
@@ -283,6 +287,11 @@ impl Ledger {
     }
 
     /// Whether the object cannot be finished.
+    /// The producer stopped where the first pass stopped ([`Decoded::Paused`]).
+    pub(super) fn paused(&self) -> bool {
+        self.paused
+    }
+
     pub(super) fn failed(&self) -> bool {
         self.failure.is_some()
     }

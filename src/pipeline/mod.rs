@@ -42,9 +42,10 @@ use crate::decode::{DecodeInput, RangedObject};
 use crate::deliver::dead_letter::{DeadLetterError, SourceRef};
 use crate::deliver::Outcome;
 use crate::model::ObjectRef;
+use crate::sync_state::verdicts::PrintSpool;
 use crate::sync_state::{SyncLocation, SyncOptions, SyncState, SyncStateError};
 use ledger::{finish_failed, now_rfc3339, Ledger};
-use produce::{decode_object, Limits};
+use produce::{decode_object, spool_prints, Limits};
 
 /// Bodies decoded ahead of delivery; bounds memory at a few request bodies.
 const CHANNEL_DEPTH: usize = 4;
@@ -181,6 +182,30 @@ pub async fn process_object(
         }
     };
 
+    // With a stored state, a first pass classifies every row in bounded memory (prints spooled,
+    // joined with the state shard by shard); the second pass below then looks nothing up.
+    let now = chrono::Utc::now();
+    let mut stop_after_row = None;
+    if sync.has_stored_state() {
+        let ranged = RangedObject {
+            source: deps.source.clone(),
+            bucket: object.bucket.clone(),
+            key: object.key.clone(),
+            size: source.size.unwrap_or(0),
+            etag: Some(source.etag.clone()),
+            runtime: tokio::runtime::Handle::current(),
+        };
+        match first_pass(deps, spec, object, plan, ranged, &sync, now).await {
+            Ok(stopped_after) => stop_after_row = stopped_after,
+            Err(reason) => {
+                return RunOutcome {
+                    report: finish_failed(report, reason),
+                    fatal: None,
+                }
+            }
+        }
+    }
+
     // Decode → map + validate → diff → batch, on a blocking thread.
     let (tx, mut rx) = mpsc::channel(CHANNEL_DEPTH);
     let decode_config = Arc::new(config.clone());
@@ -206,6 +231,8 @@ pub async fn process_object(
             Limits {
                 skip_through: skip,
                 max_rows: None,
+                stop_after_row,
+                now: Some(now),
             },
             Some(&decode_sync),
             &tx,
@@ -388,11 +415,11 @@ pub async fn process_object(
         .deliver
         .effective_rate(spec.object_type.endpoint())
         .map(|r| (r * 10.0).round() / 10.0);
-    if stopping {
+    if stopping || ledger.paused() {
         // Checkpoint just before the first body not delivered; it and the rows after it are left
         // to the next run.
         ledger.stopped(waiting.as_ref());
-        if deadline && !ledger.failed() {
+        if (deadline || ledger.paused()) && !ledger.failed() {
             let mut report = ledger.continued();
             tracing::info!(key = %object.key, resume_after_row = report.resume_after_row, "deadline near: stopping at a batch boundary");
             save_sync_state(&sync, &mut report).await;
@@ -413,6 +440,86 @@ pub async fn process_object(
     }
 }
 
+/// The first pass over an object with a stored sync state: reads the object again (the same
+/// version), spools every keyed row's print within `STATE_MEMORY_MB` (the rest goes to `/tmp`),
+/// and has the state classify them shard by shard ([`SyncState::prepare`]). Returns the last row
+/// covered when it stopped early (its time, half of what is left, or its row allowance ran out).
+async fn first_pass(
+    deps: &Deps,
+    spec: &Arc<SyncSpec>,
+    object: &ObjectRef,
+    plan: &RunPlan,
+    ranged: RangedObject,
+    sync: &Arc<SyncState>,
+    now: chrono::DateTime<chrono::Utc>,
+) -> Result<Option<u64>, String> {
+    let config = &deps.config;
+    let source = deps
+        .source
+        .open_if(&object.bucket, &object.key, ranged.etag.as_deref())
+        .await
+        .map_err(|e| format!("{e}; check the key exists and the function may read it"))?;
+    let budget = usize::try_from(config.state_memory_mb << 20).unwrap_or(usize::MAX);
+    let spool = PrintSpool::new(sync.shard_bits(), budget / 4, &std::env::temp_dir());
+    // Half a byte a row for the verdicts: at most `budget` rows' worth (half the budget).
+    let max_rows = (budget as u64).max(produce::MIN_FIRST_PASS_ROWS);
+    // At most half the time left, so that what was classified can also be delivered.
+    let until = plan.stop_at.map(|t| {
+        let now = Instant::now();
+        (now + t.saturating_duration_since(now) / 2).into_std()
+    });
+    let decode_config = Arc::new(config.clone());
+    let decode_spec = spec.clone();
+    let (key, encoding) = (object.key.clone(), source.content_encoding.clone());
+    let skip = plan.resume_after_row;
+    let reader = SyncIoBridge::new(source.body);
+    let pass = tokio::task::spawn_blocking(move || {
+        let input = DecodeInput {
+            reader: Box::new(reader),
+            key: &key,
+            content_encoding: encoding.as_deref(),
+            format: decode_spec.source_format,
+            compression: decode_spec.source_compression,
+            csv: decode_spec.csv,
+            limits: decode_config.input_limits,
+            ranged: Some(ranged),
+        };
+        let limits = Limits {
+            skip_through: skip,
+            now: Some(now),
+            ..Limits::default()
+        };
+        spool_prints(
+            input,
+            &decode_config,
+            &decode_spec,
+            limits,
+            spool,
+            max_rows,
+            until,
+        )
+    })
+    .await
+    .map_err(|e| format!("internal error while classifying rows: {e}"))?
+    .map_err(|e| {
+        format!(
+            "could not spool the rows' sync-state prints to {}: {e}; check the function's \
+             ephemeral storage",
+            std::env::temp_dir().display()
+        )
+    })?;
+    let spooled = pass.spool.finish();
+    let stats = sync
+        .prepare(&spooled, PREPARE_CONCURRENCY)
+        .await
+        .map_err(|e| format!("{e}; check the function may read and write STATE_BUCKET"))?;
+    tracing::debug!(key = %object.key, rows = stats.rows, shards_read = stats.shards_read, entries_kept = stats.entries_kept, spilled_bytes = spooled.spilled_bytes(), stopped_after = ?pass.stopped_after, "rows classified against the sync state");
+    Ok(pass.stopped_after)
+}
+
+/// Shards read at once while classifying (each is joined and dropped before the next).
+const PREPARE_CONCURRENCY: usize = 4;
+
 async fn open_sync_state(
     deps: &Deps,
     spec: &SyncSpec,
@@ -430,13 +537,8 @@ async fn open_sync_state(
         &spec.state_scope(&config.workspace_id),
     );
     let options = SyncOptions::new(spec.sync_mode, full_resync || config.full_resync);
-    let state = SyncState::open(deps.state.clone(), location, options).await?;
-    // All shards up front, in parallel: the decode thread then never waits on a GET. A scope with
-    // no state yet has no shards to fetch.
-    if state.has_stored_state() && !options.full_resync {
-        state.prefetch(16).await?;
-    }
-    Ok(state)
+    // A scope with stored state is classified by `first_pass`; one without has no shard to read.
+    SyncState::open(deps.state.clone(), location, options).await
 }
 
 async fn save_sync_state(sync: &SyncState, report: &mut RunReport) {

@@ -2,6 +2,8 @@
 //! here with its fate — in a body to send, rejected (with row, column and reason), or unchanged —
 //! sent down a bounded channel, so memory stays flat whatever the object's size.
 
+use std::borrow::Cow;
+
 use tokio::sync::mpsc;
 
 use crate::account::report::RowReport;
@@ -11,6 +13,7 @@ use crate::config::Config;
 use crate::decode::{self, DecodeInput, Opened, RowSource};
 use crate::map::ResolvedMapping;
 use crate::model::{ElementKind, ObjectType};
+use crate::sync_state::verdicts::PrintSpool;
 use crate::sync_state::{customer_id_of, Fingerprinter, SyncState};
 
 /// What the decode thread hands to the delivery loop.
@@ -27,6 +30,9 @@ pub(super) enum Decoded {
         reason: String,
         unsent_rows: u64,
     },
+    /// Reading stopped before `Limits::stop_after_row + 1`, the first row the sync state has no
+    /// verdict for: the rest is left to the next run, as at a deadline.
+    Paused,
 }
 
 /// Which rows the decode thread works on.
@@ -36,6 +42,10 @@ pub(super) struct Limits {
     pub(super) skip_through: u64,
     /// Stop after this many rows (preview), flushing the last body.
     pub(super) max_rows: Option<u64>,
+    /// Stop before any row after this one ([`Decoded::Paused`]): the first pass covered no more.
+    pub(super) stop_after_row: Option<u64>,
+    /// The time future-dated events are checked against; one for both passes over an object.
+    pub(super) now: Option<chrono::DateTime<chrono::Utc>>,
 }
 
 /// A header read as one column that holds `;`, `|` or a tab was most likely split on the wrong
@@ -69,6 +79,120 @@ pub(super) fn decode_object(
                 reason: format!("not a readable export: {e}"),
                 unsent_rows: 0,
             });
+        }
+    }
+}
+
+/// The key the sync state knows a row by: users by `customer_id`, events by their event id
+/// (`PRIMARY_KEY`); `None` for events without one (always sent, never recorded).
+fn row_key<'e, R: RowSource>(
+    mapping: &ResolvedMapping,
+    rows: &R,
+    kind: ElementKind,
+    element: &'e [u8],
+) -> Option<Cow<'e, [u8]>> {
+    match kind {
+        ElementKind::Customer => customer_id_of(element).map(Cow::Borrowed),
+        ElementKind::Event => mapping.event_key(rows).map(|k| Cow::Owned(k.into_bytes())),
+    }
+}
+
+/// How far the first pass ([`spool_prints`]) got.
+pub(super) struct FirstPass {
+    pub(super) spool: PrintSpool,
+    /// The last row read when the pass stopped early (its time or row allowance ran out); the
+    /// second pass stops after it. `None`: it read to the end.
+    pub(super) stopped_after: Option<u64>,
+}
+
+/// The first pass over an object with sync state: every keyed row's print (key, fingerprint,
+/// row, kind), computed as the second pass will, into `spool`; nothing is sent or reported
+/// (the second pass reports rejections). Stops reading after `max_rows` keyed rows or at
+/// `until`. Blocking.
+pub(super) fn spool_prints(
+    input: DecodeInput<'_>,
+    config: &Config,
+    spec: &SyncSpec,
+    limits: Limits,
+    mut spool: PrintSpool,
+    max_rows: u64,
+    until: Option<std::time::Instant>,
+) -> std::io::Result<FirstPass> {
+    let args = (config, spec, limits, max_rows, until);
+    let stopped_after = match decode::open(input) {
+        Ok(Opened::Csv(mut rows)) => spool_rows(&mut *rows, args, &mut spool)?,
+        Ok(Opened::Ndjson(mut rows)) => spool_rows(&mut rows, args, &mut spool)?,
+        Ok(Opened::Parquet(mut rows)) => spool_rows(&mut rows, args, &mut spool)?,
+        // The second pass meets the same error and reports it.
+        Err(_) => None,
+    };
+    Ok(FirstPass {
+        spool,
+        stopped_after,
+    })
+}
+
+/// [`spool_prints`]'s row loop. Returns the last row read if it stopped early.
+/// Rows the first pass reads whatever the clock says, so that every run makes progress.
+pub(super) const MIN_FIRST_PASS_ROWS: u64 = 10_000;
+
+type SpoolArgs<'a> = (
+    &'a Config,
+    &'a SyncSpec,
+    Limits,
+    u64,
+    Option<std::time::Instant>,
+);
+
+fn spool_rows<R: RowSource>(
+    rows: &mut R,
+    (config, spec, limits, max_rows, until): SpoolArgs<'_>,
+    spool: &mut PrintSpool,
+) -> std::io::Result<Option<u64>> {
+    let Ok(mapping) = spec.field_mapping.resolve(rows.header(), spec.sync_mode) else {
+        return Ok(None);
+    };
+    let (max_records, max_bytes) = match spec.object_type {
+        ObjectType::BulkImport => (config.batch_max_records, config.batch_max_bytes),
+        _ => (1, config.batch_max_bytes),
+    };
+    // Only to refuse what the second pass refuses before diffing (an element too large alone).
+    let batcher = Batcher::new(spec.object_type, max_records, max_bytes);
+    let fingerprinter = Fingerprinter::new(spec.object_type, &mapping);
+    let now = limits.now.unwrap_or_else(chrono::Utc::now);
+    let mut element = Vec::with_capacity(4096);
+    let mut last_read = limits.skip_through;
+    loop {
+        // The verdicts cost half a byte per row of the range read, keyed or not. The clock is
+        // checked only past a first stretch of rows, so that every run makes progress.
+        let covered = last_read - limits.skip_through;
+        if covered >= max_rows
+            || covered >= MIN_FIRST_PASS_ROWS
+                && until.is_some_and(|t| std::time::Instant::now() >= t)
+        {
+            return Ok(Some(last_read));
+        }
+        let row_no = match rows.next_row() {
+            Ok(Some(Ok(row))) => row.number,
+            Ok(Some(Err(bad))) => {
+                last_read = last_read.max(bad.row);
+                continue;
+            }
+            // The second pass meets the same error, at the same row, and reports it.
+            Ok(None) | Err(_) => return Ok(None),
+        };
+        if row_no <= limits.skip_through {
+            continue;
+        }
+        last_read = row_no;
+        let Ok((kind, _)) = mapping.encode(&*rows, &mut element, now) else {
+            continue;
+        };
+        if batcher.check_alone(&element).is_err() {
+            continue;
+        }
+        if let Some(key) = row_key(&mapping, &*rows, kind, &element) {
+            spool.push(row_no, kind, fingerprinter.print(kind, &key, &element))?;
         }
     }
 }
@@ -116,7 +240,7 @@ fn decode_rows<R: RowSource>(
     };
     let mut batcher = Batcher::new(spec.object_type, max_records, max_bytes);
     let fingerprinter = Fingerprinter::new(spec.object_type, &mapping);
-    let now = chrono::Utc::now();
+    let now = limits.now.unwrap_or_else(chrono::Utc::now);
     let mut element = Vec::with_capacity(4096);
     let mut seen = 0u64;
     loop {
@@ -139,6 +263,15 @@ fn decode_rows<R: RowSource>(
         let row = match row {
             Ok(row) => row,
             Err(bad) if bad.row <= limits.skip_through => continue,
+            Err(bad) if limits.stop_after_row.is_some_and(|last| bad.row > last) => {
+                if let Some(last) = batcher.finish() {
+                    if !send(Decoded::Batch(last)) {
+                        return;
+                    }
+                }
+                send(Decoded::Paused);
+                return;
+            }
             Err(bad) => {
                 if !send(Decoded::Rejected(RowReport {
                     row: bad.row,
@@ -154,6 +287,15 @@ fn decode_rows<R: RowSource>(
         let (row_no, line) = row;
         if row_no <= limits.skip_through {
             continue;
+        }
+        if limits.stop_after_row.is_some_and(|last| row_no > last) {
+            if let Some(last) = batcher.finish() {
+                if !send(Decoded::Batch(last)) {
+                    return;
+                }
+            }
+            send(Decoded::Paused);
+            return;
         }
         let reject = |column: String, reason: String| {
             Decoded::Rejected(RowReport {
@@ -180,18 +322,9 @@ fn decode_rows<R: RowSource>(
                 // Diff against the sync state: users by customer_id, events by their event id.
                 let mut print = None;
                 if let Some(state) = sync {
-                    let event_id = if kind == ElementKind::Event {
-                        mapping.event_key(&rows)
-                    } else {
-                        None
-                    };
-                    let key: Option<&[u8]> = match kind {
-                        ElementKind::Customer => customer_id_of(&element),
-                        ElementKind::Event => event_id.as_deref().map(str::as_bytes),
-                    };
-                    if let Some(key) = key {
-                        let p = fingerprinter.print(kind, key, &element);
-                        match state.classify(kind, p) {
+                    if let Some(key) = row_key(&mapping, &rows, kind, &element) {
+                        let p = fingerprinter.print(kind, &key, &element);
+                        match state.classify_row(kind, row_no, p) {
                             Ok(decision) => {
                                 if decision.duplicate {
                                     let what = if kind == ElementKind::Event {
@@ -199,7 +332,7 @@ fn decode_rows<R: RowSource>(
                                     } else {
                                         "customer_id"
                                     };
-                                    let w = RowReport { row: row_no, line, column: String::new(), reason: format!("{what} {} occurred earlier in this export; the last occurrence wins", String::from_utf8_lossy(key)) };
+                                    let w = RowReport { row: row_no, line, column: String::new(), reason: format!("{what} {} occurred earlier in this export; the last occurrence wins", String::from_utf8_lossy(&key)) };
                                     if !send(Decoded::DuplicateKey(w)) {
                                         return;
                                     }

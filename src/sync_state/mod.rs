@@ -25,9 +25,10 @@ pub mod codec;
 mod fingerprint;
 mod shard;
 mod store;
+pub mod verdicts;
 
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
-use std::sync::{Arc, Mutex, MutexGuard, PoisonError};
+use std::sync::{Arc, Mutex, MutexGuard, OnceLock, PoisonError};
 
 use crate::model::ElementKind;
 use crate::model::{ObjectType, SyncMode};
@@ -41,6 +42,7 @@ pub use shard::Verdict;
 pub use store::{SaveReport, SyncLocation};
 
 use shard::Shard;
+use verdicts::{Decisions, Spooled};
 
 /// 256 shards: ~62 KB each at 1M keys, ~625 KB at 10M; a small export touches few of them.
 pub const DEFAULT_SHARD_BITS: u8 = 8;
@@ -158,7 +160,21 @@ pub struct SyncState {
     runtime: tokio::runtime::Handle,
     /// The manifest exists in the store (read at open or written by the first save).
     manifest_stored: AtomicBool,
+    /// Set by [`SyncState::prepare`]: every row's verdict, decided shard by shard. Shards then
+    /// hold only what a save needs (the stored entries of keys this part may send).
+    prepared: OnceLock<Decisions>,
     counters: Counters,
+}
+
+/// What [`SyncState::prepare`] did.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct PrepareStats {
+    /// Keyed rows classified.
+    pub rows: u64,
+    /// Shards read (those holding at least one of the part's keys).
+    pub shards_read: u64,
+    /// Stored entries kept for the save (keys this part may send that the state holds).
+    pub entries_kept: u64,
 }
 
 impl SyncState {
@@ -187,6 +203,7 @@ impl SyncState {
             shards,
             runtime: tokio::runtime::Handle::current(),
             manifest_stored: AtomicBool::new(manifest.is_some()),
+            prepared: OnceLock::new(),
             counters: Counters::default(),
         })
     }
@@ -223,15 +240,109 @@ impl SyncState {
             .map(drop)
     }
 
-    /// Decides what to do with one keyed row and notes the occurrence. Blocking: on a shard's
-    /// first use it waits for the shard's GET, so call it from the decode thread (a blocking
-    /// thread), never from async code. Rows without a key (events without an event id) skip
-    /// `classify` and are always sent.
-    pub fn classify(&self, kind: ElementKind, print: RowPrint) -> Result<Decision, SyncStateError> {
+    /// Classifies a whole part in bounded memory, before its rows are sent: `spooled` holds the
+    /// prints of its keyed rows (the first pass), joined here with the stored state one shard at a
+    /// time, `concurrency` shards read at once. Afterwards [`SyncState::classify_row`] answers from
+    /// the verdicts kept (4 bits a row) and each shard keeps only the stored entries of keys the
+    /// part may send, which is what a save merges against; memory no longer grows with the
+    /// state. Call once, before the first `classify`, from async code.
+    pub async fn prepare(
+        &self,
+        spooled: &Spooled,
+        concurrency: usize,
+    ) -> Result<PrepareStats, SyncStateError> {
+        use futures_util::stream::{self, StreamExt};
+        let mut stats = PrepareStats::default();
+        let Some((first, last)) = spooled.row_range() else {
+            let _ = self.prepared.set(Decisions::default());
+            for i in 0..self.shards.len() {
+                self.lock(i).get_or_insert_with(|| self.empty_shard());
+            }
+            return Ok(stats);
+        };
+        if spooled.shard_bits() != self.shard_bits {
+            return Err(SyncStateError::Unreadable {
+                bucket: self.location.bucket.clone(),
+                key: self.location.manifest_key(),
+                reason: format!(
+                    "the prints were spooled for {} shard bits, the state has {}",
+                    spooled.shard_bits(),
+                    self.shard_bits
+                ),
+            });
+        }
+        let mut decisions = Decisions::new(first, last);
         let (mode, full) = (self.options.mode, self.options.full_resync);
+        let spool_error = |e: std::io::Error| SyncStateError::Unreadable {
+            bucket: self.location.bucket.clone(),
+            key: self.location.root.clone(),
+            reason: format!("the part's spooled prints could not be read back from /tmp: {e}"),
+        };
+        // Shards in order, `concurrency` reads ahead; each is joined and dropped before the next.
+        let mut joined = stream::iter(0..self.shards.len())
+            .map(|i| async move {
+                let entries = spooled.shard(i).map_err(spool_error)?;
+                let resident = self.lock(i).take();
+                let shard = match resident {
+                    Some(resident) => resident,
+                    None if entries.is_empty() => self.empty_shard(),
+                    None => self.load(i).await?,
+                };
+                Ok::<_, SyncStateError>((i, shard, entries))
+            })
+            .buffered(concurrency.max(1));
+        while let Some(next) = joined.next().await {
+            let (i, mut shard, entries) = next?;
+            if !entries.is_empty() {
+                stats.shards_read += 1;
+            }
+            let mut kept_keys = Vec::new();
+            let mut kept_fps = Vec::new();
+            for e in &entries {
+                let kind = e.kind();
+                let policy = |verdict, duplicate| should_send(mode, kind, verdict, duplicate);
+                let (verdict, duplicate, send) = shard.classify(e.key, e.fingerprint, policy);
+                decisions.set(e.row(), verdict, duplicate);
+                stats.rows += 1;
+                if send && kept_keys.last() != Some(&e.key) {
+                    if let Some(p) = shard.position(e.key) {
+                        kept_keys.push(e.key);
+                        kept_fps.push(shard.fps[p]);
+                    }
+                }
+            }
+            stats.entries_kept += kept_keys.len() as u64;
+            *self.lock(i) = Some(Shard::new(kept_keys, kept_fps, shard.etag.take(), full));
+        }
+        let _ = self.prepared.set(decisions);
+        Ok(stats)
+    }
+
+    /// Decides what to do with one keyed row (row number `row` of the object) and notes the
+    /// occurrence. After [`SyncState::prepare`] the verdict is the one decided there. Otherwise
+    /// it is looked up, which is blocking: on a shard's first use it waits for the shard's GET, so
+    /// call it from the decode thread (a blocking thread), never from async code. Rows without a
+    /// key (events without an event id) skip `classify` and are always sent.
+    pub fn classify_row(
+        &self,
+        kind: ElementKind,
+        row: u64,
+        print: RowPrint,
+    ) -> Result<Decision, SyncStateError> {
+        let (mode, full) = (self.options.mode, self.options.full_resync);
+        let decided = self.prepared.get().and_then(|d| d.get(row));
         self.with_shard(shard_of(print.key, self.shard_bits), |shard| {
             let policy = |verdict, duplicate| should_send(mode, kind, verdict, duplicate);
-            let (verdict, duplicate, send) = shard.classify(print.key, print.fingerprint, policy);
+            let (verdict, duplicate, send) = match decided {
+                Some((verdict, duplicate)) => {
+                    let send = policy(verdict, duplicate);
+                    shard.note(print.key, print.fingerprint, send);
+                    (verdict, duplicate, send)
+                }
+                // Unprepared, or a row the first pass did not see keyed: looked up (against a
+                // prepared shard's kept entries, a key it lacks is new: sent, never skipped).
+                None => shard.classify(print.key, print.fingerprint, policy),
+            };
             debug_assert!(
                 !full || verdict != Verdict::Changed,
                 "a full resync trusts no entry"
@@ -242,6 +353,21 @@ impl SyncState {
                 send,
             }
         })
+    }
+
+    /// [`SyncState::classify_row`] for a row the state was not prepared for (preview, tests):
+    /// always looked up.
+    pub fn classify(&self, kind: ElementKind, print: RowPrint) -> Result<Decision, SyncStateError> {
+        self.classify_row(kind, 0, print)
+    }
+
+    /// Whether [`SyncState::prepare`] ran: shards then hold only part of what is stored.
+    pub(crate) fn is_prepared(&self) -> bool {
+        self.prepared.get().is_some()
+    }
+
+    fn empty_shard(&self) -> Shard {
+        Shard::new(Vec::new(), Vec::new(), None, self.options.full_resync)
     }
 
     /// Records that MoEngage accepted the rows behind `prints` (one accepted request body's rows, in
@@ -293,11 +419,12 @@ impl SyncState {
         }
     }
 
-    /// Heap bytes held by loaded shards (entries, run bits, run table).
+    /// Heap bytes held by loaded shards (entries, run bits, run table) and prepared verdicts.
     pub fn heap_bytes(&self) -> usize {
         (0..self.shards.len())
             .map(|i| self.lock(i).as_ref().map_or(0, Shard::heap_bytes))
-            .sum()
+            .sum::<usize>()
+            + self.prepared.get().map_or(0, Decisions::heap_bytes)
     }
 
     fn with_shard<T>(

@@ -25,6 +25,10 @@ pub(crate) struct RunEntry {
     pub sent: u64,
     /// The fingerprint of the latest occurrence MoEngage accepted (in acceptance order).
     pub delivered: u64,
+    /// The state held a trusted entry for the key when this run first sent it: a later
+    /// occurrence with another payload is `Changed`, else still `New` (whatever a mid-run save
+    /// stored meanwhile).
+    pub known: bool,
 }
 
 /// Keys are already uniform hashes, but all keys of a shard share their top bits, which
@@ -112,6 +116,9 @@ pub(crate) struct Shard {
     pub run: RunTable,
     /// The store's ETag of what `keys`/`fps` came from; `None` when the shard did not exist.
     pub etag: Option<String>,
+    /// A `FULL_RESYNC` run: no entry is trusted for a verdict, not even one stored during the run
+    /// (by a mid-run save, or another writer), so every first occurrence is `New`.
+    full_resync: bool,
 }
 
 impl Shard {
@@ -128,6 +135,7 @@ impl Shard {
             fps,
             run: RunTable::default(),
             etag,
+            full_resync,
         }
     }
 
@@ -177,16 +185,21 @@ impl Shard {
         let (duplicate, known, reference) = match self.position(key) {
             Some(i) => {
                 let duplicate = self.seen.test_and_set(i);
-                let known = !self.stale.get(i);
+                let known = !self.full_resync && !self.stale.get(i);
                 let in_run = if duplicate {
-                    self.run.get(&key).map(|e| e.sent).filter(|s| *s != 0)
+                    self.run.get(&key).filter(|e| e.sent != 0)
                 } else {
                     None
                 };
-                (duplicate, known, in_run.or(known.then_some(self.fps[i])))
+                match in_run {
+                    // Compared with what this run queued; new or changed as the key was when the
+                    // run first met it (a mid-run save may have stored it since).
+                    Some(e) => (duplicate, e.known, Some(e.sent)),
+                    None => (duplicate, known, known.then_some(self.fps[i])),
+                }
             }
             None => match self.run.get(&key) {
-                Some(e) => (true, false, Some(e.sent).filter(|s| *s != 0)),
+                Some(e) => (true, e.known, Some(e.sent).filter(|s| *s != 0)),
                 None => (false, false, None),
             },
         };
@@ -199,13 +212,28 @@ impl Shard {
         };
         let sent = send(verdict, duplicate);
         if sent {
-            self.run.entry(key).or_default().sent = fp;
+            let e = self.run.entry(key).or_insert(RunEntry {
+                known,
+                ..RunEntry::default()
+            });
+            e.sent = fp;
         }
         (verdict, duplicate, sent)
     }
 
     /// MoEngage accepted `fp` for `key`. `false` when this run never sent the key (a caller bug:
     /// the print is ignored rather than trusted).
+    /// Notes a row whose verdict was decided elsewhere ([`super::SyncState::prepare`]): as
+    /// `classify` does after deciding, it marks the key seen and, if sent, what was sent.
+    pub fn note(&mut self, key: u64, fp: u64, sent: bool) {
+        if let Some(i) = self.position(key) {
+            self.seen.test_and_set(i);
+        }
+        if sent {
+            self.run.entry(key).or_default().sent = fp;
+        }
+    }
+
     pub fn record(&mut self, key: u64, fp: u64) -> bool {
         match self.run.get_mut(&key) {
             Some(e) if e.sent != 0 => {

@@ -205,6 +205,11 @@ async fn ensure_manifest(state: &SyncState) -> Result<(), SyncStateError> {
 }
 
 /// Read-merge-write of one shard until the compare-and-swap holds.
+///
+/// A shard as loaded is merged into directly, and written `If-Match` the ETag it was read at.
+/// A prepared shard holds only some of the stored entries (those of keys the part may send), so
+/// the stored shard is read first (from the warm cache when unchanged) and the changes are merged
+/// into it: with the entries kept as `loaded`, the merge rules are the same either way.
 async fn save_shard(state: &SyncState, index: usize) -> Result<SaveReport, SyncStateError> {
     let (bucket, key, bits) = (
         &state.location.bucket,
@@ -212,24 +217,41 @@ async fn save_shard(state: &SyncState, index: usize) -> Result<SaveReport, SyncS
         state.shard_bits,
     );
     let mut report = SaveReport::default();
+    let partial = state.is_prepared();
     // Snapshot under the lock; the classify thread may go on while we write.
-    let (changes, (mut keys, mut fps, _), etag, unchanged) = {
+    let (changes, loaded) = {
         let slot = state.lock(index);
         let Some(shard) = slot.as_ref() else {
             return Ok(report);
         };
         let changes = shard.changes();
-        let merged = merge(&shard.keys, &shard.fps, &changes);
-        let unchanged = merged.0 == shard.keys && merged.1 == shard.fps;
-        (changes, merged, shard.etag.clone(), unchanged)
+        let loaded = (!partial).then(|| {
+            let (keys, fps, _) = merge(&shard.keys, &shard.fps, &changes);
+            let unchanged = keys == shard.keys && fps == shard.fps;
+            (keys, fps, shard.etag.clone(), unchanged)
+        });
+        (changes, loaded)
     };
-    if unchanged {
-        if let Some(shard) = state.lock(index).as_mut() {
-            shard.commit(keys, fps, etag, &changes);
+    let (mut keys, mut fps, mut expect) = match loaded {
+        Some((keys, fps, etag, false)) => (keys, fps, etag.map_or(Expect::Absent, Expect::Etag)),
+        // Nothing to write against what was loaded (the run delivered what was stored, or
+        // forgot nothing): still checked against what is stored now, since another writer may
+        // have replaced those entries meanwhile and the merge rules then drop them.
+        _ => {
+            let (theirs_keys, theirs_fps, theirs) = read_stored(state, index).await?;
+            let (keys, fps, conflicts) = merge(&theirs_keys, &theirs_fps, &changes);
+            report.conflicts_dropped = conflicts;
+            if keys == theirs_keys && fps == theirs_fps {
+                let etag = match theirs {
+                    Expect::Etag(etag) => Some(etag),
+                    Expect::Absent => None,
+                };
+                commit(state, index, keys, fps, etag, &changes);
+                return Ok(report);
+            }
+            (keys, fps, theirs)
         }
-        return Ok(report);
-    }
-    let mut expect = etag.map_or(Expect::Absent, Expect::Etag);
+    };
     for _ in 0..CAS_ATTEMPTS {
         let body = codec::encode(bits, index, &keys, &fps);
         let len = body.len() as u64;
@@ -237,36 +259,14 @@ async fn save_shard(state: &SyncState, index: usize) -> Result<SaveReport, SyncS
             report.shards_written = 1;
             report.bytes_written = len;
             report.keys_stored = keys.len() as u64;
-            if let Some(shard) = state.lock(index).as_mut() {
-                shard.commit(keys, fps, Some(new_etag), &changes);
-            }
+            commit(state, index, keys, fps, Some(new_etag), &changes);
             return Ok(report);
         }
         // Someone wrote since we read: merge our changes into what is there now.
         report.cas_retries += 1;
-        let (theirs_keys, theirs_fps, theirs_expect) = match state
-            .store
-            .get_versioned(bucket, &key)
-            .await?
-        {
-            None => (Vec::new(), Vec::new(), Expect::Absent),
-            Some(v) => match codec::decode(&v.body, bits, index) {
-                Ok((k, f)) => (k, f, Expect::Etag(v.etag)),
-                Err(DecodeError::Corrupt(reason)) => {
-                    tracing::warn!(%bucket, %key, %reason, "sync-state shard is corrupt: replacing it");
-                    (Vec::new(), Vec::new(), Expect::Etag(v.etag))
-                }
-                Err(DecodeError::UnknownFormat(reason)) => {
-                    return Err(SyncStateError::Unreadable {
-                        bucket: bucket.clone(),
-                        key,
-                        reason,
-                    })
-                }
-            },
-        };
+        let (theirs_keys, theirs_fps, theirs) = read_stored(state, index).await?;
         let (k, f, conflicts) = merge(&theirs_keys, &theirs_fps, &changes);
-        (keys, fps, expect) = (k, f, theirs_expect);
+        (keys, fps, expect) = (k, f, theirs);
         // Only the merge that is finally written counts.
         report.conflicts_dropped = conflicts;
     }
@@ -275,4 +275,64 @@ async fn save_shard(state: &SyncState, index: usize) -> Result<SaveReport, SyncS
         key,
         attempts: CAS_ATTEMPTS,
     })
+}
+
+/// The stored shard now (a corrupt one counts as empty and is replaced), and the condition that
+/// replaces exactly that version.
+async fn read_stored(
+    state: &SyncState,
+    index: usize,
+) -> Result<(Vec<u64>, Vec<u64>, Expect), SyncStateError> {
+    let (bucket, key, bits) = (
+        &state.location.bucket,
+        state.location.shard_key(state.shard_bits, index),
+        state.shard_bits,
+    );
+    match state.store.get_versioned(bucket, &key).await? {
+        None => Ok((Vec::new(), Vec::new(), Expect::Absent)),
+        Some(v) => match codec::decode(&v.body, bits, index) {
+            Ok((k, f)) => Ok((k, f, Expect::Etag(v.etag))),
+            Err(DecodeError::Corrupt(reason)) => {
+                tracing::warn!(%bucket, %key, %reason, "sync-state shard is corrupt: replacing it");
+                Ok((Vec::new(), Vec::new(), Expect::Etag(v.etag)))
+            }
+            Err(DecodeError::UnknownFormat(reason)) => Err(SyncStateError::Unreadable {
+                bucket: bucket.clone(),
+                key,
+                reason,
+            }),
+        },
+    }
+}
+
+/// Adopts what was stored. A prepared shard keeps its part of it: the entries of the keys it
+/// held or changed, as now stored (a key dropped in a conflict is gone).
+fn commit(
+    state: &SyncState,
+    index: usize,
+    keys: Vec<u64>,
+    fps: Vec<u64>,
+    etag: Option<String>,
+    changes: &[super::shard::Change],
+) {
+    let mut slot = state.lock(index);
+    let Some(shard) = slot.as_mut() else {
+        return;
+    };
+    if state.is_prepared() {
+        let mut wanted: Vec<u64> = shard.keys.clone();
+        wanted.extend(changes.iter().map(|c| c.key));
+        wanted.sort_unstable();
+        wanted.dedup();
+        let (mut kept_keys, mut kept_fps) = (Vec::new(), Vec::new());
+        for k in wanted {
+            if let Ok(i) = keys.binary_search(&k) {
+                kept_keys.push(k);
+                kept_fps.push(fps[i]);
+            }
+        }
+        shard.commit(kept_keys, kept_fps, etag, changes);
+    } else {
+        shard.commit(keys, fps, etag, changes);
+    }
 }

@@ -5,6 +5,8 @@
 mod verdicts;
 // What is stored and how: compare-and-swap merges, shard bytes, layout, loading.
 mod persistence;
+// The bounded-memory path (prepare, then classify_row) against the in-memory one.
+mod prepared;
 
 use std::collections::{BTreeMap, HashMap};
 use std::sync::atomic::{AtomicU64, Ordering};

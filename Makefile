@@ -82,6 +82,7 @@ bench: $(STAMP)
 	MOTO_SERVER=$(abspath $(VENV))/bin/moto_server BENCH_BIN=target/release/moengage-sync cargo bench --bench pipeline | tee target/bench-results.md
 	cargo bench --bench sync_state | tee -a target/bench-results.md
 	MOTO_SERVER=$(abspath $(VENV))/bin/moto_server cargo bench --bench warm_state | tee -a target/bench-results.md
+	MOTO_SERVER=$(abspath $(VENV))/bin/moto_server cargo bench --bench state_memory | tee -a target/bench-results.md
 
 # The handler against the emulator with injected latency and a strict window: achieved ÷ budget,
 # 429s and peak RSS per API and latency (about 4 minutes).

@@ -23,7 +23,8 @@
 //! - [`map`]: `FIELD_MAPPING` → elements (customer / event objects) with per-row validation;
 //!   [`map::convert`] turns one cell into the JSON value MoEngage gets, by declared type.
 //! - [`sync_state`]: the diff stage: per-key fingerprints in S3 shards, what changed since MoEngage
-//!   last accepted it.
+//!   last accepted it; [`sync_state::verdicts`] classifies a whole part in bounded memory (prints
+//!   spooled to `/tmp`, joined with the state shard by shard).
 //! - [`batch`]: elements → request bodies, sized on the exact bytes sent.
 //! - [`deliver`]: one body, paced ([`deliver::rate`]: one adaptive budget per MoEngage API) and
 //!   retried, through the HTTP client and
@@ -38,7 +39,8 @@
 //!   the syncs (from `SYNC_CONFIG`, or the one the variables describe), routing by prefix, and the
 //!   budgets of the MoEngage APIs the file sets.
 //! - [`pipeline`]: one object: the chain source → decode → map → diff → batch → deliver, in roles,
-//!   with fair use per end user, mid-run checkpoints and cancellation.
+//!   with fair use per end user, mid-run checkpoints and cancellation; with a stored sync state, a
+//!   first pass over the object classifies its rows before the sending pass.
 //! - [`app`]: the Lambda shell, the only place that knows about Lambda: `Deps`, start-up,
 //!   invocation payloads, the handler (claim → run → report → mark → continue; the sweep), run
 //!   markers (with mid-run checkpoints and poisoned objects), the work queue, redrive and the

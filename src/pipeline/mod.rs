@@ -1,11 +1,16 @@
 //! The pipeline for one object version, in roles:
 //!
 //! ```text
+//! with stored sync state, first:
+//! source → decode → map + validate → fingerprint → PrintSpool → SyncState::prepare   [first_pass]
+//! then:
 //! source (S3 stream) → decode (gunzip, CSV) → map + validate → diff → batch   [produce: blocking thread]
 //!        ─ channel of each row's fate ─►  deliver (paced, retried) → dead-letter   [here: async]
 //!                                         every fate and outcome → ledger (accounting, no I/O)
 //! ```
 //!
+//! - [`first_pass`]: the rows' verdicts against the sync state, in bounded memory, before any is
+//!   sent (see `docs/sync-state.md`); the sending pass stops where it stopped.
 //! - [`produce`]: the producer, which turns each row into its fate (in a body, rejected,
 //!   unchanged) on a blocking thread, so CPU work never stalls the runtime and overlaps with
 //!   waiting on MoEngage. The channel is bounded: memory stays flat whatever the object's size.

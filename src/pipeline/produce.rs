@@ -297,6 +297,13 @@ fn decode_rows<R: RowSource>(
             send(Decoded::Paused);
             return;
         }
+        // Unchanged by the first pass's verdict: counted without mapping the row again.
+        if sync.is_some_and(|state| state.prepared_unchanged(row_no)) {
+            if !send(Decoded::Unchanged(row_no)) {
+                return;
+            }
+            continue;
+        }
         let reject = |column: String, reason: String| {
             Decoded::Rejected(RowReport {
                 row: row_no,

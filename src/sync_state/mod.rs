@@ -355,6 +355,16 @@ impl SyncState {
         })
     }
 
+    /// Whether [`SyncState::prepare`] found row `row` unchanged, and not a repeat of a key: such
+    /// a row is counted without being mapped again (the first pass mapped it; nothing of it is
+    /// sent, recorded or warned about).
+    pub fn prepared_unchanged(&self, row: u64) -> bool {
+        self.prepared
+            .get()
+            .and_then(|d| d.get(row))
+            .is_some_and(|(verdict, duplicate)| verdict == Verdict::Unchanged && !duplicate)
+    }
+
     /// [`SyncState::classify_row`] for a row the state was not prepared for (preview, tests):
     /// always looked up.
     pub fn classify(&self, kind: ElementKind, print: RowPrint) -> Result<Decision, SyncStateError> {

@@ -116,9 +116,9 @@ fn dry(
                         out.rejected.push(r);
                     }
                 }
-                Decoded::Unchanged(_) => {
-                    out.rows_read += 1;
-                    out.unchanged += 1;
+                Decoded::UnchangedRun { first, last } => {
+                    out.rows_read += last - first + 1;
+                    out.unchanged += last - first + 1;
                 }
                 Decoded::DuplicateKey(w) => {
                     if listed(&out.warnings) {
@@ -201,7 +201,7 @@ pub fn drain(config: &Config, spec: &SyncSpec, input: DecodeInput<'_>) -> DrainS
                     out.rows_rejected += 1;
                 }
                 // drain runs without sync state: no row is unchanged or a tracked duplicate.
-                Decoded::Unchanged(_) | Decoded::DuplicateKey(_) | Decoded::Warnings(_) => {}
+                Decoded::UnchangedRun { .. } | Decoded::DuplicateKey(_) | Decoded::Warnings(_) => {}
                 Decoded::Failed {
                     reason,
                     unsent_rows,

@@ -126,9 +126,9 @@ impl Ledger {
                     self.held_reports.push_back(r.bounded());
                 }
             }
-            Decoded::Unchanged(row) => {
-                self.last_row_read = self.last_row_read.max(row);
-                self.hold(row, Kind::Unchanged);
+            Decoded::UnchangedRun { first, last } => {
+                self.last_row_read = self.last_row_read.max(last);
+                self.hold_run(first, last, Kind::Unchanged);
             }
             Decoded::DuplicateKey(r) => {
                 self.report.duplicate_keys += 1;
@@ -338,13 +338,15 @@ impl Ledger {
     }
 
     fn hold(&mut self, row: u64, kind: Kind) {
+        self.hold_run(row, row, kind);
+    }
+
+    fn hold_run(&mut self, first: u64, last: u64, kind: Kind) {
         match self.held.back_mut() {
-            Some(run) if run.kind == kind && run.last.checked_add(1) == Some(row) => run.last = row,
-            _ => self.held.push_back(Run {
-                first: row,
-                last: row,
-                kind,
-            }),
+            Some(run) if run.kind == kind && run.last.checked_add(1) == Some(first) => {
+                run.last = last
+            }
+            _ => self.held.push_back(Run { first, last, kind }),
         }
     }
 
@@ -497,20 +499,28 @@ mod tests {
     fn a_run_read_to_the_end_accounts_every_row_and_checkpoints_at_the_last() {
         let mut l = ledger(0);
         assert!(l.record(rejected(1)).is_none());
-        assert!(l.record(Decoded::Unchanged(2)).is_none());
+        assert!(l
+            .record(Decoded::UnchangedRun { first: 2, last: 2 })
+            .is_none());
         let b = l
             .record(Decoded::Batch(body(3, 5)))
             .expect("a body to send");
         send(&mut l, &b);
         let b = l.record(Decoded::Batch(body(6, 7))).unwrap();
         dlq(&mut l, &b, "m-1".into());
-        l.record(Decoded::Unchanged(8));
+        l.record(Decoded::UnchangedRun { first: 8, last: 8 });
         l.record(rejected(9));
+        // A stretch of unchanged rows in one message, joining the next one.
+        l.record(Decoded::UnchangedRun { first: 10, last: 4_105 });
+        l.record(Decoded::UnchangedRun {
+            first: 4_106,
+            last: 5_000,
+        });
         l.read_to_end();
         let r = l.finish();
         // read, delivered, unchanged, rejected, dead-lettered, pending
-        assert_eq!(counts(&r), [9, 3, 2, 2, 2, 0]);
-        assert_eq!(r.resume_after_row, 9);
+        assert_eq!(counts(&r), [5_000, 3, 4_993, 2, 2, 0]);
+        assert_eq!(r.resume_after_row, 5_000);
         assert_eq!(r.summary.status, Status::Complete);
         assert!(r.accounting_balanced);
         assert_eq!(r.dead_letter_message_ids, ["m-1"]);
@@ -526,7 +536,10 @@ mod tests {
         let b = l.record(Decoded::Batch(body(11, 12))).unwrap();
         send(&mut l, &b);
         l.record(rejected(13));
-        l.record(Decoded::Unchanged(16));
+        l.record(Decoded::UnchangedRun {
+            first: 16,
+            last: 16,
+        });
         // Rows 14-15 are in the next body; 16 (unchanged) was decoded after it.
         let unsent = l.record(Decoded::Batch(body(14, 15))).unwrap();
         l.stopped(Some(&unsent));
@@ -574,7 +587,10 @@ mod tests {
                         l.record(rejected(row));
                     }
                     1 => {
-                        l.record(Decoded::Unchanged(row));
+                        l.record(Decoded::UnchangedRun {
+                            first: row,
+                            last: row,
+                        });
                     }
                     _ => {
                         let last = row + rng.u64(0..5);
@@ -632,7 +648,10 @@ mod tests {
         // An unchanged snapshot: a million held rows are one run.
         let mut l = ledger(0);
         for row in 1..=1_000_000 {
-            l.record(Decoded::Unchanged(row));
+            l.record(Decoded::UnchangedRun {
+                first: row,
+                last: row,
+            });
         }
         assert_eq!(l.held.len(), 1);
         l.read_to_end();
@@ -669,7 +688,10 @@ mod tests {
                         model.push((row, true));
                     }
                     9..=17 => {
-                        l.record(Decoded::Unchanged(row));
+                        l.record(Decoded::UnchangedRun {
+                            first: row,
+                            last: row,
+                        });
                         model.push((row, false));
                     }
                     _ => {
@@ -729,7 +751,10 @@ mod concurrent_tests {
         l.record(rejected(11));
         let b = l.record(Decoded::Batch(body(12, 20))).unwrap();
         let b = l.dispatched(&b);
-        l.record(Decoded::Unchanged(21));
+        l.record(Decoded::UnchangedRun {
+            first: 21,
+            last: 21,
+        });
         let c = l.record(Decoded::Batch(body(22, 30))).unwrap();
         let c = l.dispatched(&c);
         assert_eq!(l.in_flight(), 3);
@@ -765,7 +790,10 @@ mod concurrent_tests {
         l.record(rejected(21));
         let c = l.record(Decoded::Batch(body(22, 30))).unwrap();
         let c = l.dispatched(&c);
-        l.record(Decoded::Unchanged(31));
+        l.record(Decoded::UnchangedRun {
+            first: 31,
+            last: 31,
+        });
         let never_sent = l.record(Decoded::Batch(body(32, 40))).unwrap();
         l.delivered(a);
         l.returned(b); // the deadline came during its retries

@@ -3,6 +3,7 @@
 //! sent down a bounded channel, so memory stays flat whatever the object's size.
 
 use std::borrow::Cow;
+use std::cell::Cell;
 
 use tokio::sync::mpsc;
 
@@ -20,8 +21,12 @@ use crate::sync_state::{customer_id_of, Fingerprinter, SyncState};
 pub(super) enum Decoded {
     Batch(Batch),
     Rejected(RowReport),
-    /// The sync state says MoEngage already has exactly this row: not sent.
-    Unchanged(u64),
+    /// The sync state says MoEngage already has exactly these rows, `first..=last`: not sent.
+    /// One message for a stretch: a message per row cost the delivery loop a wake-up per row.
+    UnchangedRun {
+        first: u64,
+        last: u64,
+    },
     /// The row's key already occurred in this object (it is still handled; the last one wins).
     DuplicateKey(RowReport),
     Warnings(Vec<RowReport>),
@@ -133,6 +138,9 @@ pub(super) fn spool_prints(
 }
 
 /// [`spool_prints`]'s row loop. Returns the last row read if it stopped early.
+/// The longest run of unchanged rows sent as one message.
+const UNCHANGED_RUN: u64 = 4096;
+
 /// Rows the first pass reads whatever the clock says, so that every run makes progress.
 pub(super) const MIN_FIRST_PASS_ROWS: u64 = 10_000;
 
@@ -207,7 +215,26 @@ fn decode_rows<R: RowSource>(
     tx: &mpsc::Sender<Decoded>,
 ) {
     let max_rows = limits.max_rows;
-    let send = |m: Decoded| tx.blocking_send(m).is_ok();
+    // Unchanged rows go out as runs; any other fate sends the run before it, keeping row order.
+    let unchanged_run: Cell<Option<(u64, u64)>> = Cell::new(None);
+    let flush = || match unchanged_run.take() {
+        Some((first, last)) => tx
+            .blocking_send(Decoded::UnchangedRun { first, last })
+            .is_ok(),
+        None => true,
+    };
+    let send = |m: Decoded| flush() && tx.blocking_send(m).is_ok();
+    let unchanged = |row: u64| match unchanged_run.get() {
+        Some((first, last)) if last + 1 == row && row - first < UNCHANGED_RUN => {
+            unchanged_run.set(Some((first, row)));
+            true
+        }
+        _ => {
+            let sent = flush();
+            unchanged_run.set(Some((row, row)));
+            sent
+        }
+    };
     let mapping: ResolvedMapping = match spec.field_mapping.resolve(rows.header(), spec.sync_mode) {
         Ok(m) => m,
         Err(e) => {
@@ -299,7 +326,7 @@ fn decode_rows<R: RowSource>(
         }
         // Unchanged by the first pass's verdict: counted without mapping the row again.
         if sync.is_some_and(|state| state.prepared_unchanged(row_no)) {
-            if !send(Decoded::Unchanged(row_no)) {
+            if !unchanged(row_no) {
                 return;
             }
             continue;
@@ -345,7 +372,7 @@ fn decode_rows<R: RowSource>(
                                     }
                                 }
                                 if !decision.send {
-                                    if !send(Decoded::Unchanged(row_no)) {
+                                    if !unchanged(row_no) {
                                         return;
                                     }
                                     continue;
@@ -398,4 +425,5 @@ fn decode_rows<R: RowSource>(
     if let Some(last) = batcher.finish() {
         send(Decoded::Batch(last));
     }
+    flush();
 }

@@ -511,7 +511,10 @@ mod tests {
         l.record(Decoded::UnchangedRun { first: 8, last: 8 });
         l.record(rejected(9));
         // A stretch of unchanged rows in one message, joining the next one.
-        l.record(Decoded::UnchangedRun { first: 10, last: 4_105 });
+        l.record(Decoded::UnchangedRun {
+            first: 10,
+            last: 4_105,
+        });
         l.record(Decoded::UnchangedRun {
             first: 4_106,
             last: 5_000,

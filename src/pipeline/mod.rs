@@ -478,7 +478,7 @@ async fn first_pass(
     let (key, encoding) = (object.key.clone(), source.content_encoding.clone());
     let skip = plan.resume_after_row;
     let reader = SyncIoBridge::new(source.body);
-    let pass = tokio::task::spawn_blocking(move || {
+    let thread = tokio::task::spawn_blocking(move || {
         let input = DecodeInput {
             reader: Box::new(reader),
             key: &key,
@@ -503,16 +503,26 @@ async fn first_pass(
             max_rows,
             until,
         )
-    })
-    .await
-    .map_err(|e| format!("internal error while classifying rows: {e}"))?
-    .map_err(|e| {
-        format!(
-            "could not spool the rows' sync-state prints to {}: {e}; check the function's \
+    });
+    // A thread inside one long step (reading past an oversized record) is not waited on past
+    // the run's stop time; it ends on its own.
+    let far = Instant::now() + std::time::Duration::from_secs(86_400 * 365);
+    let pass = tokio::time::timeout_at(plan.stop_at.unwrap_or(far), thread)
+        .await
+        .map_err(|_| {
+            "classifying the rows against the sync state did not finish before the run's stop \
+             time: one row took that long to read (look for an oversized record), or raise the \
+             function's Timeout"
+                .to_string()
+        })?
+        .map_err(|e| format!("internal error while classifying rows: {e}"))?
+        .map_err(|e| {
+            format!(
+                "could not spool the rows' sync-state prints to {}: {e}; check the function's \
              ephemeral storage",
-            std::env::temp_dir().display()
-        )
-    })?;
+                std::env::temp_dir().display()
+            )
+        })?;
     let spooled = pass.spool.finish();
     let stats = sync
         .prepare(&spooled, PREPARE_CONCURRENCY)

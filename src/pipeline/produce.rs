@@ -141,7 +141,7 @@ pub(super) fn spool_prints(
 /// The longest run of unchanged rows sent as one message.
 const UNCHANGED_RUN: u64 = 4096;
 
-/// Rows the first pass reads whatever the clock says, so that every run makes progress.
+/// Rows the first pass may always classify, whatever `STATE_MEMORY_MB` says.
 pub(super) const MIN_FIRST_PASS_ROWS: u64 = 10_000;
 
 type SpoolArgs<'a> = (
@@ -172,11 +172,10 @@ fn spool_rows<R: RowSource>(
     let mut last_read = limits.skip_through;
     loop {
         // The verdicts cost half a byte per row of the range read, keyed or not. The clock is
-        // checked only past a first stretch of rows, so that every run makes progress.
+        // checked once a row is covered, so that every run makes progress.
         let covered = last_read - limits.skip_through;
         if covered >= max_rows
-            || covered >= MIN_FIRST_PASS_ROWS
-                && until.is_some_and(|t| std::time::Instant::now() >= t)
+            || covered > 0 && until.is_some_and(|t| std::time::Instant::now() >= t)
         {
             return Ok(Some(last_read));
         }

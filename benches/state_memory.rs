@@ -21,41 +21,17 @@ mod users;
 #[path = "../tests/it/support.rs"]
 mod support;
 
+mod shared;
+use shared::{env_u64, peak_rss_mib};
+
 use std::fs::File;
 use std::io::{BufWriter, Write};
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
-use std::time::{Duration, Instant};
+use std::time::Instant;
 
-use bytes::Bytes;
-use moengage_sync::deliver::{Deliver, Delivery, Outcome};
-use moengage_sync::model::Endpoint;
 use moengage_sync::state::{Expect, PutOutcome, StateError, StateStore, Versioned};
 use moengage_sync::sync_state::codec;
-
-/// MoEngage accepting every body at once.
-struct AcceptAll;
-
-#[async_trait::async_trait]
-impl Deliver for AcceptAll {
-    async fn deliver(
-        &self,
-        _endpoint: Endpoint,
-        _body: Bytes,
-        _records: (u64, u64),
-        _stop_at: Option<tokio::time::Instant>,
-    ) -> Delivery {
-        Delivery {
-            outcome: Outcome::Delivered { request_id: None },
-            attempts: 1,
-            rate_limited: 0,
-            latency: Duration::ZERO,
-        }
-    }
-    fn max_in_flight(&self) -> usize {
-        64
-    }
-}
 
 /// A state store in a local directory, one file per key; the ETag is the file's length and
 /// modification time, so compare-and-swap holds across processes.
@@ -141,13 +117,6 @@ impl StateStore for DirStore {
     }
 }
 
-fn env_u64(name: &str, default: u64) -> u64 {
-    std::env::var(name)
-        .ok()
-        .and_then(|v| v.replace('_', "").parse().ok())
-        .unwrap_or(default)
-}
-
 /// Users `1..=n` as a CSV.gz export at `path` (generated once, then kept); with `changed`, every
 /// 100th user has another email.
 fn export(path: &Path, n: u64, changed: bool) {
@@ -172,16 +141,6 @@ fn export(path: &Path, n: u64, changed: bool) {
     }
     gz.finish().expect("gzip").flush().expect("flush");
     std::fs::rename(&tmp, path).expect("rename");
-}
-
-fn peak_rss_mib() -> f64 {
-    let status = std::fs::read_to_string("/proc/self/status").unwrap_or_default();
-    status
-        .lines()
-        .find_map(|l| l.strip_prefix("VmHWM:"))
-        .and_then(|v| v.trim().trim_end_matches("kB").trim().parse::<f64>().ok())
-        .unwrap_or(0.0)
-        / 1024.0
 }
 
 /// One run of the handler on `key`, in a child process. Returns (seconds, delivered, unchanged,
@@ -232,7 +191,7 @@ fn child(moto_endpoint: &str, key: &str, state_dir: &str) {
         let mut deps = moengage_sync::app::startup::connect_with(config, &aws)
             .await
             .expect("connect");
-        deps.deliver = Arc::new(AcceptAll);
+        deps.deliver = shared::accept_all();
         if !state_dir.is_empty() {
             deps.state = Arc::new(DirStore(PathBuf::from(state_dir)));
             deps.shard_cache = None;

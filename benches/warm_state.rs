@@ -17,46 +17,14 @@ mod users;
 #[path = "../tests/it/support.rs"]
 mod support;
 
+mod shared;
+use shared::{env_u64, peak_rss_mib};
+
 use std::fs::File;
 use std::io::{BufWriter, Write};
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
-use std::time::{Duration, Instant};
-
-use bytes::Bytes;
-use moengage_sync::deliver::{Deliver, Delivery, Outcome};
-use moengage_sync::model::Endpoint;
-
-/// MoEngage accepting every body at once.
-struct AcceptAll;
-
-#[async_trait::async_trait]
-impl Deliver for AcceptAll {
-    async fn deliver(
-        &self,
-        _endpoint: Endpoint,
-        _body: Bytes,
-        _records: (u64, u64),
-        _stop_at: Option<tokio::time::Instant>,
-    ) -> Delivery {
-        Delivery {
-            outcome: Outcome::Delivered { request_id: None },
-            attempts: 1,
-            rate_limited: 0,
-            latency: Duration::ZERO,
-        }
-    }
-    fn max_in_flight(&self) -> usize {
-        64
-    }
-}
-
-fn env_u64(name: &str, default: u64) -> u64 {
-    std::env::var(name)
-        .ok()
-        .and_then(|v| v.replace('_', "").parse().ok())
-        .unwrap_or(default)
-}
+use std::time::Instant;
 
 /// Users `from..=to` as a CSV.gz export at `path` (generated once, then kept).
 fn export(path: &Path, from: u64, to: u64) {
@@ -74,16 +42,6 @@ fn export(path: &Path, from: u64, to: u64) {
     }
     gz.finish().expect("gzip").flush().expect("flush");
     std::fs::rename(&tmp, path).expect("rename");
-}
-
-fn peak_rss_mib() -> f64 {
-    let status = std::fs::read_to_string("/proc/self/status").unwrap_or_default();
-    status
-        .lines()
-        .find_map(|l| l.strip_prefix("VmHWM:"))
-        .and_then(|v| v.trim().trim_end_matches("kB").trim().parse::<f64>().ok())
-        .unwrap_or(0.0)
-        / 1024.0
 }
 
 fn main() {
@@ -121,7 +79,7 @@ fn main() {
         let stack = support::Stack::start().await;
         let overrides = [("FIELD_MAPPING", users::MAPPING)];
         let mut warm = stack.deps(&overrides).await;
-        warm.deliver = Arc::new(AcceptAll);
+        warm.deliver = shared::accept_all();
         let cache = warm.shard_cache.clone().expect("cache on by default");
 
         // 1. First run: the whole snapshot as one export.
@@ -170,7 +128,7 @@ fn main() {
         let t = Instant::now();
         for p in 0..cold_parts {
             let mut cold = stack.deps(&[overrides[0], ("STATE_CACHE_MB", "0")]).await;
-            cold.deliver = Arc::new(AcceptAll);
+            cold.deliver = shared::accept_all();
             let counting = Arc::new(CountingStore {
                 inner: cold.state.clone(),
                 read: Default::default(),
@@ -316,7 +274,7 @@ fn child(moto_endpoint: &str, parts: u64, keys: &str) {
         let mut deps = moengage_sync::app::startup::connect_with(config, &aws)
             .await
             .expect("connect");
-        deps.deliver = Arc::new(AcceptAll);
+        deps.deliver = shared::accept_all();
         let cache = deps.shard_cache.clone().expect("cache on by default");
         let t = Instant::now();
         let mut unchanged = 0;

@@ -844,35 +844,32 @@ mod tests {
             // And nothing more is read from a reader that failed inside.
             assert!(rows.next_row().is_err());
         }
-        // A footer declaring a list of billions of schema elements (5 KB file): refused before the
-        // thrift code allocates for it.
-        let file =
-            &include_bytes!("../../tests/fixtures/fuzz/parquet-footer-huge-list.parquet")[..];
-        let access = Arc::new(Memory(Bytes::from_static(file)));
-        let e = ParquetRows::open(access, InputLimits::default())
+        let refused = |file: &'static [u8]| {
+            ParquetRows::open(
+                Arc::new(Memory(Bytes::from_static(file))),
+                InputLimits::default(),
+            )
             .err()
             .expect("refused")
-            .to_string();
+            .to_string()
+        };
+        // A footer declaring a list of billions of schema elements (5 KB file): refused before the
+        // thrift code allocates for it.
+        let e = refused(include_bytes!(
+            "../../tests/fixtures/fuzz/parquet-footer-huge-list.parquet"
+        ));
         assert!(e.contains("the footer is damaged"), "{e}");
         // A footer whose declared thrift types disagree with Parquet's format, hiding a list of
         // billions from a walk that followed the declared types: refused too.
-        let file =
-            &include_bytes!("../../tests/fixtures/fuzz/parquet-footer-type-mismatch.parquet")[..];
-        let access = Arc::new(Memory(Bytes::from_static(file)));
-        let e = ParquetRows::open(access, InputLimits::default())
-            .err()
-            .expect("refused")
-            .to_string();
+        let e = refused(include_bytes!(
+            "../../tests/fixtures/fuzz/parquet-footer-type-mismatch.parquet"
+        ));
         assert!(e.contains("the footer is damaged"), "{e}");
         assert!(e.contains("where Parquet's format has"), "{e}");
         // An embedded Arrow schema with a 216-bit integer: arrow-ipc panics while opening.
-        let file =
-            &include_bytes!("../../tests/fixtures/fuzz/parquet-arrow-schema-int216.parquet")[..];
-        let access = Arc::new(Memory(Bytes::from_static(file)));
-        let e = ParquetRows::open(access, InputLimits::default())
-            .err()
-            .expect("refused")
-            .to_string();
+        let e = refused(include_bytes!(
+            "../../tests/fixtures/fuzz/parquet-arrow-schema-int216.parquet"
+        ));
         assert!(e.contains("damaged"), "{e}");
     }
 

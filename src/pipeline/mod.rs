@@ -153,17 +153,6 @@ pub async fn process_object(
     };
     report.etag = source.etag.clone();
     report.version_id = source.version_id.clone();
-    let body: std::pin::Pin<Box<dyn tokio::io::AsyncRead + Send>> = match &plan.progress {
-        Some(p) => {
-            p.object_size.store(
-                source.size.unwrap_or(0),
-                std::sync::atomic::Ordering::Relaxed,
-            );
-            Box::pin(CountingRead::new(source.body, p.clone()))
-        }
-        None => source.body,
-    };
-    let reader = SyncIoBridge::new(body);
     let ranged = RangedObject {
         source: deps.source.clone(),
         bucket: object.bucket.clone(),
@@ -172,6 +161,7 @@ pub async fn process_object(
         etag: Some(source.etag.clone()),
         runtime: tokio::runtime::Handle::current(),
     };
+    let mut body: std::pin::Pin<Box<dyn tokio::io::AsyncRead + Send>> = source.body;
 
     // Change detection: what MoEngage already holds for this workspace and object type.
     let sync = match open_sync_state(deps, spec, object, plan.full_resync).await {
@@ -192,15 +182,16 @@ pub async fn process_object(
     let now = chrono::Utc::now();
     let mut stop_after_row = None;
     if sync.has_stored_state() {
-        let ranged = RangedObject {
-            source: deps.source.clone(),
-            bucket: object.bucket.clone(),
-            key: object.key.clone(),
-            size: source.size.unwrap_or(0),
-            etag: Some(source.etag.clone()),
-            runtime: tokio::runtime::Handle::current(),
-        };
-        match first_pass(deps, spec, object, plan, ranged, &sync, now).await {
+        let first = first_pass(
+            deps,
+            spec,
+            (object, source.content_encoding.clone()),
+            plan,
+            (body, ranged.clone()),
+            &sync,
+            now,
+        );
+        match first.await {
             Ok(stopped_after) => stop_after_row = stopped_after,
             Err(reason) => {
                 return RunOutcome {
@@ -209,7 +200,36 @@ pub async fn process_object(
                 }
             }
         }
+        // The sending pass reads the same version afresh: the first stream was read to its end
+        // (or as far as the first pass went), and a stream left idle meanwhile could time out.
+        body = match deps
+            .source
+            .open_if(&object.bucket, &object.key, Some(&source.etag))
+            .await
+        {
+            Ok(s) => s.body,
+            Err(e) => {
+                return RunOutcome {
+                    report: finish_failed(
+                        report,
+                        format!("{e}; check the key exists and the function may read it"),
+                    ),
+                    fatal: None,
+                }
+            }
+        };
     }
+    let body: std::pin::Pin<Box<dyn tokio::io::AsyncRead + Send>> = match &plan.progress {
+        Some(p) => {
+            p.object_size.store(
+                source.size.unwrap_or(0),
+                std::sync::atomic::Ordering::Relaxed,
+            );
+            Box::pin(CountingRead::new(body, p.clone()))
+        }
+        None => body,
+    };
+    let reader = SyncIoBridge::new(body);
 
     // Decode → map + validate → diff → batch, on a blocking thread.
     let (tx, mut rx) = mpsc::channel(CHANNEL_DEPTH);
@@ -219,16 +239,14 @@ pub async fn process_object(
     let skip = plan.resume_after_row;
     let decode_sync = sync.clone();
     let decoder = tokio::task::spawn_blocking(move || {
-        let input = DecodeInput {
-            reader: Box::new(reader),
-            key: &key,
-            content_encoding: encoding.as_deref(),
-            format: decode_spec.source_format,
-            compression: decode_spec.source_compression,
-            csv: decode_spec.csv,
-            limits: decode_config.input_limits,
-            ranged: Some(ranged),
-        };
+        let input = decode_input(
+            Box::new(reader),
+            &key,
+            encoding.as_deref(),
+            &decode_spec,
+            &decode_config,
+            ranged,
+        );
         decode_object(
             input,
             &decode_config,
@@ -445,25 +463,23 @@ pub async fn process_object(
     }
 }
 
-/// The first pass over an object with a stored sync state: reads the object again (the same
-/// version), spools every keyed row's print within `STATE_MEMORY_MB` (the rest goes to `/tmp`),
+/// The first pass over an object with a stored sync state: reads `body` (the object's stream;
+/// the sending pass opens the same version again), spools every keyed row's print within `STATE_MEMORY_MB` (the rest goes to `/tmp`),
 /// and has the state classify them shard by shard ([`SyncState::prepare`]). Returns the last row
 /// covered when it stopped early (its time, half of what is left, or its row allowance ran out).
 async fn first_pass(
     deps: &Deps,
     spec: &Arc<SyncSpec>,
-    object: &ObjectRef,
+    (object, encoding): (&ObjectRef, Option<String>),
     plan: &RunPlan,
-    ranged: RangedObject,
+    (body, ranged): (
+        std::pin::Pin<Box<dyn tokio::io::AsyncRead + Send>>,
+        RangedObject,
+    ),
     sync: &Arc<SyncState>,
     now: chrono::DateTime<chrono::Utc>,
 ) -> Result<Option<u64>, String> {
     let config = &deps.config;
-    let source = deps
-        .source
-        .open_if(&object.bucket, &object.key, ranged.etag.as_deref())
-        .await
-        .map_err(|e| format!("{e}; check the key exists and the function may read it"))?;
     let budget = usize::try_from(config.state_memory_mb << 20).unwrap_or(usize::MAX);
     let spool = PrintSpool::new(sync.shard_bits(), budget / 4, &std::env::temp_dir());
     // Half a byte a row for the verdicts: at most `budget` rows' worth (half the budget).
@@ -475,20 +491,18 @@ async fn first_pass(
     });
     let decode_config = Arc::new(config.clone());
     let decode_spec = spec.clone();
-    let (key, encoding) = (object.key.clone(), source.content_encoding.clone());
+    let key = object.key.clone();
     let skip = plan.resume_after_row;
-    let reader = SyncIoBridge::new(source.body);
+    let reader = SyncIoBridge::new(body);
     let thread = tokio::task::spawn_blocking(move || {
-        let input = DecodeInput {
-            reader: Box::new(reader),
-            key: &key,
-            content_encoding: encoding.as_deref(),
-            format: decode_spec.source_format,
-            compression: decode_spec.source_compression,
-            csv: decode_spec.csv,
-            limits: decode_config.input_limits,
-            ranged: Some(ranged),
-        };
+        let input = decode_input(
+            Box::new(reader),
+            &key,
+            encoding.as_deref(),
+            &decode_spec,
+            &decode_config,
+            ranged,
+        );
         let limits = Limits {
             skip_through: skip,
             now: Some(now),
@@ -530,6 +544,27 @@ async fn first_pass(
         .map_err(|e| format!("{e}; check the function may read and write STATE_BUCKET"))?;
     tracing::debug!(key = %object.key, rows = stats.rows, shards_read = stats.shards_read, entries_kept = stats.entries_kept, spilled_bytes = spooled.spilled_bytes(), stopped_after = ?pass.stopped_after, "rows classified against the sync state");
     Ok(pass.stopped_after)
+}
+
+/// What the decoders read: `reader` (the object's stream) and, for Parquet, `ranged`.
+fn decode_input<'a>(
+    reader: Box<dyn std::io::Read + Send + 'a>,
+    key: &'a str,
+    content_encoding: Option<&'a str>,
+    spec: &SyncSpec,
+    config: &crate::config::Config,
+    ranged: RangedObject,
+) -> DecodeInput<'a> {
+    DecodeInput {
+        reader,
+        key,
+        content_encoding,
+        format: spec.source_format,
+        compression: spec.source_compression,
+        csv: spec.csv,
+        limits: config.input_limits,
+        ranged: Some(ranged),
+    }
 }
 
 /// Shards read at once while classifying (each is joined and dropped before the next).

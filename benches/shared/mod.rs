@@ -1,0 +1,58 @@
+//! What the benchmarks that run the real handler share: MoEngage accepting every body at once,
+//! knobs from the environment, and the process's peak RSS.
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use bytes::Bytes;
+use moengage_sync::deliver::{Deliver, Delivery, Outcome};
+use moengage_sync::model::Endpoint;
+
+/// MoEngage accepting every body at once: what such a benchmark measures is the state, not
+/// delivery.
+pub struct AcceptAll;
+
+#[async_trait::async_trait]
+impl Deliver for AcceptAll {
+    async fn deliver(
+        &self,
+        _endpoint: Endpoint,
+        _body: Bytes,
+        _records: (u64, u64),
+        _stop_at: Option<tokio::time::Instant>,
+    ) -> Delivery {
+        Delivery {
+            outcome: Outcome::Delivered { request_id: None },
+            attempts: 1,
+            rate_limited: 0,
+            latency: Duration::ZERO,
+        }
+    }
+    fn max_in_flight(&self) -> usize {
+        64
+    }
+}
+
+/// A deliverer that accepts everything, for `Deps::deliver`.
+pub fn accept_all() -> Arc<dyn Deliver> {
+    Arc::new(AcceptAll)
+}
+
+/// A number from the environment (`_` allowed as a separator), else `default`.
+pub fn env_u64(name: &str, default: u64) -> u64 {
+    std::env::var(name)
+        .ok()
+        .and_then(|v| v.replace('_', "").parse().ok())
+        .unwrap_or(default)
+}
+
+/// This process's peak resident memory (`VmHWM`), in MiB.
+pub fn peak_rss_mib() -> f64 {
+    let status = std::fs::read_to_string("/proc/self/status").unwrap_or_default();
+    status
+        .lines()
+        .find_map(|l| l.strip_prefix("VmHWM:"))
+        .and_then(|v| v.trim().trim_end_matches("kB").trim().parse::<f64>().ok())
+        .unwrap_or(0.0)
+        / 1024.0
+}

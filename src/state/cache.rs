@@ -66,6 +66,26 @@ const DIR_PREFIX: &str = "moengage-sync-shards-";
 /// Largest shard body a conditional read accepts (a shard of 100M keys / 256 is ~6 MB).
 const MAX_SHARD_BYTES: usize = 256 << 20;
 
+/// Removes the directories under `parent` named `{prefix}{pid}-…` whose process is gone (a
+/// crashed or timed-out run's: Lambda keeps `/tmp` across restarts of a warm instance).
+pub(crate) fn remove_stale_dirs(parent: &std::path::Path, prefix: &str) {
+    let pid = std::process::id();
+    let Ok(entries) = std::fs::read_dir(parent) else {
+        return;
+    };
+    for e in entries.flatten() {
+        let name = e.file_name().to_string_lossy().into_owned();
+        let stale = name
+            .strip_prefix(prefix)
+            .and_then(|rest| rest.split('-').next())
+            .and_then(|p| p.parse::<u32>().ok())
+            .is_some_and(|p| p != pid && !std::path::Path::new(&format!("/proc/{p}")).exists());
+        if stale {
+            let _ = std::fs::remove_dir_all(e.path());
+        }
+    }
+}
+
 impl ShardCache {
     /// Caches shards of `inner` in a directory of its own under `parent` (the system's temporary
     /// directory in Lambda: `/tmp`), up to `max_bytes`. Directories left by processes that are
@@ -77,21 +97,7 @@ impl ShardCache {
     ) -> std::io::Result<Self> {
         static INSTANCE: AtomicU64 = AtomicU64::new(0);
         let pid = std::process::id();
-        if let Ok(entries) = std::fs::read_dir(parent) {
-            for e in entries.flatten() {
-                let name = e.file_name().to_string_lossy().into_owned();
-                let stale = name
-                    .strip_prefix(DIR_PREFIX)
-                    .and_then(|rest| rest.split('-').next())
-                    .and_then(|p| p.parse::<u32>().ok())
-                    .is_some_and(|p| {
-                        p != pid && !std::path::Path::new(&format!("/proc/{p}")).exists()
-                    });
-                if stale {
-                    let _ = std::fs::remove_dir_all(e.path());
-                }
-            }
-        }
+        remove_stale_dirs(parent, DIR_PREFIX);
         let n = INSTANCE.fetch_add(1, Ordering::Relaxed);
         let dir = parent.join(format!("{DIR_PREFIX}{pid}-{n}"));
         std::fs::create_dir_all(&dir)?;

@@ -22,6 +22,10 @@ use super::shard::Verdict;
 use super::{shard_of, RowPrint};
 use crate::model::ElementKind;
 
+/// Spill directories: `{SPOOL_PREFIX}{pid}-{n}` under `/tmp`, removed with the spool (and, if
+/// the process died first, by the next spool's first spill).
+const SPOOL_PREFIX: &str = "moengage-sync-spool-";
+
 /// Bytes of one spooled print.
 const ENTRY_BYTES: usize = 24;
 /// The kind bit in a spooled row number (rows stay far below 2^63).
@@ -165,8 +169,9 @@ impl PrintSpool {
     fn spill(&mut self) -> std::io::Result<()> {
         static NEXT: AtomicU64 = AtomicU64::new(0);
         if self.dir.is_none() {
+            crate::state::cache::remove_stale_dirs(&self.parent, SPOOL_PREFIX);
             let path = self.parent.join(format!(
-                "moengage-sync-spool-{}-{}",
+                "{SPOOL_PREFIX}{}-{}",
                 std::process::id(),
                 NEXT.fetch_add(1, Ordering::Relaxed)
             ));

@@ -871,6 +871,7 @@ mod tests {
             ("CSV_QUOTE", "«", "one ASCII character"),
             ("CSV_ESCAPE", "\n", "other than a line break"),
             ("CSV_DELIMITER", "\"", "other than the quote character"),
+            ("STATE_MEMORY_MB", "8", "whole number from 16"),
         ];
         for (var, value, accepted) in cases {
             let mut vars = base();
@@ -1008,6 +1009,7 @@ mod tests {
         assert_eq!(cfg.batch_max_bytes, 100_000);
         assert_eq!(cfg.state_prefix, "moengage-sync/");
         assert_eq!(cfg.state_bucket, None);
+        assert_eq!(cfg.state_memory_mb, 64);
 
         let mut vars = base();
         vars.insert("MOENGAGE_API_URL", "http://127.0.0.1:8080/v1/".into());

@@ -50,7 +50,7 @@ use crate::model::ObjectRef;
 use crate::sync_state::verdicts::PrintSpool;
 use crate::sync_state::{SyncLocation, SyncOptions, SyncState, SyncStateError};
 use ledger::{finish_failed, now_rfc3339, Ledger};
-use produce::{decode_object, spool_prints, Limits};
+use produce::{decode_object, spool_prints, Decoded, Limits};
 
 /// Bodies decoded ahead of delivery; bounds memory at a few request bodies.
 const CHANNEL_DEPTH: usize = 4;
@@ -181,6 +181,7 @@ pub async fn process_object(
     // joined with the state shard by shard); the second pass below then looks nothing up.
     let now = chrono::Utc::now();
     let mut stop_after_row = None;
+    let mut unchanged_through = None;
     if sync.has_stored_state() {
         let first = first_pass(
             deps,
@@ -192,7 +193,14 @@ pub async fn process_object(
             now,
         );
         match first.await {
-            Ok(stopped_after) => stop_after_row = stopped_after,
+            Ok(coverage) => {
+                stop_after_row = coverage.stopped_after;
+                // Every row read, valid, keyed and unchanged: the sending pass would only count
+                // them, so it does not read the object again.
+                unchanged_through = coverage
+                    .clean_through
+                    .filter(|&last| sync.prepared_all_unchanged(plan.resume_after_row + 1, last));
+            }
             Err(reason) => {
                 return RunOutcome {
                     report: finish_failed(report, reason),
@@ -202,21 +210,24 @@ pub async fn process_object(
         }
         // The sending pass reads the same version afresh: the first stream was read to its end
         // (or as far as the first pass went), and a stream left idle meanwhile could time out.
-        body = match deps
-            .source
-            .open_if(&object.bucket, &object.key, Some(&source.etag))
-            .await
-        {
-            Ok(s) => s.body,
-            Err(e) => {
-                return RunOutcome {
-                    report: finish_failed(
-                        report,
-                        format!("{e}; check the key exists and the function may read it"),
-                    ),
-                    fatal: None,
+        body = match unchanged_through {
+            Some(_) => Box::pin(tokio::io::empty()),
+            None => match deps
+                .source
+                .open_if(&object.bucket, &object.key, Some(&source.etag))
+                .await
+            {
+                Ok(s) => s.body,
+                Err(e) => {
+                    return RunOutcome {
+                        report: finish_failed(
+                            report,
+                            format!("{e}; check the key exists and the function may read it"),
+                        ),
+                        fatal: None,
+                    }
                 }
-            }
+            },
         };
     }
     let body: std::pin::Pin<Box<dyn tokio::io::AsyncRead + Send>> = match &plan.progress {
@@ -239,6 +250,15 @@ pub async fn process_object(
     let skip = plan.resume_after_row;
     let decode_sync = sync.clone();
     let decoder = tokio::task::spawn_blocking(move || {
+        if let Some(last) = unchanged_through {
+            if last > skip {
+                let _ = tx.blocking_send(Decoded::UnchangedRun {
+                    first: skip + 1,
+                    last,
+                });
+            }
+            return;
+        }
         let input = decode_input(
             Box::new(reader),
             &key,
@@ -478,7 +498,7 @@ async fn first_pass(
     ),
     sync: &Arc<SyncState>,
     now: chrono::DateTime<chrono::Utc>,
-) -> Result<Option<u64>, String> {
+) -> Result<produce::Coverage, String> {
     let config = &deps.config;
     let budget = usize::try_from(config.state_memory_mb << 20).unwrap_or(usize::MAX);
     let spool = PrintSpool::new(sync.shard_bits(), budget / 4, &std::env::temp_dir());
@@ -542,8 +562,8 @@ async fn first_pass(
         .prepare(&spooled, PREPARE_CONCURRENCY)
         .await
         .map_err(|e| format!("{e}; check the function may read and write STATE_BUCKET"))?;
-    tracing::debug!(key = %object.key, rows = stats.rows, shards_read = stats.shards_read, entries_kept = stats.entries_kept, spilled_bytes = spooled.spilled_bytes(), stopped_after = ?pass.stopped_after, "rows classified against the sync state");
-    Ok(pass.stopped_after)
+    tracing::debug!(key = %object.key, rows = stats.rows, shards_read = stats.shards_read, entries_kept = stats.entries_kept, spilled_bytes = spooled.spilled_bytes(), coverage = ?pass.coverage, "rows classified against the sync state");
+    Ok(pass.coverage)
 }
 
 /// What the decoders read: `reader` (the object's stream) and, for Parquet, `ranged`.

@@ -105,9 +105,18 @@ fn row_key<'e, R: RowSource>(
 /// How far the first pass ([`spool_prints`]) got.
 pub(super) struct FirstPass {
     pub(super) spool: PrintSpool,
+    pub(super) coverage: Coverage,
+}
+
+/// What the first pass read.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub(super) struct Coverage {
     /// The last row read when the pass stopped early (its time or row allowance ran out); the
-    /// second pass stops after it. `None`: it read to the end.
+    /// second pass stops after it. `None`: it read to the end (or to an error).
     pub(super) stopped_after: Option<u64>,
+    /// Read to the end, every row keyed, valid and without a warning: the last row read. If the
+    /// state then finds every one of them unchanged, the second pass has nothing to do.
+    pub(super) clean_through: Option<u64>,
 }
 
 /// The first pass over an object with sync state: every keyed row's print (key, fingerprint,
@@ -124,17 +133,14 @@ pub(super) fn spool_prints(
     until: Option<std::time::Instant>,
 ) -> std::io::Result<FirstPass> {
     let args = (config, spec, limits, max_rows, until);
-    let stopped_after = match decode::open(input) {
+    let coverage = match decode::open(input) {
         Ok(Opened::Csv(mut rows)) => spool_rows(&mut *rows, args, &mut spool)?,
         Ok(Opened::Ndjson(mut rows)) => spool_rows(&mut rows, args, &mut spool)?,
         Ok(Opened::Parquet(mut rows)) => spool_rows(&mut rows, args, &mut spool)?,
         // The second pass meets the same error and reports it.
-        Err(_) => None,
+        Err(_) => Coverage::default(),
     };
-    Ok(FirstPass {
-        spool,
-        stopped_after,
-    })
+    Ok(FirstPass { spool, coverage })
 }
 
 /// [`spool_prints`]'s row loop. Returns the last row read if it stopped early.
@@ -156,10 +162,14 @@ fn spool_rows<R: RowSource>(
     rows: &mut R,
     (config, spec, limits, max_rows, until): SpoolArgs<'_>,
     spool: &mut PrintSpool,
-) -> std::io::Result<Option<u64>> {
+) -> std::io::Result<Coverage> {
+    let mut coverage = Coverage::default();
     let Ok(mapping) = spec.field_mapping.resolve(rows.header(), spec.sync_mode) else {
-        return Ok(None);
+        return Ok(coverage);
     };
+    // A row the second pass would report (a warning, a rejection, a row without a key) makes it
+    // needed even when every keyed row turns out unchanged.
+    let mut clean = mapping.name_warnings().is_empty();
     let (max_records, max_bytes) = match spec.object_type {
         ObjectType::BulkImport => (config.batch_max_records, config.batch_max_bytes),
         _ => (1, config.batch_max_bytes),
@@ -177,29 +187,39 @@ fn spool_rows<R: RowSource>(
         if covered >= max_rows
             || covered > 0 && until.is_some_and(|t| std::time::Instant::now() >= t)
         {
-            return Ok(Some(last_read));
+            coverage.stopped_after = Some(last_read);
+            return Ok(coverage);
         }
         let row_no = match rows.next_row() {
             Ok(Some(Ok(row))) => row.number,
             Ok(Some(Err(bad))) => {
                 last_read = last_read.max(bad.row);
+                clean &= bad.row <= limits.skip_through;
                 continue;
             }
+            Ok(None) => {
+                coverage.clean_through = clean.then_some(last_read);
+                return Ok(coverage);
+            }
             // The second pass meets the same error, at the same row, and reports it.
-            Ok(None) | Err(_) => return Ok(None),
+            Err(_) => return Ok(coverage),
         };
         if row_no <= limits.skip_through {
             continue;
         }
         last_read = row_no;
-        let Ok((kind, _)) = mapping.encode(&*rows, &mut element, now) else {
+        let Ok((kind, encoded)) = mapping.encode(&*rows, &mut element, now) else {
+            clean = false;
             continue;
         };
+        clean &= encoded.warnings.is_empty();
         if batcher.check_alone(&element).is_err() {
+            clean = false;
             continue;
         }
-        if let Some(key) = row_key(&mapping, &*rows, kind, &element) {
-            spool.push(row_no, kind, fingerprinter.print(kind, &key, &element))?;
+        match row_key(&mapping, &*rows, kind, &element) {
+            Some(key) => spool.push(row_no, kind, fingerprinter.print(kind, &key, &element))?,
+            None => clean = false,
         }
     }
 }

@@ -430,3 +430,90 @@ async fn a_first_pass_cut_short_continues_where_it_stopped_and_sends_exactly_the
     ids.sort_unstable();
     assert_eq!(ids, (100..=n).step_by(100).collect::<Vec<_>>());
 }
+
+/// Counts the streams opened on the export.
+struct CountingSource(MemSource, std::sync::atomic::AtomicUsize);
+
+#[async_trait]
+impl ObjectSource for CountingSource {
+    async fn open(&self, b: &str, k: &str) -> Result<SourceObject, SourceError> {
+        self.1.fetch_add(1, std::sync::atomic::Ordering::SeqCst);
+        self.0.open(b, k).await
+    }
+    async fn head(&self, b: &str, k: &str) -> Result<ObjectMeta, SourceError> {
+        self.0.head(b, k).await
+    }
+    async fn read_range(&self, b: &str, k: &str, s: u64, e: u64) -> Result<Bytes, SourceError> {
+        self.0.read_range(b, k, s, e).await
+    }
+    async fn list(&self, b: &str, p: &str) -> Result<Vec<ListedObject>, SourceError> {
+        self.0.list(b, p).await
+    }
+}
+
+#[tokio::test]
+async fn an_unchanged_snapshot_is_read_once_and_a_changed_one_twice() {
+    let fake = Arc::new(FakeDelivery {
+        refuse: "nobody",
+        budget: usize::MAX,
+        sent: Mutex::default(),
+    });
+    let (deps, _) = deps(&snapshot(3_000, |_| false), fake.clone());
+    let first = process_object(&deps, &only_sync(&deps), &object(), &RunPlan::default()).await;
+    assert_eq!(first.report.summary.rows_delivered, 3_000);
+    let rerun = |changed: fn(usize) -> bool, resume: u64| {
+        let mut d = deps_sharing(&deps, fake.clone());
+        let source = Arc::new(CountingSource(
+            MemSource(snapshot(3_000, changed).into_bytes()),
+            Default::default(),
+        ));
+        d.source = source.clone();
+        async move {
+            let plan = RunPlan {
+                resume_after_row: resume,
+                ..RunPlan::default()
+            };
+            let out = process_object(&d, &only_sync(&d), &object(), &plan).await;
+            (
+                out.report,
+                source.1.load(std::sync::atomic::Ordering::SeqCst),
+            )
+        }
+    };
+    // All unchanged: the first pass's verdicts are the whole answer.
+    let (r, opens) = rerun(|_| false, 0).await;
+    let s = &r.summary;
+    assert_eq!(
+        (
+            s.status,
+            s.rows_read,
+            s.rows_unchanged,
+            s.requests_sent,
+            opens
+        ),
+        (Status::Complete, 3_000, 3_000, 0, 1),
+        "{s:?}"
+    );
+    assert!(r.accounting_balanced);
+    assert_eq!(r.resume_after_row, 3_000);
+    // The same from a checkpoint: only the rest is counted.
+    let (r, opens) = rerun(|_| false, 1_000).await;
+    assert_eq!(
+        (r.summary.rows_read, r.summary.rows_unchanged, opens),
+        (2_000, 2_000, 1)
+    );
+    // One row changed: the sending pass reads it again and sends exactly that row.
+    let before = fake.sent.lock().unwrap().len();
+    let (r, opens) = rerun(|i| i == 1_234, 0).await;
+    let s = &r.summary;
+    assert_eq!(
+        (s.rows_read, s.rows_unchanged, s.rows_delivered, opens),
+        (3_000, 2_999, 1, 2),
+        "{s:?}"
+    );
+    let sent = fake.sent.lock().unwrap()[before..].join("");
+    assert!(
+        sent.contains(r#""customer_id":"u01234","attributes":{"email":"u1234@new.example.com"}"#),
+        "{sent}"
+    );
+}

@@ -365,6 +365,12 @@ impl SyncState {
             .is_some_and(|(verdict, duplicate)| verdict == Verdict::Unchanged && !duplicate)
     }
 
+    /// Whether [`SyncState::prepare`] found every row of `first..=last` unchanged, and none a
+    /// repeat of a key (a row it did not see keyed counts as not unchanged).
+    pub fn prepared_all_unchanged(&self, first: u64, last: u64) -> bool {
+        (first..=last).all(|row| self.prepared_unchanged(row))
+    }
+
     /// [`SyncState::classify_row`] for a row the state was not prepared for (preview, tests):
     /// always looked up.
     pub fn classify(&self, kind: ElementKind, print: RowPrint) -> Result<Decision, SyncStateError> {

@@ -1,5 +1,8 @@
 //! What the benchmarks that run the real handler share: MoEngage accepting every body at once,
-//! knobs from the environment, and the process's peak RSS.
+//! knobs from the environment, and the process's peak RSS and CPU time.
+
+// Each benchmark uses part of this.
+#![allow(dead_code)]
 
 use std::sync::Arc;
 use std::time::Duration;
@@ -55,4 +58,20 @@ pub fn peak_rss_mib() -> f64 {
         .and_then(|v| v.trim().trim_end_matches("kB").trim().parse::<f64>().ok())
         .unwrap_or(0.0)
         / 1024.0
+}
+
+/// CPU seconds this process has used (user + system, all threads), from `/proc/self/stat`.
+pub fn cpu_seconds() -> f64 {
+    let stat = std::fs::read_to_string("/proc/self/stat").unwrap_or_default();
+    // Fields after the command name (which may hold spaces) start after the last ')'.
+    let rest = stat.rsplit(')').next().unwrap_or_default();
+    let fields: Vec<&str> = rest.split_whitespace().collect();
+    let ticks = |i: usize| {
+        fields
+            .get(i)
+            .and_then(|v| v.parse::<f64>().ok())
+            .unwrap_or(0.0)
+    };
+    // utime and stime are fields 14 and 15 of the line: 12 and 13 after the state field.
+    (ticks(11) + ticks(12)) / 100.0
 }

@@ -145,6 +145,41 @@ async fn a_run_killed_mid_object_resends_at_most_one_checkpoint_interval() {
         (twice as u64) < checkpoint,
         "far fewer than restarting from the top"
     );
+
+    // The sync state ends up holding what MoEngage accepted, crash or not: the same snapshot
+    // again sends nothing, and a copy with one email changed sends exactly that row.
+    stack
+        .put("exports/big-again.csv", users(rows).into_bytes())
+        .await;
+    let again = handler::handle(
+        &deps,
+        s3_event(&stack.bucket, "exports/big-again.csv"),
+        &Invocation::unbounded(),
+    )
+    .await
+    .unwrap();
+    let obj = &again.objects[0];
+    assert_eq!(
+        (obj.rows_unchanged, obj.rows_delivered, obj.requests_sent),
+        (rows as u64, 0, 0),
+        "{obj:?}"
+    );
+    let changed = users(rows).replace("u1500@example.com", "u1500@changed.example.com");
+    stack.put("exports/big-changed.csv", changed.into_bytes()).await;
+    let once = handler::handle(
+        &deps,
+        s3_event(&stack.bucket, "exports/big-changed.csv"),
+        &Invocation::unbounded(),
+    )
+    .await
+    .unwrap();
+    let obj = &once.objects[0];
+    assert_eq!(
+        (obj.rows_unchanged, obj.rows_delivered),
+        (rows as u64 - 1, 1),
+        "{obj:?}"
+    );
+    assert_eq!(stack.deliveries_per_customer()["u-01500"], after["u-01500"] + 1);
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

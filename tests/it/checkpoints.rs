@@ -165,7 +165,9 @@ async fn a_run_killed_mid_object_resends_at_most_one_checkpoint_interval() {
         "{obj:?}"
     );
     let changed = users(rows).replace("u1500@example.com", "u1500@changed.example.com");
-    stack.put("exports/big-changed.csv", changed.into_bytes()).await;
+    stack
+        .put("exports/big-changed.csv", changed.into_bytes())
+        .await;
     let once = handler::handle(
         &deps,
         s3_event(&stack.bucket, "exports/big-changed.csv"),
@@ -179,7 +181,10 @@ async fn a_run_killed_mid_object_resends_at_most_one_checkpoint_interval() {
         (rows as u64 - 1, 1),
         "{obj:?}"
     );
-    assert_eq!(stack.deliveries_per_customer()["u-01500"], after["u-01500"] + 1);
+    assert_eq!(
+        stack.deliveries_per_customer()["u-01500"],
+        after["u-01500"] + 1
+    );
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

@@ -18,6 +18,9 @@ pub struct Progress {
     pub bytes_read: std::sync::atomic::AtomicU64,
     /// Requests per minute in force for the sync's API.
     pub rate_per_minute: std::sync::atomic::AtomicU64,
+    /// The first pass is classifying the rows against the sync state (nothing is sent yet);
+    /// `bytes_read` counts its reading, then starts again for the sending pass.
+    pub classifying: std::sync::atomic::AtomicBool,
 }
 
 /// Counts the bytes read through it into [`Progress::bytes_read`].

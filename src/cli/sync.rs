@@ -601,6 +601,18 @@ impl Display {
 /// 1,200) · ETA 3m10s`.
 fn status_text(p: &Progress, budget: f64, elapsed: Duration) -> String {
     let size = Some(p.object_size.load(Relaxed)).filter(|s| *s > 0);
+    if p.classifying.load(Relaxed) {
+        // The first pass: nothing is sent until every row has its verdict.
+        let bytes = p.bytes_read.load(Relaxed);
+        let read = match size {
+            Some(size) => format!(
+                "{:.0} % of the export read",
+                bytes as f64 * 100.0 / size as f64
+            ),
+            None => format!("{:.1} MB of the export read", bytes as f64 / 1e6),
+        };
+        return format!("comparing rows with the sync state before sending · {read}");
+    }
     let read = p.rows_read.load(Relaxed);
     let delivered = p.rows_delivered.load(Relaxed);
     let unchanged = p.rows_unchanged.load(Relaxed);
@@ -716,4 +728,24 @@ pub fn render(doc: &SyncDoc) -> String {
         if doc.dry_run { " (dry run: nothing sent, nothing written)" } else { "" },
     );
     out
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn the_status_line_says_when_rows_are_compared_with_the_state_before_sending() {
+        let p = Progress::default();
+        p.object_size.store(1_000, Relaxed);
+        p.bytes_read.store(250, Relaxed);
+        p.classifying.store(true, Relaxed);
+        assert_eq!(
+            status_text(&p, 100.0, Duration::from_secs(5)),
+            "comparing rows with the sync state before sending · 25 % of the export read"
+        );
+        p.classifying.store(false, Relaxed);
+        p.rows_read.store(10, Relaxed);
+        assert!(status_text(&p, 100.0, Duration::from_secs(5)).starts_with("10 rows read"));
+    }
 }

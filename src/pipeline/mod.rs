@@ -183,6 +183,15 @@ pub async fn process_object(
     let mut stop_after_row = None;
     let mut unchanged_through = None;
     if sync.has_stored_state() {
+        if let Some(p) = &plan.progress {
+            p.object_size.store(
+                source.size.unwrap_or(0),
+                std::sync::atomic::Ordering::Relaxed,
+            );
+            p.classifying
+                .store(true, std::sync::atomic::Ordering::Relaxed);
+            body = Box::pin(CountingRead::new(body, p.clone()));
+        }
         let first = first_pass(
             deps,
             spec,
@@ -232,10 +241,10 @@ pub async fn process_object(
     }
     let body: std::pin::Pin<Box<dyn tokio::io::AsyncRead + Send>> = match &plan.progress {
         Some(p) => {
-            p.object_size.store(
-                source.size.unwrap_or(0),
-                std::sync::atomic::Ordering::Relaxed,
-            );
+            use std::sync::atomic::Ordering::Relaxed;
+            p.object_size.store(source.size.unwrap_or(0), Relaxed);
+            p.classifying.store(false, Relaxed);
+            p.bytes_read.store(0, Relaxed);
             Box::pin(CountingRead::new(body, p.clone()))
         }
         None => body,

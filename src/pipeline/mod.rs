@@ -135,21 +135,9 @@ pub async fn process_object(
     report.summary.sync = spec.name.clone();
 
     // Source: a stream over the object, never the whole object in memory.
-    let source = match deps
-        .source
-        .open_if(&object.bucket, &object.key, plan.etag.as_deref())
-        .await
-    {
+    let source = match open_object(deps, object, plan.etag.as_deref()).await {
         Ok(s) => s,
-        Err(e) => {
-            return RunOutcome {
-                report: finish_failed(
-                    report,
-                    format!("{e}; check the key exists and the function may read it"),
-                ),
-                fatal: None,
-            }
-        }
+        Err(reason) => return failed_before_sending(report, reason),
     };
     report.etag = source.etag.clone();
     report.version_id = source.version_id.clone();
@@ -162,18 +150,21 @@ pub async fn process_object(
         runtime: tokio::runtime::Handle::current(),
     };
     let mut body: std::pin::Pin<Box<dyn tokio::io::AsyncRead + Send>> = source.body;
+    if let Some(p) = &plan.progress {
+        p.object_size.store(
+            source.size.unwrap_or(0),
+            std::sync::atomic::Ordering::Relaxed,
+        );
+    }
 
     // Change detection: what MoEngage already holds for this workspace and object type.
     let sync = match open_sync_state(deps, spec, object, plan.full_resync).await {
         Ok(s) => Arc::new(s),
         Err(e) => {
-            return RunOutcome {
-                report: finish_failed(
-                    report,
-                    format!("{e}; check the function may read and write STATE_BUCKET"),
-                ),
-                fatal: None,
-            }
+            return failed_before_sending(
+                report,
+                format!("{e}; check the function may read and write STATE_BUCKET"),
+            )
         }
     };
 
@@ -184,10 +175,6 @@ pub async fn process_object(
     let mut unchanged_through = None;
     if sync.has_stored_state() {
         if let Some(p) = &plan.progress {
-            p.object_size.store(
-                source.size.unwrap_or(0),
-                std::sync::atomic::Ordering::Relaxed,
-            );
             p.classifying
                 .store(true, std::sync::atomic::Ordering::Relaxed);
             body = Box::pin(CountingRead::new(body, p.clone()));
@@ -201,48 +188,29 @@ pub async fn process_object(
             &sync,
             now,
         );
-        match first.await {
-            Ok(coverage) => {
-                stop_after_row = coverage.stopped_after;
-                // Every row read, valid, keyed and unchanged: the sending pass would only count
-                // them, so it does not read the object again.
-                unchanged_through = coverage
-                    .clean_through
-                    .filter(|&last| sync.prepared_all_unchanged(plan.resume_after_row + 1, last));
-            }
-            Err(reason) => {
-                return RunOutcome {
-                    report: finish_failed(report, reason),
-                    fatal: None,
-                }
-            }
-        }
+        let coverage = match first.await {
+            Ok(coverage) => coverage,
+            Err(reason) => return failed_before_sending(report, reason),
+        };
+        stop_after_row = coverage.stopped_after;
+        // Every row read, valid, keyed and unchanged: the sending pass would only count them, so
+        // it does not read the object again.
+        unchanged_through = coverage
+            .clean_through
+            .filter(|&last| sync.prepared_all_unchanged(plan.resume_after_row + 1, last));
         // The sending pass reads the same version afresh: the first stream was read to its end
         // (or as far as the first pass went), and a stream left idle meanwhile could time out.
         body = match unchanged_through {
             Some(_) => Box::pin(tokio::io::empty()),
-            None => match deps
-                .source
-                .open_if(&object.bucket, &object.key, Some(&source.etag))
-                .await
-            {
+            None => match open_object(deps, object, Some(&source.etag)).await {
                 Ok(s) => s.body,
-                Err(e) => {
-                    return RunOutcome {
-                        report: finish_failed(
-                            report,
-                            format!("{e}; check the key exists and the function may read it"),
-                        ),
-                        fatal: None,
-                    }
-                }
+                Err(reason) => return failed_before_sending(report, reason),
             },
         };
     }
     let body: std::pin::Pin<Box<dyn tokio::io::AsyncRead + Send>> = match &plan.progress {
         Some(p) => {
             use std::sync::atomic::Ordering::Relaxed;
-            p.object_size.store(source.size.unwrap_or(0), Relaxed);
             p.classifying.store(false, Relaxed);
             p.bytes_read.store(0, Relaxed);
             Box::pin(CountingRead::new(body, p.clone()))
@@ -489,6 +457,26 @@ pub async fn process_object(
     RunOutcome {
         report: ledger.finish(),
         fatal,
+    }
+}
+
+/// Opens a stream over `object` at `etag` (when given); the error says what to check.
+async fn open_object(
+    deps: &Deps,
+    object: &ObjectRef,
+    etag: Option<&str>,
+) -> Result<crate::source::SourceObject, String> {
+    deps.source
+        .open_if(&object.bucket, &object.key, etag)
+        .await
+        .map_err(|e| format!("{e}; check the key exists and the function may read it"))
+}
+
+/// The outcome of a run that failed before any row was sent.
+fn failed_before_sending(report: RunReport, reason: String) -> RunOutcome {
+    RunOutcome {
+        report: finish_failed(report, reason),
+        fatal: None,
     }
 }
 

@@ -157,33 +157,15 @@ async fn run_child(
         env.insert((*k).into(), (*v).into());
     }
     let dir = state_dir.map_or(String::new(), |d| d.display().to_string());
-    let out = tokio::process::Command::new(std::env::current_exe().expect("own path"))
-        .args(["--child", &stack.moto.endpoint, key, &dir])
-        .envs(&env)
-        .stderr(std::process::Stdio::inherit())
-        .output()
-        .await
-        .expect("run the child");
-    assert!(out.status.success(), "child failed on {key}");
-    // The last line: the handler writes its metrics (EMF) to stdout before it.
-    let stdout = String::from_utf8_lossy(&out.stdout);
-    let line = stdout.lines().last().unwrap_or_default();
-    let n: Vec<f64> = line
-        .split_whitespace()
-        .map(|n| n.parse().expect("child numbers"))
-        .collect();
+    let n = shared::run_child(&[&stack.moto.endpoint, key, &dir], &env).await;
     let [secs, delivered, unchanged, rss, cpu] = n[..] else {
-        panic!("child printed {line:?}");
+        panic!("child printed {n:?}");
     };
     (secs, delivered as u64, unchanged as u64, rss, cpu)
 }
 
 fn child(moto_endpoint: &str, key: &str, state_dir: &str) {
-    let runtime = tokio::runtime::Builder::new_multi_thread()
-        .worker_threads(2)
-        .enable_all()
-        .build()
-        .expect("runtime");
+    let runtime = shared::runtime();
     runtime.block_on(async {
         let aws = support::local_aws(moto_endpoint).await;
         let config = moengage_sync::config::Config::from_env().expect("the parent's configuration");
@@ -293,11 +275,7 @@ fn main() {
         PathBuf::from(std::env::var("BENCH_DIR").unwrap_or_else(|_| "target/bench-data".into()));
     std::fs::create_dir_all(&dir).expect("create BENCH_DIR");
 
-    let runtime = tokio::runtime::Builder::new_multi_thread()
-        .worker_threads(2)
-        .enable_all()
-        .build()
-        .expect("runtime");
+    let runtime = shared::runtime();
     runtime.block_on(async {
         let stack = support::Stack::start().await;
         println!("\n## state memory: through the handler with the sync state, one child process per run (peak RSS is that run's), MoEngage accepting at once\n");

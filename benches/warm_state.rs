@@ -70,11 +70,7 @@ fn main() {
         })
         .collect();
 
-    let runtime = tokio::runtime::Builder::new_multi_thread()
-        .worker_threads(2)
-        .enable_all()
-        .build()
-        .expect("runtime");
+    let runtime = shared::runtime();
     runtime.block_on(async {
         let stack = support::Stack::start().await;
         let overrides = [("FIELD_MAPPING", users::MAPPING)];
@@ -103,23 +99,13 @@ fn main() {
         }
         let mut env = stack.env();
         env.insert("FIELD_MAPPING".into(), users::MAPPING.into());
-        let out = tokio::process::Command::new(std::env::current_exe().expect("own path"))
-            .args(["--child", &stack.moto.endpoint, &parts.to_string(), &keys.to_string()])
-            .envs(&env)
-            .stderr(std::process::Stdio::inherit())
-            .output()
-            .await
-            .expect("run the warm child");
-        assert!(out.status.success(), "warm child failed");
-        // The last line: the handler writes its metrics (EMF) to stdout before it.
-        let stdout = String::from_utf8_lossy(&out.stdout);
-        let line = stdout.lines().last().unwrap_or_default();
-        let nums: Vec<f64> = line
-            .split_whitespace()
-            .map(|n| n.parse().expect("child numbers"))
-            .collect();
+        let nums = shared::run_child(
+            &[&stack.moto.endpoint, &parts.to_string(), &keys.to_string()],
+            &env,
+        )
+        .await;
         let [warm_s, warm_read, warm_written, warm_rss] = nums[..] else {
-            panic!("child printed {line:?}");
+            panic!("child printed {nums:?}");
         };
         let (warm_read, warm_written) = (warm_read as u64, warm_written as u64);
 
@@ -262,11 +248,7 @@ impl moengage_sync::state::StateStore for CountingStore {
 /// written and peak RSS (MiB).
 fn child(moto_endpoint: &str, parts: u64, keys: &str) {
     let keys: u64 = keys.parse().expect("keys");
-    let runtime = tokio::runtime::Builder::new_multi_thread()
-        .worker_threads(2)
-        .enable_all()
-        .build()
-        .expect("runtime");
+    let runtime = shared::runtime();
     runtime.block_on(async {
         let aws = support::local_aws(moto_endpoint).await;
         let config = moengage_sync::config::Config::from_env().expect("the parent's configuration");

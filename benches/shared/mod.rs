@@ -75,3 +75,34 @@ pub fn cpu_seconds() -> f64 {
     // utime and stime are fields 14 and 15 of the line: 12 and 13 after the state field.
     (ticks(11) + ticks(12)) / 100.0
 }
+
+/// The runtime the benchmarks run the function on: two workers, as on this machine.
+pub fn runtime() -> tokio::runtime::Runtime {
+    tokio::runtime::Builder::new_multi_thread()
+        .worker_threads(2)
+        .enable_all()
+        .build()
+        .expect("runtime")
+}
+
+/// Runs this benchmark again as `--child args…` with `env` added, and returns the numbers on the
+/// last line it prints (the handler writes its metrics, EMF, to stdout before it).
+pub async fn run_child(args: &[&str], env: &std::collections::HashMap<String, String>) -> Vec<f64> {
+    let out = tokio::process::Command::new(std::env::current_exe().expect("own path"))
+        .arg("--child")
+        .args(args)
+        .envs(env)
+        .stderr(std::process::Stdio::inherit())
+        .output()
+        .await
+        .expect("run the child");
+    assert!(out.status.success(), "child {args:?} failed");
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    let line = stdout.lines().last().unwrap_or_default();
+    line.split_whitespace()
+        .map(|n| {
+            n.parse()
+                .unwrap_or_else(|_| panic!("child printed {line:?}"))
+        })
+        .collect()
+}

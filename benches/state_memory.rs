@@ -167,13 +167,7 @@ async fn run_child(
 fn child(moto_endpoint: &str, key: &str, state_dir: &str) {
     let runtime = shared::runtime();
     runtime.block_on(async {
-        let aws = support::local_aws(moto_endpoint).await;
-        let config = moengage_sync::config::Config::from_env().expect("the parent's configuration");
-        let bucket = config.source_bucket.clone().expect("SOURCE_BUCKET");
-        let mut deps = moengage_sync::app::startup::connect_with(config, &aws)
-            .await
-            .expect("connect");
-        deps.deliver = shared::accept_all();
+        let (mut deps, bucket) = shared::child_deps(moto_endpoint).await;
         if !state_dir.is_empty() {
             deps.state = Arc::new(DirStore(PathBuf::from(state_dir)));
             deps.shard_cache = None;

@@ -250,13 +250,7 @@ fn child(moto_endpoint: &str, parts: u64, keys: &str) {
     let keys: u64 = keys.parse().expect("keys");
     let runtime = shared::runtime();
     runtime.block_on(async {
-        let aws = support::local_aws(moto_endpoint).await;
-        let config = moengage_sync::config::Config::from_env().expect("the parent's configuration");
-        let bucket = config.source_bucket.clone().expect("SOURCE_BUCKET");
-        let mut deps = moengage_sync::app::startup::connect_with(config, &aws)
-            .await
-            .expect("connect");
-        deps.deliver = shared::accept_all();
+        let (deps, bucket) = shared::child_deps(moto_endpoint).await;
         let cache = deps.shard_cache.clone().expect("cache on by default");
         let t = Instant::now();
         let mut unchanged = 0;

@@ -106,3 +106,17 @@ pub async fn run_child(args: &[&str], env: &std::collections::HashMap<String, St
         })
         .collect()
 }
+
+/// In a `--child`: the function's `Deps` as a warm instance would build them from the parent's
+/// environment, against moto at `moto_endpoint`, with MoEngage accepting at once; and the source
+/// bucket.
+pub async fn child_deps(moto_endpoint: &str) -> (moengage_sync::app::Deps, String) {
+    let aws = crate::support::local_aws(moto_endpoint).await;
+    let config = moengage_sync::config::Config::from_env().expect("the parent's configuration");
+    let bucket = config.source_bucket.clone().expect("SOURCE_BUCKET");
+    let mut deps = moengage_sync::app::startup::connect_with(config, &aws)
+        .await
+        .expect("connect");
+    deps.deliver = accept_all();
+    (deps, bucket)
+}

@@ -102,6 +102,15 @@ fn row_key<'e, R: RowSource>(
     }
 }
 
+/// The bodies of `spec`'s API: Bulk Import up to `BATCH_MAX_RECORDS`, the others one record each.
+fn batcher_for(config: &Config, spec: &SyncSpec) -> Batcher {
+    let max_records = match spec.object_type {
+        ObjectType::BulkImport => config.batch_max_records,
+        _ => 1,
+    };
+    Batcher::new(spec.object_type, max_records, config.batch_max_bytes)
+}
+
 /// How far the first pass ([`spool_prints`]) got.
 pub(super) struct FirstPass {
     pub(super) spool: PrintSpool,
@@ -170,12 +179,8 @@ fn spool_rows<R: RowSource>(
     // A row the second pass would report (a warning, a rejection, a row without a key) makes it
     // needed even when every keyed row turns out unchanged.
     let mut clean = mapping.name_warnings().is_empty();
-    let (max_records, max_bytes) = match spec.object_type {
-        ObjectType::BulkImport => (config.batch_max_records, config.batch_max_bytes),
-        _ => (1, config.batch_max_bytes),
-    };
     // Only to refuse what the second pass refuses before diffing (an element too large alone).
-    let batcher = Batcher::new(spec.object_type, max_records, max_bytes);
+    let batcher = batcher_for(config, spec);
     let fingerprinter = Fingerprinter::new(spec.object_type, &mapping);
     let now = limits.now.unwrap_or_else(chrono::Utc::now);
     let mut element = Vec::with_capacity(4096);
@@ -280,11 +285,7 @@ fn decode_rows<R: RowSource>(
     if !name_warnings.is_empty() && !send(Decoded::Warnings(name_warnings)) {
         return;
     }
-    let (max_records, max_bytes) = match spec.object_type {
-        ObjectType::BulkImport => (config.batch_max_records, config.batch_max_bytes),
-        _ => (1, config.batch_max_bytes),
-    };
-    let mut batcher = Batcher::new(spec.object_type, max_records, max_bytes);
+    let mut batcher = batcher_for(config, spec);
     let fingerprinter = Fingerprinter::new(spec.object_type, &mapping);
     let now = limits.now.unwrap_or_else(chrono::Utc::now);
     let mut element = Vec::with_capacity(4096);

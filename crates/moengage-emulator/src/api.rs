@@ -1,15 +1,21 @@
 //! The `/v1` Data API: the checks MoEngage makes, in the order it makes them, then storing.
 //!
-//! Order per request: injected `fail_first_n` → injected reset → auth (401) → path app id
-//! (409) → Content-Type (415) → body size (413) → rate window (429) → JSON (400) → injected
-//! `fail_customer_id` → validation and storing. `/v1/integrations/authentication` stops after
-//! auth.
+//! Order per request: injected `fail_first_n` → injected reset → auth (401) → app id (409)
+//! → Content-Type (415) → body size (413) → rate window (429) → JSON (400) → injected
+//! `fail_customer_id` / `fail_customer_ids` → validation and storing.
+//! `/v1/integrations/authentication` stops after auth.
+//!
+//! The app id is the `{app}` path segment, except for Delete Users
+//! (`/v1/customer/delete?app_id=…`), where it is the `app_id` query parameter: a different
+//! value is the same 409; a missing or empty one is a 400 `InvalidParams` at that step (MoEngage
+//! documents 400 for missing required params of this API). Each API, Delete Users included,
+//! has its own rate window.
 
 use std::sync::Arc;
 use std::time::Duration;
 
 use axum::body::to_bytes;
-use axum::extract::{Path, Request, State};
+use axum::extract::{Path, Query, Request, State};
 use axum::http::header::{AUTHORIZATION, CONTENT_TYPE};
 use axum::http::{HeaderMap, StatusCode};
 use axum::response::{IntoResponse, Response};
@@ -20,6 +26,7 @@ use serde_json::Value;
 use tokio::time::Instant;
 
 use crate::conn::ConnCtl;
+use crate::delete::{self, DeleteRefusal};
 use crate::rate::RateStatus;
 use crate::reply::{request_id, Reply};
 use crate::store::RequestRecord;
@@ -37,13 +44,28 @@ pub(crate) enum Endpoint {
     Event,
     Transition,
     Authentication,
+    Delete,
+}
+
+impl Endpoint {
+    /// The name in the request log (`RequestRecord::endpoint`).
+    pub(crate) fn name(self) -> &'static str {
+        match self {
+            Self::Customer => "customer",
+            Self::Event => "event",
+            Self::Transition => "transition",
+            Self::Authentication => "authentication",
+            Self::Delete => "delete",
+        }
+    }
 }
 
 /// One API request, read in full, as the synchronous pipeline sees it.
 pub(crate) struct ApiRequest<'a> {
     /// Decides the body cap and what storing means.
     pub endpoint: Endpoint,
-    /// The `{app}` path segment, compared with the auth username (409).
+    /// The `{app}` path segment (Delete Users: the non-empty `app_id` query parameter),
+    /// compared with the auth username (409); `None` when absent.
     pub app: Option<&'a str>,
     /// For the request log.
     pub path: &'a str,
@@ -92,6 +114,21 @@ pub(crate) async fn transition(
     r: Request,
 ) -> Response {
     serve(s, c, Endpoint::Transition, Some(app), r).await
+}
+
+pub(crate) async fn delete(s: State<Emulator>, c: Extension<Arc<ConnCtl>>, r: Request) -> Response {
+    let app = query_app_id(r.uri());
+    serve(s, c, Endpoint::Delete, app, r).await
+}
+
+/// The first `app_id` query parameter, unless empty (an empty one counts as missing).
+fn query_app_id(uri: &axum::http::Uri) -> Option<String> {
+    let Query(pairs) = Query::<Vec<(String, String)>>::try_from_uri(uri).ok()?;
+    pairs
+        .into_iter()
+        .find(|(key, _)| key == "app_id")
+        .map(|(_, value)| value)
+        .filter(|value| !value.is_empty())
 }
 
 pub(crate) async fn authentication(
@@ -157,6 +194,7 @@ impl Shared {
     pub(crate) fn handle(&mut self, req: &ApiRequest<'_>) -> Decision {
         let mut record = RequestRecord {
             method: "POST".to_owned(),
+            endpoint: req.endpoint.name().to_owned(),
             path: req.path.to_owned(),
             status: None,
             bytes: req.body.len(),
@@ -167,12 +205,13 @@ impl Shared {
             timestamp: req.arrived,
         };
         if let Some(body) = req.json {
-            match body.get("elements").and_then(Value::as_array) {
-                Some(elements) => {
-                    record.elements = elements.len();
-                    record.customer_ids = elements.iter().filter_map(customer_id_text).collect();
-                }
-                None => record.customer_ids.extend(customer_id_text(body)),
+            if req.endpoint == Endpoint::Delete {
+                record.customer_ids.extend(delete::identity_value(body));
+            } else if let Some(elements) = body.get("elements").and_then(Value::as_array) {
+                record.elements = elements.len();
+                record.customer_ids = elements.iter().filter_map(customer_id_text).collect();
+            } else {
+                record.customer_ids.extend(customer_id_text(body));
             }
         }
         let delay = Duration::from_millis(self.faults.delay_ms);
@@ -231,6 +270,17 @@ impl Shared {
         if req.endpoint == Endpoint::Authentication {
             let rate = peek(self);
             return Some(Reply::success(self.next_request_id(), rate));
+        }
+        if req.endpoint == Endpoint::Delete && req.app.is_none() {
+            let rate = peek(self);
+            let message = "app_id is missing in the request params";
+            return Some(self.fail(
+                StatusCode::BAD_REQUEST,
+                "InvalidParams",
+                message,
+                None,
+                rate,
+            ));
         }
         if req.app != Some(self.config.workspace_id.as_str()) {
             let rate = peek(self);
@@ -300,12 +350,10 @@ impl Shared {
                 rate,
             ));
         };
-        if let Some(cid) = &self.faults.fail_customer_id {
-            if record.customer_ids.contains(cid) {
-                record.fault = Some("fail_customer_id".to_owned());
-                let status = status_or_500(self.faults.fail_customer_status);
-                return Some(Reply::injected(status, self.next_request_id(), rate));
-            }
+        if let Some(knob) = self.faults.failing_customer(&record.customer_ids) {
+            record.fault = Some(knob.to_owned());
+            let status = status_or_500(self.faults.fail_customer_status);
+            return Some(Reply::injected(status, self.next_request_id(), rate));
         }
         let request = self.state.requests.len();
         let outcome = match req.endpoint {
@@ -318,6 +366,7 @@ impl Shared {
                     .ingest_single(request, body, ElementType::Event, req.arrived)
             }
             Endpoint::Transition => self.state.ingest_bulk(request, body, req.arrived),
+            Endpoint::Delete => return Some(self.delete(body, rate)),
             Endpoint::Authentication => Ok(()),
         };
         Some(match outcome {
@@ -330,6 +379,23 @@ impl Shared {
                 rate,
             ),
         })
+    }
+
+    /// Delete Users after the common checks: 200, or 400 `Not Found` / an attribute error.
+    fn delete(&mut self, body: &Value, rate: Option<RateStatus>) -> Reply {
+        match self.state.delete_user(body) {
+            Ok(()) => Reply::success(self.next_request_id(), rate),
+            Err(DeleteRefusal::NotFound(message)) => {
+                self.fail(StatusCode::BAD_REQUEST, "Not Found", &message, None, rate)
+            }
+            Err(DeleteRefusal::Rejected(r)) => self.fail(
+                StatusCode::BAD_REQUEST,
+                r.kind.error_type(),
+                &r.message,
+                Some(&r.attribute),
+                rate,
+            ),
+        }
     }
 
     fn fail(

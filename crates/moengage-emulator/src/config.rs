@@ -24,12 +24,14 @@ pub struct EmulatorConfig {
     /// The Data API key of that workspace; a different password gets 401 "App Secret key
     /// mismatch…". Default `secret-key`.
     pub api_key: String,
-    /// Requests admitted per sliding 60-second window, per API; 0 disables limiting and
-    /// the `x-ratelimit-*` headers. Default 100.
+    /// Requests admitted per sliding 60-second window, per API (Delete Users has its own
+    /// window too, with this same limit — MoEngage documents 5,000/min for it, the seed ~100
+    /// for each API); 0 disables limiting and the `x-ratelimit-*` headers. Default 100.
     pub rate_limit_per_minute: u32,
     /// Largest accepted `/v1/transition` body in bytes; larger gets 413. Default 100,000.
     pub transition_max_bytes: usize,
-    /// Largest accepted body for `/v1/customer` and `/v1/event`, in bytes. Default 128,000.
+    /// Largest accepted body for `/v1/customer`, `/v1/event` and `/v1/customer/delete`, in
+    /// bytes. Default 128,000.
     pub other_max_bytes: usize,
     /// Faults active from the first request (the CLI flags land here).
     pub faults: Faults,
@@ -60,10 +62,17 @@ pub struct Faults {
     pub fail_status: u16,
     /// Replaces the MoEngage-style body of `fail_first_n` answers when set.
     pub fail_body: Option<Value>,
-    /// Any API request carrying this customer id (top level or in a bulk element) answers
-    /// `fail_customer_status` and stores nothing — fails one specific batch on purpose.
+    /// Any API request carrying this customer id (top level, in a bulk element, or as the
+    /// `identity_value` of a Delete Users body) answers `fail_customer_status` and stores
+    /// nothing — fails one specific batch on purpose. Checked after the JSON is decoded (so
+    /// after auth, 409, 415, 413 and the rate window) and before validation.
     pub fail_customer_id: Option<String>,
-    /// Status for `fail_customer_id` answers. Default 400 (a permanent rejection).
+    /// Like `fail_customer_id` for several ids at once: a request carrying any of them answers
+    /// `fail_customer_status` (logged with fault `fail_customer_ids`). Empty (the default)
+    /// fails nothing; `null` in an admin patch clears it.
+    pub fail_customer_ids: Vec<String>,
+    /// Status for `fail_customer_id` and `fail_customer_ids` answers. Default 400 (a
+    /// permanent rejection).
     pub fail_customer_status: u16,
     /// Fraction (0.0–1.0) of API requests whose connection is reset after the request was
     /// read, with no response and nothing stored.
@@ -81,6 +90,7 @@ impl Default for Faults {
             fail_status: 500,
             fail_body: None,
             fail_customer_id: None,
+            fail_customer_ids: Vec::new(),
             fail_customer_status: 400,
             reset_probability: 0.0,
             delay_ms: 0,
@@ -113,6 +123,8 @@ pub(crate) struct FaultsPatch {
     fail_body: Option<Option<Value>>,
     #[serde(deserialize_with = "present")]
     fail_customer_id: Option<Option<String>>,
+    #[serde(deserialize_with = "present")]
+    fail_customer_ids: Option<Option<Vec<String>>>,
     fail_customer_status: Option<u16>,
     reset_probability: Option<f64>,
     delay_ms: Option<u64>,
@@ -153,6 +165,9 @@ impl FaultsPatch {
         if let Some(v) = self.fail_customer_id {
             next.fail_customer_id = v;
         }
+        if let Some(v) = self.fail_customer_ids {
+            next.fail_customer_ids = v.unwrap_or_default();
+        }
         if let Some(v) = self.fail_customer_status {
             next.fail_customer_status = v;
         }
@@ -171,6 +186,20 @@ impl FaultsPatch {
 }
 
 impl Faults {
+    /// The per-customer knob a request carrying `customer_ids` trips, if any:
+    /// `fail_customer_id` first, then `fail_customer_ids` (the name is logged as the fault).
+    pub(crate) fn failing_customer(&self, customer_ids: &[String]) -> Option<&'static str> {
+        if let Some(id) = &self.fail_customer_id {
+            if customer_ids.contains(id) {
+                return Some("fail_customer_id");
+            }
+        }
+        customer_ids
+            .iter()
+            .any(|id| self.fail_customer_ids.contains(id))
+            .then_some("fail_customer_ids")
+    }
+
     /// Rejects knob values the server could not act on (used for CLI flags and admin patches).
     pub fn check(&self) -> Result<(), FaultsError> {
         for (knob, value) in [
@@ -217,6 +246,30 @@ mod tests {
             let patch = FaultsPatch::parse(body.to_string().as_bytes()).unwrap();
             assert!(patch.apply(&Faults::default()).is_err(), "{body}");
         }
+    }
+
+    #[test]
+    fn fail_customer_ids_is_set_by_a_list_and_cleared_by_null() {
+        let set = FaultsPatch::parse(br#"{"fail_customer_ids":["a","b"]}"#).unwrap();
+        let next = set.apply(&Faults::default()).unwrap();
+        assert_eq!(next.fail_customer_ids, ["a", "b"]);
+        assert_eq!(
+            next.failing_customer(&["x".into(), "b".into()]),
+            Some("fail_customer_ids")
+        );
+        assert_eq!(next.failing_customer(&["x".into()]), None);
+        let cleared = FaultsPatch::parse(br#"{"fail_customer_ids":null}"#).unwrap();
+        assert!(cleared.apply(&next).unwrap().fail_customer_ids.is_empty());
+        assert!(FaultsPatch::parse(br#"{"fail_customer_ids":"a"}"#).is_err());
+        // The single-id knob wins the fault name when both match.
+        let both = Faults {
+            fail_customer_id: Some("b".into()),
+            ..next
+        };
+        assert_eq!(
+            both.failing_customer(&["b".into()]),
+            Some("fail_customer_id")
+        );
     }
 
     #[test]

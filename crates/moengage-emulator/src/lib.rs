@@ -3,7 +3,9 @@
 //! body caps (413), a strict sliding-window rate limit (429 + `x-ratelimit-*`), attribute
 //! errors (400), and Bulk Import's silent drop of invalid elements — which, unlike MoEngage,
 //! it records, so tests can see exactly what the real service would have thrown away.
-//! Fault knobs inject 5xx/429 bursts, per-customer failures, latency and TCP resets.
+//! Delete Users (`/v1/customer/delete?app_id=…`) removes a stored user at once and lists it in
+//! `deleted_customers`. Fault knobs inject 5xx/429 bursts, per-customer failures (one id or a
+//! list), latency and TCP resets.
 //!
 //! A workspace member of its own so the Lambda binary links no HTTP server: moengage-sync's
 //! integration tests use it as a library ([`spawn`]), `make demo` runs the `moengage-emulator`
@@ -19,6 +21,7 @@
 //!   imports neither, so imports between the two go one way (`server` → `api`).
 //! - `api`: the `/v1` pipeline, checks in MoEngage's order.
 //! - `ingest`: decoded bodies into storage (400 for single objects, silent drop in bulk).
+//! - `delete`: Delete Users bodies checked and applied to storage (400 `Not Found` if unknown).
 //! - `admin`: `/_emulator/{state,faults,reset}`.
 //! - `server`: per-connection hyper serving (so a connection can be reset), [`spawn`],
 //!   [`RunningEmulator`].
@@ -27,6 +30,7 @@ mod admin;
 mod api;
 mod config;
 mod conn;
+mod delete;
 mod ingest;
 mod rate;
 mod reply;
@@ -38,6 +42,8 @@ mod validate;
 mod test_support;
 #[cfg(test)]
 mod tests;
+#[cfg(test)]
+mod tests_delete;
 #[cfg(test)]
 mod tests_faults;
 
@@ -79,7 +85,8 @@ pub(crate) struct Shared {
     config: EmulatorConfig,
     /// Live fault knobs; `fail_first_n` counts down here.
     faults: Faults,
-    /// Requests admitted in the last minute, per API (Track User, Create Event, Bulk Import…).
+    /// Requests admitted in the last minute, per API (Track User, Create Event, Bulk Import,
+    /// Delete Users…).
     windows: std::collections::BTreeMap<api::Endpoint, RateWindow>,
     /// Users, events and the request log.
     state: StateSnapshot,

@@ -15,7 +15,7 @@ use tracing_subscriber::EnvFilter;
 #[derive(Debug, Parser)]
 #[command(
     version,
-    about = "Local fake of MoEngage's Data API (auth, 409/413/415/429, silent bulk drops, fault injection)"
+    about = "Local fake of MoEngage's Data API (auth, 409/413/415/429, silent bulk drops, Delete Users, fault injection)"
 )]
 struct Args {
     /// Address to bind.
@@ -36,7 +36,7 @@ struct Args {
     /// Body cap of /v1/transition in bytes.
     #[arg(long, default_value_t = emulator::DEFAULT_TRANSITION_MAX_BYTES)]
     transition_max_bytes: usize,
-    /// Body cap of /v1/customer and /v1/event in bytes.
+    /// Body cap of /v1/customer, /v1/event and /v1/customer/delete in bytes.
     #[arg(long, default_value_t = emulator::DEFAULT_OTHER_MAX_BYTES)]
     other_max_bytes: usize,
     /// Answer the first N API requests with --fail-status.
@@ -45,10 +45,14 @@ struct Args {
     /// Status for --fail-first-n answers.
     #[arg(long, default_value_t = 500)]
     fail_status: u16,
-    /// Fail every request carrying this customer id with --fail-customer-status.
+    /// Fail every request carrying this customer id (a Delete Users `identity_value` too) with
+    /// --fail-customer-status.
     #[arg(long)]
     fail_customer_id: Option<String>,
-    /// Status for --fail-customer-id answers.
+    /// Like --fail-customer-id for several ids, comma-separated (`a,b,c`).
+    #[arg(long, value_delimiter = ',')]
+    fail_customer_ids: Vec<String>,
+    /// Status for --fail-customer-id and --fail-customer-ids answers.
     #[arg(long, default_value_t = 400)]
     fail_customer_status: u16,
     /// Fraction (0.0–1.0) of API requests whose connection is reset without a response.
@@ -86,6 +90,7 @@ async fn run(args: Args) -> Result<(), Box<dyn std::error::Error>> {
         fail_first_n: args.fail_first_n,
         fail_status: args.fail_status,
         fail_customer_id: args.fail_customer_id,
+        fail_customer_ids: args.fail_customer_ids,
         fail_customer_status: args.fail_customer_status,
         reset_probability: args.reset_probability,
         delay_ms: args.delay_ms,

@@ -103,6 +103,9 @@ pub async fn spawn(
 /// The Data API routes plus the admin ones.
 fn router(emulator: Emulator) -> Router {
     Router::new()
+        // The static segment wins over `{app}` (a workspace named "delete" could not Track
+        // User here; MoEngage's own paths share that ambiguity).
+        .route("/v1/customer/delete", post(api::delete))
         .route("/v1/customer/{app}", post(api::customer))
         .route("/v1/event/{app}", post(api::event))
         .route("/v1/transition/{app}", post(api::transition))

@@ -1,5 +1,6 @@
-//! What the fake "stored": users, events, and the record of every API request and of every
-//! element it dropped, skipped or accepted. The admin endpoint serializes this verbatim.
+//! What the fake "stored": users, events, the customers Delete Users removed, and the record of
+//! every API request and of every element it dropped, skipped or accepted. The admin endpoint
+//! serializes this verbatim.
 
 use std::collections::BTreeMap;
 
@@ -27,6 +28,11 @@ pub struct StateSnapshot {
     pub accepted: Vec<ElementRecord>,
     /// Things MoEngage would quietly alter in accepted elements (stored here unaltered).
     pub notes: Vec<ElementNote>,
+    /// Customer ids removed by Delete Users, in order of acceptance (one per 200). The user
+    /// is gone from `users` at once (MoEngage's 24-hour buffer is not modelled); its events
+    /// stay in `events`. An id appears again if it was re-created and deleted again.
+    #[serde(default)]
+    pub deleted_customers: Vec<String>,
 }
 
 /// One stored event (one action of a Create Event object).
@@ -61,7 +67,11 @@ pub struct StoredEvent {
 pub struct RequestRecord {
     /// Always `POST` for routed API calls.
     pub method: String,
-    /// Request path, e.g. `/v1/transition/WORKSPACE1`.
+    /// Which API: `customer` (Track User), `event` (Create Event), `transition` (Bulk
+    /// Import), `delete` (Delete Users) or `authentication` (test connection).
+    pub endpoint: String,
+    /// Request path without the query string, e.g. `/v1/transition/WORKSPACE1` or
+    /// `/v1/customer/delete`.
     pub path: String,
     /// Status answered; `None` when the connection was reset instead.
     pub status: Option<u16>,
@@ -69,11 +79,13 @@ pub struct RequestRecord {
     pub bytes: usize,
     /// Bulk element count (when the body had an `elements` array), else 1.
     pub elements: usize,
-    /// Customer ids the body carried (string or number ids, in order), as far as it parsed.
+    /// Customer ids the body carried (string or number ids, in order), as far as it parsed;
+    /// for Delete Users, the `identity_value` when it is a string (whatever `identity_type`).
     pub customer_ids: Vec<String>,
     /// The `request_id` of the answer, when one was sent.
     pub request_id: Option<String>,
-    /// Which injected fault decided the answer: `fail_first_n`, `fail_customer_id`, `reset`.
+    /// Which injected fault decided the answer: `fail_first_n`, `fail_customer_id`,
+    /// `fail_customer_ids`, `reset`.
     pub fault: Option<String>,
     /// When the request arrived.
     pub timestamp: DateTime<Utc>,

@@ -31,6 +31,11 @@ pub(crate) fn customer(id: &str, attrs: Value) -> Value {
     json!({"type": "customer", "customer_id": id, "attributes": attrs})
 }
 
+/// A Delete Users body for a customer id.
+pub(crate) fn delete_customer(id: &str) -> Value {
+    json!({"identity_type": "customer_id", "identity_value": id})
+}
+
 pub(crate) fn transition(elements: Vec<Value>) -> Value {
     json!({"type": "transition", "elements": elements})
 }

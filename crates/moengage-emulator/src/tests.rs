@@ -346,6 +346,7 @@ async fn state_endpoint_matches_the_typed_snapshot_and_reset_clears_it() {
         "skipped_not_existing",
         "accepted",
         "notes",
+        "deleted_customers",
     ] {
         assert!(raw.get(key).is_some(), "{key}");
     }
@@ -353,6 +354,8 @@ async fn state_endpoint_matches_the_typed_snapshot_and_reset_clears_it() {
     assert_eq!(raw["dropped"][0]["request"], 1);
     assert_eq!(raw["dropped"][0]["element"], customer("", json!({})));
     assert_eq!(raw["requests"][1]["path"], TRANSITION);
+    assert_eq!(raw["requests"][0]["endpoint"], "event");
+    assert_eq!(raw["requests"][1]["endpoint"], "transition");
 
     let reset = h
         .client

@@ -84,7 +84,8 @@ pub struct Rejection {
 }
 
 impl Rejection {
-    fn missing(attribute: impl Into<String>, message: impl Into<String>) -> Self {
+    /// A `MissingAttributeError` naming `attribute`.
+    pub fn missing(attribute: impl Into<String>, message: impl Into<String>) -> Self {
         Self {
             kind: RejectionKind::Missing,
             attribute: attribute.into(),
@@ -92,7 +93,8 @@ impl Rejection {
         }
     }
 
-    fn invalid(attribute: impl Into<String>, message: impl Into<String>) -> Self {
+    /// An `InvalidAttributeError` naming `attribute`.
+    pub fn invalid(attribute: impl Into<String>, message: impl Into<String>) -> Self {
         Self {
             kind: RejectionKind::Invalid,
             attribute: attribute.into(),

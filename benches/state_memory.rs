@@ -225,7 +225,6 @@ fn grow_state(dir: &Path, total: u64) -> u64 {
         .map(|(p, b, i)| {
             codec::decode(&std::fs::read(p).expect("read"), *b, *i)
                 .expect("shard")
-                .0
                 .len() as u64
         })
         .sum();
@@ -233,16 +232,28 @@ fn grow_state(dir: &Path, total: u64) -> u64 {
     let mut rng = fastrand::Rng::with_seed(100);
     let mut bytes = 0;
     for (path, bits, index) in &shard_files {
-        let (keys, fps) =
+        let stored =
             codec::decode(&std::fs::read(path).expect("read"), *bits, *index).expect("shard");
         let base = (*index as u64) << (64 - u32::from(*bits));
         let span = u64::MAX >> u32::from(*bits);
-        let mut entries: Vec<(u64, u64)> = keys.into_iter().zip(fps).collect();
-        entries.extend((0..per_shard).map(|_| (base | rng.u64(..=span), rng.u64(1..))));
+        // Synthetic users carry a 12-byte id, like the 1M run's "user-0000001".
+        let mut entries: Vec<(u64, u64, Vec<u8>)> = (0..stored.len())
+            .map(|j| {
+                let id = stored.ids.get(j).unwrap_or_default().to_vec();
+                (stored.keys[j], stored.fps[j], id)
+            })
+            .collect();
+        entries.extend((0..per_shard).map(|_| {
+            let key = base | rng.u64(..=span);
+            (key, rng.u64(1..), format!("x{:011x}", key & 0xfff_ffff_ffff).into_bytes())
+        }));
         entries.sort_unstable_by_key(|e| e.0);
         entries.dedup_by_key(|e| e.0);
-        let (k, f): (Vec<u64>, Vec<u64>) = entries.into_iter().unzip();
-        let body = codec::encode(*bits, *index, &k, &f);
+        let mut all = codec::Entries::with_capacity(entries.len());
+        for (k, f, id) in &entries {
+            all.push(*k, *f, Some(id));
+        }
+        let body = codec::encode(*bits, *index, &all);
         bytes += body.len() as u64;
         std::fs::write(path, body).expect("write shard");
     }

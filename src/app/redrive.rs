@@ -256,7 +256,11 @@ async fn record(deps: &Deps, note: &dead_letter::StateNote, payload: &[u8]) -> R
     let state = SyncState::open(deps.state.clone(), location, options)
         .await
         .map_err(|e| e.to_string())?;
-    state.accept(&prints).await.map_err(|e| e.to_string())?;
+    let ids = crate::sync_state::customer_ids_in(payload);
+    state
+        .accept(&prints, |key| ids.get(&key).cloned())
+        .await
+        .map_err(|e| e.to_string())?;
     state.save().await.map_err(|e| e.to_string())?;
     Ok(prints.len() as u64)
 }

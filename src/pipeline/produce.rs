@@ -378,7 +378,8 @@ fn decode_rows<R: RowSource>(
                 if let Some(state) = sync {
                     if let Some(key) = row_key(&mapping, &rows, kind, &element) {
                         let p = fingerprinter.print(kind, &key, &element);
-                        match state.classify_row(kind, row_no, p) {
+                        let id = (kind == ElementKind::Customer).then_some(&key[..]);
+                        match state.classify_row(kind, row_no, p, id) {
                             Ok(decision) => {
                                 if decision.duplicate {
                                     let what = if kind == ElementKind::Event {

@@ -1,24 +1,125 @@
-//! The binary shard format: 16 bytes per key plus a 32-byte frame, little-endian, columnar.
+//! The binary shard format, little-endian, columnar. Version 2 (written since mirror mode) adds
+//! each user key's `customer_id`, so a key can be named again (to delete the user); version 1
+//! shards are still read, their entries without ids.
 //!
 //! ```text
-//! 0   magic "MOESYNC" + format version 1               8 bytes
+//! 0   magic "MOESYNC" + format version 2               8 bytes
 //! 8   shard_bits u8, 3 zero bytes, shard index u32     8 bytes
 //! 16  count n u64                                      8 bytes
 //! 24  keys: n × u64, strictly ascending
 //! ..  fingerprints: n × u64, in key order
+//! ..  id ends: n × u32, ascending: entry i's id is bytes[end(i-1)..end(i)] (empty: no id)
+//! ..  id bytes: the customer ids as they appear in the element (JSON-escaped, unquoted)
 //! ..  XXH3-64 of everything before it                  8 bytes
 //! ```
-//! Columns rather than pairs: decoding is two straight copies, and lookups binary-search a dense
-//! array of keys.
+//! Columns rather than pairs: decoding is straight copies, and lookups binary-search a dense
+//! array of keys. A version 1 shard is the same without the two id columns.
 
 use xxhash_rust::xxh3::xxh3_64;
 
 const MAGIC: &[u8; 7] = b"MOESYNC";
-pub const FORMAT_VERSION: u8 = 1;
+/// The version written.
+pub const FORMAT_VERSION: u8 = 2;
+/// The oldest version read (no ids).
+const FIRST_FORMAT_VERSION: u8 = 1;
 const HEADER_BYTES: usize = 24;
 const TRAILER_BYTES: usize = 8;
-/// Bytes a shard's frame adds to its 16 bytes per key.
+/// Bytes a shard's frame adds to its entries.
 pub const FRAME_BYTES: usize = HEADER_BYTES + TRAILER_BYTES;
+/// Bytes an entry costs at rest besides its id: key, fingerprint and the id's end.
+pub const ENTRY_BYTES: usize = 20;
+/// Longer customer ids are not kept (the entry has no id; such a user cannot be deleted by
+/// mirror mode). MoEngage ids are far shorter; this bounds what one hostile row adds to a shard.
+pub const MAX_ID_BYTES: usize = 1024;
+
+/// The customer ids of a shard's entries, one per entry (possibly none), packed.
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
+pub struct Ids {
+    ends: Vec<u32>,
+    bytes: Vec<u8>,
+}
+
+impl Ids {
+    /// `n` entries without ids.
+    pub fn none(n: usize) -> Self {
+        Ids {
+            ends: vec![0; n],
+            bytes: Vec::new(),
+        }
+    }
+    pub fn with_capacity(n: usize) -> Self {
+        Ids {
+            ends: Vec::with_capacity(n),
+            bytes: Vec::new(),
+        }
+    }
+    pub fn len(&self) -> usize {
+        self.ends.len()
+    }
+    pub fn is_empty(&self) -> bool {
+        self.ends.is_empty()
+    }
+    /// Entry `i`'s id; `None` when it has none (or `i` is out of range).
+    pub fn get(&self, i: usize) -> Option<&[u8]> {
+        let end = *self.ends.get(i)? as usize;
+        let start = match i {
+            0 => 0,
+            _ => self.ends[i - 1] as usize,
+        };
+        (end > start).then(|| &self.bytes[start..end])
+    }
+    /// Appends the next entry's id; an id over [`MAX_ID_BYTES`] is left out.
+    pub fn push(&mut self, id: Option<&[u8]>) {
+        if let Some(id) = id.filter(|id| id.len() <= MAX_ID_BYTES) {
+            self.bytes.extend_from_slice(id);
+        }
+        self.ends.push(self.bytes.len() as u32);
+    }
+    /// Entries that have an id.
+    pub fn named(&self) -> usize {
+        (0..self.len()).filter(|&i| self.get(i).is_some()).count()
+    }
+    pub fn heap_bytes(&self) -> usize {
+        self.ends.capacity() * 4 + self.bytes.capacity()
+    }
+}
+
+/// A shard's entries: sorted unique keys, their fingerprints and their ids (same length).
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
+pub struct Entries {
+    pub keys: Vec<u64>,
+    pub fps: Vec<u64>,
+    pub ids: Ids,
+}
+
+impl Entries {
+    /// Entries without ids.
+    pub fn unnamed(keys: Vec<u64>, fps: Vec<u64>) -> Self {
+        let ids = Ids::none(keys.len());
+        Entries { keys, fps, ids }
+    }
+    pub fn with_capacity(n: usize) -> Self {
+        Entries {
+            keys: Vec::with_capacity(n),
+            fps: Vec::with_capacity(n),
+            ids: Ids::with_capacity(n),
+        }
+    }
+    pub fn len(&self) -> usize {
+        self.keys.len()
+    }
+    pub fn is_empty(&self) -> bool {
+        self.keys.is_empty()
+    }
+    pub fn push(&mut self, key: u64, fp: u64, id: Option<&[u8]>) {
+        self.keys.push(key);
+        self.fps.push(fp);
+        self.ids.push(id);
+    }
+    pub fn heap_bytes(&self) -> usize {
+        (self.keys.capacity() + self.fps.capacity()) * 8 + self.ids.heap_bytes()
+    }
+}
 
 /// Why a shard's bytes cannot be used.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -45,14 +146,17 @@ pub fn shard_of(key: u64, bits: u8) -> usize {
     key.checked_shr(64 - u32::from(bits)).unwrap_or(0) as usize
 }
 
-/// Encodes sorted, unique `keys` with their `fps` (same length).
-pub fn encode(bits: u8, index: usize, keys: &[u64], fps: &[u64]) -> Vec<u8> {
+/// Encodes `entries` (sorted, unique keys).
+pub fn encode(bits: u8, index: usize, entries: &Entries) -> Vec<u8> {
+    let Entries { keys, fps, ids } = entries;
     debug_assert_eq!(keys.len(), fps.len());
+    debug_assert_eq!(keys.len(), ids.len());
     debug_assert!(
         keys.windows(2).all(|w| w[0] < w[1]),
         "keys must be strictly ascending"
     );
-    let mut out = Vec::with_capacity(FRAME_BYTES + 16 * keys.len());
+    let mut out =
+        Vec::with_capacity(FRAME_BYTES + ENTRY_BYTES * keys.len() + ids.bytes.len());
     out.extend_from_slice(MAGIC);
     out.push(FORMAT_VERSION);
     out.push(bits);
@@ -65,6 +169,10 @@ pub fn encode(bits: u8, index: usize, keys: &[u64], fps: &[u64]) -> Vec<u8> {
     for f in fps {
         out.extend_from_slice(&f.to_le_bytes());
     }
+    for e in &ids.ends {
+        out.extend_from_slice(&e.to_le_bytes());
+    }
+    out.extend_from_slice(&ids.bytes);
     let sum = xxh3_64(&out);
     out.extend_from_slice(&sum.to_le_bytes());
     out
@@ -72,15 +180,15 @@ pub fn encode(bits: u8, index: usize, keys: &[u64], fps: &[u64]) -> Vec<u8> {
 
 /// Decodes and verifies a shard expected at (`bits`, `index`): checksum, length, order, and that
 /// every key belongs to this shard.
-pub fn decode(bytes: &[u8], bits: u8, index: usize) -> Result<(Vec<u64>, Vec<u64>), DecodeError> {
+pub fn decode(bytes: &[u8], bits: u8, index: usize) -> Result<Entries, DecodeError> {
     let corrupt = |why: String| Err(DecodeError::Corrupt(why));
     if bytes.len() < 8 || &bytes[..7] != MAGIC {
         return corrupt("not a sync-state shard (bad magic)".into());
     }
-    if bytes[7] != FORMAT_VERSION {
+    let version = bytes[7];
+    if !(FIRST_FORMAT_VERSION..=FORMAT_VERSION).contains(&version) {
         return Err(DecodeError::UnknownFormat(format!(
-            "shard format version {} (this release reads {FORMAT_VERSION})",
-            bytes[7]
+            "shard format version {version} (this release reads {FIRST_FORMAT_VERSION} to {FORMAT_VERSION})"
         )));
     }
     if bytes.len() < FRAME_BYTES {
@@ -104,13 +212,21 @@ pub fn decode(bytes: &[u8], bits: u8, index: usize) -> Result<(Vec<u64>, Vec<u64
     }
     let count = u64::from_le_bytes(word(&body[16..24]));
     let n = usize::try_from(count).unwrap_or(usize::MAX);
-    if n.checked_mul(16).and_then(|b| b.checked_add(HEADER_BYTES)) != Some(body.len()) {
+    let columns = if version == 1 { 16 } else { ENTRY_BYTES };
+    let fixed = n.checked_mul(columns).and_then(|b| b.checked_add(HEADER_BYTES));
+    let fits = match fixed {
+        Some(f) if version == 1 => f == body.len(),
+        Some(f) => f <= body.len(),
+        None => false,
+    };
+    if !fits {
         return corrupt(format!(
             "count {count} does not match {} bytes",
             bytes.len()
         ));
     }
-    let (key_bytes, fp_bytes) = body[HEADER_BYTES..].split_at(8 * n);
+    let (key_bytes, rest) = body[HEADER_BYTES..].split_at(8 * n);
+    let (fp_bytes, rest) = rest.split_at(8 * n);
     let keys: Vec<u64> = key_bytes
         .chunks_exact(8)
         .map(|c| u64::from_le_bytes(word(c)))
@@ -119,6 +235,23 @@ pub fn decode(bytes: &[u8], bits: u8, index: usize) -> Result<(Vec<u64>, Vec<u64
         .chunks_exact(8)
         .map(|c| u64::from_le_bytes(word(c)))
         .collect();
+    let ids = if version == 1 {
+        Ids::none(n)
+    } else {
+        let (end_bytes, id_bytes) = rest.split_at(4 * n);
+        let ends: Vec<u32> = end_bytes
+            .chunks_exact(4)
+            .map(|c| u32::from_le_bytes([c[0], c[1], c[2], c[3]]))
+            .collect();
+        let ascending = ends.windows(2).all(|w| w[0] <= w[1]);
+        if !ascending || ends.last().map_or(0, |e| *e as usize) != id_bytes.len() {
+            return corrupt("the id column does not match its bytes".into());
+        }
+        Ids {
+            ends,
+            bytes: id_bytes.to_vec(),
+        }
+    };
     if !keys.windows(2).all(|w| w[0] < w[1]) {
         return corrupt("keys are not strictly ascending".into());
     }
@@ -130,7 +263,7 @@ pub fn decode(bytes: &[u8], bits: u8, index: usize) -> Result<(Vec<u64>, Vec<u64
     {
         return corrupt("holds keys of another shard".into());
     }
-    Ok((keys, fps))
+    Ok(Entries { keys, fps, ids })
 }
 
 /// `chunks_exact(8)` and the fixed ranges above always give 8 bytes.

@@ -112,6 +112,28 @@ pub fn customer_id_of(element: &[u8]) -> Option<&[u8]> {
     None
 }
 
+/// Every `customer_id` in a request body this function wrote (one element, or a Bulk Import's
+/// elements), by its state key: the ids a redriven body's rows are recorded with. Scans for the
+/// field as `ResolvedMapping::encode` spells it; an id is returned only under the key it hashes
+/// to, so a stray match can only fail to name a key, never misname one.
+pub fn customer_ids_in(body: &[u8]) -> std::collections::HashMap<u64, Vec<u8>> {
+    const FIELD: &[u8] = b"\"customer_id\":\"";
+    let mut out = std::collections::HashMap::new();
+    let mut rest = body;
+    while let Some(at) = rest.windows(FIELD.len()).position(|w| w == FIELD) {
+        rest = &rest[at + FIELD.len()..];
+        let mut i = 0;
+        while i < rest.len() && rest[i] != b'"' {
+            i += if rest[i] == b'\\' { 2 } else { 1 };
+        }
+        let Some(id) = rest.get(..i) else { break };
+        let key = Fingerprinter::key(ElementKind::Customer, id);
+        out.entry(key).or_insert_with(|| id.to_vec());
+        rest = rest.get(i..).unwrap_or_default();
+    }
+    out
+}
+
 /// A fingerprint of the mapping as bound to a header: object type, then each MoEngage field with
 /// its source column and declared type, in encoding order. Column *positions* are left out, so an
 /// export whose columns merely moved keeps its state.

@@ -10,7 +10,7 @@
 //! ```
 //!
 //! Per key the state keeps a 64-bit key hash and a 64-bit fingerprint of the mapped payload (seeded
-//! with the mapping, so a mapping change makes every row "changed" once): 16 bytes at rest, in
+//! with the mapping, so a mapping change makes every row "changed" once): with the user's `customer_id` (so mirror mode can name it), ~32 bytes at rest, in
 //! `2^shard_bits` shards addressed by the key hash's top bits, under
 //! `{STATE_PREFIX}sync/{workspace}/{object_type}/`. Shards load on first use and are written back
 //! with compare-and-swap; see `docs/sync-state.md` for the layout and the guarantees.
@@ -36,15 +36,16 @@ use crate::state::{StateError, StateStore};
 
 pub use codec::shard_of;
 pub use fingerprint::{
-    customer_id_of, mapping_fingerprint, Fingerprinter, RowPrint, UPDATE_EXISTING_ONLY_SUFFIX,
+    customer_id_of, customer_ids_in, mapping_fingerprint, Fingerprinter, RowPrint, UPDATE_EXISTING_ONLY_SUFFIX,
 };
 pub use shard::Verdict;
 pub use store::{SaveReport, SyncLocation};
 
+use codec::Entries;
 use shard::Shard;
 use verdicts::{Decisions, Spooled};
 
-/// 256 shards: ~62 KB each at 1M keys, ~625 KB at 10M; a small export touches few of them.
+/// 256 shards: ~125 KB each at 1M keys, ~1.25 MB at 10M (12-character ids); a small export touches few of them.
 pub const DEFAULT_SHARD_BITS: u8 = 8;
 /// 65,536 shards: beyond that a shard's 32-byte frame outweighs small states.
 pub const MAX_SHARD_BITS: u8 = 16;
@@ -191,7 +192,7 @@ impl SyncState {
     ) -> Result<Self, SyncStateError> {
         let manifest = store::read_manifest(store.as_ref(), &location).await?;
         let shard_bits = manifest.map_or(options.shard_bits.min(MAX_SHARD_BITS), |m| m.shard_bits);
-        let empty = || Shard::new(Vec::new(), Vec::new(), None, options.full_resync);
+        let empty = || Shard::new(Entries::default(), None, options.full_resync);
         let shards = (0..1usize << shard_bits)
             .map(|_| Mutex::new(manifest.is_none().then(empty)))
             .collect();
@@ -301,7 +302,8 @@ impl SyncState {
             for e in &entries {
                 let kind = e.kind();
                 let policy = |verdict, duplicate| should_send(mode, kind, verdict, duplicate);
-                let (verdict, duplicate, send) = shard.classify(e.key, e.fingerprint, policy);
+                let (verdict, duplicate, send) =
+                    shard.classify(e.key, e.fingerprint, None, policy);
                 decisions.set(e.row(), verdict, duplicate);
                 stats.rows += 1;
                 if send && kept_keys.last() != Some(&e.key) {
@@ -312,7 +314,8 @@ impl SyncState {
                 }
             }
             stats.entries_kept += kept_keys.len() as u64;
-            *self.lock(i) = Some(Shard::new(kept_keys, kept_fps, shard.etag.take(), full));
+            let kept = Entries::unnamed(kept_keys, kept_fps);
+            *self.lock(i) = Some(Shard::new(kept, shard.etag.take(), full));
         }
         let _ = self.prepared.set(decisions);
         Ok(stats)
@@ -323,11 +326,15 @@ impl SyncState {
     /// it is looked up, which is blocking: on a shard's first use it waits for the shard's GET, so
     /// call it from the decode thread (a blocking thread), never from async code. Rows without a
     /// key (events without an event id) skip `classify` and are always sent.
+    ///
+    /// `id` is a user row's `customer_id` as it appears in the element: stored beside the entry
+    /// once MoEngage accepts the row, so mirror mode can delete the user by name.
     pub fn classify_row(
         &self,
         kind: ElementKind,
         row: u64,
         print: RowPrint,
+        id: Option<&[u8]>,
     ) -> Result<Decision, SyncStateError> {
         let (mode, full) = (self.options.mode, self.options.full_resync);
         let decided = self.prepared.get().and_then(|d| d.get(row));
@@ -336,12 +343,12 @@ impl SyncState {
             let (verdict, duplicate, send) = match decided {
                 Some((verdict, duplicate)) => {
                     let send = policy(verdict, duplicate);
-                    shard.note(print.key, print.fingerprint, send);
+                    shard.note(print.key, print.fingerprint, id, send);
                     (verdict, duplicate, send)
                 }
                 // Unprepared, or a row the first pass did not see keyed: looked up (against a
                 // prepared shard's kept entries, a key it lacks is new: sent, never skipped).
-                None => shard.classify(print.key, print.fingerprint, policy),
+                None => shard.classify(print.key, print.fingerprint, id, policy),
             };
             debug_assert!(
                 !full || verdict != Verdict::Changed,
@@ -374,7 +381,7 @@ impl SyncState {
     /// [`SyncState::classify_row`] for a row the state was not prepared for (preview, tests):
     /// always looked up.
     pub fn classify(&self, kind: ElementKind, print: RowPrint) -> Result<Decision, SyncStateError> {
-        self.classify_row(kind, 0, print)
+        self.classify_row(kind, 0, print, None)
     }
 
     /// Whether [`SyncState::prepare`] ran: shards then hold only part of what is stored.
@@ -383,7 +390,7 @@ impl SyncState {
     }
 
     fn empty_shard(&self) -> Shard {
-        Shard::new(Vec::new(), Vec::new(), None, self.options.full_resync)
+        Shard::new(Entries::default(), None, self.options.full_resync)
     }
 
     /// Records that MoEngage accepted the rows behind `prints` (one accepted request body's rows, in
@@ -403,7 +410,12 @@ impl SyncState {
 
     /// Records that MoEngage accepted the rows behind `prints` outside a run (a redriven dead
     /// letter), loading the shards they fall in; `save` then writes them like any delivery.
-    pub async fn accept(&self, prints: &[RowPrint]) -> Result<(), SyncStateError> {
+    /// `id_of(key)` names the user behind a key, when known.
+    pub async fn accept(
+        &self,
+        prints: &[RowPrint],
+        id_of: impl Fn(u64) -> Option<Vec<u8>>,
+    ) -> Result<(), SyncStateError> {
         for p in prints {
             let index = shard_of(p.key, self.shard_bits);
             if self.lock(index).is_none() {
@@ -411,7 +423,7 @@ impl SyncState {
                 self.lock(index).get_or_insert(loaded);
             }
             if let Some(shard) = self.lock(index).as_mut() {
-                shard.accept(p.key, p.fingerprint);
+                shard.accept(p.key, p.fingerprint, id_of(p.key).as_deref());
             }
         }
         Ok(())

@@ -1,10 +1,12 @@
-//! One shard in memory: the entries as last read or written (16 bytes per key), two bits per entry
+//! One shard in memory: the entries as last read or written (16 bytes per key and its id), two bits per entry
 //! for this run, and a table of the keys this run sent or delivered.
 //!
 //! Everything here is synchronous and pure; `SyncState` does the locking and the I/O.
 
 use std::collections::HashMap;
 use std::hash::{BuildHasherDefault, Hasher};
+
+use super::codec::{Entries, Ids};
 
 /// Whether a row differs from what MoEngage last accepted for its key.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
@@ -18,7 +20,7 @@ pub enum Verdict {
 }
 
 /// This run's knowledge of one key. Fingerprints are never 0, so 0 means "none".
-#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
 pub(crate) struct RunEntry {
     /// The fingerprint of the latest occurrence this run decided to send: what MoEngage will hold
     /// once the queue drains, so a later duplicate is compared with it.
@@ -29,6 +31,9 @@ pub(crate) struct RunEntry {
     /// occurrence with another payload is `Changed`, else still `New` (whatever a mid-run save
     /// stored meanwhile).
     pub known: bool,
+    /// The user's `customer_id`, kept when the shard has none stored for the key: what a save
+    /// writes beside the entry, so mirror mode can name the user again.
+    pub id: Option<Box<[u8]>>,
 }
 
 /// Keys are already uniform hashes, but all keys of a shard share their top bits, which
@@ -91,7 +96,7 @@ impl Bits {
 }
 
 /// One key's pending write: what we loaded for it and what we want it to become.
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+#[derive(Clone, Debug, PartialEq, Eq)]
 pub(crate) struct Change {
     pub key: u64,
     /// The entry as this run last read or wrote it; `None` when absent.
@@ -99,6 +104,8 @@ pub(crate) struct Change {
     /// `Some(fp)`: MoEngage accepted `fp`. `None`: forget the key (`FULL_RESYNC` sent it and it has
     /// not been accepted).
     pub ours: Option<u64>,
+    /// The key's `customer_id`, when this run knows it and the shard as loaded had none.
+    pub id: Option<Box<[u8]>>,
 }
 
 #[derive(Debug)]
@@ -107,6 +114,8 @@ pub(crate) struct Shard {
     pub keys: Vec<u64>,
     /// `fps[i]` is the fingerprint last delivered for `keys[i]`.
     pub fps: Vec<u64>,
+    /// `ids.get(i)` is `keys[i]`'s customer id, when stored.
+    pub ids: Ids,
     /// Entry `i` was classified in this run (a later occurrence is a duplicate).
     seen: Bits,
     /// Entry `i` predates a `FULL_RESYNC` run: not trusted for verdicts, dropped unless re-delivered.
@@ -122,7 +131,8 @@ pub(crate) struct Shard {
 }
 
 impl Shard {
-    pub fn new(keys: Vec<u64>, fps: Vec<u64>, etag: Option<String>, full_resync: bool) -> Self {
+    pub fn new(entries: Entries, etag: Option<String>, full_resync: bool) -> Self {
+        let Entries { keys, fps, ids } = entries;
         let n = keys.len();
         Shard {
             seen: Bits::new(n, false),
@@ -133,6 +143,7 @@ impl Shard {
             },
             keys,
             fps,
+            ids,
             run: RunTable::default(),
             etag,
             full_resync,
@@ -175,11 +186,13 @@ impl Shard {
     }
 
     /// The verdict for `(key, fp)` and whether the key already occurred in this run; records the
-    /// occurrence, and records `fp` as sent when `send(verdict, duplicate)` says so.
+    /// occurrence, and records `fp` as sent (with the user's `id`, if the shard lacks it) when
+    /// `send(verdict, duplicate)` says so.
     pub fn classify(
         &mut self,
         key: u64,
         fp: u64,
+        id: Option<&[u8]>,
         send: impl FnOnce(Verdict, bool) -> bool,
     ) -> (Verdict, bool, bool) {
         let (duplicate, known, reference) = match self.position(key) {
@@ -212,25 +225,36 @@ impl Shard {
         };
         let sent = send(verdict, duplicate);
         if sent {
-            let e = self.run.entry(key).or_insert(RunEntry {
-                known,
-                ..RunEntry::default()
-            });
-            e.sent = fp;
+            self.sent(key, fp, id, known);
         }
         (verdict, duplicate, sent)
+    }
+
+    /// Notes `fp` as sent for `key`, keeping `id` when the shard has none for the key.
+    fn sent(&mut self, key: u64, fp: u64, id: Option<&[u8]>, known: bool) {
+        let stored_id = self
+            .position(key)
+            .is_some_and(|i| self.ids.get(i).is_some());
+        let e = self.run.entry(key).or_insert(RunEntry {
+            known,
+            ..RunEntry::default()
+        });
+        e.sent = fp;
+        if e.id.is_none() && !stored_id {
+            e.id = id.filter(|id| id.len() <= super::codec::MAX_ID_BYTES).map(Box::from);
+        }
     }
 
     /// MoEngage accepted `fp` for `key`. `false` when this run never sent the key (a caller bug:
     /// the print is ignored rather than trusted).
     /// Notes a row whose verdict was decided elsewhere ([`super::SyncState::prepare`]): as
     /// `classify` does after deciding, it marks the key seen and, if sent, what was sent.
-    pub fn note(&mut self, key: u64, fp: u64, sent: bool) {
+    pub fn note(&mut self, key: u64, fp: u64, id: Option<&[u8]>, sent: bool) {
         if let Some(i) = self.position(key) {
             self.seen.test_and_set(i);
         }
         if sent {
-            self.run.entry(key).or_default().sent = fp;
+            self.sent(key, fp, id, false);
         }
     }
 
@@ -246,10 +270,11 @@ impl Shard {
 
     /// MoEngage accepted `fp` for `key` outside a run's classification (a redriven dead letter):
     /// recorded as if this run had sent and delivered it.
-    pub fn accept(&mut self, key: u64, fp: u64) {
-        let e = self.run.entry(key).or_default();
-        e.sent = fp;
-        e.delivered = fp;
+    pub fn accept(&mut self, key: u64, fp: u64, id: Option<&[u8]>) {
+        self.sent(key, fp, id, false);
+        if let Some(e) = self.run.get_mut(&key) {
+            e.delivered = fp;
+        }
     }
 
     /// What a save must write, sorted by key; empty when nothing changed.
@@ -262,6 +287,7 @@ impl Shard {
                 key,
                 loaded: self.position(key).map(|i| self.fps[i]),
                 ours: Some(e.delivered),
+                id: e.id.clone(),
             })
             .collect();
         // FULL_RESYNC: an old entry that this run sent again and MoEngage has not (yet) accepted is
@@ -275,6 +301,7 @@ impl Shard {
                     key,
                     loaded: Some(self.fps[i]),
                     ours: None,
+                    id: None,
                 });
             }
         }
@@ -284,13 +311,8 @@ impl Shard {
 
     /// Adopts `keys`/`fps` as written under `etag`, carrying this run's bits over and clearing
     /// the deliveries that are now stored.
-    pub fn commit(
-        &mut self,
-        keys: Vec<u64>,
-        fps: Vec<u64>,
-        etag: Option<String>,
-        changes: &[Change],
-    ) {
+    pub fn commit(&mut self, entries: Entries, etag: Option<String>, changes: &[Change]) {
+        let Entries { keys, fps, ids } = entries;
         let mut seen = Bits::new(keys.len(), false);
         let mut stale = if self.stale.0.is_empty() {
             Bits::default()
@@ -324,15 +346,18 @@ impl Shard {
                 }
             }
         }
-        (self.keys, self.fps, self.etag, self.seen, self.stale) = (keys, fps, etag, seen, stale);
+        (self.keys, self.fps, self.ids) = (keys, fps, ids);
+        (self.etag, self.seen, self.stale) = (etag, seen, stale);
     }
 
     /// Bytes this shard holds on the heap (for the peak-memory figures).
     pub fn heap_bytes(&self) -> usize {
         (self.keys.capacity() + self.fps.capacity()) * 8
+            + self.ids.heap_bytes()
             + self.seen.heap_bytes()
             + self.stale.heap_bytes()
             + self.run.capacity() * (std::mem::size_of::<(u64, RunEntry)>() + 1)
+            + self.run.values().filter_map(|e| e.id.as_ref()).map(|id| id.len()).sum::<usize>()
     }
 }
 
@@ -347,49 +372,64 @@ impl Shard {
 /// - otherwise both delivered different payloads concurrently and either may be the last one
 ///   MoEngage applied → drop the key: the next run sends it again. Keeping either could claim a
 ///   payload MoEngage does not hold.
-pub(crate) fn merge(
-    theirs_keys: &[u64],
-    theirs_fps: &[u64],
+pub(crate) fn merge(theirs: &Entries, changes: &[Change]) -> (Entries, u64) {
+    merge_into(&theirs.keys, &theirs.fps, &theirs.ids, changes)
+}
+
+/// [`merge`] over a shard's columns as they are held.
+pub(crate) fn merge_into(
+    keys: &[u64],
+    fps: &[u64],
+    ids: &Ids,
     changes: &[Change],
-) -> (Vec<u64>, Vec<u64>, u64) {
-    let cap = theirs_keys.len() + changes.len();
-    let (mut keys, mut fps, mut conflicts) = (Vec::with_capacity(cap), Vec::with_capacity(cap), 0);
+) -> (Entries, u64) {
+    let theirs = Columns { keys, fps, ids };
+    let mut out = Entries::with_capacity(theirs.keys.len() + changes.len());
+    let mut conflicts = 0;
     let (mut t, mut c) = (0, 0);
-    while t < theirs_keys.len() || c < changes.len() {
-        let tk = theirs_keys.get(t).copied();
-        let change = changes.get(c);
-        match (tk, change) {
-            (Some(k), Some(ch)) if k < ch.key => {
-                keys.push(k);
-                fps.push(theirs_fps[t]);
-                t += 1;
-            }
-            (Some(k), None) => {
-                keys.push(k);
-                fps.push(theirs_fps[t]);
+    while t < theirs.keys.len() || c < changes.len() {
+        let tk = theirs.keys.get(t).copied();
+        match (tk, changes.get(c)) {
+            (Some(k), next) if next.is_none_or(|ch| k < ch.key) => {
+                out.push(k, theirs.fps[t], theirs.ids.get(t));
                 t += 1;
             }
             (_, Some(ch)) => {
-                let theirs = (tk == Some(ch.key)).then(|| theirs_fps[t]);
-                if theirs.is_some() {
+                let at = (tk == Some(ch.key)).then_some(t);
+                let theirs_fp = at.map(|t| theirs.fps[t]);
+                if at.is_some() {
                     t += 1;
                 }
                 c += 1;
-                let keep = if theirs == ch.loaded {
+                let keep = if theirs_fp == ch.loaded {
                     ch.ours
-                } else if theirs == ch.ours || ch.ours.is_none() {
-                    theirs
+                } else if theirs_fp == ch.ours || ch.ours.is_none() {
+                    theirs_fp
                 } else {
                     conflicts += 1;
                     None
                 };
                 if let Some(fp) = keep {
-                    keys.push(ch.key);
-                    fps.push(fp);
+                    // An id is the key's preimage, so any writer's id for it is the same id.
+                    let id = at.and_then(|t| theirs.ids.get(t)).or(ch.id.as_deref());
+                    out.push(ch.key, fp, id);
                 }
             }
-            (None, None) => break,
+            _ => break,
         }
     }
-    (keys, fps, conflicts)
+    (out, conflicts)
+}
+
+struct Columns<'a> {
+    keys: &'a [u64],
+    fps: &'a [u64],
+    ids: &'a Ids,
+}
+
+impl Shard {
+    /// Whether `entries` are exactly what this shard holds.
+    pub fn holds(&self, entries: &Entries) -> bool {
+        self.keys == entries.keys && self.fps == entries.fps && self.ids == entries.ids
+    }
 }

@@ -6,8 +6,8 @@ use std::sync::atomic::Ordering;
 use futures_util::stream::{self, StreamExt};
 use serde::{Deserialize, Serialize};
 
-use super::codec::{self, DecodeError};
-use super::shard::{merge, Shard};
+use super::codec::{self, DecodeError, Entries};
+use super::shard::{merge, merge_into, Shard};
 use super::{SyncState, SyncStateError, MAX_SHARD_BITS};
 use crate::state::{Expect, StateStore};
 
@@ -44,6 +44,10 @@ impl SyncLocation {
         format!("{}shards/{bits}/{index:0width$x}.bin", self.root)
     }
 }
+
+/// The manifest's `format`: the layout (where shards are, how many). Each shard carries its own
+/// encoding version ([`codec::FORMAT_VERSION`]).
+const MANIFEST_FORMAT: u8 = 1;
 
 /// `manifest.json`: written once per scope, before its first shard. Fixes the shard count for
 /// every later writer, and says how to read the shards.
@@ -82,11 +86,10 @@ pub(crate) async fn read_manifest(
     };
     let m: Manifest = serde_json::from_slice(&body)
         .map_err(|e| unreadable(format!("not a sync-state manifest: {e}")))?;
-    if m.format != codec::FORMAT_VERSION {
+    if m.format != MANIFEST_FORMAT {
         return Err(unreadable(format!(
-            "format {} (this release reads {})",
-            m.format,
-            codec::FORMAT_VERSION
+            "format {} (this release reads {MANIFEST_FORMAT})",
+            m.format
         )));
     }
     if m.shard_bits > MAX_SHARD_BITS {
@@ -107,22 +110,22 @@ pub(crate) async fn load_shard(state: &SyncState, index: usize) -> Result<Shard,
     );
     let full = state.options.full_resync;
     let Some(v) = state.store.get_versioned(bucket, &key).await? else {
-        return Ok(Shard::new(Vec::new(), Vec::new(), None, full));
+        return Ok(Shard::new(Entries::default(), None, full));
     };
     let c = &state.counters;
     c.shards_loaded.fetch_add(1, Ordering::Relaxed);
     c.bytes_loaded
         .fetch_add(v.body.len() as u64, Ordering::Relaxed);
     match codec::decode(&v.body, state.shard_bits, index) {
-        Ok((keys, fps)) => {
+        Ok(entries) => {
             c.keys_loaded
-                .fetch_add(keys.len() as u64, Ordering::Relaxed);
-            Ok(Shard::new(keys, fps, Some(v.etag), full))
+                .fetch_add(entries.len() as u64, Ordering::Relaxed);
+            Ok(Shard::new(entries, Some(v.etag), full))
         }
         Err(DecodeError::Corrupt(reason)) => {
             tracing::warn!(%bucket, %key, %reason, "sync-state shard is corrupt: its rows are treated as new");
             c.shards_discarded.fetch_add(1, Ordering::Relaxed);
-            Ok(Shard::new(Vec::new(), Vec::new(), Some(v.etag), full))
+            Ok(Shard::new(Entries::default(), Some(v.etag), full))
         }
         Err(DecodeError::UnknownFormat(reason)) => Err(SyncStateError::Unreadable {
             bucket: bucket.clone(),
@@ -178,7 +181,7 @@ async fn ensure_manifest(state: &SyncState) -> Result<(), SyncStateError> {
     }
     let at = &state.location;
     let ours = Manifest {
-        format: codec::FORMAT_VERSION,
+        format: MANIFEST_FORMAT,
         shard_bits: state.shard_bits,
     };
     // Serialising two small integers cannot fail.
@@ -226,47 +229,47 @@ async fn save_shard(state: &SyncState, index: usize) -> Result<SaveReport, SyncS
         };
         let changes = shard.changes();
         let loaded = (!partial).then(|| {
-            let (keys, fps, _) = merge(&shard.keys, &shard.fps, &changes);
-            let unchanged = keys == shard.keys && fps == shard.fps;
-            (keys, fps, shard.etag.clone(), unchanged)
+            let (merged, _) = merge_into(&shard.keys, &shard.fps, &shard.ids, &changes);
+            let unchanged = shard.holds(&merged);
+            (merged, shard.etag.clone(), unchanged)
         });
         (changes, loaded)
     };
-    let (mut keys, mut fps, mut expect) = match loaded {
-        Some((keys, fps, etag, false)) => (keys, fps, etag.map_or(Expect::Absent, Expect::Etag)),
+    let (mut entries, mut expect) = match loaded {
+        Some((merged, etag, false)) => (merged, etag.map_or(Expect::Absent, Expect::Etag)),
         // Nothing to write against what was loaded (the run delivered what was stored, or
         // forgot nothing): still checked against what is stored now, since another writer may
         // have replaced those entries meanwhile and the merge rules then drop them.
         _ => {
-            let (theirs_keys, theirs_fps, theirs) = read_stored(state, index).await?;
-            let (keys, fps, conflicts) = merge(&theirs_keys, &theirs_fps, &changes);
+            let (theirs, expect) = read_stored(state, index).await?;
+            let (merged, conflicts) = merge(&theirs, &changes);
             report.conflicts_dropped = conflicts;
-            if keys == theirs_keys && fps == theirs_fps {
-                let etag = match theirs {
+            if merged == theirs {
+                let etag = match expect {
                     Expect::Etag(etag) => Some(etag),
                     Expect::Absent => None,
                 };
-                commit(state, index, keys, fps, etag, &changes);
+                commit(state, index, merged, etag, &changes);
                 return Ok(report);
             }
-            (keys, fps, theirs)
+            (merged, expect)
         }
     };
     for _ in 0..CAS_ATTEMPTS {
-        let body = codec::encode(bits, index, &keys, &fps);
+        let body = codec::encode(bits, index, &entries);
         let len = body.len() as u64;
         if let Some(new_etag) = state.store.put_if(bucket, &key, body, expect).await? {
             report.shards_written = 1;
             report.bytes_written = len;
-            report.keys_stored = keys.len() as u64;
-            commit(state, index, keys, fps, Some(new_etag), &changes);
+            report.keys_stored = entries.len() as u64;
+            commit(state, index, entries, Some(new_etag), &changes);
             return Ok(report);
         }
         // Someone wrote since we read: merge our changes into what is there now.
         report.cas_retries += 1;
-        let (theirs_keys, theirs_fps, theirs) = read_stored(state, index).await?;
-        let (k, f, conflicts) = merge(&theirs_keys, &theirs_fps, &changes);
-        (keys, fps, expect) = (k, f, theirs);
+        let (theirs, now) = read_stored(state, index).await?;
+        let (merged, conflicts) = merge(&theirs, &changes);
+        (entries, expect) = (merged, now);
         // Only the merge that is finally written counts.
         report.conflicts_dropped = conflicts;
     }
@@ -279,22 +282,19 @@ async fn save_shard(state: &SyncState, index: usize) -> Result<SaveReport, SyncS
 
 /// The stored shard now (a corrupt one counts as empty and is replaced), and the condition that
 /// replaces exactly that version.
-async fn read_stored(
-    state: &SyncState,
-    index: usize,
-) -> Result<(Vec<u64>, Vec<u64>, Expect), SyncStateError> {
+async fn read_stored(state: &SyncState, index: usize) -> Result<(Entries, Expect), SyncStateError> {
     let (bucket, key, bits) = (
         &state.location.bucket,
         state.location.shard_key(state.shard_bits, index),
         state.shard_bits,
     );
     match state.store.get_versioned(bucket, &key).await? {
-        None => Ok((Vec::new(), Vec::new(), Expect::Absent)),
+        None => Ok((Entries::default(), Expect::Absent)),
         Some(v) => match codec::decode(&v.body, bits, index) {
-            Ok((k, f)) => Ok((k, f, Expect::Etag(v.etag))),
+            Ok(entries) => Ok((entries, Expect::Etag(v.etag))),
             Err(DecodeError::Corrupt(reason)) => {
                 tracing::warn!(%bucket, %key, %reason, "sync-state shard is corrupt: replacing it");
-                Ok((Vec::new(), Vec::new(), Expect::Etag(v.etag)))
+                Ok((Entries::default(), Expect::Etag(v.etag)))
             }
             Err(DecodeError::UnknownFormat(reason)) => Err(SyncStateError::Unreadable {
                 bucket: bucket.clone(),
@@ -306,12 +306,11 @@ async fn read_stored(
 }
 
 /// Adopts what was stored. A prepared shard keeps its part of it: the entries of the keys it
-/// held or changed, as now stored (a key dropped in a conflict is gone).
+/// held or changed, as now stored (a key dropped in a conflict is gone), without their ids.
 fn commit(
     state: &SyncState,
     index: usize,
-    keys: Vec<u64>,
-    fps: Vec<u64>,
+    stored: Entries,
     etag: Option<String>,
     changes: &[super::shard::Change],
 ) {
@@ -326,13 +325,13 @@ fn commit(
         wanted.dedup();
         let (mut kept_keys, mut kept_fps) = (Vec::new(), Vec::new());
         for k in wanted {
-            if let Ok(i) = keys.binary_search(&k) {
+            if let Ok(i) = stored.keys.binary_search(&k) {
                 kept_keys.push(k);
-                kept_fps.push(fps[i]);
+                kept_fps.push(stored.fps[i]);
             }
         }
-        shard.commit(kept_keys, kept_fps, etag, changes);
+        shard.commit(Entries::unnamed(kept_keys, kept_fps), etag, changes);
     } else {
-        shard.commit(keys, fps, etag, changes);
+        shard.commit(stored, etag, changes);
     }
 }

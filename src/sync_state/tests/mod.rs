@@ -185,13 +185,27 @@ impl Harness {
         self.rt.block_on(state.save()).unwrap();
         out
     }
+    /// Everything stored, shard by shard: key hash → (fingerprint, customer id).
+    fn stored_named(&self, bits: u8) -> BTreeMap<u64, (u64, Option<String>)> {
+        let mut all = BTreeMap::new();
+        for i in 0..1usize << bits {
+            if let Some(body) = self.store.body(&self.location.shard_key(bits, i)) {
+                let e = codec::decode(&body, bits, i).unwrap();
+                for (j, (k, f)) in e.keys.iter().zip(&e.fps).enumerate() {
+                    let id = e.ids.get(j).map(|b| String::from_utf8_lossy(b).into_owned());
+                    all.insert(*k, (*f, id));
+                }
+            }
+        }
+        all
+    }
     /// Everything stored, shard by shard: key hash → fingerprint.
     fn stored(&self, bits: u8) -> BTreeMap<u64, u64> {
         let mut all = BTreeMap::new();
         for i in 0..1usize << bits {
             if let Some(body) = self.store.body(&self.location.shard_key(bits, i)) {
-                let (k, f) = codec::decode(&body, bits, i).unwrap();
-                all.extend(k.into_iter().zip(f));
+                let e = codec::decode(&body, bits, i).unwrap();
+                all.extend(e.keys.into_iter().zip(e.fps));
             }
         }
         all

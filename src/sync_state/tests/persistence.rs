@@ -66,6 +66,7 @@ fn merge_rules() {
         key: 7,
         loaded,
         ours,
+        id: None,
     };
     #[rustfmt::skip]
     let table: [(Option<u64>, Change, Option<u64>, u64); 8] = [
@@ -84,8 +85,8 @@ fn merge_rules() {
             Some(fp) => (vec![1, 7, 9], vec![10, fp, 90]),
             None => (vec![1, 9], vec![10, 90]),
         };
-        let (keys, fps, n) = merge(&tk, &tf, &[change]);
-        let got: BTreeMap<u64, u64> = keys.into_iter().zip(fps).collect();
+        let (merged, n) = merge(&Entries::unnamed(tk, tf), &[change.clone()]);
+        let got: BTreeMap<u64, u64> = merged.keys.into_iter().zip(merged.fps).collect();
         assert_eq!(got.get(&7).copied(), want, "{theirs:?} {change:?}");
         assert_eq!(
             (got[&1], got[&9], n),
@@ -165,16 +166,44 @@ fn shard_bytes_round_trip_and_damage_is_detected() {
     let base = (index as u64) << 60;
     let keys: Vec<u64> = (0..1000).map(|i| base + i * 7919).collect();
     let fps: Vec<u64> = (0..1000).map(|i| i * 31 + 1).collect();
-    let bytes = codec::encode(bits, index, &keys, &fps);
-    assert_eq!(bytes.len(), codec::FRAME_BYTES + 16 * keys.len());
+    let mut entries = Entries::default();
+    for (i, (k, f)) in keys.iter().zip(&fps).enumerate() {
+        // Every third entry without an id (stored before ids were, or an event).
+        let id = format!("user-{i}");
+        entries.push(*k, *f, (i % 3 != 0).then_some(id.as_bytes()));
+    }
+    let id_bytes: usize = (0..1000).filter(|i| i % 3 != 0).map(|i| format!("user-{i}").len()).sum();
+    let bytes = codec::encode(bits, index, &entries);
+    assert_eq!(bytes.len(), codec::FRAME_BYTES + codec::ENTRY_BYTES * keys.len() + id_bytes);
+    assert_eq!(codec::decode(&bytes, bits, index), Ok(entries.clone()));
+    assert_eq!(entries.ids.get(1), Some(&b"user-1"[..]));
+    assert_eq!(entries.ids.get(3), None);
     assert_eq!(
-        codec::decode(&bytes, bits, index),
-        Ok((keys.clone(), fps.clone()))
+        codec::decode(&codec::encode(bits, index, &Entries::default()), bits, index),
+        Ok(Entries::default())
     );
+    // A version-1 shard (no id columns) still reads, its entries without ids.
+    let mut v1 = bytes[..24].to_vec();
+    v1[7] = 1;
+    for w in keys.iter().chain(&fps) {
+        v1.extend_from_slice(&w.to_le_bytes());
+    }
+    let sum = xxhash_rust::xxh3::xxh3_64(&v1);
+    v1.extend_from_slice(&sum.to_le_bytes());
     assert_eq!(
-        codec::decode(&codec::encode(bits, index, &[], &[]), bits, index),
-        Ok((vec![], vec![]))
+        codec::decode(&v1, bits, index),
+        Ok(Entries::unnamed(keys.clone(), fps.clone()))
     );
+    // Id ends that point past the id bytes are damage.
+    let mut bad_ends = bytes[..bytes.len() - 8].to_vec();
+    let last_end = 24 + 16 * keys.len() + 4 * (keys.len() - 1);
+    bad_ends[last_end..last_end + 4].copy_from_slice(&u32::MAX.to_le_bytes());
+    let sum = xxhash_rust::xxh3::xxh3_64(&bad_ends);
+    bad_ends.extend_from_slice(&sum.to_le_bytes());
+    assert!(matches!(
+        codec::decode(&bad_ends, bits, index),
+        Err(DecodeError::Corrupt(_))
+    ));
 
     let mut flipped = bytes.clone();
     flipped[100] ^= 1;
@@ -349,7 +378,8 @@ fn interpolated_lookup_finds_exactly_what_binary_search_finds() {
         keys.extend((0..n.min(500) as u64).map(|i| 1_000 + i));
         keys.sort_unstable();
         keys.dedup();
-        let shard = Shard::new(keys.clone(), vec![1; keys.len()], None, false);
+        let entries = Entries::unnamed(keys.clone(), vec![1; keys.len()]);
+        let shard = Shard::new(entries, None, false);
         for (i, k) in keys.iter().enumerate() {
             assert_eq!(shard.position(*k), Some(i), "n={n}");
         }

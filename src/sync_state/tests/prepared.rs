@@ -18,6 +18,8 @@ fn twin(from: &MemStore) -> Arc<MemStore> {
 struct Row {
     kind: ElementKind,
     print: RowPrint,
+    /// A user row's customer id, stored with its entry.
+    id: Option<String>,
     accepted: bool,
 }
 
@@ -35,6 +37,7 @@ fn random_rows(rng: &mut fastrand::Rng, fp: &Fingerprinter, pool: usize, max: us
             Row {
                 kind,
                 print: fp.print(kind, key.as_bytes(), &customer(&key, &payload)),
+                id: (kind == ElementKind::Customer).then_some(key),
                 accepted: rng.u8(..10) != 0,
             }
         })
@@ -69,7 +72,8 @@ fn run_part(
             h.rt.block_on(state.save()).unwrap();
             other(h);
         }
-        let d = state.classify_row(r.kind, i as u64 + 1, r.print).unwrap();
+        let id = r.id.as_deref().map(str::as_bytes);
+        let d = state.classify_row(r.kind, i as u64 + 1, r.print, id).unwrap();
         if d.send && r.accepted {
             state.record_delivered(&[r.print]);
         }
@@ -156,10 +160,21 @@ fn prepared_verdicts_and_saves_match_the_in_memory_path() {
             }
         }
         assert_eq!(
-            streamed.stored(bits),
-            lazy.stored(bits),
+            streamed.stored_named(bits),
+            lazy.stored_named(bits),
             "trial {trial}: stored state ({options:?})"
         );
+        // Every user key is stored with the id it hashes from; event ids are not kept.
+        for (key, (_, id)) in streamed.stored_named(bits) {
+            let user = |id: &str| Fingerprinter::key(ElementKind::Customer, id.as_bytes()) == key;
+            match id {
+                Some(id) => assert!(user(&id), "trial {trial}: {id} is not key {key:x}'s id"),
+                None => assert!(
+                    (0..pool).all(|u| !user(&format!("u{u}"))),
+                    "trial {trial}: user key {key:x} stored without its id"
+                ),
+            }
+        }
     }
 }
 
@@ -199,7 +214,7 @@ fn a_prepared_state_holds_only_what_the_part_may_send() {
         .enumerate()
         .filter(|(i, p)| {
             let d = state
-                .classify_row(ElementKind::Customer, *i as u64 + 1, **p)
+                .classify_row(ElementKind::Customer, *i as u64 + 1, **p, None)
                 .unwrap();
             if d.send {
                 state.record_delivered(&[**p]);

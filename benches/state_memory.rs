@@ -245,7 +245,11 @@ fn grow_state(dir: &Path, total: u64) -> u64 {
             .collect();
         entries.extend((0..per_shard).map(|_| {
             let key = base | rng.u64(..=span);
-            (key, rng.u64(1..), format!("x{:011x}", key & 0xfff_ffff_ffff).into_bytes())
+            (
+                key,
+                rng.u64(1..),
+                format!("x{:011x}", key & 0xfff_ffff_ffff).into_bytes(),
+            )
         }));
         entries.sort_unstable_by_key(|e| e.0);
         entries.dedup_by_key(|e| e.0);

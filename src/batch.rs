@@ -185,6 +185,28 @@ impl Batcher {
     }
 }
 
+/// The Delete Users body for a customer id as it appears in an element (JSON-escaped, unquoted).
+pub fn delete_body(id: &[u8]) -> bytes::Bytes {
+    let mut body = Vec::with_capacity(id.len() + 64);
+    body.extend_from_slice(b"{\"identity_type\":\"customer_id\",\"identity_value\":\"");
+    body.extend_from_slice(id);
+    body.extend_from_slice(b"\"}");
+    bytes::Bytes::from(body)
+}
+
+/// Checks a dead-lettered Delete Users body before redrive replays it: exactly the two fields
+/// [`delete_body`] writes, a customer id, a non-empty string.
+pub fn check_delete_body(value: &serde_json::Value) -> Result<(), &'static str> {
+    let obj = value.as_object().ok_or("it is not a JSON object")?;
+    if obj.len() != 2 || obj.get("identity_type").and_then(|t| t.as_str()) != Some("customer_id") {
+        return Err("it is not {\"identity_type\":\"customer_id\",\"identity_value\":…}");
+    }
+    match obj.get("identity_value").and_then(|v| v.as_str()) {
+        Some(id) if !id.trim().is_empty() => Ok(()),
+        _ => Err("identity_value is missing or empty"),
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

@@ -113,15 +113,19 @@ pub enum SyncMode {
     Insert,
     /// Update existing users only (`update_existing_only: true`); never create.
     Update,
+    /// As `Upsert`, and a user this sync delivered who is absent from a complete snapshot is
+    /// deleted (users only; see `app::mirror`).
+    Mirror,
 }
 
 impl SyncMode {
-    pub const ACCEPTED: &'static str = "upsert, insert or update";
+    pub const ACCEPTED: &'static str = "upsert, insert, update or mirror";
     pub fn parse(value: &str) -> Option<Self> {
         match value.trim().to_ascii_lowercase().as_str() {
             "upsert" => Some(SyncMode::Upsert),
             "insert" => Some(SyncMode::Insert),
             "update" => Some(SyncMode::Update),
+            "mirror" => Some(SyncMode::Mirror),
             _ => None,
         }
     }
@@ -130,6 +134,7 @@ impl SyncMode {
             SyncMode::Upsert => "upsert",
             SyncMode::Insert => "insert",
             SyncMode::Update => "update",
+            SyncMode::Mirror => "mirror",
         }
     }
 }
@@ -166,11 +171,18 @@ pub enum Endpoint {
     Transition,
     /// The connection test, `POST /v1/integrations/authentication` (no app id in its path).
     Authentication,
+    /// Delete Users, `POST /v1/customer/delete?app_id={app_id}` (the app id in the query).
+    Delete,
 }
 
 impl Endpoint {
     /// The endpoints that carry data, i.e. that a dead-letter message may name.
-    pub const DATA: [Endpoint; 3] = [Endpoint::Customer, Endpoint::Event, Endpoint::Transition];
+    pub const DATA: [Endpoint; 4] = [
+        Endpoint::Customer,
+        Endpoint::Event,
+        Endpoint::Transition,
+        Endpoint::Delete,
+    ];
 
     /// The name used in dead-letter messages (`kind`) and in paths.
     pub fn name(self) -> &'static str {
@@ -179,6 +191,7 @@ impl Endpoint {
             Endpoint::Event => "event",
             Endpoint::Transition => "transition",
             Endpoint::Authentication => "authentication",
+            Endpoint::Delete => "delete",
         }
     }
 
@@ -191,20 +204,26 @@ impl Endpoint {
     fn segments(self, app_id: &str) -> [&str; 3] {
         match self {
             Endpoint::Authentication => ["v1", "integrations", "authentication"],
+            Endpoint::Delete => ["v1", "customer", "delete"],
             data => ["v1", data.name(), app_id],
         }
     }
 
     /// The path, for people and for the `endpoint` field of dead-letter messages:
-    /// `/v1/transition/APPID`.
+    /// `/v1/transition/APPID`, `/v1/customer/delete?app_id=APPID`.
     pub fn path(self, app_id: &str) -> String {
-        self.segments(app_id)
+        let path = self
+            .segments(app_id)
             .iter()
             .fold(String::new(), |mut p, s| {
                 p.push('/');
                 p.push_str(s);
                 p
-            })
+            });
+        match self {
+            Endpoint::Delete => format!("{path}?app_id={app_id}"),
+            _ => path,
+        }
     }
 
     /// The URL to POST to: `base` (scheme, host, port) with this endpoint's path. The app id is one
@@ -219,16 +238,25 @@ impl Endpoint {
         if let Ok(mut path) = url.path_segments_mut() {
             path.clear().extend(self.segments(app_id));
         }
+        if self == Endpoint::Delete {
+            url.query_pairs_mut().append_pair("app_id", app_id);
+        }
         url
     }
 
     /// Reads a path this project wrote into a dead-letter message (`/v1/{api}/{app_id}`) back into
     /// the endpoint and app id. Anything else, however close, is `None`.
     pub fn parse_data_path(path: &str) -> Option<(Endpoint, &str)> {
-        let rest = path.strip_prefix("/v1/")?;
-        let (name, app_id) = rest.split_once('/')?;
-        let endpoint = Self::data_by_name(name)?;
-        let plain = |b: u8| b.is_ascii_graphic() && !b"/?#@%\\".contains(&b);
+        let plain = |b: u8| b.is_ascii_graphic() && !b"/?#@%&=\\".contains(&b);
+        let (endpoint, app_id) = match path.strip_prefix("/v1/customer/delete?app_id=") {
+            Some(app_id) => (Endpoint::Delete, app_id),
+            None => {
+                let rest = path.strip_prefix("/v1/")?;
+                let (name, app_id) = rest.split_once('/')?;
+                let endpoint = Self::data_by_name(name).filter(|e| *e != Endpoint::Delete)?;
+                (endpoint, app_id)
+            }
+        };
         (!app_id.is_empty() && app_id.bytes().all(plain)).then_some((endpoint, app_id))
     }
 }
@@ -274,6 +302,22 @@ mod tests {
             Endpoint::Event.url(&local, "A").as_str(),
             "http://127.0.0.1:8080/v1/event/A"
         );
+        // Delete Users takes the app id in the query, encoded whatever it holds.
+        assert_eq!(
+            Endpoint::Delete.url(&base, "APP1").as_str(),
+            "https://api-01.moengage.com/v1/customer/delete?app_id=APP1"
+        );
+        let hostile = Endpoint::Delete.url(&base, "A&x=@evil.example/#");
+        assert_eq!(hostile.host_str(), Some("api-01.moengage.com"));
+        assert_eq!(hostile.path(), "/v1/customer/delete");
+        assert_eq!(
+            hostile.query_pairs().collect::<Vec<_>>(),
+            vec![("app_id".into(), "A&x=@evil.example/#".into())]
+        );
+        assert_eq!(
+            Endpoint::Delete.path("APP1"),
+            "/v1/customer/delete?app_id=APP1"
+        );
     }
 
     #[test]
@@ -297,6 +341,10 @@ mod tests {
             "/v1/customer/A@b",
             "/v2/customer/APP",
             "v1/customer/APP",
+            "/v1/delete/APP",
+            "/v1/customer/delete?app_id=",
+            "/v1/customer/delete?app_id=A&host=evil",
+            "/v1/customer/delete?app_id=A/../x",
         ] {
             assert_eq!(Endpoint::parse_data_path(forged), None, "{forged}");
         }

@@ -98,6 +98,24 @@ pub const METRICS: &[Metric] = &[
     metric("ObjectsFailed", Unit::Count, |r| {
         u64::from(r.summary.status == Status::Failed)
     }),
+    // Mirror mode: users deleted in MoEngage by a snapshot's deletion pass, deletions
+    // dead-lettered, and 1 when the guard refused a pass (too many users left the snapshot: a
+    // truncated export?), which has its own alarm.
+    metric("UsersDeleted", Unit::Count, |r| {
+        r.summary.mirror.as_ref().map_or(0, |m| m.users_deleted)
+    }),
+    metric("DeletesDeadLettered", Unit::Count, |r| {
+        r.summary
+            .mirror
+            .as_ref()
+            .map_or(0, |m| m.deletes_dead_lettered)
+    }),
+    metric("MirrorRefused", Unit::Count, |r| {
+        r.summary
+            .mirror
+            .as_ref()
+            .map_or(0, |m| u64::from(m.mirror_refused))
+    }),
 ];
 
 /// The EMF document for one object's run report. `function_name` and `object_type` become the

@@ -43,6 +43,38 @@ pub struct ObjectSummary {
     /// Where the full run report was written.
     #[serde(skip_serializing_if = "Option::is_none", default)]
     pub report: Option<String>,
+    /// A mirror mode deletion pass (the entry's `key` is the snapshot's folder).
+    #[serde(flatten, default)]
+    pub mirror: Option<Box<MirrorSummary>>,
+}
+
+/// What a mirror mode deletion pass did: `users_to_delete = users_deleted +
+/// deletes_dead_lettered + deletes_pending`.
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct MirrorSummary {
+    /// Users this sync delivered that no data object of the snapshot holds.
+    pub users_to_delete: u64,
+    /// Deleted: MoEngage answered 200, or 400 "user does not exist" (already gone).
+    pub users_deleted: u64,
+    /// Deletions MoEngage refused or that kept failing: in the dead-letter queue, exact body.
+    pub deletes_dead_lettered: u64,
+    /// Not attempted yet (a continuation goes on), or not attempted at all when refused.
+    pub deletes_pending: u64,
+    /// Users in the sync state with a stored customer id: the guard's denominator.
+    pub users_in_state: u64,
+    /// The guard stopped the pass: nothing was deleted.
+    #[serde(default, skip_serializing_if = "std::ops::Not::not")]
+    pub mirror_refused: bool,
+    /// The first customer ids to delete (at most 20), for people.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub first_ids: Vec<String>,
+}
+
+impl MirrorSummary {
+    pub fn balanced(&self) -> bool {
+        self.users_to_delete
+            == self.users_deleted + self.deletes_dead_lettered + self.deletes_pending
+    }
 }
 
 impl ObjectSummary {

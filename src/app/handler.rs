@@ -12,9 +12,10 @@ use tokio::time::Instant;
 use crate::account::report::{report_key, ObjectSummary, Status};
 use crate::app::invocation;
 use crate::app::invocation::{Request, UnknownPayload};
+use crate::app::mirror;
 use crate::app::redrive;
 use crate::app::runs::{Claim, MarkerStatus, Markers, RunCheckpoint, RunMarker};
-use crate::app::summary::{BatchItemFailure, Summary};
+use crate::app::summary::{BatchItemFailure, Processed, Summary};
 use crate::app::work::WorkItem;
 use crate::app::{Deps, Invocation};
 use crate::config::syncs::SyncSpec;
@@ -116,11 +117,44 @@ async fn run_request(
     };
     match request {
         Request::Objects(objects) => {
+            let done = deps.config.mirror_done_marker.as_deref();
             for object in objects {
+                if mirror::is_completion_marker(&object.key, done) {
+                    let folder = mirror::folder_of(&object.key);
+                    let p = mirror::run(
+                        deps,
+                        syncs,
+                        &object.bucket,
+                        folder,
+                        mirror::Trigger::Marker,
+                        inv,
+                        &mut summary.notes,
+                    )
+                    .await?;
+                    take(p, summary);
+                    continue;
+                }
                 let p = process_version(deps, syncs, &object, None, false, inv, &mut summary.notes)
                     .await?;
+                let after = after_object(deps, syncs, &p, inv, &mut summary.notes).await?;
                 take(p, summary);
+                take(after, summary);
             }
+        }
+        Request::Mirror(req) => {
+            let (bucket, prefix) = (req.bucket.clone(), req.prefix.clone());
+            let trigger = mirror::Trigger::Requested(req);
+            let p = mirror::run(
+                deps,
+                syncs,
+                &bucket,
+                &prefix,
+                trigger,
+                inv,
+                &mut summary.notes,
+            )
+            .await?;
+            take(p, summary);
         }
         Request::Work(item) => {
             if let Err(why) = deps.config.accepts_object(&item.bucket, &item.key) {
@@ -145,7 +179,9 @@ async fn run_request(
                 &mut summary.notes,
             )
             .await?;
+            let after = after_object(deps, syncs, &p, inv, &mut summary.notes).await?;
             take(p, summary);
+            take(after, summary);
         }
         Request::Sweep => sweep(deps, syncs, inv, summary).await?,
         Request::Redrive(req) => {
@@ -156,14 +192,18 @@ async fn run_request(
     Ok(later)
 }
 
-/// What [`process_version`] did.
-pub enum Processed {
-    /// It ran (or failed to start): its summary line.
-    Line(ObjectSummary),
-    /// Nothing to do (already complete, not data, …); a note says why.
-    Nothing,
-    /// Another invocation holds a live lease on it: try again later, never drop it.
-    Busy,
+/// After an object's run: a mirror sync's folder may now be complete.
+async fn after_object(
+    deps: &Deps,
+    syncs: &Arc<Syncs>,
+    processed: &Processed,
+    inv: &Invocation,
+    notes: &mut Vec<String>,
+) -> Result<Processed, FatalError> {
+    match processed {
+        Processed::Line(line) => mirror::after_object(deps, syncs, line, inv, notes).await,
+        _ => Ok(Processed::Nothing),
+    }
 }
 
 /// Runs the current version of one object under its run marker; a note says why when it did not
@@ -508,11 +548,15 @@ async fn sweep(
             bucket: bucket.clone(),
             key: o.key,
         };
-        match process_version(deps, syncs, &object, None, false, inv, &mut summary.notes).await? {
-            Processed::Line(line) => summary.objects.push(line),
-            // The next sweep looks again.
-            Processed::Busy => busy += 1,
-            Processed::Nothing => {}
+        let p = process_version(deps, syncs, &object, None, false, inv, &mut summary.notes).await?;
+        let after = after_object(deps, syncs, &p, inv, &mut summary.notes).await?;
+        for p in [p, after] {
+            match p {
+                Processed::Line(line) => summary.objects.push(line),
+                // The next sweep looks again.
+                Processed::Busy => busy += 1,
+                Processed::Nothing => {}
+            }
         }
     }
     if let Some(first) = unrouted.first() {

@@ -17,6 +17,8 @@ pub enum Request {
     Objects(Vec<ObjectRef>),
     /// A continuation or enqueued object.
     Work(WorkItem),
+    /// A snapshot's mirror-mode deletion pass, asked for or continued.
+    Mirror(crate::app::work::MirrorRequest),
     /// EventBridge Scheduled Event: find object versions without a completed run.
     Sweep,
     /// Replay the dead-letter queue.
@@ -42,6 +44,11 @@ pub fn parse(
         let req = RedriveRequest::deserialize(r)
             .map_err(|e| UnknownPayload(format!("redrive: {}", shorten(&e.to_string(), 300))))?;
         return Ok(Request::Redrive(req));
+    }
+    if let Some(m) = payload.get("mirror") {
+        let req = crate::app::work::MirrorRequest::deserialize(m)
+            .map_err(|e| UnknownPayload(format!("mirror: {}", shorten(&e.to_string(), 300))))?;
+        return Ok(Request::Mirror(req));
     }
     if payload.get("moengage_sync").is_some() {
         let msg = WorkMessage::deserialize(payload)
@@ -102,7 +109,8 @@ struct S3Object {
     size: Option<u64>,
 }
 
-/// The objects an S3 notification names, keys decoded; skips what is not an export.
+/// The objects an S3 notification names, keys decoded; skips what is not an export, except
+/// completion markers (`_SUCCESS`, manifests, `MIRROR_DONE_MARKER`): mirror mode starts on them.
 pub fn s3_objects(
     event: &Value,
     config: &Config,
@@ -121,6 +129,13 @@ pub fn s3_objects(
                 "s3://{b}/{k}: {} is not an object creation; ignored",
                 shorten(&r.event_name, 100)
             ));
+            continue;
+        }
+        let done = config.mirror_done_marker.as_deref();
+        if crate::app::mirror::is_completion_marker(&key, done)
+            && config.accepts_object(&bucket, &key).is_ok()
+        {
+            out.push(ObjectRef { bucket, key });
             continue;
         }
         if let Some(what) = decode::marker_reason(&key, r.s3.object.size) {

@@ -4,6 +4,7 @@
 
 pub mod handler;
 pub mod invocation;
+pub mod mirror;
 pub mod redrive;
 pub mod runs;
 pub mod startup;

@@ -437,6 +437,9 @@ pub fn check_body(config: &Config, endpoint: Endpoint, body: &[u8]) -> Result<(u
             }
             Ok((elements.len() as u64 - events, events))
         }
+        Endpoint::Delete => crate::batch::check_delete_body(&value)
+            .map(|_| (0, 0))
+            .map_err(not_ours),
         Endpoint::Authentication => Err("the connection test carries no data".into()),
     }
 }

@@ -37,6 +37,8 @@ pub struct WorkQueueError(pub String);
 #[async_trait]
 pub trait WorkQueue: Send + Sync {
     async fn enqueue(&self, item: &WorkItem) -> Result<(), WorkQueueError>;
+    /// A mirror pass to continue: `{"mirror": {…}}`.
+    async fn enqueue_mirror(&self, request: &MirrorRequest) -> Result<(), WorkQueueError>;
 }
 
 /// The SQS queue named by `WORK_QUEUE_URL`.
@@ -52,6 +54,17 @@ impl WorkQueue for SqsWorkQueue {
             moengage_sync: item.clone(),
         })
         .map_err(|e| WorkQueueError(e.to_string()))?;
+        self.send(body).await
+    }
+
+    async fn enqueue_mirror(&self, request: &MirrorRequest) -> Result<(), WorkQueueError> {
+        let body = serde_json::json!({ "mirror": request }).to_string();
+        self.send(body).await
+    }
+}
+
+impl SqsWorkQueue {
+    async fn send(&self, body: String) -> Result<(), WorkQueueError> {
         self.client
             .send_message()
             .queue_url(&self.queue_url)
@@ -67,4 +80,16 @@ impl WorkQueue for SqsWorkQueue {
                 ))
             })
     }
+}
+
+/// A request for a snapshot's deletion pass: the work item `{"mirror": {…}}`, for exports that
+/// write no completion marker; `max_delete_percent` lets one reviewed snapshot past the guard.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct MirrorRequest {
+    pub bucket: String,
+    /// The snapshot's folder, ending in `/`.
+    pub prefix: String,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub max_delete_percent: Option<u32>,
 }

@@ -131,6 +131,14 @@ pub struct PreviewArgs {
     /// key routes to, or the only sync there is.
     #[arg(long)]
     pub sync: Option<String>,
+    /// Mirror mode: SOURCE is a snapshot's folder, s3://bucket/prefix/. Prints how many users its
+    /// deletion pass would delete, the first 20 ids, and whether the guard would refuse. Sends
+    /// nothing, writes nothing.
+    #[arg(long)]
+    pub deletes: bool,
+    /// With --deletes: the guard's limit to preview with (as a work item's max_delete_percent).
+    #[arg(long, requires = "deletes", value_parser = clap::value_parser!(u32).range(0..=100))]
+    pub max_delete_percent: Option<u32>,
 }
 
 #[derive(Debug, Args)]

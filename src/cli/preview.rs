@@ -114,6 +114,9 @@ pub async fn run(args: PreviewArgs) -> i32 {
             return exit::CANNOT_RUN;
         }
     };
+    if args.deletes {
+        return deletes(config, &args).await;
+    }
     let key = args
         .source
         .strip_prefix("s3://")
@@ -371,5 +374,101 @@ pub fn render_text(doc: &PreviewDoc<'_>) -> String {
     if let Some(f) = doc.failure {
         let _ = writeln!(out, "✗ stopped: {f}");
     }
+    out
+}
+
+/// `preview --deletes s3://bucket/prefix/`: what mirror mode's deletion pass would do.
+async fn deletes(config: Config, args: &PreviewArgs) -> i32 {
+    let Some((bucket, prefix)) = args
+        .source
+        .strip_prefix("s3://")
+        .and_then(|r| r.split_once('/'))
+        .filter(|(b, _)| !b.is_empty())
+    else {
+        eprintln!(
+            "moengage-sync preview --deletes: {} is not an s3://bucket/prefix/ folder",
+            args.source
+        );
+        return exit::CANNOT_RUN;
+    };
+    let aws = super::aws_config().await;
+    let deps = match crate::app::startup::connect_with(config, &aws).await {
+        Ok(d) => d,
+        Err(e) => {
+            eprintln!("moengage-sync preview --deletes: {e}");
+            return exit::CANNOT_RUN;
+        }
+    };
+    let syncs = deps.config.syncs.clone();
+    let p =
+        match crate::app::mirror::preview(&deps, &syncs, bucket, prefix, args.max_delete_percent)
+            .await
+        {
+            Ok(p) => p,
+            Err(e) => {
+                eprintln!("moengage-sync preview --deletes: {e}");
+                return exit::CANNOT_RUN;
+            }
+        };
+    if args.json {
+        match serde_json::to_string_pretty(&p) {
+            Ok(s) => println!("{s}"),
+            Err(e) => {
+                eprintln!("moengage-sync preview --deletes: {e}");
+                return exit::FAILED;
+            }
+        }
+    } else {
+        print!("{}", render_deletes(&p));
+    }
+    exit::OK
+}
+
+fn render_deletes(p: &crate::app::mirror::DeletePreview) -> String {
+    use std::fmt::Write as _;
+    let mut out = String::new();
+    let _ = writeln!(
+        out,
+        "Mirror preview of s3://{}/{} (sync {}): {} data objects, {} rows",
+        p.bucket, p.prefix, p.sync, p.objects, p.rows
+    );
+    let _ = writeln!(
+        out,
+        "  {} of the {} users this sync delivered are absent from the snapshot and would be deleted",
+        p.users_to_delete, p.users_in_state
+    );
+    for id in &p.first_ids {
+        let _ = writeln!(out, "    {id}");
+    }
+    if p.users_to_delete > p.first_ids.len() as u64 {
+        let _ = writeln!(
+            out,
+            "    … and {} more",
+            p.users_to_delete - p.first_ids.len() as u64
+        );
+    }
+    match &p.refused {
+        Some(why) => {
+            let _ = writeln!(
+                out,
+                "  The guard would REFUSE ({} % allowed): {why}; nothing would be deleted.",
+                p.max_delete_percent
+            );
+        }
+        None => {
+            let _ = writeln!(
+                out,
+                "  The guard would allow it ({} % allowed).",
+                p.max_delete_percent
+            );
+        }
+    }
+    if !p.marked {
+        let _ = writeln!(out, "  No completion marker yet (_SUCCESS, a manifest, or MIRROR_DONE_MARKER): the pass starts on one, or on a {{\"mirror\": …}} work item.");
+    }
+    if let Some(first) = p.waiting_for.first() {
+        let _ = writeln!(out, "  {} data objects have no completed run yet (e.g. {first}): the pass would wait for them.", p.waiting_for.len());
+    }
+    let _ = writeln!(out, "  Nothing was sent and nothing was written. MoEngage keeps a deleted user for 24 hours before erasing it.");
     out
 }

@@ -116,6 +116,12 @@ pub struct Config {
     /// spooled prints of its rows, and the shards read at once); the rest is spilled to `/tmp`.
     /// Default 64, within the 256 MB function with everything else running.
     pub state_memory_mb: u64,
+    /// `MIRROR_MAX_DELETE_PERCENT`: a mirror pass deletes nothing when more than this share of the
+    /// users in the sync state left the snapshot (default 5; 0–100).
+    pub mirror_max_delete_percent: u32,
+    /// `MIRROR_DONE_MARKER`: a file name that, besides `_SUCCESS` and names holding `manifest`,
+    /// marks a snapshot folder complete.
+    pub mirror_done_marker: Option<String>,
     /// `MAX_ROW_MB`, `MAX_HEADER_MB`, `MAX_COLUMNS`, `PARQUET_MAX_CHUNK_MB`: what one object may
     /// make the decoders hold at once.
     pub input_limits: InputLimits,
@@ -336,6 +342,14 @@ impl Config {
             None => None,
             raw => Some(parse_number("EVENTS_PER_MINUTE", raw, 0, 1, 10_000_000)?),
         };
+        // MoEngage documents 5,000 a minute for Delete Users; 100 like the seed's other APIs.
+        let deletes_per_minute = parse_number(
+            "DELETES_PER_MINUTE",
+            get("DELETES_PER_MINUTE"),
+            DEFAULT_RATE_LIMIT_PER_MINUTE,
+            1,
+            1_000_000,
+        )?;
         let max_in_flight = parse_number(
             "MAX_IN_FLIGHT",
             get("MAX_IN_FLIGHT"),
@@ -470,6 +484,27 @@ impl Config {
         let state_cache_mb = parse_number("STATE_CACHE_MB", get("STATE_CACHE_MB"), 256, 0, 10_240)?;
         let state_memory_mb =
             parse_number("STATE_MEMORY_MB", get("STATE_MEMORY_MB"), 64, 16, 10_240)?;
+        let mirror_max_delete_percent = parse_number(
+            "MIRROR_MAX_DELETE_PERCENT",
+            get("MIRROR_MAX_DELETE_PERCENT"),
+            5,
+            0,
+            100,
+        )?;
+        let mirror_done_marker = match get("MIRROR_DONE_MARKER") {
+            None => None,
+            Some(raw) => {
+                let name = raw.trim();
+                if name.is_empty() || name.contains('/') || name.len() > 255 {
+                    return Err(ConfigError::Invalid {
+                        variable: "MIRROR_DONE_MARKER",
+                        value: raw.clone(),
+                        accepted: "a file name (no '/'), e.g. _DONE".into(),
+                    });
+                }
+                Some(name.to_string())
+            }
+        };
         let input_limits = InputLimits {
             max_row_bytes: mb("MAX_ROW_MB", InputLimits::DEFAULT_MAX_ROW_MB, 256)?,
             max_header_bytes: mb("MAX_HEADER_MB", InputLimits::DEFAULT_MAX_HEADER_MB, 256)?,
@@ -503,11 +538,14 @@ impl Config {
             source_compression,
             csv,
             source_prefix: source_prefix.clone(),
-            budgets: Some(ApiBudgets::from_variables(
-                rate_limit_per_minute,
-                users_per_minute,
-                events_per_minute,
-            )),
+            budgets: Some(
+                ApiBudgets::from_variables(
+                    rate_limit_per_minute,
+                    users_per_minute,
+                    events_per_minute,
+                )
+                .with_deletes(deletes_per_minute),
+            ),
         };
         let sync_config =
             match get("SYNC_CONFIG") {
@@ -572,6 +610,8 @@ impl Config {
             input_limits,
             state_cache_mb,
             state_memory_mb,
+            mirror_max_delete_percent,
+            mirror_done_marker,
             dead_letter_queue_url,
             work_queue_url,
             state_bucket,
@@ -851,7 +891,14 @@ mod tests {
                 "users",
                 "user_attributes, events or bulk_import",
             ),
-            ("SYNC_MODE", "mirror", "upsert, insert or update"),
+            ("SYNC_MODE", "mirror2", "upsert, insert, update or mirror"),
+            ("DELETES_PER_MINUTE", "0", "whole number from 1"),
+            (
+                "MIRROR_MAX_DELETE_PERCENT",
+                "101",
+                "whole number from 0 to 100",
+            ),
+            ("MIRROR_DONE_MARKER", "a/b", "a file name"),
             ("RATE_LIMIT_PER_MINUTE", "fast", "whole number"),
             ("RATE_LIMIT_PER_MINUTE", "0", "whole number from 1"),
             ("BATCH_MAX_RECORDS", "-5", "whole number"),

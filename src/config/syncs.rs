@@ -196,6 +196,14 @@ impl Syncs {
             value: None,
             accepted: ObjectType::ACCEPTED.into(),
         })?;
+        let sync_mode = defaults.sync_mode.unwrap_or(SyncMode::Upsert);
+        if let Err(why) = mirror_fits(object_type, sync_mode) {
+            return Err(VariableError {
+                variable: "SYNC_MODE",
+                value: Some(sync_mode.as_str().into()),
+                accepted: why.into(),
+            });
+        }
         let field_mapping =
             mapping_from_variable(defaults, defaults.primary_key.clone(), object_type)?;
         Ok(Syncs {
@@ -203,7 +211,7 @@ impl Syncs {
                 name: DEFAULT_SYNC.into(),
                 prefix: String::new(),
                 object_type,
-                sync_mode: defaults.sync_mode.unwrap_or(SyncMode::Upsert),
+                sync_mode,
                 field_mapping,
                 source_format: defaults.source_format,
                 source_compression: defaults.source_compression,
@@ -349,6 +357,7 @@ struct FileBudgets {
     track_user: Option<FileBudget>,
     create_event: Option<FileBudget>,
     bulk_import: Option<FileBudget>,
+    delete_users: Option<FileBudget>,
 }
 
 #[derive(Deserialize, Default, Clone, Copy)]
@@ -391,7 +400,14 @@ impl FileBudgets {
             track_user: one("track_user", self.track_user, defaults.track_user)?,
             create_event: one("create_event", self.create_event, defaults.create_event)?,
             bulk_import: one("bulk_import", self.bulk_import, defaults.bulk_import)?,
+            delete_users: one("delete_users", self.delete_users, defaults.delete_users)?,
         };
+        if self
+            .delete_users
+            .is_some_and(|b| b.users_per_minute.is_some() || b.events_per_minute.is_some())
+        {
+            return Err("budgets.delete_users: Delete Users takes one user per request; set requests_per_minute only".into());
+        }
         if self
             .track_user
             .is_some_and(|b| b.events_per_minute.is_some())
@@ -495,6 +511,9 @@ fn parse_sync(
         Some(v) => SyncMode::parse(v).ok_or_else(|| invalid("sync_mode", v, SyncMode::ACCEPTED))?,
         None => defaults.sync_mode.unwrap_or(SyncMode::Upsert),
     };
+    if let Err(why) = mirror_fits(object_type, sync_mode) {
+        return Err(format!("sync_mode: {why}"));
+    }
     let primary_key = s
         .primary_key
         .map(|k| k.trim().to_string())
@@ -622,3 +641,11 @@ pub fn content_tag(bytes: &[u8]) -> String {
 
 #[cfg(test)]
 mod tests;
+
+/// Mirror mode deletes users; events have nothing to delete.
+fn mirror_fits(object_type: ObjectType, mode: SyncMode) -> Result<(), &'static str> {
+    if mode == SyncMode::Mirror && object_type == ObjectType::Events {
+        return Err("mirror deletes users who leave the snapshot, so it applies to user_attributes and bulk_import (its customer elements), not events; use upsert, insert or update for events");
+    }
+    Ok(())
+}

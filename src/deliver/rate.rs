@@ -37,6 +37,8 @@ pub struct ApiBudgets {
     pub create_event: ApiBudget,
     /// `POST /v1/transition`.
     pub bulk_import: ApiBudget,
+    /// `POST /v1/customer/delete` (mirror mode): `DELETES_PER_MINUTE`.
+    pub delete_users: ApiBudget,
 }
 
 impl ApiBudgets {
@@ -52,7 +54,14 @@ impl ApiBudgets {
             track_user: api(users, None),
             create_event: api(None, events),
             bulk_import: api(users, events),
+            delete_users: api(None, None),
         }
+    }
+
+    /// The same, with `DELETES_PER_MINUTE` for Delete Users.
+    pub fn with_deletes(mut self, requests_per_minute: u32) -> Self {
+        self.delete_users.requests_per_minute = requests_per_minute;
+        self
     }
 
     /// The budget `endpoint` spends; the connection check spends Track User's.
@@ -61,6 +70,7 @@ impl ApiBudgets {
             Endpoint::Customer | Endpoint::Authentication => &self.track_user,
             Endpoint::Event => &self.create_event,
             Endpoint::Transition => &self.bulk_import,
+            Endpoint::Delete => &self.delete_users,
         }
     }
 }
@@ -275,6 +285,7 @@ pub struct Budgets {
     track_user: Budget,
     create_event: Budget,
     bulk_import: Budget,
+    delete_users: Budget,
 }
 
 impl Budgets {
@@ -290,6 +301,7 @@ impl Budgets {
             track_user: one(&b.track_user),
             create_event: one(&b.create_event),
             bulk_import: one(&b.bulk_import),
+            delete_users: one(&b.delete_users),
         }
     }
 
@@ -299,6 +311,7 @@ impl Budgets {
             Endpoint::Customer | Endpoint::Authentication => &self.track_user,
             Endpoint::Event => &self.create_event,
             Endpoint::Transition => &self.bulk_import,
+            Endpoint::Delete => &self.delete_users,
         }
     }
 
@@ -307,6 +320,7 @@ impl Budgets {
         self.track_user.set(&b.track_user);
         self.create_event.set(&b.create_event);
         self.bulk_import.set(&b.bulk_import);
+        self.delete_users.set(&b.delete_users);
     }
 
     /// The request rate in force for `endpoint`'s API, per minute.

@@ -419,6 +419,32 @@ impl ResolvedMapping {
             .chain(&self.attributes)
     }
 
+    /// The row's `customer_id` as [`ResolvedMapping::encode`] writes it into the element (trimmed,
+    /// JSON-escaped, without its quotes) into `out` (cleared first), whatever the row's other
+    /// cells hold; `false` when the row has no usable customer id. Mirror mode counts a user as
+    /// present in a snapshot by this, so that a row rejected for another column never gets its
+    /// user deleted.
+    pub fn customer_id_json<R: Row + ?Sized>(&self, row: &R, out: &mut Vec<u8>) -> bool {
+        out.clear();
+        let Ok(cell) = row.cell(self.customer_id.index) else {
+            return false;
+        };
+        let Some(text) = cell.as_text() else {
+            return false;
+        };
+        let cid = convert::trim(&text);
+        if cid.is_empty() || convert::check_nul(cid).is_err() {
+            return false;
+        }
+        convert::write_raw_str(cid, out);
+        // Strip the quotes `write_raw_str` puts around it.
+        out.pop();
+        if !out.is_empty() {
+            out.remove(0);
+        }
+        true
+    }
+
     /// Encodes `row` as one element into `out` (cleared first). On `Err`, the row is rejected and
     /// `out` must be ignored. `now` bounds `user_time` (MoEngage refuses future-dated events).
     pub fn encode<R: Row + ?Sized>(

@@ -24,6 +24,7 @@ mod diagnose;
 mod dry;
 mod fair_use;
 mod ledger;
+pub mod members;
 mod produce;
 
 use std::collections::HashSet;

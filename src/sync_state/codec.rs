@@ -155,8 +155,7 @@ pub fn encode(bits: u8, index: usize, entries: &Entries) -> Vec<u8> {
         keys.windows(2).all(|w| w[0] < w[1]),
         "keys must be strictly ascending"
     );
-    let mut out =
-        Vec::with_capacity(FRAME_BYTES + ENTRY_BYTES * keys.len() + ids.bytes.len());
+    let mut out = Vec::with_capacity(FRAME_BYTES + ENTRY_BYTES * keys.len() + ids.bytes.len());
     out.extend_from_slice(MAGIC);
     out.push(FORMAT_VERSION);
     out.push(bits);
@@ -213,7 +212,9 @@ pub fn decode(bytes: &[u8], bits: u8, index: usize) -> Result<Entries, DecodeErr
     let count = u64::from_le_bytes(word(&body[16..24]));
     let n = usize::try_from(count).unwrap_or(usize::MAX);
     let columns = if version == 1 { 16 } else { ENTRY_BYTES };
-    let fixed = n.checked_mul(columns).and_then(|b| b.checked_add(HEADER_BYTES));
+    let fixed = n
+        .checked_mul(columns)
+        .and_then(|b| b.checked_add(HEADER_BYTES));
     let fits = match fixed {
         Some(f) if version == 1 => f == body.len(),
         Some(f) => f <= body.len(),

@@ -36,7 +36,8 @@ use crate::state::{StateError, StateStore};
 
 pub use codec::shard_of;
 pub use fingerprint::{
-    customer_id_of, customer_ids_in, mapping_fingerprint, Fingerprinter, RowPrint, UPDATE_EXISTING_ONLY_SUFFIX,
+    customer_id_of, customer_ids_in, mapping_fingerprint, Fingerprinter, RowPrint,
+    UPDATE_EXISTING_ONLY_SUFFIX,
 };
 pub use shard::Verdict;
 pub use store::{SaveReport, SyncLocation};
@@ -165,6 +166,17 @@ pub struct SyncState {
     /// hold only what a save needs (the stored entries of keys this part may send).
     prepared: OnceLock<Decisions>,
     counters: Counters,
+}
+
+/// One shard's users that a snapshot no longer holds ([`SyncState::absent_users`]).
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
+pub struct AbsentUsers {
+    /// Entries with a customer id (users this state can name).
+    pub named: u64,
+    /// Entries without one that the snapshot lacks: events, or users stored before ids were.
+    pub unnamed_absent: u64,
+    /// (key, customer id as in the element) of each named user the snapshot lacks.
+    pub users: Vec<(u64, Box<[u8]>)>,
 }
 
 /// What [`SyncState::prepare`] did.
@@ -302,8 +314,7 @@ impl SyncState {
             for e in &entries {
                 let kind = e.kind();
                 let policy = |verdict, duplicate| should_send(mode, kind, verdict, duplicate);
-                let (verdict, duplicate, send) =
-                    shard.classify(e.key, e.fingerprint, None, policy);
+                let (verdict, duplicate, send) = shard.classify(e.key, e.fingerprint, None, policy);
                 decisions.set(e.row(), verdict, duplicate);
                 stats.rows += 1;
                 if send && kept_keys.last() != Some(&e.key) {
@@ -427,6 +438,50 @@ impl SyncState {
             }
         }
         Ok(())
+    }
+
+    /// Mirror mode: shard `index` as stored now, and which of its users `members` (the sorted keys
+    /// a snapshot holds in this shard) lacks. The shard stays loaded for [`SyncState::forget`] and
+    /// `save` until [`SyncState::release`].
+    pub async fn absent_users(
+        &self,
+        index: usize,
+        members: &[u64],
+    ) -> Result<AbsentUsers, SyncStateError> {
+        let shard = self.load(index).await?;
+        let mut absent = AbsentUsers::default();
+        let mut m = 0;
+        for (i, &key) in shard.keys.iter().enumerate() {
+            while m < members.len() && members[m] < key {
+                m += 1;
+            }
+            let present = members.get(m) == Some(&key);
+            match shard.ids.get(i) {
+                Some(id) => {
+                    absent.named += 1;
+                    if !present {
+                        absent.users.push((key, Box::from(id)));
+                    }
+                }
+                None if !present => absent.unnamed_absent += 1,
+                None => {}
+            }
+        }
+        *self.lock(index) = Some(shard);
+        Ok(absent)
+    }
+
+    /// MoEngage accepted the deletion of `key`'s user: the next save drops its entry (unless
+    /// another writer delivered the key again since [`SyncState::absent_users`] read it).
+    pub fn forget(&self, key: u64) {
+        if let Some(shard) = self.lock(shard_of(key, self.shard_bits)).as_mut() {
+            shard.forget(key);
+        }
+    }
+
+    /// Drops shard `index` from memory (a mirror pass goes one shard at a time).
+    pub fn release(&self, index: usize) {
+        *self.lock(index) = None;
     }
 
     /// Writes every shard with recorded deliveries (compare-and-swap, merging with concurrent

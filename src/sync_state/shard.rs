@@ -128,6 +128,9 @@ pub(crate) struct Shard {
     /// A `FULL_RESYNC` run: no entry is trusted for a verdict, not even one stored during the run
     /// (by a mid-run save, or another writer), so every first occurrence is `New`.
     full_resync: bool,
+    /// Keys whose users MoEngage deleted (mirror mode): the next save drops their entries, unless
+    /// another writer delivered them again meanwhile.
+    removed: Vec<u64>,
 }
 
 impl Shard {
@@ -147,6 +150,14 @@ impl Shard {
             run: RunTable::default(),
             etag,
             full_resync,
+            removed: Vec::new(),
+        }
+    }
+
+    /// MoEngage deleted `key`'s user: the next save drops the entry as loaded.
+    pub fn forget(&mut self, key: u64) {
+        if self.position(key).is_some() {
+            self.removed.push(key);
         }
     }
 
@@ -241,7 +252,9 @@ impl Shard {
         });
         e.sent = fp;
         if e.id.is_none() && !stored_id {
-            e.id = id.filter(|id| id.len() <= super::codec::MAX_ID_BYTES).map(Box::from);
+            e.id = id
+                .filter(|id| id.len() <= super::codec::MAX_ID_BYTES)
+                .map(Box::from);
         }
     }
 
@@ -305,7 +318,18 @@ impl Shard {
                 });
             }
         }
+        for &key in &self.removed {
+            if let Some(i) = self.position(key) {
+                out.push(Change {
+                    key,
+                    loaded: Some(self.fps[i]),
+                    ours: None,
+                    id: None,
+                });
+            }
+        }
         out.sort_unstable_by_key(|c| c.key);
+        out.dedup_by_key(|c| c.key);
         out
     }
 
@@ -346,6 +370,7 @@ impl Shard {
                 }
             }
         }
+        self.removed.clear();
         (self.keys, self.fps, self.ids) = (keys, fps, ids);
         (self.etag, self.seen, self.stale) = (etag, seen, stale);
     }
@@ -357,7 +382,12 @@ impl Shard {
             + self.seen.heap_bytes()
             + self.stale.heap_bytes()
             + self.run.capacity() * (std::mem::size_of::<(u64, RunEntry)>() + 1)
-            + self.run.values().filter_map(|e| e.id.as_ref()).map(|id| id.len()).sum::<usize>()
+            + self
+                .run
+                .values()
+                .filter_map(|e| e.id.as_ref())
+                .map(|id| id.len())
+                .sum::<usize>()
     }
 }
 

@@ -23,6 +23,7 @@ mod formats;
 mod cli;
 // Issue "operator experience": the CloudWatch EMF document of a real run.
 mod metrics;
+mod mirror;
 // Issue "security": forged dead letters and work items cannot redirect requests or reads.
 mod security;
 // Issue "concurrent delivery": requests in flight at once, per-user order, exactly once.

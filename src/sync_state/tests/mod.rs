@@ -192,7 +192,10 @@ impl Harness {
             if let Some(body) = self.store.body(&self.location.shard_key(bits, i)) {
                 let e = codec::decode(&body, bits, i).unwrap();
                 for (j, (k, f)) in e.keys.iter().zip(&e.fps).enumerate() {
-                    let id = e.ids.get(j).map(|b| String::from_utf8_lossy(b).into_owned());
+                    let id = e
+                        .ids
+                        .get(j)
+                        .map(|b| String::from_utf8_lossy(b).into_owned());
                     all.insert(*k, (*f, id));
                 }
             }

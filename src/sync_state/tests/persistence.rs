@@ -85,7 +85,7 @@ fn merge_rules() {
             Some(fp) => (vec![1, 7, 9], vec![10, fp, 90]),
             None => (vec![1, 9], vec![10, 90]),
         };
-        let (merged, n) = merge(&Entries::unnamed(tk, tf), &[change.clone()]);
+        let (merged, n) = merge(&Entries::unnamed(tk, tf), std::slice::from_ref(&change));
         let got: BTreeMap<u64, u64> = merged.keys.into_iter().zip(merged.fps).collect();
         assert_eq!(got.get(&7).copied(), want, "{theirs:?} {change:?}");
         assert_eq!(
@@ -172,14 +172,24 @@ fn shard_bytes_round_trip_and_damage_is_detected() {
         let id = format!("user-{i}");
         entries.push(*k, *f, (i % 3 != 0).then_some(id.as_bytes()));
     }
-    let id_bytes: usize = (0..1000).filter(|i| i % 3 != 0).map(|i| format!("user-{i}").len()).sum();
+    let id_bytes: usize = (0..1000)
+        .filter(|i| i % 3 != 0)
+        .map(|i| format!("user-{i}").len())
+        .sum();
     let bytes = codec::encode(bits, index, &entries);
-    assert_eq!(bytes.len(), codec::FRAME_BYTES + codec::ENTRY_BYTES * keys.len() + id_bytes);
+    assert_eq!(
+        bytes.len(),
+        codec::FRAME_BYTES + codec::ENTRY_BYTES * keys.len() + id_bytes
+    );
     assert_eq!(codec::decode(&bytes, bits, index), Ok(entries.clone()));
     assert_eq!(entries.ids.get(1), Some(&b"user-1"[..]));
     assert_eq!(entries.ids.get(3), None);
     assert_eq!(
-        codec::decode(&codec::encode(bits, index, &Entries::default()), bits, index),
+        codec::decode(
+            &codec::encode(bits, index, &Entries::default()),
+            bits,
+            index
+        ),
         Ok(Entries::default())
     );
     // A version-1 shard (no id columns) still reads, its entries without ids.

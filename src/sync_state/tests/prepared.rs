@@ -73,7 +73,9 @@ fn run_part(
             other(h);
         }
         let id = r.id.as_deref().map(str::as_bytes);
-        let d = state.classify_row(r.kind, i as u64 + 1, r.print, id).unwrap();
+        let d = state
+            .classify_row(r.kind, i as u64 + 1, r.print, id)
+            .unwrap();
         if d.send && r.accepted {
             state.record_delivered(&[r.print]);
         }

@@ -34,14 +34,14 @@ pub use crate::app::work::MirrorRequest;
 use crate::app::{Deps, Invocation};
 pub use crate::batch::{check_delete_body, delete_body};
 use crate::config::syncs::{SyncSpec, Syncs};
-use crate::deliver::dead_letter::{DeadLetterMessage, SourceRef};
+use crate::deliver::dead_letter::{DeadLetterMessage, SourceRef, StateNote};
 use crate::deliver::{FailureDetail, Outcome};
 use crate::model::{shorten, Endpoint, ObjectRef, SyncMode};
 use crate::pipeline::members::add_members;
 use crate::pipeline::FatalError;
 use crate::source::ListedObject;
 use crate::sync_state::verdicts::{PrintSpool, Spooled};
-use crate::sync_state::{SyncLocation, SyncOptions, SyncState};
+use crate::sync_state::{AbsentUser, RowPrint, SyncLocation, SyncOptions, SyncState};
 
 /// How many ids a report or preview lists.
 pub const FIRST_IDS: usize = 20;
@@ -215,11 +215,10 @@ pub async fn scan(state: &SyncState, members: &Members, from: u64) -> Result<Sca
         out.named += absent.named;
         out.absent += absent.users.len() as u64;
         out.unnamed_absent += absent.unnamed_absent;
-        for (key, id) in absent.users.iter().filter(|(k, _)| *k >= from) {
-            let _ = key;
+        for user in absent.users.iter().filter(|u| u.key >= from) {
             out.absent_from += 1;
             if out.first_ids.len() < FIRST_IDS {
-                out.first_ids.push(display_id(id));
+                out.first_ids.push(display_id(&user.id));
             }
         }
     }
@@ -592,12 +591,13 @@ async fn delete_pass(
                 break;
             }
         };
-        for (key, id) in absent.users.iter().filter(|(k, _)| *k >= from) {
+        for user in absent.users.iter().filter(|u| u.key >= from) {
+            let key = &user.key;
             if stop_at.is_some_and(|t| Instant::now() >= t) {
                 report.summary.status = Status::Continued;
                 break 'shards;
             }
-            let body = delete_body(id);
+            let body = delete_body(&user.id);
             let d = deps
                 .deliver
                 .deliver(Endpoint::Delete, body.clone(), (0, 0), stop_at)
@@ -609,7 +609,11 @@ async fn delete_pass(
                 Outcome::Delivered { .. } => state.forget(*key),
                 Outcome::Failed(detail) if is_unknown_user(&detail) => state.forget(*key),
                 Outcome::Failed(detail) => {
-                    if let Err(e) = dead_letter(deps, snapshot, &body, detail, d.attempts).await {
+                    let scope = spec.state_scope(&deps.config.workspace_id);
+                    let noted = (&state, user, scope.as_str());
+                    if let Err(e) =
+                        dead_letter(deps, snapshot, noted, &body, detail, d.attempts).await
+                    {
                         fatal = Some(e);
                         break 'shards;
                     }
@@ -655,6 +659,7 @@ async fn delete_pass(
 async fn dead_letter(
     deps: &Deps,
     snapshot: &Snapshot,
+    (state, user, scope): (&SyncState, &AbsentUser, &str),
     body: &[u8],
     detail: FailureDetail,
     attempts: u32,
@@ -674,7 +679,7 @@ async fn dead_letter(
         first_row: 0,
         last_row: 0,
     };
-    let msg = DeadLetterMessage::new(
+    let mut msg = DeadLetterMessage::new(
         source,
         Endpoint::Delete,
         &deps.config.app_id,
@@ -684,6 +689,20 @@ async fn dead_letter(
         attempts,
     )
     .map_err(fatal)?;
+    // Sealed: redrive replays the deletion only while the state still holds the user as it was
+    // now, and then drops the entry.
+    let print = RowPrint {
+        key: user.key,
+        fingerprint: user.fingerprint,
+    };
+    let location = state.location();
+    msg.sync_state = Some(StateNote::new(
+        &deps.moengage,
+        &location.bucket,
+        scope,
+        &[print],
+        body,
+    ));
     deps.dead_letters.send(&msg).await.map_err(fatal)
 }
 

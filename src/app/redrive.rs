@@ -57,6 +57,10 @@ pub struct RedriveReport {
     /// Messages left in the queue afterwards (approximate, as SQS counts).
     #[serde(skip_serializing_if = "Option::is_none")]
     pub left_in_queue: Option<u64>,
+    /// Dead-lettered deletions dropped unsent: the user was delivered again since (or is no
+    /// longer in the sync state), so deleting now would be wrong.
+    #[serde(default, skip_serializing_if = "is_zero")]
+    pub obsolete: u64,
     /// Set when the redrive could not run at all.
     #[serde(skip_serializing_if = "Option::is_none")]
     pub error: Option<String>,
@@ -123,13 +127,41 @@ pub async fn redrive(
                     continue;
                 }
             };
+            if endpoint == Endpoint::Delete {
+                match still_wanted(deps, note.as_ref(), &payload).await {
+                    Ok(true) => {}
+                    Ok(false) => {
+                        // The user was delivered again (or left the state) since: deleting now
+                        // would delete a user the warehouse holds.
+                        tracing::info!(message_id = %m.message_id, "redrive: obsolete deletion dropped");
+                        match deps.dead_letters.delete(&m.receipt).await {
+                            Ok(()) => report.obsolete += 1,
+                            Err(e) => {
+                                fail(
+                                    &mut report,
+                                    format!(
+                                        "obsolete, but could not be deleted from the queue: {e}"
+                                    ),
+                                );
+                            }
+                        }
+                        continue;
+                    }
+                    Err(reason) => {
+                        report.refused += 1;
+                        fail(&mut report, format!("refused: {reason}"));
+                        to_release.push(m.receipt);
+                        continue;
+                    }
+                }
+            }
             let d = deps
                 .deliver
                 .deliver(endpoint, payload.clone(), records, stop_at)
                 .await;
             if matches!(d.outcome, Outcome::Delivered { .. }) {
                 if let Some(note) = note {
-                    match record(deps, &note, &payload).await {
+                    match record(deps, endpoint, &note, &payload).await {
                         Ok(rows) => report.rows_recorded += rows,
                         Err(reason) => {
                             tracing::warn!(message_id = %m.message_id, %reason, "redrive: delivered rows not recorded in the sync state; the next run sends them again");
@@ -218,9 +250,19 @@ pub fn parse_message(body: &str) -> Result<DeadLetterMessage, String> {
     })
 }
 
-/// Records a delivered body's rows in its sync's state, when its note is sealed by this function
-/// for this very body and names a scope of this workspace; returns the rows recorded.
-async fn record(deps: &Deps, note: &dead_letter::StateNote, payload: &[u8]) -> Result<u64, String> {
+/// Opens the sync state a sealed note names, after checking the seal (by this function, for this
+/// very body) and that the scope is one of this workspace's; with the rows the note stands for.
+async fn noted_state(
+    deps: &Deps,
+    note: &dead_letter::StateNote,
+    payload: &[u8],
+) -> Result<
+    (
+        crate::sync_state::SyncState,
+        Vec<crate::sync_state::RowPrint>,
+    ),
+    String,
+> {
     use crate::sync_state::{SyncLocation, SyncOptions, SyncState};
     let prints = note.open(&deps.moengage, payload)?;
     let config = &deps.config;
@@ -256,11 +298,43 @@ async fn record(deps: &Deps, note: &dead_letter::StateNote, payload: &[u8]) -> R
     let state = SyncState::open(deps.state.clone(), location, options)
         .await
         .map_err(|e| e.to_string())?;
-    let ids = crate::sync_state::customer_ids_in(payload);
-    state
-        .accept(&prints, |key| ids.get(&key).cloned())
-        .await
-        .map_err(|e| e.to_string())?;
+    Ok((state, prints))
+}
+
+/// Whether a dead-lettered deletion should still be replayed: its sealed note says which entry
+/// the user had when the deletion failed, and the state must still hold exactly that.
+async fn still_wanted(
+    deps: &Deps,
+    note: Option<&dead_letter::StateNote>,
+    payload: &[u8],
+) -> Result<bool, String> {
+    let note = note.ok_or("a Delete Users message must carry its sealed sync-state note")?;
+    let (state, prints) = noted_state(deps, note, payload).await?;
+    state.holds(&prints).await.map_err(|e| e.to_string())
+}
+
+/// Records a delivered body's rows in its sync's state, when its note is sealed by this function
+/// for this very body and names a scope of this workspace; returns the rows recorded. A delivered
+/// deletion drops the user's entry instead.
+async fn record(
+    deps: &Deps,
+    endpoint: Endpoint,
+    note: &dead_letter::StateNote,
+    payload: &[u8],
+) -> Result<u64, String> {
+    let (state, prints) = noted_state(deps, note, payload).await?;
+    if endpoint == Endpoint::Delete {
+        state
+            .forget_deleted(&prints)
+            .await
+            .map_err(|e| e.to_string())?;
+    } else {
+        let ids = crate::sync_state::customer_ids_in(payload);
+        state
+            .accept(&prints, |key| ids.get(&key).cloned())
+            .await
+            .map_err(|e| e.to_string())?;
+    }
     state.save().await.map_err(|e| e.to_string())?;
     Ok(prints.len() as u64)
 }

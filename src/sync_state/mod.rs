@@ -175,8 +175,18 @@ pub struct AbsentUsers {
     pub named: u64,
     /// Entries without one that the snapshot lacks: events, or users stored before ids were.
     pub unnamed_absent: u64,
-    /// (key, customer id as in the element) of each named user the snapshot lacks.
-    pub users: Vec<(u64, Box<[u8]>)>,
+    /// Each named user the snapshot lacks.
+    pub users: Vec<AbsentUser>,
+}
+
+/// A user in the state that a snapshot lacks.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct AbsentUser {
+    pub key: u64,
+    /// Its entry's fingerprint (what a dead-lettered deletion's note seals).
+    pub fingerprint: u64,
+    /// Its customer id as it appears in the element (JSON-escaped, unquoted).
+    pub id: Box<[u8]>,
 }
 
 /// What [`SyncState::prepare`] did.
@@ -460,7 +470,11 @@ impl SyncState {
                 Some(id) => {
                     absent.named += 1;
                     if !present {
-                        absent.users.push((key, Box::from(id)));
+                        absent.users.push(AbsentUser {
+                            key,
+                            fingerprint: shard.fps[i],
+                            id: Box::from(id),
+                        });
                     }
                 }
                 None if !present => absent.unnamed_absent += 1,
@@ -477,6 +491,38 @@ impl SyncState {
         if let Some(shard) = self.lock(shard_of(key, self.shard_bits)).as_mut() {
             shard.forget(key);
         }
+    }
+
+    /// Whether the state holds every key of `prints` with exactly that fingerprint (loading the
+    /// shards they fall in): a dead-lettered deletion is replayed only while the user is still
+    /// what it was when the deletion failed, never after the user was delivered again.
+    pub async fn holds(&self, prints: &[RowPrint]) -> Result<bool, SyncStateError> {
+        for p in prints {
+            let index = shard_of(p.key, self.shard_bits);
+            if self.lock(index).is_none() {
+                let loaded = self.load(index).await?;
+                self.lock(index).get_or_insert(loaded);
+            }
+            let held = self
+                .lock(index)
+                .as_ref()
+                .is_some_and(|s| s.position(p.key).is_some_and(|i| s.fps[i] == p.fingerprint));
+            if !held {
+                return Ok(false);
+            }
+        }
+        Ok(true)
+    }
+
+    /// MoEngage accepted the deletion of the users behind `prints` outside a pass (a redriven
+    /// dead letter): each entry still holding that fingerprint is dropped by the next save.
+    pub async fn forget_deleted(&self, prints: &[RowPrint]) -> Result<(), SyncStateError> {
+        if self.holds(prints).await? {
+            for p in prints {
+                self.forget(p.key);
+            }
+        }
+        Ok(())
     }
 
     /// Drops shard `index` from memory (a mirror pass goes one shard at a time).

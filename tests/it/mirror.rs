@@ -354,13 +354,41 @@ async fn failed_and_unknown_deletes_are_all_accounted_for_and_redrive_finishes_t
         .iter()
         .all(|m| m["kind"] == "delete" && m["error"]["status"] == 500));
 
-    // Fixed; redrive replays both deletions.
+    // Meanwhile user-005 comes back, with a new email: it is delivered again.
     stack.emulator.set_faults(Faults::default());
+    let mut back = String::from("user_id,email\n");
+    for i in std::iter::once(5).chain(7..=100) {
+        let email = if i == 5 {
+            "new5@example.com".to_string()
+        } else {
+            format!("u{i}@example.com")
+        };
+        back.push_str(&format!("user-{i:03},{email}\n"));
+    }
+    let lines = land(
+        &stack,
+        &deps,
+        "exports/users/dt=3/part-0.csv.gz",
+        gzip(back.as_bytes()),
+    )
+    .await;
+    assert_eq!(lines[0].rows_delivered, 1, "{lines:?}");
+
+    // Fixed; redrive replays user-003's deletion, and drops user-005's: deleting a user who is
+    // back in the warehouse would be wrong.
     let redrive: Value = serde_json::from_str(include_str!("../../events/redrive.json")).unwrap();
     let summary = stack.invoke_payload(&deps, redrive).await;
     let r = summary.redrive.expect("redrive report");
-    assert_eq!((r.replayed, r.delivered), (2, 2), "{r:?}");
-    assert_eq!(deleted(&stack), [1, 2, 3, 4, 5, 6].map(id).to_vec());
+    assert_eq!((r.replayed, r.delivered, r.obsolete), (2, 1, 1), "{r:?}");
+    assert_eq!(r.left_in_queue, Some(0), "{r:?}");
+    assert_eq!(deleted(&stack), [1, 2, 3, 4, 6].map(id).to_vec());
+    assert_eq!(stack.state().users[&id(5)]["email"], "new5@example.com");
+
+    // user-003 left the sync state with the redriven deletion: snapshot 3's pass finds no one
+    // to delete among the 95 users it holds.
+    let lines = land(&stack, &deps, "exports/users/dt=3/_SUCCESS", Vec::new()).await;
+    let m = pass(&lines).expect("the pass ran").mirror.clone().unwrap();
+    assert_eq!((m.users_to_delete, m.users_in_state), (0, 95), "{m:?}");
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -443,4 +471,65 @@ async fn mirror_is_a_configuration_error_for_events() {
         text.contains("SYNC_MODE") && text.contains("events"),
         "{text}"
     );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_pass_cut_by_the_deadline_continues_where_it_stopped() {
+    let stack = Stack::start().await;
+    let deps = mirror_deps(
+        &stack,
+        &[
+            ("MIRROR_MAX_DELETE_PERCENT", "30"),
+            ("DEADLINE_MARGIN_SECS", "0"),
+        ],
+    )
+    .await;
+    snapshot_one(&stack, &deps).await;
+    land(
+        &stack,
+        &deps,
+        "exports/users/dt=2/part-0.csv.gz",
+        users(21..=100),
+    )
+    .await;
+    // Each delete takes 300 ms: a 2.5 s invocation (reading the snapshot and the state first)
+    // does at most a few of the 20.
+    stack.emulator.set_faults(Faults {
+        delay_ms: 300,
+        ..Faults::default()
+    });
+    stack.put("exports/users/dt=2/_SUCCESS", Vec::new()).await;
+    let inv = moengage_sync::app::Invocation {
+        deadline: Some(tokio::time::Instant::now() + std::time::Duration::from_millis(2_500)),
+        ..moengage_sync::app::Invocation::unbounded()
+    };
+    let first = moengage_sync::app::handler::handle(
+        &deps,
+        crate::support::s3_event(&stack.bucket, "exports/users/dt=2/_SUCCESS"),
+        &inv,
+    )
+    .await
+    .unwrap();
+    let line = pass(&first.objects).expect("the pass ran");
+    assert_eq!(line.status, Status::Continued, "{line:?}");
+    let m1 = line.mirror.clone().unwrap();
+    assert!(m1.balanced(), "{m1:?}");
+    assert_eq!(m1.users_to_delete, 20);
+    assert!(m1.users_deleted > 0 && m1.users_deleted < 20, "{m1:?}");
+    assert_eq!(m1.deletes_pending, 20 - m1.users_deleted);
+
+    // The continuation is a work item; it deletes the rest, each user once.
+    stack.emulator.set_faults(Faults::default());
+    let work = stack.work_queue_as_sqs_event().await;
+    assert_eq!(work["Records"].as_array().unwrap().len(), 1, "{work}");
+    let second = stack.invoke_payload(&deps, work).await;
+    let line = pass(&second.objects).expect("the pass continued");
+    assert_eq!(line.status, Status::Complete, "{second:?}");
+    let m2 = line.mirror.clone().unwrap();
+    assert!(m2.balanced());
+    assert_eq!(m2.users_to_delete, m1.deletes_pending, "{m2:?}");
+    assert_eq!(m1.users_deleted + m2.users_deleted, 20);
+    let d = stack.state().deleted_customers;
+    assert_eq!(d.len(), 20, "each deleted once: {d:?}");
+    assert_eq!(deleted(&stack), (1..=20).map(id).collect::<Vec<_>>());
 }

@@ -144,7 +144,11 @@ fn each_configuration_error_is_one_line_naming_the_sync_and_the_field() {
         ),
         (
             "syncs:\n  - {name: a, prefix: a/, object_type: events, sync_mode: mirror2}\n",
-            &["sync \"a\"", "sync_mode", "upsert, insert, update or mirror"],
+            &[
+                "sync \"a\"",
+                "sync_mode",
+                "upsert, insert, update or mirror",
+            ],
         ),
         (
             "syncs:\n  - {name: a, prefix: a/, object_type: events, sync_mode: mirror}\n",

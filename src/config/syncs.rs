@@ -7,6 +7,7 @@
 //! ```yaml
 //! budgets:                       # optional; the variables are the defaults
 //!   bulk_import: { requests_per_minute: 1200, users_per_minute: 60000, events_per_minute: 60000 }
+//!   delete_users: { requests_per_minute: 1000 }   # mirror mode (DELETES_PER_MINUTE)
 //! syncs:
 //!   - name: users-daily
 //!     prefix: exports/users/

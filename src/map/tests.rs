@@ -328,3 +328,78 @@ fn repeated_columns_and_fields_are_refused_and_huge_headers_resolve_fast_with_sh
         FieldMapping::parse(None, Some("column_7".into()), ObjectType::BulkImport).unwrap();
     assert!(identity.resolve(&many, SyncMode::Upsert).is_ok());
 }
+
+/// Mirror mode decides who is still in a snapshot by `customer_id_json`; a user it keys
+/// differently from the element the sending pass wrote would look absent and be deleted.
+#[test]
+fn the_customer_id_mirror_mode_reads_is_the_one_the_element_carries() {
+    struct Typed(Vec<Cell<'static>>);
+    impl Row for Typed {
+        fn cell(&self, index: usize) -> Result<Cell<'_>, String> {
+            Ok(self.0.get(index).cloned().unwrap_or(Cell::Null))
+        }
+    }
+    let json = |v: serde_json::Value| Cell::Json(Box::leak(Box::new(v)));
+    let ids = [
+        Cell::Str("u1"),
+        Cell::Str("  padded\t"),
+        Cell::Str("quote\"back\\slash"),
+        Cell::Str("ctrl\u{1}tab\tnl\n"),
+        Cell::Str("ünïcødé 🙂"),
+        Cell::Str("</script>"),
+        Cell::Int(-42),
+        Cell::Float(1.5e20),
+        Cell::Number("12345678901234567890"),
+        Cell::Bool(true),
+        Cell::Decimal {
+            unscaled: 12_345,
+            scale: 2,
+        },
+        json(serde_json::json!("from json")),
+        json(serde_json::json!(7)),
+        json(serde_json::json!(false)),
+    ];
+    for object_type in [ObjectType::UserAttributes, ObjectType::BulkImport] {
+        let m = mapping(
+            Some(r#"{"customer_id":"id","email":"email"}"#),
+            None,
+            object_type,
+            &["id", "email"],
+        );
+        let mut encoded = 0;
+        for id in ids.iter().cloned() {
+            let row = Typed(vec![id.clone(), Cell::Str("not an email")]);
+            let mut element = Vec::new();
+            let mut member = Vec::new();
+            let known = m.customer_id_json(&row, &mut member);
+            // The email is invalid for no type: the element encodes; its id is the member's.
+            if m.encode(&row, &mut element, now()).is_ok() {
+                encoded += 1;
+                let carried = crate::sync_state::customer_id_of(&element).expect("an id");
+                assert!(known, "{id:?}");
+                assert_eq!(
+                    String::from_utf8_lossy(carried),
+                    String::from_utf8_lossy(&member),
+                    "{id:?}"
+                );
+            }
+        }
+        // All but `true` and `false`, placeholders MoEngage refuses (never delivered, never keyed).
+        assert_eq!(encoded, ids.len() - 2);
+        // Rows the sender rejects for another column still name their user.
+        let m = mapping(
+            Some(r#"{"customer_id":"id","age":{"column":"age","type":"number"}}"#),
+            None,
+            object_type,
+            &["id", "age"],
+        );
+        let row = Typed(vec![Cell::Str("u9"), Cell::Str("not a number")]);
+        assert!(m.encode(&row, &mut Vec::new(), now()).is_err());
+        let mut member = Vec::new();
+        assert!(m.customer_id_json(&row, &mut member));
+        assert_eq!(member, b"u9");
+        // No id, no member.
+        let row = Typed(vec![Cell::Str("   "), Cell::Str("1")]);
+        assert!(!m.customer_id_json(&row, &mut member));
+    }
+}

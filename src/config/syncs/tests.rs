@@ -19,6 +19,7 @@ fn parse(text: &str, defaults: &SyncDefaults) -> Result<Syncs, String> {
 const TWO: &str = r#"
 budgets:
   bulk_import: { requests_per_minute: 1200, users_per_minute: 60000 }
+  delete_users: { requests_per_minute: 3000 }
 syncs:
   - name: users-daily
     prefix: exports/users/
@@ -58,6 +59,7 @@ fn a_yaml_file_lists_syncs_each_with_its_own_settings() {
     assert_eq!(syncs.budgets.bulk_import.users_per_minute, Some(60_000));
     assert_eq!(syncs.budgets.bulk_import.events_per_minute, None);
     assert_eq!(syncs.budgets.create_event.requests_per_minute, 100);
+    assert_eq!(syncs.budgets.delete_users.requests_per_minute, 3000);
     assert_eq!(
         syncs.file_etag(),
         Some(content_tag(TWO.as_bytes()).as_str())

@@ -41,11 +41,13 @@
 //! - [`pipeline`]: one object: the chain source → decode → map → diff → batch → deliver, in roles,
 //!   with fair use per end user, mid-run checkpoints and cancellation; with a stored sync state, a
 //!   first pass over the object classifies its rows before the sending pass.
+//!   [`pipeline::members`] reads which users a snapshot's objects hold, for mirror mode.
 //! - [`app`]: the Lambda shell, the only place that knows about Lambda: `Deps`, start-up,
 //!   invocation payloads, the handler (claim → run → report → mark → continue; the sweep), run
-//!   markers (with mid-run checkpoints and poisoned objects), the work queue, redrive and the
-//!   response.
-//! - [`cli`]: `preview`, `check`, `sync` and `runs`, the binary's command-line mode for people.
+//!   markers (with mid-run checkpoints and poisoned objects), the work queue, redrive, the
+//!   response, and [`app::mirror`]: mirror mode's deletion pass over a complete snapshot folder.
+//! - [`cli`]: `preview` (and `preview --deletes`), `check`, `sync` and `runs`, the binary's
+//!   command-line mode for people.
 //!
 //! The MoEngage emulator used by the tests and the demo is its own crate,
 //! `crates/moengage-emulator`.

@@ -119,8 +119,11 @@ async fn run_request(
         Request::Objects(objects) => {
             let done = deps.config.mirror_done_marker.as_deref();
             for object in objects {
-                if mirror::is_completion_marker(&object.key, done) {
-                    let folder = mirror::folder_of(&object.key);
+                let folder = mirror::folder_of(&object.key);
+                let mirrored = syncs
+                    .route(folder)
+                    .is_ok_and(|s| s.sync_mode == crate::model::SyncMode::Mirror);
+                if mirror::is_completion_marker(&object.key, done) && mirrored {
                     let p = mirror::run(
                         deps,
                         syncs,

@@ -8,7 +8,9 @@
 //!    state of `BENCH_BIG_STATE_KEYS` keys (default 100,000,000): the part's own keys, delivered by
 //!    a first run, plus random keys up to the total, written straight into the shards. That state
 //!    (1.6 GB at 100M) is kept in a directory-backed store rather than moto. The run must send
-//!    exactly the changed rows: what a whole in-memory state would decide.
+//!    exactly the changed rows: what a whole in-memory state would decide. Then mirror mode's
+//!    deletion pass of that folder against the same state (refused by the guard, after comparing
+//!    the snapshot's users with every shard).
 //!
 //! MoEngage is a fake that accepts every body at once (what is measured is the state, not
 //! delivery). Exports are generated into `BENCH_DIR` (default `target/bench-data`) and kept; the
@@ -183,6 +185,11 @@ fn child(moto_endpoint: &str, key: &str, state_dir: &str) {
         .expect("handler");
         let o = &s.objects[0];
         assert!(o.balanced(), "{o:?}");
+        if let Some(m) = &o.mirror {
+            // The mirror pass of the big state: refused by the guard, after comparing every shard.
+            assert!(m.mirror_refused && m.users_to_delete > 0, "{o:?}");
+            assert_eq!(m.users_deleted, 0, "{o:?}");
+        }
         assert_eq!(
             o.rows_rejected + o.rows_dead_lettered + o.rows_pending,
             0,
@@ -342,6 +349,22 @@ fn main() {
                 bytes as f64 / (1u64 << 20) as f64,
                 big_part as f64 / secs,
                 big_part as f64 / cpu
+            );
+            // Mirror mode against the same state: the folder `big/` (both exports, complete) is
+            // compared with every shard of it. All but the export's 1M of the 100M users are
+            // absent, so the guard refuses: the whole comparison runs, nothing is deleted.
+            stack.put("big/_SUCCESS", Vec::new()).await;
+            let (secs, _, _, rss, cpu) = run_child(
+                &stack,
+                &[("SYNC_MODE", "mirror")],
+                "big/_SUCCESS",
+                Some(&state_dir),
+            )
+            .await;
+            println!(
+                "| mirror pass of the folder (2 exports of {big_part} users; guard refuses) | {big_keys} keys, local directory | {secs:.1} | {:.0} | {:.0} | 0 | 0 | {rss:.0} |",
+                big_keys as f64 / secs,
+                big_keys as f64 / cpu
             );
             let _ = std::fs::remove_dir_all(&state_dir);
         }

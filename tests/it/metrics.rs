@@ -119,6 +119,10 @@ async fn emf_of_a_run_is_valid_and_equals_the_run_summary() {
         ),
         ("ObjectsPoisoned", 0),
         ("ObjectsFailed", 0),
+        // Mirror mode's; an object's run deletes no one.
+        ("UsersDeleted", 0),
+        ("DeletesDeadLettered", 0),
+        ("MirrorRefused", 0),
     ];
     // The 429s lowered the rate in force below the configured 1,000,000 a minute (AIMD).
     let rate = report.effective_rate_per_minute.expect("the rate in force");

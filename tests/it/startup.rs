@@ -38,7 +38,13 @@ fn bad_configuration_fails_at_startup_naming_the_variable() {
             "contacts",
             "user_attributes, events or bulk_import",
         ),
-        ("SYNC_MODE", "mirror", "upsert, insert or update"),
+        ("SYNC_MODE", "mirrored", "upsert, insert, update or mirror"),
+        (
+            "MIRROR_MAX_DELETE_PERCENT",
+            "150",
+            "whole number from 0 to 100",
+        ),
+        ("DELETES_PER_MINUTE", "none", "whole number"),
         ("BATCH_MAX_RECORDS", "lots", "whole number"),
         ("FIELD_MAPPING", "[1,2]", "JSON object"),
     ];

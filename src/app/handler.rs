@@ -79,10 +79,12 @@ pub async fn handle(
         let failed = match run_request(deps, &syncs, request, inv, &mut summary).await {
             // An object another invocation holds comes back later, never acknowledged unseen.
             Ok(later) => {
+                // A refused mirror pass is not retried: it waits for a reviewed work item.
                 later
-                    || summary.objects[before..]
-                        .iter()
-                        .any(|o| o.status == Status::Failed)
+                    || summary.objects[before..].iter().any(|o| {
+                        o.status == Status::Failed
+                            && !o.mirror.as_ref().is_some_and(|m| m.mirror_refused)
+                    })
             }
             Err(e) => {
                 tracing::error!(error = %e, message_id = %id, "message failed");

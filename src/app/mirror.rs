@@ -46,12 +46,17 @@ use crate::sync_state::{AbsentUser, RowPrint, SyncLocation, SyncOptions, SyncSta
 /// How many ids a report or preview lists.
 pub const FIRST_IDS: usize = 20;
 
-/// Whether `key` marks its folder's snapshot complete.
+/// Whether `key` marks its folder's snapshot complete: `_SUCCESS`, `MIRROR_DONE_MARKER`, or a
+/// manifest. A name holding `manifest` counts only when the sync would not read it as data
+/// either (it ends in `manifest`, `.manifest` or is `manifest.json`, or is hidden, by
+/// [`crate::decode::marker_reason`]): `vip_manifest_users.csv.gz` is data, and its users are in
+/// the snapshot.
 pub fn is_completion_marker(key: &str, done_marker: Option<&str>) -> bool {
     let name = key.rsplit('/').next().unwrap_or(key);
     name.eq_ignore_ascii_case("_success")
-        || name.to_ascii_lowercase().contains("manifest")
         || done_marker.is_some_and(|m| m == name)
+        || name.to_ascii_lowercase().contains("manifest")
+            && crate::decode::marker_reason(key, None).is_some()
 }
 
 /// The folder of `key`: everything up to and including its last `/` (empty at the bucket's root).
@@ -59,12 +64,13 @@ pub fn folder_of(key: &str) -> &str {
     key.rfind('/').map_or("", |i| &key[..=i])
 }
 
-/// What MoEngage answers for a user it does not hold: already gone, so deleted.
+/// What MoEngage answers for a user it does not hold — 400, "User doesn't exists with customer
+/// id …" — so the user is already gone: deleted. Any other 400 is a failure.
 fn is_unknown_user(detail: &FailureDetail) -> bool {
     detail.status == Some(400)
         && detail.body.as_deref().is_some_and(|b| {
             let b = b.to_ascii_lowercase();
-            b.contains("not found") || b.contains("doesn't exist") || b.contains("does not exist")
+            b.contains("user doesn't exist") || b.contains("user does not exist")
         })
 }
 
@@ -74,10 +80,29 @@ pub struct Snapshot {
     pub prefix: String,
     /// Its data objects, by key.
     pub objects: Vec<ListedObject>,
-    /// A completion marker is in the folder.
+    /// A completion marker is in the folder, no older than any data object in it (a marker left
+    /// from an earlier export of a reused folder does not count).
     pub marked: bool,
+    /// The newest data object's LastModified (epoch seconds).
+    pub newest: i64,
     /// Identifies this set of objects and versions: a pass runs once per snapshot.
     pub id: String,
+}
+
+/// A work item's request as stored: `at` (epoch seconds) is when it came; it counts only for
+/// data objects that had landed by then.
+#[derive(Serialize, serde::Deserialize)]
+struct StoredRequest {
+    request: MirrorRequest,
+    at: i64,
+}
+
+/// The pass's run marker, renewed as the pass goes.
+struct Lease<'a> {
+    markers: &'a Markers<'a>,
+    marker: crate::app::runs::RunMarker,
+    etag: String,
+    secs: u64,
 }
 
 /// Where a work item's request waits for the folder's objects to complete.
@@ -85,9 +110,15 @@ fn request_key(state_prefix: &str, bucket: &str, prefix: &str) -> String {
     format!("{state_prefix}mirror-requests/{bucket}/{prefix}request.json")
 }
 
-/// Lists the folder `prefix` of `bucket`: its data objects (not in subfolders, not markers, not
-/// this function's own state) and whether a completion marker is there.
-pub async fn list_snapshot(deps: &Deps, bucket: &str, prefix: &str) -> Result<Snapshot, String> {
+/// Lists the folder `prefix` of `bucket`: its data objects of sync `spec` (not in subfolders, not
+/// markers, not this function's own state) and whether a completion marker is there.
+pub async fn list_snapshot(
+    deps: &Deps,
+    syncs: &Syncs,
+    spec: &SyncSpec,
+    bucket: &str,
+    prefix: &str,
+) -> Result<Snapshot, String> {
     let config = &deps.config;
     let listed = deps
         .source
@@ -99,7 +130,7 @@ pub async fn list_snapshot(deps: &Deps, bucket: &str, prefix: &str) -> Result<Sn
         config.state_bucket.as_deref().unwrap_or(bucket) == bucket
             && key.starts_with(&config.state_prefix)
     };
-    let mut marked = false;
+    let mut marker: Option<ListedObject> = None;
     let mut objects = Vec::new();
     for o in listed {
         let Some(name) = o.key.strip_prefix(prefix) else {
@@ -109,13 +140,27 @@ pub async fn list_snapshot(deps: &Deps, bucket: &str, prefix: &str) -> Result<Sn
             continue;
         }
         if is_completion_marker(&o.key, done) {
-            marked = true;
-        } else if !crate::decode::is_marker(&o.key, Some(o.size)) {
+            if marker
+                .as_ref()
+                .is_none_or(|m| o.last_modified > m.last_modified)
+            {
+                marker = Some(o);
+            }
+        } else if !crate::decode::is_marker(&o.key, Some(o.size))
+            && syncs.route(&o.key).is_ok_and(|s| s.name == spec.name)
+        {
             objects.push(o);
         }
     }
     objects.sort_by(|a, b| a.key.cmp(&b.key));
+    let newest = objects.iter().map(|o| o.last_modified).max().unwrap_or(0);
+    // S3 times are whole seconds: a marker written in the same second as the last part counts.
+    let marked = marker.as_ref().is_some_and(|m| m.last_modified >= newest);
     let mut h = xxhash_rust::xxh3::Xxh3::new();
+    if let Some(m) = marker.as_ref().filter(|_| marked) {
+        h.update(m.key.as_bytes());
+        h.update(m.etag.as_bytes());
+    }
     for o in &objects {
         h.update(o.key.as_bytes());
         h.update(&[0]);
@@ -127,8 +172,45 @@ pub async fn list_snapshot(deps: &Deps, bucket: &str, prefix: &str) -> Result<Sn
         prefix: prefix.into(),
         objects,
         marked,
+        newest,
         id: format!("mirror-{:016x}", h.digest()),
     })
+}
+
+/// A data object of sync `spec` newer than `snapshot` outside its folder: then `snapshot` is not
+/// the latest export, and its users may have been delivered by the newer one; mirroring it would
+/// delete them. Only the latest snapshot is mirrored.
+pub async fn newer_export(
+    deps: &Deps,
+    syncs: &Syncs,
+    spec: &SyncSpec,
+    snapshot: &Snapshot,
+) -> Result<Option<String>, String> {
+    let config = &deps.config;
+    let root = if spec.prefix.is_empty() {
+        config.source_prefix.as_str()
+    } else {
+        spec.prefix.as_str()
+    };
+    let listed = deps
+        .source
+        .list(&snapshot.bucket, root)
+        .await
+        .map_err(|e| format!("{e}; check the function may list the bucket"))?;
+    let own_state = |key: &str| {
+        config.state_bucket.as_deref().unwrap_or(&snapshot.bucket) == snapshot.bucket
+            && key.starts_with(&config.state_prefix)
+    };
+    Ok(listed
+        .into_iter()
+        .find(|o| {
+            o.last_modified > snapshot.newest
+                && folder_of(&o.key) != snapshot.prefix
+                && !own_state(&o.key)
+                && !crate::decode::is_marker(&o.key, Some(o.size))
+                && syncs.route(&o.key).is_ok_and(|s| s.name == spec.name)
+        })
+        .map(|o| o.key))
 }
 
 /// The users a snapshot's data objects hold, spooled by state shard.
@@ -343,8 +425,13 @@ pub async fn run(
     let request_at = request_key(&config.state_prefix, bucket, prefix);
     let mut requested = None;
     if let Trigger::Requested(req) = &trigger {
-        // Kept until the folder completes, so that the object that completes it starts the pass.
-        let body = serde_json::to_vec(req).unwrap_or_default();
+        // Kept until the folder completes, so that the object that completes it starts the pass;
+        // it stands for the objects in the folder when it came, not for a later export there.
+        let stored = StoredRequest {
+            request: req.clone(),
+            at: chrono::Utc::now().timestamp(),
+        };
+        let body = serde_json::to_vec(&stored).unwrap_or_default();
         if let Err(e) = deps
             .state
             .put(&state_bucket, &request_at, body, false)
@@ -354,19 +441,35 @@ pub async fn run(
                 "mirror {where_}: could not record the request: {e}"
             ));
         }
-        requested = Some(req.clone());
+        requested = Some(stored);
     } else if let Ok(Some(body)) = deps.state.get(&state_bucket, &request_at).await {
-        requested = serde_json::from_slice::<MirrorRequest>(&body).ok();
+        requested = serde_json::from_slice::<StoredRequest>(&body).ok();
     }
-    let snapshot = match list_snapshot(deps, bucket, prefix).await {
+    let snapshot = match list_snapshot(deps, syncs, &spec, bucket, prefix).await {
         Ok(s) => s,
         Err(e) => return Ok(Processed::Line(failed(bucket, prefix, &spec, e))),
     };
+    let requested = requested
+        .filter(|r| r.at >= snapshot.newest)
+        .map(|r| r.request);
     if !snapshot.marked && requested.is_none() {
         if !matches!(trigger, Trigger::ObjectCompleted) {
-            notes.push(format!("mirror {where_}: no completion marker (_SUCCESS, a manifest, or MIRROR_DONE_MARKER) and no request yet; nothing is deleted"));
+            notes.push(format!("mirror {where_}: no completion marker (_SUCCESS, a manifest, or MIRROR_DONE_MARKER) newer than its data objects, and no request since they landed; nothing is deleted"));
         }
         return Ok(Processed::Nothing);
+    }
+    // Only the latest export is mirrored: users a newer one delivered are not in this one.
+    match newer_export(deps, syncs, &spec, &snapshot).await {
+        Ok(None) => {}
+        Ok(Some(newer)) => {
+            notes.push(format!(
+                "mirror {where_}: not the latest export (s3://{bucket}/{} is newer); only the latest snapshot is mirrored, so nothing is deleted",
+                shorten(&newer, 1_100)
+            ));
+            let _ = deps.state.delete(&state_bucket, &request_at).await;
+            return Ok(Processed::Nothing);
+        }
+        Err(e) => return Ok(Processed::Line(failed(bucket, prefix, &spec, e))),
     }
     let markers = Markers {
         store: &*deps.state,
@@ -436,8 +539,23 @@ pub async fn run(
         .unwrap_or(config.mirror_max_delete_percent);
     let stop_at = inv.stop_at(config);
     let resume = marker.resume_after_row;
-    let (mut report, fatal) =
-        delete_pass(deps, &spec, &snapshot, resume, limit, stop_at, notes).await;
+    let mut lease = Lease {
+        markers: &markers,
+        marker,
+        etag: marker_etag,
+        secs: inv.lease_secs(),
+    };
+    let (mut report, fatal) = delete_pass(
+        deps,
+        &spec,
+        &snapshot,
+        (resume, limit),
+        stop_at,
+        &mut lease,
+        notes,
+    )
+    .await;
+    let (marker, marker_etag) = (lease.marker, lease.etag);
     let pass_resume = report.resume_after_row;
     report.summary.sync = spec.name.clone();
     let key = report_key(
@@ -467,7 +585,8 @@ pub async fn run(
     {
         tracing::error!(error = %e, "could not record the mirror pass's outcome");
     }
-    if status == MarkerStatus::Complete {
+    if status != MarkerStatus::Continued {
+        // Done, refused or failed: a new request (or marker) is needed for this folder again.
         let _ = deps.state.delete(&state_bucket, &request_at).await;
     }
     if status == MarkerStatus::Continued {
@@ -509,9 +628,9 @@ async fn delete_pass(
     deps: &Deps,
     spec: &Arc<SyncSpec>,
     snapshot: &Snapshot,
-    resume: u64,
-    limit: u32,
+    (resume, limit): (u64, u32),
     stop_at: Option<Instant>,
+    lease: &mut Lease<'_>,
     notes: &mut Vec<String>,
 ) -> (RunReport, Option<FatalError>) {
     let mut report = RunReport {
@@ -574,6 +693,9 @@ async fn delete_pass(
         }
     }
     let mut position = resume.max(1);
+    // The position as of the last save: deletions after it are not yet out of the state.
+    let mut saved = position;
+    let mut handled = 0u64;
     let mut fatal = None;
     let mut stopped = None;
     'shards: for i in 0..1usize << state.shard_bits() {
@@ -592,11 +714,11 @@ async fn delete_pass(
             }
         };
         for user in absent.users.iter().filter(|u| u.key >= from) {
-            let key = &user.key;
             if stop_at.is_some_and(|t| Instant::now() >= t) {
                 report.summary.status = Status::Continued;
                 break 'shards;
             }
+            handled += 1;
             let body = delete_body(&user.id);
             let d = deps
                 .deliver
@@ -606,46 +728,68 @@ async fn delete_pass(
             report.retries += u64::from(d.attempts.saturating_sub(1));
             report.rate_limited += u64::from(d.rate_limited);
             match d.outcome {
-                Outcome::Delivered { .. } => state.forget(*key),
-                Outcome::Failed(detail) if is_unknown_user(&detail) => state.forget(*key),
+                Outcome::Delivered { .. } => state.forget(user.key),
+                Outcome::Failed(detail) if is_unknown_user(&detail) => state.forget(user.key),
                 Outcome::Failed(detail) => {
                     let scope = spec.state_scope(&deps.config.workspace_id);
                     let noted = (&state, user, scope.as_str());
                     if let Err(e) =
                         dead_letter(deps, snapshot, noted, &body, detail, d.attempts).await
                     {
+                        // Neither deleted nor dead-lettered: pending, and the pass fails.
+                        handled -= 1;
+                        stopped = Some(e.to_string());
                         fatal = Some(e);
                         break 'shards;
                     }
                     m.deletes_dead_lettered += 1;
-                    m.deletes_pending -= 1;
-                    position = key.saturating_add(2);
+                    position = user.key.saturating_add(2);
                     continue;
                 }
                 Outcome::Misconfigured(detail) => {
+                    handled -= 1;
                     stopped = Some(format!("MoEngage refused the Delete Users request ({}): check MOENGAGE_WORKSPACE_ID, the API key and the data center", detail.reason));
                     break 'shards;
                 }
                 Outcome::Interrupted => {
+                    handled -= 1;
                     report.summary.status = Status::Continued;
                     break 'shards;
                 }
             }
             m.users_deleted += 1;
-            m.deletes_pending -= 1;
-            position = key.saturating_add(2);
+            position = user.key.saturating_add(2);
         }
-        // A shard's deletions leave the state once the shard is done (or the pass stops).
+        // A shard's deletions leave the state once the shard is done (or the pass stops); the
+        // pass resumes after what is saved, and its lease runs on.
         if let Err(e) = state.save().await {
-            stopped = Some(format!("the deleted users could not be removed from the sync state ({e}); the next pass asks MoEngage again and counts them deleted"));
+            stopped = Some(unsaved(&e));
             break;
         }
+        saved = position;
         state.release(i);
+        match lease
+            .markers
+            .renew(&mut lease.marker, &lease.etag, saved, lease.secs)
+            .await
+        {
+            Ok(Some(etag)) => lease.etag = etag,
+            Ok(None) => {
+                stopped = Some("another invocation took this pass over; it goes on there".into());
+                break;
+            }
+            Err(e) => tracing::warn!(error = %e, "could not extend the mirror pass's lease"),
+        }
     }
     if let Err(e) = state.save().await {
-        stopped.get_or_insert(format!("the deleted users could not be removed from the sync state ({e}); the next pass asks MoEngage again and counts them deleted"));
+        stopped.get_or_insert(unsaved(&e));
+    } else {
+        saved = position;
     }
-    report.resume_after_row = position;
+    // What the loop met beyond the count (another writer added users meanwhile) is counted too.
+    m.users_to_delete = m.users_to_delete.max(handled);
+    m.deletes_pending = m.users_to_delete - m.users_deleted - m.deletes_dead_lettered;
+    report.resume_after_row = saved;
     report.summary.mirror = Some(Box::new(m));
     report.finished_at = chrono::Utc::now().to_rfc3339_opts(chrono::SecondsFormat::Millis, true);
     if let Some(why) = stopped {
@@ -653,6 +797,10 @@ async fn delete_pass(
         report.summary.error = Some(shorten(&why, 2_000));
     }
     (report, fatal)
+}
+
+fn unsaved(e: &crate::sync_state::SyncStateError) -> String {
+    format!("the deleted users could not be removed from the sync state ({e}); the pass resumes before them, and MoEngage answers that they are gone")
 }
 
 /// Sends one undeliverable Delete Users body to the dead-letter queue, exactly as sent.
@@ -731,6 +879,9 @@ pub struct DeletePreview {
     pub waiting_for: Vec<String>,
     /// Whether a completion marker is in the folder.
     pub marked: bool,
+    /// A newer export of the sync outside this folder: the pass would not run (only the latest
+    /// snapshot is mirrored).
+    pub newer_export: Option<String>,
 }
 
 /// Computes [`DeletePreview`] for the folder `prefix` of `bucket`.
@@ -742,7 +893,7 @@ pub async fn preview(
     max_delete_percent: Option<u32>,
 ) -> Result<DeletePreview, String> {
     let spec = check_folder(deps, syncs, bucket, prefix)?.clone();
-    let snapshot = list_snapshot(deps, bucket, prefix).await?;
+    let snapshot = list_snapshot(deps, syncs, &spec, bucket, prefix).await?;
     let config = &deps.config;
     let state_bucket = config.state_bucket.clone().unwrap_or_else(|| bucket.into());
     let markers = Markers {
@@ -757,6 +908,7 @@ pub async fn preview(
             waiting_for.push(o.key.clone());
         }
     }
+    let newer_export = newer_export(deps, syncs, &spec, &snapshot).await?;
     let state = open_state(deps, &spec, bucket).await?;
     let members = read_members(deps, &spec, &snapshot, state.shard_bits()).await?;
     let found = scan(&state, &members, 0).await?;
@@ -774,6 +926,7 @@ pub async fn preview(
         max_delete_percent: limit,
         waiting_for,
         marked: snapshot.marked,
+        newer_export,
     })
 }
 
@@ -813,8 +966,12 @@ mod tests {
     fn markers_folders_and_bodies() {
         assert!(is_completion_marker("exports/u/dt=1/_SUCCESS", None));
         assert!(is_completion_marker("exports/u/dt=1/_success", None));
-        assert!(is_completion_marker(
-            "exports/u/dt=1/part.manifest.json",
+        assert!(is_completion_marker("exports/u/dt=1/unload.manifest", None));
+        assert!(is_completion_marker("exports/u/dt=1/manifest.json", None));
+        assert!(is_completion_marker("exports/u/dt=1/_manifest", None));
+        // A data file whose name merely holds the word is data: its users are in the snapshot.
+        assert!(!is_completion_marker(
+            "exports/u/dt=1/vip_manifest_users.csv.gz",
             None
         ));
         assert!(is_completion_marker("x/_DONE", Some("_DONE")));
@@ -852,5 +1009,10 @@ mod tests {
             r#"{"status":"fail","error":{"type":"MissingAttributeError"}}"#
         )));
         assert!(!is_unknown_user(&answer(500, "Not Found")));
+        // Another 400 "not found" (an app, an endpoint) is no proof the user is gone.
+        assert!(!is_unknown_user(&answer(
+            400,
+            r#"{"status":"fail","error":{"type":"Not Found","message":"App not found"}}"#
+        )));
     }
 }

@@ -463,6 +463,9 @@ fn render_deletes(p: &crate::app::mirror::DeletePreview) -> String {
             );
         }
     }
+    if let Some(newer) = &p.newer_export {
+        let _ = writeln!(out, "  Not the latest export ({newer} is newer): only the latest snapshot is mirrored, so the pass would delete nothing.");
+    }
     if !p.marked {
         let _ = writeln!(out, "  No completion marker yet (_SUCCESS, a manifest, or MIRROR_DONE_MARKER): the pass starts on one, or on a {{\"mirror\": …}} work item.");
     }

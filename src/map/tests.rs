@@ -367,8 +367,8 @@ fn the_customer_id_mirror_mode_reads_is_the_one_the_element_carries() {
             &["id", "email"],
         );
         let mut encoded = 0;
-        for id in ids.iter().cloned() {
-            let row = Typed(vec![id.clone(), Cell::Str("not an email")]);
+        for &id in &ids {
+            let row = Typed(vec![id, Cell::Str("not an email")]);
             let mut element = Vec::new();
             let mut member = Vec::new();
             let known = m.customer_id_json(&row, &mut member);

@@ -29,6 +29,8 @@ pub struct ListedObject {
     pub key: String,
     pub etag: String,
     pub size: u64,
+    /// S3's LastModified, epoch seconds (0 when unknown).
+    pub last_modified: i64,
 }
 
 #[derive(Debug, thiserror::Error)]
@@ -232,6 +234,7 @@ impl ObjectSource for aws_sdk_s3::Client {
                     key: o.key().unwrap_or_default().to_string(),
                     etag: o.e_tag().map(normalize_etag).unwrap_or_default(),
                     size: o.size().and_then(|s| u64::try_from(s).ok()).unwrap_or(0),
+                    last_modified: o.last_modified().map_or(0, |t| t.secs()),
                 });
             }
         }

@@ -485,8 +485,9 @@ impl SyncState {
         Ok(absent)
     }
 
-    /// MoEngage accepted the deletion of `key`'s user: the next save drops its entry (unless
-    /// another writer delivered the key again since [`SyncState::absent_users`] read it).
+    /// MoEngage accepted the deletion of `key`'s user: the next save drops its entry, even if
+    /// another writer delivered the key again since (MoEngage may have applied the deletion
+    /// last; the next run sends the user again).
     pub fn forget(&self, key: u64) {
         if let Some(shard) = self.lock(shard_of(key, self.shard_bits)).as_mut() {
             shard.forget(key);

@@ -20,7 +20,7 @@ pub enum Verdict {
 }
 
 /// This run's knowledge of one key. Fingerprints are never 0, so 0 means "none".
-#[derive(Clone, Debug, Default, PartialEq, Eq)]
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
 pub(crate) struct RunEntry {
     /// The fingerprint of the latest occurrence this run decided to send: what MoEngage will hold
     /// once the queue drains, so a later duplicate is compared with it.
@@ -32,8 +32,16 @@ pub(crate) struct RunEntry {
     /// stored meanwhile).
     pub known: bool,
     /// The user's `customer_id`, kept when the shard has none stored for the key: what a save
-    /// writes beside the entry, so mirror mode can name the user again.
-    pub id: Option<Box<[u8]>>,
+    /// writes beside the entry, so mirror mode can name the user again. A range of the shard's
+    /// `run_ids` (no allocation per row); empty when none.
+    pub id: IdRef,
+}
+
+/// Where a run entry's customer id is in its shard's `run_ids`.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub(crate) struct IdRef {
+    at: u32,
+    len: u32,
 }
 
 /// Keys are already uniform hashes, but all keys of a shard share their top bits, which
@@ -106,6 +114,10 @@ pub(crate) struct Change {
     pub ours: Option<u64>,
     /// The key's `customer_id`, when this run knows it and the shard as loaded had none.
     pub id: Option<Box<[u8]>>,
+    /// MoEngage deleted the user (mirror mode): the entry goes whatever is stored now. Had another
+    /// writer delivered it meanwhile, MoEngage may have applied the deletion last, so keeping
+    /// their entry could claim a user MoEngage no longer holds; dropping it costs a resend.
+    pub deleted: bool,
 }
 
 #[derive(Debug)]
@@ -128,8 +140,9 @@ pub(crate) struct Shard {
     /// A `FULL_RESYNC` run: no entry is trusted for a verdict, not even one stored during the run
     /// (by a mid-run save, or another writer), so every first occurrence is `New`.
     full_resync: bool,
-    /// Keys whose users MoEngage deleted (mirror mode): the next save drops their entries, unless
-    /// another writer delivered them again meanwhile.
+    /// The customer ids of run entries, back to back (see [`IdRef`]).
+    run_ids: Vec<u8>,
+    /// Keys whose users MoEngage deleted (mirror mode): the next save drops their entries.
     removed: Vec<u64>,
 }
 
@@ -150,6 +163,7 @@ impl Shard {
             run: RunTable::default(),
             etag,
             full_resync,
+            run_ids: Vec::new(),
             removed: Vec::new(),
         }
     }
@@ -251,11 +265,24 @@ impl Shard {
             ..RunEntry::default()
         });
         e.sent = fp;
-        if e.id.is_none() && !stored_id {
-            e.id = id
-                .filter(|id| id.len() <= super::codec::MAX_ID_BYTES)
-                .map(Box::from);
+        let id = id.filter(|id| !id.is_empty() && id.len() <= super::codec::MAX_ID_BYTES);
+        if let (0, false, Some(id)) = (e.id.len, stored_id, id) {
+            if let Ok(at) = u32::try_from(self.run_ids.len()) {
+                self.run_ids.extend_from_slice(id);
+                e.id = IdRef {
+                    at,
+                    len: id.len() as u32,
+                };
+            }
         }
+    }
+
+    /// A run entry's customer id.
+    fn run_id(&self, id: IdRef) -> Option<&[u8]> {
+        let start = id.at as usize;
+        (id.len > 0)
+            .then(|| self.run_ids.get(start..start + id.len as usize))
+            .flatten()
     }
 
     /// MoEngage accepted `fp` for `key`. `false` when this run never sent the key (a caller bug:
@@ -300,7 +327,8 @@ impl Shard {
                 key,
                 loaded: self.position(key).map(|i| self.fps[i]),
                 ours: Some(e.delivered),
-                id: e.id.clone(),
+                id: self.run_id(e.id).map(Box::from),
+                deleted: false,
             })
             .collect();
         // FULL_RESYNC: an old entry that this run sent again and MoEngage has not (yet) accepted is
@@ -315,6 +343,7 @@ impl Shard {
                     loaded: Some(self.fps[i]),
                     ours: None,
                     id: None,
+                    deleted: false,
                 });
             }
         }
@@ -325,6 +354,7 @@ impl Shard {
                     loaded: Some(self.fps[i]),
                     ours: None,
                     id: None,
+                    deleted: true,
                 });
             }
         }
@@ -382,12 +412,7 @@ impl Shard {
             + self.seen.heap_bytes()
             + self.stale.heap_bytes()
             + self.run.capacity() * (std::mem::size_of::<(u64, RunEntry)>() + 1)
-            + self
-                .run
-                .values()
-                .filter_map(|e| e.id.as_ref())
-                .map(|id| id.len())
-                .sum::<usize>()
+            + self.run_ids.capacity()
     }
 }
 
@@ -431,7 +456,12 @@ pub(crate) fn merge_into(
                     t += 1;
                 }
                 c += 1;
-                let keep = if theirs_fp == ch.loaded {
+                let keep = if ch.deleted {
+                    if theirs_fp.is_some() && theirs_fp != ch.loaded {
+                        conflicts += 1;
+                    }
+                    None
+                } else if theirs_fp == ch.loaded {
                     ch.ours
                 } else if theirs_fp == ch.ours || ch.ours.is_none() {
                     theirs_fp

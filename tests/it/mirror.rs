@@ -533,3 +533,81 @@ async fn a_pass_cut_by_the_deadline_continues_where_it_stopped() {
     assert_eq!(d.len(), 20, "each deleted once: {d:?}");
     assert_eq!(deleted(&stack), (1..=20).map(id).collect::<Vec<_>>());
 }
+
+/// S3 times are whole seconds: what must be newer lands in a later second.
+async fn next_second() {
+    tokio::time::sleep(std::time::Duration::from_millis(1_100)).await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_older_snapshot_never_deletes_what_a_newer_export_delivered() {
+    let stack = Stack::start().await;
+    let deps = mirror_deps(&stack, &[]).await;
+    land(
+        &stack,
+        &deps,
+        "exports/users/dt=1/part-0.csv.gz",
+        users(1..=100),
+    )
+    .await;
+    next_second().await;
+    // The next day's export lands (and is synced) before the first one's marker arrives.
+    land(
+        &stack,
+        &deps,
+        "exports/users/dt=2/part-0.csv.gz",
+        users(1..=103),
+    )
+    .await;
+    let lines = land(&stack, &deps, "exports/users/dt=1/_SUCCESS", Vec::new()).await;
+    assert!(pass(&lines).is_none(), "{lines:?}");
+    assert_eq!(delete_calls(&stack), 0);
+    assert_eq!(stack.state().users.len(), 103);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_data_file_named_manifest_is_data_and_a_stale_marker_completes_nothing() {
+    let stack = Stack::start().await;
+    let deps = mirror_deps(&stack, &[("MIRROR_MAX_DELETE_PERCENT", "50")]).await;
+    // A reused folder: parts and a marker.
+    land(
+        &stack,
+        &deps,
+        "exports/users/latest/part-0.csv.gz",
+        users(1..=50),
+    )
+    .await;
+    let lines = land(
+        &stack,
+        &deps,
+        "exports/users/latest/vip_manifest_users.csv.gz",
+        users(51..=100),
+    )
+    .await;
+    assert_eq!(
+        lines[0].rows_delivered, 50,
+        "a data file, synced: {lines:?}"
+    );
+    let lines = land(&stack, &deps, "exports/users/latest/_SUCCESS", Vec::new()).await;
+    let m = pass(&lines).expect("the pass ran").mirror.clone().unwrap();
+    assert_eq!((m.users_to_delete, m.users_in_state), (0, 100), "{m:?}");
+
+    // The next day rewrites part-0 first (users 3–52); yesterday's _SUCCESS is still there and
+    // the other file is yesterday's. Not complete: nobody is deleted (1 and 2 are in the new
+    // export's other file, which has not landed yet).
+    next_second().await;
+    let lines = land(
+        &stack,
+        &deps,
+        "exports/users/latest/part-0.csv.gz",
+        users(3..=52),
+    )
+    .await;
+    assert!(pass(&lines).is_none(), "{lines:?}");
+    assert_eq!(delete_calls(&stack), 0);
+    // Its own marker then lands: now the folder is a complete snapshot, and 1 and 2 left it.
+    let lines = land(&stack, &deps, "exports/users/latest/_SUCCESS", Vec::new()).await;
+    let m = pass(&lines).expect("the pass ran").mirror.clone().unwrap();
+    assert_eq!((m.users_to_delete, m.users_deleted), (2, 2), "{m:?}");
+    assert_eq!(deleted(&stack), vec![id(1), id(2)]);
+}

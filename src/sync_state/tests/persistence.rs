@@ -67,9 +67,14 @@ fn merge_rules() {
         loaded,
         ours,
         id: None,
+        deleted: false,
+    };
+    let deleted = |loaded| Change {
+        deleted: true,
+        ..c(loaded, None)
     };
     #[rustfmt::skip]
-    let table: [(Option<u64>, Change, Option<u64>, u64); 8] = [
+    let table: [(Option<u64>, Change, Option<u64>, u64); 11] = [
         // theirs, our change, stored after, conflicts
         (Some(1), c(Some(1), Some(2)), Some(2), 0), // untouched by them: ours
         (None,    c(None, Some(2)),    Some(2), 0), // new key: ours
@@ -79,6 +84,9 @@ fn merge_rules() {
         (Some(1), c(Some(1), None),    None,    0), // full resync forgets an unaccepted key
         (Some(3), c(Some(1), None),    Some(3), 0), // …unless someone delivered it meanwhile
         (Some(3), c(None, Some(2)),    None,    1), // we thought it new; they delivered another
+        (Some(1), deleted(Some(1)),    None,    0), // mirror mode deleted the user: gone
+        (Some(3), deleted(Some(1)),    None,    1), // …even if redelivered meanwhile (resent)
+        (None,    deleted(Some(1)),    None,    0), // …or already gone
     ];
     for (theirs, change, want, conflicts) in table {
         let (tk, tf) = match theirs {

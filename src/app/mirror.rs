@@ -29,8 +29,8 @@ use tokio::time::Instant;
 
 use crate::account::report::{report_key, MirrorSummary, ObjectSummary, RunReport, Status};
 use crate::app::runs::{Claim, MarkerStatus, Markers};
-use crate::app::summary::Processed;
 pub use crate::app::work::MirrorRequest;
+use crate::app::Processed;
 use crate::app::{Deps, Invocation};
 pub use crate::batch::{check_delete_body, delete_body};
 use crate::config::syncs::{SyncSpec, Syncs};
@@ -852,6 +852,20 @@ async fn dead_letter(
         body,
     ));
     deps.dead_letters.send(&msg).await.map_err(fatal)
+}
+
+/// Whether the snapshot a dead-lettered deletion came from (`source`: its folder, and its id as
+/// the ETag) is still its sync's latest export, unchanged.
+pub async fn still_latest(deps: &Deps, source: &SourceRef) -> Result<bool, String> {
+    let syncs = deps.current_syncs().await.map_err(|e| e.to_string())?;
+    let spec = check_folder(deps, &syncs, &source.bucket, &source.key)?.clone();
+    let snapshot = list_snapshot(deps, &syncs, &spec, &source.bucket, &source.key).await?;
+    if snapshot.id != source.etag {
+        return Ok(false);
+    }
+    Ok(newer_export(deps, &syncs, &spec, &snapshot)
+        .await?
+        .is_none())
 }
 
 /// What a snapshot's deletion pass would do (`moengage-sync preview --deletes`): it reads the

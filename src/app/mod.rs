@@ -181,3 +181,13 @@ impl Invocation {
         })
     }
 }
+
+/// What running one object (or a snapshot's mirror pass) did.
+pub enum Processed {
+    /// It ran (or failed to start): its summary line.
+    Line(crate::account::report::ObjectSummary),
+    /// Nothing to do (already complete, not data, …); a note says why.
+    Nothing,
+    /// Another invocation holds a live lease on it: try again later, never drop it.
+    Busy,
+}

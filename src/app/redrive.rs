@@ -113,6 +113,7 @@ pub async fn redrive(
                 payload,
                 records,
                 note,
+                source,
             } = match prepare(deps, &m.body).await {
                 Ok(ready) => ready,
                 Err(Unready::Refused(reason)) => {
@@ -128,7 +129,7 @@ pub async fn redrive(
                 }
             };
             if endpoint == Endpoint::Delete {
-                match still_wanted(deps, note.as_ref(), &payload).await {
+                match still_wanted(deps, note.as_ref(), &source, &payload).await {
                     Ok(true) => {}
                     Ok(false) => {
                         // The user was delivered again (or left the state) since: deleting now
@@ -222,6 +223,8 @@ struct Ready {
     records: (u64, u64),
     /// The rows' sync-state entries, recorded once MoEngage accepts the payload.
     note: Option<dead_letter::StateNote>,
+    /// Where the body came from (for a deletion: the snapshot folder and its id).
+    source: dead_letter::SourceRef,
 }
 
 /// A message body → what to send, once every check has passed; no request is made before.
@@ -237,6 +240,7 @@ async fn prepare(deps: &Deps, body: &str) -> Result<Ready, Unready> {
         payload,
         records,
         note: msg.sync_state,
+        source: msg.source,
     })
 }
 
@@ -302,15 +306,21 @@ async fn noted_state(
 }
 
 /// Whether a dead-lettered deletion should still be replayed: its sealed note says which entry
-/// the user had when the deletion failed, and the state must still hold exactly that.
+/// the user had when the deletion failed, and the state must still hold exactly that; and its
+/// snapshot must still be the sync's latest export, unchanged (a newer export may hold the user
+/// again: its own pass decides then).
 async fn still_wanted(
     deps: &Deps,
     note: Option<&dead_letter::StateNote>,
+    source: &dead_letter::SourceRef,
     payload: &[u8],
 ) -> Result<bool, String> {
     let note = note.ok_or("a Delete Users message must carry its sealed sync-state note")?;
     let (state, prints) = noted_state(deps, note, payload).await?;
-    state.holds(&prints).await.map_err(|e| e.to_string())
+    if !state.holds(&prints).await.map_err(|e| e.to_string())? {
+        return Ok(false);
+    }
+    crate::app::mirror::still_latest(deps, source).await
 }
 
 /// Records a delivered body's rows in its sync's state, when its note is sealed by this function

@@ -30,13 +30,3 @@ pub struct BatchItemFailure {
     #[serde(rename = "itemIdentifier")]
     pub item_identifier: String,
 }
-
-/// What running one object (or a snapshot's mirror pass) did.
-pub enum Processed {
-    /// It ran (or failed to start): its summary line.
-    Line(ObjectSummary),
-    /// Nothing to do (already complete, not data, …); a note says why.
-    Nothing,
-    /// Another invocation holds a live lease on it: try again later, never drop it.
-    Busy,
-}

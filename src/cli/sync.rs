@@ -169,13 +169,13 @@ pub async fn run(args: SyncArgs) -> i32 {
             ticker.finish().await;
             doc.notes.extend(notes);
             match result {
-                Ok(crate::app::summary::Processed::Line(s)) => doc.objects.push(ObjectLine {
+                Ok(crate::app::Processed::Line(s)) => doc.objects.push(ObjectLine {
                     source: t.shown.clone(),
                     summary: s,
                     rejected: Vec::new(),
                 }),
-                Ok(crate::app::summary::Processed::Nothing) => {}
-                Ok(crate::app::summary::Processed::Busy) => doc.notes.push(format!(
+                Ok(crate::app::Processed::Nothing) => {}
+                Ok(crate::app::Processed::Busy) => doc.notes.push(format!(
                     "{}: another run (the Lambda, or another terminal) holds it; try again later",
                     t.shown
                 )),

@@ -354,8 +354,22 @@ async fn failed_and_unknown_deletes_are_all_accounted_for_and_redrive_finishes_t
         .iter()
         .all(|m| m["kind"] == "delete" && m["error"]["status"] == 500));
 
-    // Meanwhile user-005 comes back, with a new email: it is delivered again.
+    // user-003's cause is fixed, user-005's not yet: redrive replays what it can.
+    stack.emulator.set_faults(Faults {
+        fail_customer_ids: vec![id(5)],
+        fail_customer_status: 500,
+        ..Faults::default()
+    });
+    let redrive: Value = serde_json::from_str(include_str!("../../events/redrive.json")).unwrap();
+    let summary = stack.invoke_payload(&deps, redrive.clone()).await;
+    let r = summary.redrive.expect("redrive report");
+    assert_eq!((r.replayed, r.delivered), (2, 1), "{r:?}");
+    assert_eq!(r.still_failing.len(), 1, "{r:?}");
+    assert_eq!(deleted(&stack), [1, 2, 3, 4, 6].map(id).to_vec());
+
+    // Meanwhile the next export lands, and user-005 is back in it (a new email): delivered again.
     stack.emulator.set_faults(Faults::default());
+    next_second().await;
     let mut back = String::from("user_id,email\n");
     for i in std::iter::once(5).chain(7..=100) {
         let email = if i == 5 {
@@ -374,17 +388,16 @@ async fn failed_and_unknown_deletes_are_all_accounted_for_and_redrive_finishes_t
     .await;
     assert_eq!(lines[0].rows_delivered, 1, "{lines:?}");
 
-    // Fixed; redrive replays user-003's deletion, and drops user-005's: deleting a user who is
-    // back in the warehouse would be wrong.
-    let redrive: Value = serde_json::from_str(include_str!("../../events/redrive.json")).unwrap();
+    // Now user-005's old deletion is obsolete: redrive drops it rather than delete a user who is
+    // back in the warehouse.
     let summary = stack.invoke_payload(&deps, redrive).await;
     let r = summary.redrive.expect("redrive report");
-    assert_eq!((r.replayed, r.delivered, r.obsolete), (2, 1, 1), "{r:?}");
+    assert_eq!((r.replayed, r.delivered, r.obsolete), (1, 0, 1), "{r:?}");
     assert_eq!(r.left_in_queue, Some(0), "{r:?}");
     assert_eq!(deleted(&stack), [1, 2, 3, 4, 6].map(id).to_vec());
     assert_eq!(stack.state().users[&id(5)]["email"], "new5@example.com");
 
-    // user-003 left the sync state with the redriven deletion: snapshot 3's pass finds no one
+    // user-003 left the sync state with its redriven deletion: snapshot 3's pass finds no one
     // to delete among the 95 users it holds.
     let lines = land(&stack, &deps, "exports/users/dt=3/_SUCCESS", Vec::new()).await;
     let m = pass(&lines).expect("the pass ran").mirror.clone().unwrap();

@@ -144,7 +144,7 @@ fn main() {
             mib(after_first.bytes_written),
         );
         println!(
-            "| re-sync, {parts} parts, one warm process (`STATE_CACHE_MB` 256) | {warm_s:.1} | {:.0} | {:.1} | {:.2} × | {:.1} | {warm_rss:.0} (that process) |",
+            "| re-sync, {parts} parts, one warm process (`STATE_CACHE_MB` 512) | {warm_s:.1} | {:.0} | {:.1} | {:.2} × | {:.1} | {warm_rss:.0} (that process) |",
             keys as f64 / warm_s,
             mib(warm_read),
             warm_read as f64 / state_bytes.max(1) as f64,

@@ -511,6 +511,9 @@ pub async fn run(
             marker_etag,
         }) => (marker, marker_etag),
         Ok(Claim::Complete { .. }) => {
+            // A request for a snapshot whose pass ran is spent (a duplicate work item must not
+            // linger and apply its limit to a later export of the folder).
+            let _ = deps.state.delete(&state_bucket, &request_at).await;
             if !matches!(trigger, Trigger::ObjectCompleted) {
                 notes.push(format!(
                     "mirror {where_}: this snapshot's deletion pass already ran; nothing to do"
@@ -844,19 +847,31 @@ async fn dead_letter(
         fingerprint: user.fingerprint,
     };
     let location = state.location();
-    msg.sync_state = Some(StateNote::new(
+    msg.sync_state = Some(StateNote::for_deletion(
         &deps.moengage,
-        &location.bucket,
-        scope,
+        (&location.bucket, scope),
         &[print],
         body,
+        sealed_snapshot(&snapshot.bucket, &snapshot.prefix, &snapshot.id),
     ));
     deps.dead_letters.send(&msg).await.map_err(fatal)
 }
 
+/// How a deletion's sealed note names its snapshot.
+pub fn sealed_snapshot(bucket: &str, prefix: &str, id: &str) -> String {
+    format!("{bucket}/{prefix}#{id}")
+}
+
 /// Whether the snapshot a dead-lettered deletion came from (`source`: its folder, and its id as
-/// the ETag) is still its sync's latest export, unchanged.
-pub async fn still_latest(deps: &Deps, source: &SourceRef) -> Result<bool, String> {
+/// the ETag; it must be the one its note seals) is still its sync's latest export, unchanged.
+pub async fn still_latest(
+    deps: &Deps,
+    source: &SourceRef,
+    sealed: Option<&str>,
+) -> Result<bool, String> {
+    if sealed != Some(sealed_snapshot(&source.bucket, &source.key, &source.etag).as_str()) {
+        return Err("the deletion's snapshot is not the one its sealed note names".into());
+    }
     let syncs = deps.current_syncs().await.map_err(|e| e.to_string())?;
     let spec = check_folder(deps, &syncs, &source.bucket, &source.key)?.clone();
     let snapshot = list_snapshot(deps, &syncs, &spec, &source.bucket, &source.key).await?;

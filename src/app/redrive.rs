@@ -320,7 +320,7 @@ async fn still_wanted(
     if !state.holds(&prints).await.map_err(|e| e.to_string())? {
         return Ok(false);
     }
-    crate::app::mirror::still_latest(deps, source).await
+    crate::app::mirror::still_latest(deps, source, note.snapshot.as_deref()).await
 }
 
 /// Records a delivered body's rows in its sync's state, when its note is sealed by this function

@@ -110,7 +110,7 @@ pub struct Config {
     /// `SOURCE_COMPRESSION`, `CSV_*` and the budgets: what a file's sync falls back to.
     pub sync_defaults: SyncDefaults,
     /// `STATE_CACHE_MB`: local (`/tmp`) copy of sync-state shards kept between runs in a warm
-    /// instance, revalidated by ETag; 0 turns it off. Default 256.
+    /// instance, revalidated by ETag; 0 turns it off. Default 512 (a 10M-user state).
     pub state_cache_mb: u64,
     /// `STATE_MEMORY_MB`: memory the sync state may use while classifying one object (the
     /// spooled prints of its rows, and the shards read at once); the rest is spilled to `/tmp`.
@@ -481,7 +481,7 @@ impl Config {
         let mb = |name: &'static str, default: usize, max: usize| {
             parse_number(name, get(name), default, 1, max).map(|n: usize| n << 20)
         };
-        let state_cache_mb = parse_number("STATE_CACHE_MB", get("STATE_CACHE_MB"), 256, 0, 10_240)?;
+        let state_cache_mb = parse_number("STATE_CACHE_MB", get("STATE_CACHE_MB"), 512, 0, 10_240)?;
         let state_memory_mb =
             parse_number("STATE_MEMORY_MB", get("STATE_MEMORY_MB"), 64, 16, 10_240)?;
         let mirror_max_delete_percent = parse_number(

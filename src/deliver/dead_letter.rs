@@ -67,6 +67,10 @@ pub struct StateNote {
     pub prints: String,
     /// HMAC-SHA256, hex.
     pub seal: String,
+    /// A mirror-mode deletion's snapshot, `bucket/prefix/#id`: sealed too, so that redrive's
+    /// "is this still the latest export" check cannot be pointed at another folder.
+    #[serde(skip_serializing_if = "Option::is_none", default)]
+    pub snapshot: Option<String>,
 }
 
 /// Most rows one note may name: a body holds at most `BATCH_MAX_RECORDS` (≤ 100) elements.
@@ -74,6 +78,8 @@ const MAX_NOTE_PRINTS: usize = 1_000;
 
 impl StateNote {
     const CONTEXT: &'static [u8] = b"moengage-sync dead-letter sync state v1";
+    /// A note that names a snapshot (a deletion) is sealed in its own domain.
+    const SNAPSHOT_CONTEXT: &'static [u8] = b"moengage-sync dead-letter deletion v1";
 
     pub fn new(
         client: &crate::deliver::client::MoEngageClient,
@@ -82,23 +88,67 @@ impl StateNote {
         prints: &[crate::sync_state::RowPrint],
         body: &[u8],
     ) -> Self {
+        Self::sealed(client, bucket, scope, prints, body, None)
+    }
+
+    /// A deletion's note: also seals the snapshot it belongs to.
+    pub fn for_deletion(
+        client: &crate::deliver::client::MoEngageClient,
+        (bucket, scope): (&str, &str),
+        prints: &[crate::sync_state::RowPrint],
+        body: &[u8],
+        snapshot: String,
+    ) -> Self {
+        Self::sealed(client, bucket, scope, prints, body, Some(snapshot))
+    }
+
+    fn sealed(
+        client: &crate::deliver::client::MoEngageClient,
+        bucket: &str,
+        scope: &str,
+        prints: &[crate::sync_state::RowPrint],
+        body: &[u8],
+        snapshot: Option<String>,
+    ) -> Self {
         let prints: String = prints
             .iter()
             .map(|p| format!("{:016x}{:016x}", p.key, p.fingerprint))
             .collect();
-        let seal = client.seal(&[
-            Self::CONTEXT,
-            bucket.as_bytes(),
-            scope.as_bytes(),
-            prints.as_bytes(),
-            body,
-        ]);
-        StateNote {
+        let mut note = StateNote {
             bucket: bucket.to_string(),
             scope: scope.to_string(),
             prints,
-            seal: seal.iter().map(|b| format!("{b:02x}")).collect(),
+            seal: String::new(),
+            snapshot,
+        };
+        note.seal = note
+            .expected(client, body)
+            .iter()
+            .map(|b| format!("{b:02x}"))
+            .collect();
+        note
+    }
+
+    /// The seal this note's fields and `body` call for.
+    fn expected(&self, client: &crate::deliver::client::MoEngageClient, body: &[u8]) -> Vec<u8> {
+        let parts = [
+            self.bucket.as_bytes(),
+            self.scope.as_bytes(),
+            self.prints.as_bytes(),
+            body,
+        ];
+        match &self.snapshot {
+            None => client.seal(&[Self::CONTEXT, parts[0], parts[1], parts[2], parts[3]]),
+            Some(s) => client.seal(&[
+                Self::SNAPSHOT_CONTEXT,
+                parts[0],
+                parts[1],
+                parts[2],
+                parts[3],
+                s.as_bytes(),
+            ]),
         }
+        .to_vec()
     }
 
     /// The prints, when the seal matches `body` under this function's credentials.
@@ -107,13 +157,7 @@ impl StateNote {
         client: &crate::deliver::client::MoEngageClient,
         body: &[u8],
     ) -> Result<Vec<crate::sync_state::RowPrint>, String> {
-        let want = client.seal(&[
-            Self::CONTEXT,
-            self.bucket.as_bytes(),
-            self.scope.as_bytes(),
-            self.prints.as_bytes(),
-            body,
-        ]);
+        let want = self.expected(client, body);
         // One encoding only: lowercase hex, as written (`from_str_radix` would also take `+f`, `0F`).
         let lower_hex = |t: &str| t.bytes().all(|b| matches!(b, b'0'..=b'9' | b'a'..=b'f'));
         if self.seal.len() != 64 || !lower_hex(&self.seal) || !lower_hex(&self.prints) {
@@ -446,8 +490,25 @@ mod note_tests {
         edited.seal = "zz".into();
         assert!(edited.open(&ours, body).is_err());
         // The same bytes spelt another way are not accepted either.
-        let mut edited = note;
+        let mut edited = note.clone();
         edited.seal = edited.seal.to_uppercase();
+        assert!(edited.open(&ours, body).is_err());
+
+        // A deletion's note seals its snapshot: retargeting it, or dropping it, breaks the seal.
+        let deletion = StateNote::for_deletion(
+            &ours,
+            ("state", "WS/user_attributes"),
+            &prints,
+            body,
+            "b/exports/dt=2/#mirror-0123456789abcdef".into(),
+        );
+        assert_eq!(deletion.open(&ours, body).unwrap(), prints);
+        assert_ne!(deletion.seal, note.seal);
+        let mut edited = deletion.clone();
+        edited.snapshot = Some("b/exports/dt=3/#mirror-0123456789abcdef".into());
+        assert!(edited.open(&ours, body).is_err());
+        let mut edited = deletion;
+        edited.snapshot = None;
         assert!(edited.open(&ours, body).is_err());
     }
 }

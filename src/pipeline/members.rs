@@ -9,7 +9,7 @@ use tokio_util::io::SyncIoBridge;
 
 use crate::app::Deps;
 use crate::config::syncs::SyncSpec;
-use crate::decode::{self, Opened, RangedObject, RowSource};
+use crate::decode::{self, Opened, RowSource};
 use crate::model::{ElementKind, ObjectRef};
 use crate::sync_state::verdicts::PrintSpool;
 use crate::sync_state::{Fingerprinter, RowPrint};
@@ -37,19 +37,10 @@ pub async fn add_members(
     row_base: u64,
 ) -> Result<(PrintSpool, MemberRows), String> {
     let named = format!("s3://{}/{}", object.bucket, object.key);
-    let source = deps
-        .source
-        .open_if(&object.bucket, &object.key, Some(etag))
+    let source = super::open_object(deps, object, Some(etag))
         .await
-        .map_err(|e| format!("{named}: {e}; check the key exists and the function may read it"))?;
-    let ranged = RangedObject {
-        source: deps.source.clone(),
-        bucket: object.bucket.clone(),
-        key: object.key.clone(),
-        size: source.size.unwrap_or(0),
-        etag: Some(source.etag.clone()),
-        runtime: tokio::runtime::Handle::current(),
-    };
+        .map_err(|e| format!("{named}: {e}"))?;
+    let ranged = super::ranged_object(deps, object, &source);
     let reader = SyncIoBridge::new(source.body);
     let (config, spec, key) = (
         Arc::new(deps.config.clone()),

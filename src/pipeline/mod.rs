@@ -142,14 +142,7 @@ pub async fn process_object(
     };
     report.etag = source.etag.clone();
     report.version_id = source.version_id.clone();
-    let ranged = RangedObject {
-        source: deps.source.clone(),
-        bucket: object.bucket.clone(),
-        key: object.key.clone(),
-        size: source.size.unwrap_or(0),
-        etag: Some(source.etag.clone()),
-        runtime: tokio::runtime::Handle::current(),
-    };
+    let ranged = ranged_object(deps, object, &source);
     let mut body: std::pin::Pin<Box<dyn tokio::io::AsyncRead + Send>> = source.body;
     if let Some(p) = &plan.progress {
         p.object_size.store(
@@ -471,6 +464,22 @@ async fn open_object(
         .open_if(&object.bucket, &object.key, etag)
         .await
         .map_err(|e| format!("{e}; check the key exists and the function may read it"))
+}
+
+/// Range reads of the version `source` opened (Parquet reads its footer and pages by range).
+fn ranged_object(
+    deps: &Deps,
+    object: &ObjectRef,
+    source: &crate::source::SourceObject,
+) -> RangedObject {
+    RangedObject {
+        source: deps.source.clone(),
+        bucket: object.bucket.clone(),
+        key: object.key.clone(),
+        size: source.size.unwrap_or(0),
+        etag: Some(source.etag.clone()),
+        runtime: tokio::runtime::Handle::current(),
+    }
 }
 
 /// The outcome of a run that failed before any row was sent.

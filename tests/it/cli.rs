@@ -27,15 +27,15 @@ const MAPPING: &str = r#"{"customer_id":"user_id","email":"email","first_name":"
 const OVERRIDES: [(&str, &str); 2] = [("FIELD_MAPPING", MAPPING), ("BATCH_MAX_RECORDS", "4")];
 
 /// What a run of the binary printed.
-struct Output {
-    code: Option<i32>,
-    stdout: String,
-    stderr: String,
+pub(crate) struct Output {
+    pub(crate) code: Option<i32>,
+    pub(crate) stdout: String,
+    pub(crate) stderr: String,
 }
 
 /// Runs `moengage-sync <args>` with only the stack's configuration (plus `env`) in its
 /// environment: nothing leaks in from the developer's shell.
-async fn run(stack: &Stack, env: &[(&str, &str)], args: &[&str]) -> Output {
+pub(crate) async fn run(stack: &Stack, env: &[(&str, &str)], args: &[&str]) -> Output {
     let mut vars: HashMap<String, String> = stack.env();
     for (k, v) in OVERRIDES.iter().chain(env) {
         vars.insert(k.to_string(), v.to_string());

@@ -444,6 +444,39 @@ async fn preview_deletes_agrees_with_the_pass_and_changes_nothing() {
     .await
     .unwrap();
     assert!(allowed.refused.is_none(), "{allowed:?}");
+    // The command people run says the same.
+    let env = [
+        ("FIELD_MAPPING", MAPPING),
+        ("OBJECT_TYPE", "user_attributes"),
+        ("SYNC_MODE", "mirror"),
+    ];
+    let folder = format!("s3://{}/exports/users/dt=2/", stack.bucket);
+    let text = crate::cli::run(&stack, &env, &["preview", "--deletes", &folder]).await;
+    assert_eq!(text.code, Some(0), "{}", text.stderr);
+    assert!(
+        text.stdout.contains("10 of the 100 users") && text.stdout.contains("REFUSE"),
+        "{}",
+        text.stdout
+    );
+    assert!(text.stdout.contains("user-100"), "{}", text.stdout);
+    let json = crate::cli::run(
+        &stack,
+        &env,
+        &[
+            "preview",
+            "--deletes",
+            &folder,
+            "--json",
+            "--max-delete-percent",
+            "10",
+        ],
+    )
+    .await;
+    let doc: Value = serde_json::from_str(&json.stdout).expect(&json.stderr);
+    assert_eq!(
+        (doc["users_to_delete"].as_u64(), doc["refused"].is_null()),
+        (Some(10), true)
+    );
     assert_eq!(
         stack.state().requests.len(),
         requests,

@@ -66,6 +66,16 @@ pub async fn handle(
                     .map_err(|e| e.to_string())
             });
         let request = match parsed {
+            // A mirror request stands for the objects landed when it was sent, not when SQS
+            // delivers it again.
+            Ok(Request::Mirror(mut req)) => {
+                req.sent_at = record
+                    .attributes
+                    .get("SentTimestamp")
+                    .and_then(|ms| ms.parse::<i64>().ok())
+                    .map(|ms| ms / 1000);
+                Request::Mirror(req)
+            }
             Ok(r) => r,
             Err(e) => {
                 // Retrying a message we cannot read would not help; its redrive policy would only

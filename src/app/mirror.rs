@@ -429,7 +429,9 @@ pub async fn run(
         // it stands for the objects in the folder when it came, not for a later export there.
         let stored = StoredRequest {
             request: req.clone(),
-            at: chrono::Utc::now().timestamp(),
+            at: req
+                .sent_at
+                .unwrap_or_else(|| chrono::Utc::now().timestamp()),
         };
         let body = serde_json::to_vec(&stored).unwrap_or_default();
         if let Err(e) = deps
@@ -597,6 +599,7 @@ pub async fn run(
             bucket: bucket.into(),
             prefix: prefix.into(),
             max_delete_percent: requested.and_then(|r| r.max_delete_percent),
+            sent_at: None,
         };
         match &deps.work_queue {
             Some(q) if inv.enqueue_continuations => match q.enqueue_mirror(&item).await {

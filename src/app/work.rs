@@ -92,4 +92,9 @@ pub struct MirrorRequest {
     pub prefix: String,
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub max_delete_percent: Option<u32>,
+    /// When the request was made (epoch seconds): an SQS message's `SentTimestamp`, the same on
+    /// every redelivery; `None` for a direct invocation (then: now). The request stands for the
+    /// data objects that had landed by then. Never read from the payload.
+    #[serde(skip)]
+    pub sent_at: Option<i64>,
 }

@@ -7,7 +7,7 @@
 //! 2. A part of `BENCH_BIG_PART_ROWS` users (default 1,000,000) with 1 % changed, against a
 //!    state of `BENCH_BIG_STATE_KEYS` keys (default 100,000,000): the part's own keys, delivered by
 //!    a first run, plus random keys up to the total, written straight into the shards. That state
-//!    (1.6 GB at 100M) is kept in a directory-backed store rather than moto. The run must send
+//!    (3 GiB at 100M in state format 2, with customer ids) is kept in a directory-backed store rather than moto. The run must send
 //!    exactly the changed rows: what a whole in-memory state would decide. Then mirror mode's
 //!    deletion pass of that folder against the same state (refused by the guard, after comparing
 //!    the snapshot's users with every shard).

@@ -1,4 +1,4 @@
-//! One shard in memory: the entries as last read or written (16 bytes per key and its id), two bits per entry
+//! One shard in memory: the entries as last read or written (16 bytes per key, and its id), two bits per entry
 //! for this run, and a table of the keys this run sent or delivered.
 //!
 //! Everything here is synchronous and pure; `SyncState` does the locking and the I/O.

@@ -126,17 +126,13 @@ pub async fn list_snapshot(
         .await
         .map_err(|e| format!("{e}; check the function may list the bucket"))?;
     let done = config.mirror_done_marker.as_deref();
-    let own_state = |key: &str| {
-        config.state_bucket.as_deref().unwrap_or(bucket) == bucket
-            && key.starts_with(&config.state_prefix)
-    };
     let mut marker: Option<ListedObject> = None;
     let mut objects = Vec::new();
     for o in listed {
         let Some(name) = o.key.strip_prefix(prefix) else {
             continue;
         };
-        if name.is_empty() || name.contains('/') || own_state(&o.key) {
+        if name.is_empty() || name.contains('/') || is_own_state(deps, bucket, &o.key) {
             continue;
         }
         if is_completion_marker(&o.key, done) {
@@ -146,9 +142,7 @@ pub async fn list_snapshot(
             {
                 marker = Some(o);
             }
-        } else if !crate::decode::is_marker(&o.key, Some(o.size))
-            && syncs.route(&o.key).is_ok_and(|s| s.name == spec.name)
-        {
+        } else if is_data_of(deps, syncs, spec, bucket, &o) {
             objects.push(o);
         }
     }
@@ -197,20 +191,46 @@ pub async fn newer_export(
         .list(&snapshot.bucket, root)
         .await
         .map_err(|e| format!("{e}; check the function may list the bucket"))?;
-    let own_state = |key: &str| {
-        config.state_bucket.as_deref().unwrap_or(&snapshot.bucket) == snapshot.bucket
-            && key.starts_with(&config.state_prefix)
-    };
     Ok(listed
         .into_iter()
         .find(|o| {
             o.last_modified > snapshot.newest
                 && folder_of(&o.key) != snapshot.prefix
-                && !own_state(&o.key)
-                && !crate::decode::is_marker(&o.key, Some(o.size))
-                && syncs.route(&o.key).is_ok_and(|s| s.name == spec.name)
+                && is_data_of(deps, syncs, spec, &snapshot.bucket, o)
         })
         .map(|o| o.key))
+}
+
+/// This function's own state (reports, markers, shards) when it lives in `bucket`.
+fn is_own_state(deps: &Deps, bucket: &str, key: &str) -> bool {
+    let config = &deps.config;
+    config.state_bucket.as_deref().unwrap_or(bucket) == bucket
+        && key.starts_with(&config.state_prefix)
+}
+
+/// A data object of sync `spec`: not this function's state, not a marker, routed to `spec`.
+fn is_data_of(deps: &Deps, syncs: &Syncs, spec: &SyncSpec, bucket: &str, o: &ListedObject) -> bool {
+    !is_own_state(deps, bucket, &o.key)
+        && !crate::decode::is_marker(&o.key, Some(o.size))
+        && syncs.route(&o.key).is_ok_and(|s| s.name == spec.name)
+}
+
+/// The snapshot's data objects without a completed run, each with what its run marker says.
+async fn incomplete(markers: &Markers<'_>, snapshot: &Snapshot) -> Vec<String> {
+    let mut waiting = Vec::new();
+    for o in &snapshot.objects {
+        match markers.get(&snapshot.bucket, &o.key, &o.etag).await {
+            Ok(Some(m)) if m.status == MarkerStatus::Complete => {}
+            Ok(m) => waiting.push(format!(
+                "{} ({})",
+                o.key,
+                m.map_or("not started".into(), |m| format!("{:?}", m.status)
+                    .to_lowercase())
+            )),
+            Err(e) => waiting.push(format!("{} (its run marker: {e})", o.key)),
+        }
+    }
+    waiting
 }
 
 /// The users a snapshot's data objects hold, spooled by state shard.
@@ -478,19 +498,7 @@ pub async fn run(
         state_bucket: &state_bucket,
         prefix: &config.state_prefix,
     };
-    let mut waiting = Vec::new();
-    for o in &snapshot.objects {
-        match markers.get(bucket, &o.key, &o.etag).await {
-            Ok(Some(m)) if m.status == MarkerStatus::Complete => {}
-            Ok(m) => waiting.push(format!(
-                "{} ({})",
-                o.key,
-                m.map_or("not started".into(), |m| format!("{:?}", m.status)
-                    .to_lowercase())
-            )),
-            Err(e) => waiting.push(format!("{} (its run marker: {e})", o.key)),
-        }
-    }
+    let waiting = incomplete(&markers, &snapshot).await;
     if !waiting.is_empty() {
         notes.push(format!(
             "mirror {where_}: waits for {} of {} data objects to complete, e.g. {}; the pass starts when the last one does",
@@ -907,7 +915,8 @@ pub struct DeletePreview {
     pub max_delete_percent: u32,
     /// Why the guard would refuse, if it would.
     pub refused: Option<String>,
-    /// Data objects without a completed run yet: the pass would wait for them.
+    /// Data objects without a completed run yet (with their run's status): the pass would wait
+    /// for them.
     pub waiting_for: Vec<String>,
     /// Whether a completion marker is in the folder.
     pub marked: bool,
@@ -933,13 +942,7 @@ pub async fn preview(
         state_bucket: &state_bucket,
         prefix: &config.state_prefix,
     };
-    let mut waiting_for = Vec::new();
-    for o in &snapshot.objects {
-        let done = matches!(markers.get(bucket, &o.key, &o.etag).await, Ok(Some(m)) if m.status == MarkerStatus::Complete);
-        if !done {
-            waiting_for.push(o.key.clone());
-        }
-    }
+    let waiting_for = incomplete(&markers, &snapshot).await;
     let newer_export = newer_export(deps, syncs, &spec, &snapshot).await?;
     let state = open_state(deps, &spec, bucket).await?;
     let members = read_members(deps, &spec, &snapshot, state.shard_bits()).await?;

@@ -46,6 +46,17 @@ async fn land(
     stack.invoke(deps, key).await.objects
 }
 
+/// Puts the folder's `_SUCCESS` and invokes the handler for it.
+async fn mark(stack: &Stack, deps: &moengage_sync::app::Deps, folder: &str) -> Vec<ObjectSummary> {
+    land(stack, deps, &format!("{folder}_SUCCESS"), Vec::new()).await
+}
+
+/// What the deletion pass among `lines` did; it must have run.
+fn deleted_by(lines: &[ObjectSummary]) -> Box<moengage_sync::account::report::MirrorSummary> {
+    let line = pass(lines).unwrap_or_else(|| panic!("the pass ran: {lines:?}"));
+    line.mirror.clone().unwrap_or_default()
+}
+
 /// The deletion pass's line among `lines`.
 fn pass(lines: &[ObjectSummary]) -> Option<&ObjectSummary> {
     lines.iter().find(|l| l.mirror.is_some())
@@ -76,8 +87,8 @@ async fn snapshot_one(stack: &Stack, deps: &moengage_sync::app::Deps) {
     )
     .await;
     assert_eq!(lines[0].rows_delivered, 100, "{lines:?}");
-    let lines = land(stack, deps, "exports/users/dt=1/_SUCCESS", Vec::new()).await;
-    let m = pass(&lines).expect("the pass ran").mirror.clone().unwrap();
+    let lines = mark(stack, deps, "exports/users/dt=1/").await;
+    let m = deleted_by(&lines);
     assert_eq!((m.users_to_delete, m.users_in_state), (0, 100), "{lines:?}");
     assert_eq!(delete_calls(stack), 0);
 }
@@ -100,7 +111,7 @@ async fn users_who_leave_a_complete_snapshot_are_deleted_and_forgotten() {
     assert!(pass(&lines).is_none(), "no marker yet: {lines:?}");
     assert_eq!(delete_calls(&stack), 0);
 
-    let lines = land(&stack, &deps, "exports/users/dt=2/_SUCCESS", Vec::new()).await;
+    let lines = mark(&stack, &deps, "exports/users/dt=2/").await;
     let line = pass(&lines).expect("the pass ran");
     assert_eq!(line.status, Status::Complete, "{line:?}");
     assert_eq!(line.key, "exports/users/dt=2/");
@@ -144,8 +155,8 @@ async fn users_who_leave_a_complete_snapshot_are_deleted_and_forgotten() {
         users((5..=100).chain(101..=103)),
     )
     .await;
-    let lines = land(&stack, &deps, "exports/users/dt=3/_SUCCESS", Vec::new()).await;
-    let m = pass(&lines).expect("the pass ran").mirror.clone().unwrap();
+    let lines = mark(&stack, &deps, "exports/users/dt=3/").await;
+    let m = deleted_by(&lines);
     assert_eq!((m.users_to_delete, m.users_in_state), (0, 99), "{m:?}");
     assert_eq!(delete_calls(&stack), 4);
 
@@ -188,7 +199,7 @@ async fn a_marker_before_the_last_part_waits_for_it_then_deletes_once() {
         .await
         .objects;
     assert_eq!(lines.len(), 2, "{lines:?}");
-    let m = pass(&lines).expect("the pass ran").mirror.clone().unwrap();
+    let m = deleted_by(&lines);
     assert_eq!((m.users_to_delete, m.users_deleted), (3, 3), "{m:?}");
     assert_eq!(deleted(&stack), (1..=3).map(id).collect::<Vec<_>>());
 
@@ -213,7 +224,7 @@ async fn a_half_empty_snapshot_is_refused_until_a_reviewed_work_item_lets_it_thr
         users(51..=100),
     )
     .await;
-    let lines = land(&stack, &deps, "exports/users/dt=3/_SUCCESS", Vec::new()).await;
+    let lines = mark(&stack, &deps, "exports/users/dt=3/").await;
     let line = pass(&lines).expect("the pass ran");
     let m = line.mirror.clone().unwrap();
     assert!(m.mirror_refused, "{line:?}");
@@ -287,8 +298,8 @@ async fn a_user_this_sync_never_delivered_is_never_deleted() {
         users(2..=100),
     )
     .await;
-    let lines = land(&stack, &deps, "exports/users/dt=2/_SUCCESS", Vec::new()).await;
-    let m = pass(&lines).expect("the pass ran").mirror.clone().unwrap();
+    let lines = mark(&stack, &deps, "exports/users/dt=2/").await;
+    let m = deleted_by(&lines);
     assert_eq!((m.users_to_delete, m.users_deleted), (1, 1));
     assert_eq!(deleted(&stack), vec![id(1)]);
     assert!(stack.state().users.contains_key("app-user-1"));
@@ -322,7 +333,7 @@ async fn failed_and_unknown_deletes_are_all_accounted_for_and_redrive_finishes_t
         users(7..=100),
     )
     .await;
-    let lines = land(&stack, &deps, "exports/users/dt=2/_SUCCESS", Vec::new()).await;
+    let lines = mark(&stack, &deps, "exports/users/dt=2/").await;
     let line = pass(&lines).expect("the pass ran");
     let m = line.mirror.clone().unwrap();
     assert_eq!(
@@ -399,8 +410,8 @@ async fn failed_and_unknown_deletes_are_all_accounted_for_and_redrive_finishes_t
 
     // user-003 left the sync state with its redriven deletion: snapshot 3's pass finds no one
     // to delete among the 95 users it holds.
-    let lines = land(&stack, &deps, "exports/users/dt=3/_SUCCESS", Vec::new()).await;
-    let m = pass(&lines).expect("the pass ran").mirror.clone().unwrap();
+    let lines = mark(&stack, &deps, "exports/users/dt=3/").await;
+    let m = deleted_by(&lines);
     assert_eq!((m.users_to_delete, m.users_in_state), (0, 95), "{m:?}");
 }
 
@@ -484,7 +495,7 @@ async fn preview_deletes_agrees_with_the_pass_and_changes_nothing() {
     );
 
     // The pass does what the preview said: refused, then through with the same limit.
-    let lines = land(&stack, &deps, "exports/users/dt=2/_SUCCESS", Vec::new()).await;
+    let lines = mark(&stack, &deps, "exports/users/dt=2/").await;
     assert!(
         pass(&lines)
             .unwrap()
@@ -606,7 +617,7 @@ async fn an_older_snapshot_never_deletes_what_a_newer_export_delivered() {
         users(1..=103),
     )
     .await;
-    let lines = land(&stack, &deps, "exports/users/dt=1/_SUCCESS", Vec::new()).await;
+    let lines = mark(&stack, &deps, "exports/users/dt=1/").await;
     assert!(pass(&lines).is_none(), "{lines:?}");
     assert_eq!(delete_calls(&stack), 0);
     assert_eq!(stack.state().users.len(), 103);
@@ -635,8 +646,8 @@ async fn a_data_file_named_manifest_is_data_and_a_stale_marker_completes_nothing
         lines[0].rows_delivered, 50,
         "a data file, synced: {lines:?}"
     );
-    let lines = land(&stack, &deps, "exports/users/latest/_SUCCESS", Vec::new()).await;
-    let m = pass(&lines).expect("the pass ran").mirror.clone().unwrap();
+    let lines = mark(&stack, &deps, "exports/users/latest/").await;
+    let m = deleted_by(&lines);
     assert_eq!((m.users_to_delete, m.users_in_state), (0, 100), "{m:?}");
 
     // The next day rewrites part-0 first (users 3–52); yesterday's _SUCCESS is still there and
@@ -653,8 +664,8 @@ async fn a_data_file_named_manifest_is_data_and_a_stale_marker_completes_nothing
     assert!(pass(&lines).is_none(), "{lines:?}");
     assert_eq!(delete_calls(&stack), 0);
     // Its own marker then lands: now the folder is a complete snapshot, and 1 and 2 left it.
-    let lines = land(&stack, &deps, "exports/users/latest/_SUCCESS", Vec::new()).await;
-    let m = pass(&lines).expect("the pass ran").mirror.clone().unwrap();
+    let lines = mark(&stack, &deps, "exports/users/latest/").await;
+    let m = deleted_by(&lines);
     assert_eq!((m.users_to_delete, m.users_deleted), (2, 2), "{m:?}");
     assert_eq!(deleted(&stack), vec![id(1), id(2)]);
 }

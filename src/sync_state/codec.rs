@@ -1,31 +1,57 @@
-//! The binary shard format, little-endian, columnar. Version 2 (written since mirror mode) adds
-//! each user key's `customer_id`, so a key can be named again (to delete the user); version 1
-//! shards are still read, their entries without ids.
+//! The binary formats of the sync state, little-endian, columnar: a shard's **base** and the
+//! **deltas** saved on top of it.
+//!
+//! A base, version 3 (written since saves became deltas):
 //!
 //! ```text
-//! 0   magic "MOESYNC" + format version 2               8 bytes
+//! 0   magic "MOESYNC" + format version 3               8 bytes
 //! 8   shard_bits u8, 3 zero bytes, shard index u32     8 bytes
 //! 16  count n u64                                      8 bytes
-//! 24  keys: n × u64, strictly ascending
+//! 24  generation u64: names the deltas that apply      8 bytes  (version 3 only)
+//! ..  keys: n × u64, strictly ascending
 //! ..  fingerprints: n × u64, in key order
 //! ..  id ends: n × u32, ascending: entry i's id is bytes[end(i-1)..end(i)] (empty: no id)
 //! ..  id bytes: the customer ids as they appear in the element (JSON-escaped, unquoted)
 //! ..  XXH3-64 of everything before it                  8 bytes
 //! ```
+//! Version 2 (mirror mode's, each user key's `customer_id`) is version 3 without the generation,
+//! and version 1 is version 2 without the two id columns; both are still read, as a base with no
+//! deltas (no release that wrote them wrote deltas).
+//!
+//! A delta: the entries one save changed, as they are after it (fingerprint 0: removed).
+//!
+//! ```text
+//! 0   magic "MOEDELT" + delta version 1                8 bytes
+//! 8   shard_bits u8, 3 zero bytes, shard index u32     8 bytes
+//! 16  count n u64                                      8 bytes
+//! 24  generation u64 of the base it follows           8 bytes
+//! 32  sequence number u64 (0, 1, … after that base)    8 bytes
+//! 40  flags u64: 1 = the last delta of its generation  8 bytes
+//!     (a compaction started; nothing may follow it)
+//! ..  keys, fingerprints, id ends, id bytes, XXH3-64 as in a base
+//! ```
 //! Columns rather than pairs: decoding is straight copies, and lookups binary-search a dense
-//! array of keys. A version 1 shard is the same without the two id columns.
+//! array of keys.
 
 use xxhash_rust::xxh3::xxh3_64;
 
 const MAGIC: &[u8; 7] = b"MOESYNC";
-/// The version written.
-pub const FORMAT_VERSION: u8 = 2;
+const DELTA_MAGIC: &[u8; 7] = b"MOEDELT";
+/// The base version written.
+pub const FORMAT_VERSION: u8 = 3;
 /// The oldest version read (no ids).
 const FIRST_FORMAT_VERSION: u8 = 1;
-const HEADER_BYTES: usize = 24;
+/// The delta version written and read.
+pub const DELTA_VERSION: u8 = 1;
+/// Magic, shard and count: the header every version shares.
+const COMMON_HEADER_BYTES: usize = 24;
 const TRAILER_BYTES: usize = 8;
-/// Bytes a shard's frame adds to its entries.
-pub const FRAME_BYTES: usize = HEADER_BYTES + TRAILER_BYTES;
+/// Bytes a base's frame adds to its entries.
+pub const FRAME_BYTES: usize = COMMON_HEADER_BYTES + 8 + TRAILER_BYTES;
+/// Bytes a delta's frame adds to its entries.
+pub const DELTA_FRAME_BYTES: usize = COMMON_HEADER_BYTES + 24 + TRAILER_BYTES;
+/// A delta's flag: the last of its generation.
+const LAST: u64 = 1;
 /// Bytes an entry costs at rest besides its id: key, fingerprint and the id's end.
 pub const ENTRY_BYTES: usize = 20;
 /// Longer customer ids are not kept (the entry has no id; such a user cannot be deleted by
@@ -146,8 +172,41 @@ pub fn shard_of(key: u64, bits: u8) -> usize {
     key.checked_shr(64 - u32::from(bits)).unwrap_or(0) as usize
 }
 
-/// Encodes `entries` (sorted, unique keys).
-pub fn encode(bits: u8, index: usize, entries: &Entries) -> Vec<u8> {
+/// Encodes `entries` (sorted, unique keys) as a base of `generation`.
+pub fn encode(bits: u8, index: usize, generation: u64, entries: &Entries) -> Vec<u8> {
+    frame(MAGIC, FORMAT_VERSION, bits, index, &[generation], entries)
+}
+
+/// Encodes a delta: `entries` (sorted, unique keys; fingerprint 0 for a removed key) as the save
+/// numbered `seq` after the base of `generation`; `last` closes the generation.
+pub fn encode_delta(
+    bits: u8,
+    index: usize,
+    generation: u64,
+    seq: u64,
+    last: bool,
+    entries: &Entries,
+) -> Vec<u8> {
+    let flags = if last { LAST } else { 0 };
+    frame(
+        DELTA_MAGIC,
+        DELTA_VERSION,
+        bits,
+        index,
+        &[generation, seq, flags],
+        entries,
+    )
+}
+
+/// A delta as read.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Delta {
+    pub entries: Entries,
+    /// The last of its generation: a compaction closed it.
+    pub last: bool,
+}
+
+fn frame(magic: &[u8; 7], version: u8, bits: u8, index: usize, extra: &[u64], entries: &Entries) -> Vec<u8> {
     let Entries { keys, fps, ids } = entries;
     debug_assert_eq!(keys.len(), fps.len());
     debug_assert_eq!(keys.len(), ids.len());
@@ -155,13 +214,18 @@ pub fn encode(bits: u8, index: usize, entries: &Entries) -> Vec<u8> {
         keys.windows(2).all(|w| w[0] < w[1]),
         "keys must be strictly ascending"
     );
-    let mut out = Vec::with_capacity(FRAME_BYTES + ENTRY_BYTES * keys.len() + ids.bytes.len());
-    out.extend_from_slice(MAGIC);
-    out.push(FORMAT_VERSION);
+    let mut out = Vec::with_capacity(
+        COMMON_HEADER_BYTES + 8 * extra.len() + TRAILER_BYTES + ENTRY_BYTES * keys.len() + ids.bytes.len(),
+    );
+    out.extend_from_slice(magic);
+    out.push(version);
     out.push(bits);
     out.extend_from_slice(&[0; 3]);
     out.extend_from_slice(&(index as u32).to_le_bytes());
     out.extend_from_slice(&(keys.len() as u64).to_le_bytes());
+    for w in extra {
+        out.extend_from_slice(&w.to_le_bytes());
+    }
     for k in keys {
         out.extend_from_slice(&k.to_le_bytes());
     }
@@ -177,22 +241,94 @@ pub fn encode(bits: u8, index: usize, entries: &Entries) -> Vec<u8> {
     out
 }
 
-/// Decodes and verifies a shard expected at (`bits`, `index`): checksum, length, order, and that
-/// every key belongs to this shard.
+/// A base as read: its entries and the generation of the deltas that follow it (`None` for a
+/// version 1 or 2 base, which no delta follows).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Base {
+    pub entries: Entries,
+    pub generation: Option<u64>,
+}
+
+/// Decodes and verifies a base expected at (`bits`, `index`), of any version read: checksum,
+/// length, order, and that every key belongs to this shard.
+pub fn decode_base(bytes: &[u8], bits: u8, index: usize) -> Result<Base, DecodeError> {
+    let (version, extra, entries) = unframe(
+        bytes,
+        MAGIC,
+        "shard",
+        FIRST_FORMAT_VERSION..=FORMAT_VERSION,
+        |v| usize::from(v >= 3),
+        bits,
+        index,
+    )?;
+    Ok(Base {
+        entries,
+        generation: (version >= 3).then(|| extra[0]),
+    })
+}
+
+/// [`decode_base`]'s entries.
 pub fn decode(bytes: &[u8], bits: u8, index: usize) -> Result<Entries, DecodeError> {
-    let corrupt = |why: String| Err(DecodeError::Corrupt(why));
-    if bytes.len() < 8 || &bytes[..7] != MAGIC {
-        return corrupt("not a sync-state shard (bad magic)".into());
-    }
-    let version = bytes[7];
-    if !(FIRST_FORMAT_VERSION..=FORMAT_VERSION).contains(&version) {
-        return Err(DecodeError::UnknownFormat(format!(
-            "shard format version {version} (this release reads {FIRST_FORMAT_VERSION} to {FORMAT_VERSION})"
+    decode_base(bytes, bits, index).map(|b| b.entries)
+}
+
+/// Decodes and verifies the delta expected as save `seq` after the base of `generation`.
+pub fn decode_delta(
+    bytes: &[u8],
+    bits: u8,
+    index: usize,
+    generation: u64,
+    seq: u64,
+) -> Result<Delta, DecodeError> {
+    let (_, extra, entries) = unframe(
+        bytes,
+        DELTA_MAGIC,
+        "delta",
+        DELTA_VERSION..=DELTA_VERSION,
+        |_| 3,
+        bits,
+        index,
+    )?;
+    if extra[..2] != [generation, seq] {
+        return Err(DecodeError::Corrupt(format!(
+            "holds delta {} of generation {:x}, expected {seq} of {generation:x}",
+            extra[1], extra[0]
         )));
     }
-    if bytes.len() < FRAME_BYTES {
+    if extra[2] & !LAST != 0 {
+        return Err(DecodeError::Corrupt(format!("unknown flags {:x}", extra[2])));
+    }
+    Ok(Delta {
+        entries,
+        last: extra[2] & LAST != 0,
+    })
+}
+
+fn unframe(
+    bytes: &[u8],
+    magic: &[u8; 7],
+    what: &str,
+    versions: std::ops::RangeInclusive<u8>,
+    extra_words: impl Fn(u8) -> usize,
+    bits: u8,
+    index: usize,
+) -> Result<(u8, Vec<u64>, Entries), DecodeError> {
+    let corrupt = |why: String| Err(DecodeError::Corrupt(why));
+    if bytes.len() < 8 || &bytes[..7] != magic {
+        return corrupt(format!("not a sync-state {what} (bad magic)"));
+    }
+    let version = bytes[7];
+    if !versions.contains(&version) {
+        return Err(DecodeError::UnknownFormat(format!(
+            "{what} format version {version} (this release reads {} to {})",
+            versions.start(),
+            versions.end()
+        )));
+    }
+    let header = COMMON_HEADER_BYTES + 8 * extra_words(version);
+    if bytes.len() < header + TRAILER_BYTES {
         return corrupt(format!(
-            "{} bytes is shorter than a shard's frame",
+            "{} bytes is shorter than a {what}'s frame",
             bytes.len()
         ));
     }
@@ -210,13 +346,16 @@ pub fn decode(bytes: &[u8], bits: u8, index: usize) -> Result<Entries, DecodeErr
         ));
     }
     let count = u64::from_le_bytes(word(&body[16..24]));
+    let extra: Vec<u64> = body[COMMON_HEADER_BYTES..header]
+        .chunks_exact(8)
+        .map(|c| u64::from_le_bytes(word(c)))
+        .collect();
     let n = usize::try_from(count).unwrap_or(usize::MAX);
-    let columns = if version == 1 { 16 } else { ENTRY_BYTES };
-    let fixed = n
-        .checked_mul(columns)
-        .and_then(|b| b.checked_add(HEADER_BYTES));
+    let named = !(magic == MAGIC && version == 1);
+    let columns = if named { ENTRY_BYTES } else { 16 };
+    let fixed = n.checked_mul(columns).and_then(|b| b.checked_add(header));
     let fits = match fixed {
-        Some(f) if version == 1 => f == body.len(),
+        Some(f) if !named => f == body.len(),
         Some(f) => f <= body.len(),
         None => false,
     };
@@ -226,7 +365,7 @@ pub fn decode(bytes: &[u8], bits: u8, index: usize) -> Result<Entries, DecodeErr
             bytes.len()
         ));
     }
-    let (key_bytes, rest) = body[HEADER_BYTES..].split_at(8 * n);
+    let (key_bytes, rest) = body[header..].split_at(8 * n);
     let (fp_bytes, rest) = rest.split_at(8 * n);
     let keys: Vec<u64> = key_bytes
         .chunks_exact(8)
@@ -236,7 +375,7 @@ pub fn decode(bytes: &[u8], bits: u8, index: usize) -> Result<Entries, DecodeErr
         .chunks_exact(8)
         .map(|c| u64::from_le_bytes(word(c)))
         .collect();
-    let ids = if version == 1 {
+    let ids = if !named {
         Ids::none(n)
     } else {
         let (end_bytes, id_bytes) = rest.split_at(4 * n);
@@ -264,7 +403,7 @@ pub fn decode(bytes: &[u8], bits: u8, index: usize) -> Result<Entries, DecodeErr
     {
         return corrupt("holds keys of another shard".into());
     }
-    Ok(Entries { keys, fps, ids })
+    Ok((version, extra, Entries { keys, fps, ids }))
 }
 
 /// `chunks_exact(8)` and the fixed ranges above always give 8 bytes.

@@ -7,6 +7,7 @@ use std::collections::HashMap;
 use std::hash::{BuildHasherDefault, Hasher};
 
 use super::codec::{Entries, Ids};
+use super::store::Version;
 
 /// Whether a row differs from what MoEngage last accepted for its key.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
@@ -135,8 +136,9 @@ pub(crate) struct Shard {
     stale: Bits,
     /// Keys sent or delivered in this run; sized by what the run sends, not by the state.
     pub run: RunTable,
-    /// The store's ETag of what `keys`/`fps` came from; `None` when the shard did not exist.
-    pub etag: Option<String>,
+    /// The stored version `keys`/`fps` came from (base ETag and deltas applied); the default
+    /// when the shard did not exist.
+    pub version: Version,
     /// A `FULL_RESYNC` run: no entry is trusted for a verdict, not even one stored during the run
     /// (by a mid-run save, or another writer), so every first occurrence is `New`.
     full_resync: bool,
@@ -147,7 +149,7 @@ pub(crate) struct Shard {
 }
 
 impl Shard {
-    pub fn new(entries: Entries, etag: Option<String>, full_resync: bool) -> Self {
+    pub fn new(entries: Entries, version: Version, full_resync: bool) -> Self {
         let Entries { keys, fps, ids } = entries;
         let n = keys.len();
         Shard {
@@ -161,7 +163,7 @@ impl Shard {
             fps,
             ids,
             run: RunTable::default(),
-            etag,
+            version,
             full_resync,
             run_ids: Vec::new(),
             removed: Vec::new(),
@@ -363,9 +365,9 @@ impl Shard {
         out
     }
 
-    /// Adopts `keys`/`fps` as written under `etag`, carrying this run's bits over and clearing
+    /// Adopts `keys`/`fps` as stored at `version`, carrying this run's bits over and clearing
     /// the deliveries that are now stored.
-    pub fn commit(&mut self, entries: Entries, etag: Option<String>, changes: &[Change]) {
+    pub fn commit(&mut self, entries: Entries, version: Version, changes: &[Change]) {
         let Entries { keys, fps, ids } = entries;
         let mut seen = Bits::new(keys.len(), false);
         let mut stale = if self.stale.0.is_empty() {
@@ -402,7 +404,7 @@ impl Shard {
         }
         self.removed.clear();
         (self.keys, self.fps, self.ids) = (keys, fps, ids);
-        (self.etag, self.seen, self.stale) = (etag, seen, stale);
+        (self.version, self.seen, self.stale) = (version, seen, stale);
     }
 
     /// Bytes this shard holds on the heap (for the peak-memory figures).
@@ -427,19 +429,29 @@ impl Shard {
 /// - otherwise both delivered different payloads concurrently and either may be the last one
 ///   MoEngage applied → drop the key: the next run sends it again. Keeping either could claim a
 ///   payload MoEngage does not hold.
+#[cfg(test)]
 pub(crate) fn merge(theirs: &Entries, changes: &[Change]) -> (Entries, u64) {
-    merge_into(&theirs.keys, &theirs.fps, &theirs.ids, changes)
+    let m = merge_into(&theirs.keys, &theirs.fps, &theirs.ids, changes);
+    (m.entries, m.conflicts)
 }
 
-/// [`merge`] over a shard's columns as they are held.
-pub(crate) fn merge_into(
-    keys: &[u64],
-    fps: &[u64],
-    ids: &Ids,
-    changes: &[Change],
-) -> (Entries, u64) {
+/// What [`merge_into`] made of a shard.
+#[derive(Debug, Default, PartialEq, Eq)]
+pub(crate) struct Merged {
+    /// Every entry after the merge.
+    pub entries: Entries,
+    /// Only the entries the merge changed, as they are after it (fingerprint 0: removed): what a
+    /// save writes as a delta.
+    pub delta: Entries,
+    /// Keys dropped because another writer stored another payload for them.
+    pub conflicts: u64,
+}
+
+/// [`merge`] over a shard's columns as they are held, also giving what it changed.
+pub(crate) fn merge_into(keys: &[u64], fps: &[u64], ids: &Ids, changes: &[Change]) -> Merged {
     let theirs = Columns { keys, fps, ids };
     let mut out = Entries::with_capacity(theirs.keys.len() + changes.len());
+    let mut delta = Entries::default();
     let mut conflicts = 0;
     let (mut t, mut c) = (0, 0);
     while t < theirs.keys.len() || c < changes.len() {
@@ -452,6 +464,7 @@ pub(crate) fn merge_into(
             (_, Some(ch)) => {
                 let at = (tk == Some(ch.key)).then_some(t);
                 let theirs_fp = at.map(|t| theirs.fps[t]);
+                let theirs_id = at.and_then(|t| theirs.ids.get(t));
                 if at.is_some() {
                     t += 1;
                 }
@@ -469,27 +482,31 @@ pub(crate) fn merge_into(
                     conflicts += 1;
                     None
                 };
-                if let Some(fp) = keep {
-                    // An id is the key's preimage, so any writer's id for it is the same id.
-                    let id = at.and_then(|t| theirs.ids.get(t)).or(ch.id.as_deref());
-                    out.push(ch.key, fp, id);
+                match keep {
+                    Some(fp) => {
+                        // An id is the key's preimage, so any writer's id for it is the same id.
+                        let id = theirs_id.or(ch.id.as_deref());
+                        out.push(ch.key, fp, id);
+                        if theirs_fp != Some(fp) || theirs_id.is_none() && id.is_some() {
+                            delta.push(ch.key, fp, id);
+                        }
+                    }
+                    None if theirs_fp.is_some() => delta.push(ch.key, 0, None),
+                    None => {}
                 }
             }
             _ => break,
         }
     }
-    (out, conflicts)
+    Merged {
+        entries: out,
+        delta,
+        conflicts,
+    }
 }
 
 struct Columns<'a> {
     keys: &'a [u64],
     fps: &'a [u64],
     ids: &'a Ids,
-}
-
-impl Shard {
-    /// Whether `entries` are exactly what this shard holds.
-    pub fn holds(&self, entries: &Entries) -> bool {
-        self.keys == entries.keys && self.fps == entries.fps && self.ids == entries.ids
-    }
 }

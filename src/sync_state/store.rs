@@ -1,5 +1,6 @@
-//! Where the state lives and how it is read and written: a manifest and one object per shard,
-//! written with compare-and-swap (`If-Match` / `If-None-Match: *`) and merged on conflict.
+//! Where the state lives and how it is read and written: a manifest, and per shard a base and the
+//! deltas saved since, written with compare-and-swap (`If-Match` / `If-None-Match: *`) and merged
+//! on conflict.
 
 use std::sync::atomic::Ordering;
 
@@ -7,9 +8,9 @@ use futures_util::stream::{self, StreamExt};
 use serde::{Deserialize, Serialize};
 
 use super::codec::{self, DecodeError, Entries};
-use super::shard::{merge, merge_into, Shard};
+use super::shard::{merge_into, Merged, Shard};
 use super::{SyncState, SyncStateError, MAX_SHARD_BITS};
-use crate::state::{Expect, StateStore};
+use crate::state::{Expect, Fetched, StateStore};
 
 /// Rounds of read-merge-write per shard before `save` gives up on it.
 const CAS_ATTEMPTS: u32 = 8;
@@ -37,12 +38,231 @@ impl SyncLocation {
         format!("{}manifest.json", self.root)
     }
 
-    /// `shards/{bits}/{index in hex}.bin`: the bit count is in the path so a re-sharded layout
-    /// could live beside the old one.
+    /// `shards/{bits}/{index in hex}.bin`, the shard's base: the bit count is in the path so a
+    /// re-sharded layout could live beside the old one.
     pub fn shard_key(&self, bits: u8, index: usize) -> String {
         let width = usize::from(bits).div_ceil(4).max(1);
         format!("{}shards/{bits}/{index:0width$x}.bin", self.root)
     }
+
+    /// `deltas/{bits}/{index in hex}/{generation}/{seq}.bin`: save number `seq` after the base
+    /// of `generation`.
+    pub fn delta_key(&self, bits: u8, index: usize, generation: u64, seq: u64) -> String {
+        let width = usize::from(bits).div_ceil(4).max(1);
+        format!(
+            "{}deltas/{bits}/{index:0width$x}/{generation:016x}/{seq:06}.bin",
+            self.root
+        )
+    }
+}
+
+/// A save writes a delta while the shard has fewer than this many; the one that would reach it
+/// rewrites the base instead (and so does one whose deltas would outweigh half the base). Each
+/// delta costs a read one request.
+pub(crate) const MAX_DELTAS: u64 = 16;
+/// A shard with more deltas than this was not written by this release's rules (which compact
+/// at [`MAX_DELTAS`], give or take concurrent writers): it is treated as damaged, so a hostile
+/// state cannot make a read take unbounded requests.
+const MAX_DELTAS_READ: u64 = 64;
+
+/// Which stored version of a shard a view is: its base and the deltas applied on top.
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
+pub(crate) struct Version {
+    /// The base's ETag; `None` when the shard has no base.
+    pub base: Option<String>,
+    /// The generation whose deltas follow the base; `None` for a base of format 1 or 2 (which
+    /// no delta follows), no base, or a damaged one.
+    pub generation: Option<u64>,
+    /// Deltas applied: numbers `0..deltas`. The next save writes number `deltas`.
+    pub deltas: u64,
+    pub base_bytes: u64,
+    pub delta_bytes: u64,
+    /// The last delta read closes the generation: a compaction started (and may have stopped
+    /// half way). The next save finishes it: it writes the base.
+    pub closed: bool,
+    /// The base or a delta could not be verified: the view is empty (its rows are sent again)
+    /// and the next save rewrites the base, under a new generation.
+    pub damaged: bool,
+}
+
+impl Version {
+    /// The condition that replaces exactly this base.
+    fn expect(&self) -> Expect {
+        self.base.clone().map_or(Expect::Absent, Expect::Etag)
+    }
+}
+
+/// A shard as stored now: base plus deltas.
+#[derive(Debug, Default)]
+pub(crate) struct View {
+    pub entries: Entries,
+    pub version: Version,
+}
+
+/// Reads shard `index`: its base, then its deltas in order until the first missing one. A
+/// missing base is an empty shard; a corrupt base or delta gives an empty, damaged view (its rows
+/// are sent again, and the next save replaces exactly that base); another format version is an
+/// error, and is never overwritten.
+///
+/// Bases are replaced only by compaction, which deletes the deltas it folded in afterwards: a
+/// read that raced one may find its deltas gone part way. So a read that ended at a missing delta
+/// checks that the base is still the one it read (a conditional read: 304, no body) and reads
+/// again otherwise. A read that ended at a generation's last delta needs no check: nothing can
+/// follow that one.
+pub(crate) async fn read_view(
+    store: &dyn StateStore,
+    at: &SyncLocation,
+    bits: u8,
+    index: usize,
+) -> Result<View, SyncStateError> {
+    let key = at.shard_key(bits, index);
+    for _ in 0..CAS_ATTEMPTS {
+        let (view, recheck) = read_once(store, at, bits, index).await?;
+        let Some(etag) = recheck else {
+            return Ok(view);
+        };
+        if store
+            .get_if_changed(&at.bucket, &key, Some(&etag), usize::MAX)
+            .await?
+            == Fetched::Unchanged
+        {
+            return Ok(view);
+        }
+    }
+    Err(SyncStateError::Contended {
+        bucket: at.bucket.clone(),
+        key,
+        attempts: CAS_ATTEMPTS,
+    })
+}
+
+/// One read of base and deltas; with the base's ETag when the read ended at a missing delta
+/// (which a concurrent compaction may have deleted).
+async fn read_once(
+    store: &dyn StateStore,
+    at: &SyncLocation,
+    bits: u8,
+    index: usize,
+) -> Result<(View, Option<String>), SyncStateError> {
+    let key = at.shard_key(bits, index);
+    let Some(v) = store.get_versioned(&at.bucket, &key).await? else {
+        return Ok((View::default(), None));
+    };
+    let mut version = Version {
+        base: Some(v.etag),
+        base_bytes: v.body.len() as u64,
+        ..Version::default()
+    };
+    let unreadable = |key: String, reason: String| SyncStateError::Unreadable {
+        bucket: at.bucket.clone(),
+        key,
+        reason,
+    };
+    let damaged = |mut version: Version, key: &str, reason: &str| {
+        tracing::warn!(bucket = %at.bucket, %key, %reason, "sync-state shard is corrupt: its rows are treated as new, and the next save replaces it");
+        version.damaged = true;
+        version.generation = None;
+        let view = View {
+            entries: Entries::default(),
+            version,
+        };
+        (view, None)
+    };
+    let base = match codec::decode_base(&v.body, bits, index) {
+        Ok(base) => base,
+        Err(DecodeError::Corrupt(reason)) => return Ok(damaged(version, &key, &reason)),
+        Err(DecodeError::UnknownFormat(reason)) => return Err(unreadable(key, reason)),
+    };
+    drop(v.body);
+    version.generation = base.generation;
+    let Some(generation) = base.generation else {
+        let view = View {
+            entries: base.entries,
+            version,
+        };
+        return Ok((view, None));
+    };
+    let mut changed: Option<Entries> = None;
+    loop {
+        let seq = version.deltas;
+        let dkey = at.delta_key(bits, index, generation, seq);
+        if seq >= MAX_DELTAS_READ {
+            return Ok(damaged(
+                version,
+                &dkey,
+                "more deltas than this release ever writes",
+            ));
+        }
+        let Some(d) = store.get_versioned(&at.bucket, &dkey).await? else {
+            break;
+        };
+        version.deltas += 1;
+        version.delta_bytes += d.body.len() as u64;
+        match codec::decode_delta(&d.body, bits, index, generation, seq) {
+            Ok(delta) => {
+                changed = Some(match changed {
+                    None => delta.entries,
+                    Some(older) => overlay(&older, &delta.entries, true),
+                });
+                if delta.last {
+                    version.closed = true;
+                    break;
+                }
+            }
+            Err(DecodeError::Corrupt(reason)) => return Ok(damaged(version, &dkey, &reason)),
+            Err(DecodeError::UnknownFormat(reason)) => return Err(unreadable(dkey, reason)),
+        }
+    }
+    let entries = match changed {
+        Some(changed) => overlay(&base.entries, &changed, false),
+        None => base.entries,
+    };
+    let recheck = (!version.closed).then(|| version.base.clone()).flatten();
+    Ok((View { entries, version }, recheck))
+}
+
+/// `lower` with `upper`'s entries over it (both sorted). A fingerprint 0 in `upper` removes the
+/// key; with `keep_removed` the removal is kept as an entry (deltas folded into one).
+fn overlay(lower: &Entries, upper: &Entries, keep_removed: bool) -> Entries {
+    let mut out = Entries::with_capacity(lower.len() + upper.len());
+    let (mut l, mut u) = (0, 0);
+    while l < lower.len() || u < upper.len() {
+        let (lk, uk) = (lower.keys.get(l), upper.keys.get(u));
+        match (lk, uk) {
+            (Some(a), b) if b.is_none_or(|b| a < b) => {
+                out.push(*a, lower.fps[l], lower.ids.get(l));
+                l += 1;
+            }
+            (a, Some(b)) => {
+                // An id is its key's preimage: keep whichever side has it.
+                let lower_id = (a == Some(b)).then(|| lower.ids.get(l)).flatten();
+                if a == Some(b) {
+                    l += 1;
+                }
+                let fp = upper.fps[u];
+                if fp != 0 {
+                    out.push(*b, fp, upper.ids.get(u).or(lower_id));
+                } else if keep_removed {
+                    out.push(*b, 0, None);
+                }
+                u += 1;
+            }
+            _ => break,
+        }
+    }
+    out
+}
+
+/// A fresh generation for a rewritten base: random, so that no delta left behind by an earlier
+/// base (a delete that failed, a writer that lost a race) can ever be read as following it.
+fn new_generation() -> u64 {
+    use std::hash::{BuildHasher, Hasher};
+    let mut h = std::collections::hash_map::RandomState::new().build_hasher();
+    let now = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map_or(0, |d| d.as_nanos());
+    h.write_u128(now);
+    h.finish()
 }
 
 /// The manifest's `format`: the layout (where shards are, how many). Each shard carries its own
@@ -60,9 +280,13 @@ pub(crate) struct Manifest {
 /// What `save` did.
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
 pub struct SaveReport {
+    /// Bases written (whole shards: a shard's first save, or a compaction).
     pub shards_written: u64,
+    /// Deltas written (only the entries a save changed).
+    pub deltas_written: u64,
+    /// Bytes of bases and deltas written.
     pub bytes_written: u64,
-    /// Keys stored (across written shards) after the save.
+    /// Keys stored (across the shards written to) after the save.
     pub keys_stored: u64,
     /// Compare-and-swap rounds lost to another writer (each followed by a re-read and merge).
     pub cas_retries: u64,
@@ -101,38 +325,28 @@ pub(crate) async fn read_manifest(
     Ok(Some(m))
 }
 
-/// Reads shard `index`; a missing shard is empty, a corrupt one is empty too (everything in it is
-/// sent again, and the next save replaces exactly that version).
+/// Reads shard `index` for this run (see [`read_view`]), counting what was read.
 pub(crate) async fn load_shard(state: &SyncState, index: usize) -> Result<Shard, SyncStateError> {
-    let (bucket, key) = (
-        &state.location.bucket,
-        state.location.shard_key(state.shard_bits, index),
-    );
-    let full = state.options.full_resync;
-    let Some(v) = state.store.get_versioned(bucket, &key).await? else {
-        return Ok(Shard::new(Entries::default(), None, full));
-    };
+    let view = read_view(
+        state.store.as_ref(),
+        &state.location,
+        state.shard_bits,
+        index,
+    )
+    .await?;
     let c = &state.counters;
-    c.shards_loaded.fetch_add(1, Ordering::Relaxed);
-    c.bytes_loaded
-        .fetch_add(v.body.len() as u64, Ordering::Relaxed);
-    match codec::decode(&v.body, state.shard_bits, index) {
-        Ok(entries) => {
-            c.keys_loaded
-                .fetch_add(entries.len() as u64, Ordering::Relaxed);
-            Ok(Shard::new(entries, Some(v.etag), full))
-        }
-        Err(DecodeError::Corrupt(reason)) => {
-            tracing::warn!(%bucket, %key, %reason, "sync-state shard is corrupt: its rows are treated as new");
-            c.shards_discarded.fetch_add(1, Ordering::Relaxed);
-            Ok(Shard::new(Entries::default(), Some(v.etag), full))
-        }
-        Err(DecodeError::UnknownFormat(reason)) => Err(SyncStateError::Unreadable {
-            bucket: bucket.clone(),
-            key,
-            reason,
-        }),
+    let v = &view.version;
+    if v.base.is_some() {
+        c.shards_loaded.fetch_add(1, Ordering::Relaxed);
+        c.bytes_loaded
+            .fetch_add(v.base_bytes + v.delta_bytes, Ordering::Relaxed);
+        c.keys_loaded
+            .fetch_add(view.entries.len() as u64, Ordering::Relaxed);
     }
+    if v.damaged {
+        c.shards_discarded.fetch_add(1, Ordering::Relaxed);
+    }
+    Ok(Shard::new(view.entries, view.version, state.options.full_resync))
 }
 
 pub(crate) async fn save_all(state: &SyncState) -> Result<SaveReport, SyncStateError> {
@@ -157,6 +371,7 @@ pub(crate) async fn save_all(state: &SyncState) -> Result<SaveReport, SyncStateE
         match result {
             Ok(r) => {
                 report.shards_written += r.shards_written;
+                report.deltas_written += r.deltas_written;
                 report.bytes_written += r.bytes_written;
                 report.keys_stored += r.keys_stored;
                 report.cas_retries += r.cas_retries;
@@ -207,18 +422,38 @@ async fn ensure_manifest(state: &SyncState) -> Result<(), SyncStateError> {
     Ok(())
 }
 
-/// Read-merge-write of one shard until the compare-and-swap holds.
+/// Merges this run's changes into one shard and stores what changed, until the compare-and-swap
+/// holds.
 ///
-/// A shard as loaded is merged into directly, and written `If-Match` the ETag it was read at.
-/// A prepared shard holds only some of the stored entries (those of keys the part may send), so
-/// the stored shard is read first (from the warm cache when unchanged) and the changes are merged
-/// into it: with the entries kept as `loaded`, the merge rules are the same either way.
+/// What is stored is usually a **delta**: only the entries the merge changed, created
+/// `If-None-Match: *` as the shard's next delta number, so a save costs what the run changed, not
+/// the shard's size. Two writers racing for one number: one wins, the other reads the winner's
+/// delta, merges again with the same rules, and tries the next number.
+///
+/// Every [`MAX_DELTAS`] deltas (or once they would outweigh half the base) the save **compacts**
+/// instead, in two steps:
+/// 1. it writes its delta as the **last** of the generation (the same race for the number): no
+///    delta can follow it, so the deltas are now fixed and every writer that comes later knows a
+///    compaction started;
+/// 2. it writes the whole merged shard as a new base, `If-Match` the base it read, under a new
+///    random generation, then deletes the folded deltas.
+///
+/// A writer that finds the generation closed does step 2 itself (the compaction may have stopped
+/// half way); two doing it race on the base's ETag, and both fold the same fixed deltas. A
+/// shard's first save, and one over a format 1/2 or damaged base, writes a base directly.
+///
+/// Deletion of folded deltas means a writer holding an older base could create a delta number
+/// that was just deleted, which nobody reads. So after writing a delta the save checks that the
+/// base is still the one the delta follows (a conditional read, 304 without a body), and
+/// otherwise reads the shard again and merges again (a no-op if its delta was folded in).
+///
+/// A shard as loaded is merged into directly. A prepared shard holds only some of the stored
+/// entries (those of keys the part may send), so the stored shard is read first (from the warm
+/// cache when unchanged): with the entries kept as `loaded`, the merge rules are the same either
+/// way.
 async fn save_shard(state: &SyncState, index: usize) -> Result<SaveReport, SyncStateError> {
-    let (bucket, key, bits) = (
-        &state.location.bucket,
-        state.location.shard_key(state.shard_bits, index),
-        state.shard_bits,
-    );
+    let (at, bits) = (&state.location, state.shard_bits);
+    let base_key = at.shard_key(bits, index);
     let mut report = SaveReport::default();
     let partial = state.is_prepared();
     // Snapshot under the lock; the classify thread may go on while we write.
@@ -229,80 +464,138 @@ async fn save_shard(state: &SyncState, index: usize) -> Result<SaveReport, SyncS
         };
         let changes = shard.changes();
         let loaded = (!partial).then(|| {
-            let (merged, _) = merge_into(&shard.keys, &shard.fps, &shard.ids, &changes);
-            let unchanged = shard.holds(&merged);
-            (merged, shard.etag.clone(), unchanged)
+            let merged = merge_into(&shard.keys, &shard.fps, &shard.ids, &changes);
+            (merged, shard.version.clone())
         });
         (changes, loaded)
     };
-    let (mut entries, mut expect) = match loaded {
-        Some((merged, etag, false)) => (merged, etag.map_or(Expect::Absent, Expect::Etag)),
-        // Nothing to write against what was loaded (the run delivered what was stored, or
-        // forgot nothing): still checked against what is stored now, since another writer may
-        // have replaced those entries meanwhile and the merge rules then drop them.
-        _ => {
-            let (theirs, expect) = read_stored(state, index).await?;
-            let (merged, conflicts) = merge(&theirs, &changes);
-            report.conflicts_dropped = conflicts;
-            if merged == theirs {
-                let etag = match expect {
-                    Expect::Etag(etag) => Some(etag),
-                    Expect::Absent => None,
-                };
-                commit(state, index, merged, etag, &changes);
-                return Ok(report);
-            }
-            (merged, expect)
+    // `fresh`: the merge is against the shard as just read, not as loaded earlier in the run.
+    let (mut merged, mut version, mut fresh) = match loaded {
+        Some((merged, version)) => (merged, version, false),
+        None => {
+            let view = read_view(state.store.as_ref(), at, bits, index).await?;
+            (
+                merge_into(&view.entries.keys, &view.entries.fps, &view.entries.ids, &changes),
+                view.version,
+                true,
+            )
         }
     };
     for _ in 0..CAS_ATTEMPTS {
-        let body = codec::encode(bits, index, &entries);
-        let len = body.len() as u64;
-        if let Some(new_etag) = state.store.put_if(bucket, &key, body, expect).await? {
-            report.shards_written = 1;
-            report.bytes_written = len;
-            report.keys_stored = entries.len() as u64;
-            commit(state, index, entries, Some(new_etag), &changes);
+        report.conflicts_dropped = merged.conflicts;
+        if merged.delta.is_empty() {
+            if fresh {
+                // Nothing to store: the shard already holds what this run delivered.
+                commit(state, index, merged.entries, version, &changes);
+                return Ok(report);
+            }
+            // Nothing to write against what was loaded (the run delivered what was stored):
+            // still checked against what is stored now, since another writer may have replaced
+            // those entries meanwhile and the merge rules then drop them.
+        } else if let Some(stored) = store(state, index, &merged, &version, &mut report).await? {
+            commit(state, index, merged.entries, stored, &changes);
             return Ok(report);
+        } else {
+            report.cas_retries += 1;
         }
-        // Someone wrote since we read: merge our changes into what is there now.
-        report.cas_retries += 1;
-        let (theirs, now) = read_stored(state, index).await?;
-        let (merged, conflicts) = merge(&theirs, &changes);
-        (entries, expect) = (merged, now);
-        // Only the merge that is finally written counts.
-        report.conflicts_dropped = conflicts;
+        let view = read_view(state.store.as_ref(), at, bits, index).await?;
+        merged = merge_into(&view.entries.keys, &view.entries.fps, &view.entries.ids, &changes);
+        (version, fresh) = (view.version, true);
     }
     Err(SyncStateError::Contended {
-        bucket: bucket.clone(),
-        key,
+        bucket: at.bucket.clone(),
+        key: base_key,
         attempts: CAS_ATTEMPTS,
     })
 }
 
-/// The stored shard now (a corrupt one counts as empty and is replaced), and the condition that
-/// replaces exactly that version.
-async fn read_stored(state: &SyncState, index: usize) -> Result<(Entries, Expect), SyncStateError> {
-    let (bucket, key, bits) = (
-        &state.location.bucket,
-        state.location.shard_key(state.shard_bits, index),
-        state.shard_bits,
-    );
-    match state.store.get_versioned(bucket, &key).await? {
-        None => Ok((Entries::default(), Expect::Absent)),
-        Some(v) => match codec::decode(&v.body, bits, index) {
-            Ok(entries) => Ok((entries, Expect::Etag(v.etag))),
-            Err(DecodeError::Corrupt(reason)) => {
-                tracing::warn!(%bucket, %key, %reason, "sync-state shard is corrupt: replacing it");
-                Ok((Entries::default(), Expect::Etag(v.etag)))
+/// One attempt at storing `merged` over the shard at `version`: a delta, or a new base. `None`
+/// when another writer got there first (the caller reads again and merges again).
+async fn store(
+    state: &SyncState,
+    index: usize,
+    merged: &Merged,
+    version: &Version,
+    report: &mut SaveReport,
+) -> Result<Option<Version>, SyncStateError> {
+    let (at, bits, store) = (&state.location, state.shard_bits, state.store.as_ref());
+    let base_key = at.shard_key(bits, index);
+    // A generation still open: the next delta number can be raced for.
+    let open = version
+        .generation
+        .filter(|_| !version.damaged && !version.closed);
+    let mut folded = version.deltas;
+    if let Some(generation) = open {
+        let seq = version.deltas;
+        let delta = |last| codec::encode_delta(bits, index, generation, seq, last, &merged.delta);
+        let body = delta(false);
+        let outweighs = 2 * (version.delta_bytes + body.len() as u64) > version.base_bytes;
+        let last = seq + 1 >= MAX_DELTAS || outweighs;
+        let body = if last { delta(true) } else { body };
+        let len = body.len() as u64;
+        let key = at.delta_key(bits, index, generation, seq);
+        if store
+            .put_if(&at.bucket, &key, body, Expect::Absent)
+            .await?
+            .is_none()
+        {
+            return Ok(None);
+        }
+        report.deltas_written += 1;
+        report.bytes_written += len;
+        if !last {
+            // Written; but if the base was replaced meanwhile, the compaction that replaced it
+            // may not have folded this delta in, and nobody reads it now.
+            let base = version.base.as_deref();
+            let unchanged = store
+                .get_if_changed(&at.bucket, &base_key, base, usize::MAX)
+                .await?
+                == Fetched::Unchanged;
+            if !unchanged {
+                return Ok(None);
             }
-            Err(DecodeError::UnknownFormat(reason)) => Err(SyncStateError::Unreadable {
-                bucket: bucket.clone(),
-                key,
-                reason,
-            }),
-        },
+            report.keys_stored = merged.entries.len() as u64;
+            return Ok(Some(Version {
+                deltas: seq + 1,
+                delta_bytes: version.delta_bytes + len,
+                ..version.clone()
+            }));
+        }
+        // Closed with our delta in it: on to the base.
+        folded = seq + 1;
     }
+    let generation = new_generation();
+    let body = codec::encode(bits, index, generation, &merged.entries);
+    let len = body.len() as u64;
+    let Some(etag) = store
+        .put_if(&at.bucket, &base_key, body, version.expect())
+        .await?
+    else {
+        // Another writer finished the compaction first (with our last delta, if we wrote one).
+        return Ok(None);
+    };
+    report.shards_written += 1;
+    report.bytes_written += len;
+    report.keys_stored = merged.entries.len() as u64;
+    // The deltas folded in are read by nobody now: remove them (one left behind is harmless,
+    // no base of another generation reads it).
+    if let (Some(old), false) = (version.generation, version.damaged) {
+        let deletes = (0..folded).map(|seq| {
+            let key = at.delta_key(bits, index, old, seq);
+            async move {
+                if let Err(e) = store.delete(&at.bucket, &key).await {
+                    tracing::debug!(%key, error = %e, "a folded sync-state delta was not deleted");
+                }
+            }
+        });
+        futures_util::future::join_all(deletes).await;
+    }
+    Ok(Some(Version {
+        base: Some(etag),
+        generation: Some(generation),
+        base_bytes: len,
+        ..Version::default()
+    }))
 }
 
 /// Adopts what was stored. A prepared shard keeps its part of it: the entries of the keys it
@@ -311,7 +604,7 @@ fn commit(
     state: &SyncState,
     index: usize,
     stored: Entries,
-    etag: Option<String>,
+    version: Version,
     changes: &[super::shard::Change],
 ) {
     let mut slot = state.lock(index);
@@ -330,8 +623,8 @@ fn commit(
                 kept_fps.push(stored.fps[i]);
             }
         }
-        shard.commit(Entries::unnamed(kept_keys, kept_fps), etag, changes);
+        shard.commit(Entries::unnamed(kept_keys, kept_fps), version, changes);
     } else {
-        shard.commit(stored, etag, changes);
+        shard.commit(stored, version, changes);
     }
 }

@@ -7,6 +7,8 @@ mod verdicts;
 mod persistence;
 // The bounded-memory path (prepare, then classify_row) against the in-memory one.
 mod prepared;
+// Saves as deltas, compaction, and writers racing through both.
+mod deltas;
 
 use std::collections::{BTreeMap, HashMap};
 use std::sync::atomic::{AtomicU64, Ordering};
@@ -34,7 +36,14 @@ struct MemStore {
     shard_reads: AtomicU64,
     /// Every conditional write to a key containing `/shards/` fails, as under endless contention.
     always_conflict: bool,
+    /// Writes of a shard's base fail (S3 errors), while deltas go through.
+    fail_base_writes: std::sync::atomic::AtomicBool,
+    /// Called with the operation and key before every read, write and delete: lets a test run
+    /// another writer in the middle of a save.
+    hook: Mutex<Option<Hook>>,
 }
+
+type Hook = Arc<dyn Fn(&str, &str) + Send + Sync>;
 
 impl MemStore {
     fn shared() -> Arc<MemStore> {
@@ -54,6 +63,12 @@ impl MemStore {
             .unwrap()
             .get(key)
             .map(|(b, _)| b.clone())
+    }
+    fn before(&self, op: &str, key: &str) {
+        let hook = self.hook.lock().unwrap().clone();
+        if let Some(hook) = hook {
+            hook(op, key);
+        }
     }
     fn keys(&self) -> Vec<String> {
         let mut k: Vec<String> = self.objects.lock().unwrap().keys().cloned().collect();
@@ -81,6 +96,7 @@ impl StateStore for MemStore {
         Ok(PutOutcome::Written)
     }
     async fn get_versioned(&self, _: &str, key: &str) -> Result<Option<Versioned>, StateError> {
+        self.before("get", key);
         if key.contains("/shards/") {
             self.shard_reads.fetch_add(1, Ordering::SeqCst);
         }
@@ -101,8 +117,16 @@ impl StateStore for MemStore {
         body: Vec<u8>,
         expect: Expect,
     ) -> Result<Option<String>, StateError> {
+        self.before("put", key);
         if self.always_conflict && key.contains("/shards/") {
             return Ok(None);
+        }
+        if self.fail_base_writes.load(Ordering::SeqCst) && key.contains("/shards/") {
+            return Err(StateError {
+                bucket: BUCKET.into(),
+                key: key.into(),
+                reason: "injected failure".into(),
+            });
         }
         let current = self
             .objects
@@ -117,7 +141,27 @@ impl StateStore for MemStore {
         };
         Ok(holds.then(|| self.write(key, body)))
     }
+    /// A conditional read (`If-None-Match`), not counted as a shard read: a 304 has no body.
+    async fn get_if_changed(
+        &self,
+        _: &str,
+        key: &str,
+        known: Option<&str>,
+        _: usize,
+    ) -> Result<crate::state::Fetched, StateError> {
+        use crate::state::Fetched;
+        self.before("get", key);
+        Ok(match self.objects.lock().unwrap().get(key) {
+            None => Fetched::Missing,
+            Some((_, etag)) if known == Some(etag.as_str()) => Fetched::Unchanged,
+            Some((body, etag)) => Fetched::Changed(Versioned {
+                body: body.clone(),
+                etag: etag.clone(),
+            }),
+        })
+    }
     async fn delete(&self, _: &str, key: &str) -> Result<(), StateError> {
+        self.before("delete", key);
         self.objects.lock().unwrap().remove(key);
         Ok(())
     }
@@ -185,12 +229,21 @@ impl Harness {
         self.rt.block_on(state.save()).unwrap();
         out
     }
+    /// Shard `i` as stored: its base with its deltas applied.
+    fn view(&self, bits: u8, i: usize) -> codec::Entries {
+        let view = self
+            .rt
+            .block_on(store::read_view(self.store.as_ref(), &self.location, bits, i))
+            .unwrap();
+        assert!(!view.version.damaged, "shard {i} is damaged");
+        view.entries
+    }
     /// Everything stored, shard by shard: key hash → (fingerprint, customer id).
     fn stored_named(&self, bits: u8) -> BTreeMap<u64, (u64, Option<String>)> {
         let mut all = BTreeMap::new();
         for i in 0..1usize << bits {
-            if let Some(body) = self.store.body(&self.location.shard_key(bits, i)) {
-                let e = codec::decode(&body, bits, i).unwrap();
+            {
+                let e = self.view(bits, i);
                 for (j, (k, f)) in e.keys.iter().zip(&e.fps).enumerate() {
                     let id = e
                         .ids
@@ -206,8 +259,8 @@ impl Harness {
     fn stored(&self, bits: u8) -> BTreeMap<u64, u64> {
         let mut all = BTreeMap::new();
         for i in 0..1usize << bits {
-            if let Some(body) = self.store.body(&self.location.shard_key(bits, i)) {
-                let e = codec::decode(&body, bits, i).unwrap();
+            {
+                let e = self.view(bits, i);
                 all.extend(e.keys.into_iter().zip(e.fps));
             }
         }

@@ -184,21 +184,40 @@ fn shard_bytes_round_trip_and_damage_is_detected() {
         .filter(|i| i % 3 != 0)
         .map(|i| format!("user-{i}").len())
         .sum();
-    let bytes = codec::encode(bits, index, &entries);
+    let bytes = codec::encode(bits, index, 0xfeed, &entries);
     assert_eq!(
         bytes.len(),
         codec::FRAME_BYTES + codec::ENTRY_BYTES * keys.len() + id_bytes
     );
-    assert_eq!(codec::decode(&bytes, bits, index), Ok(entries.clone()));
+    assert_eq!(
+        codec::decode_base(&bytes, bits, index),
+        Ok(codec::Base {
+            entries: entries.clone(),
+            generation: Some(0xfeed)
+        })
+    );
     assert_eq!(entries.ids.get(1), Some(&b"user-1"[..]));
     assert_eq!(entries.ids.get(3), None);
     assert_eq!(
         codec::decode(
-            &codec::encode(bits, index, &Entries::default()),
+            &codec::encode(bits, index, 1, &Entries::default()),
             bits,
             index
         ),
         Ok(Entries::default())
+    );
+    // A version-2 shard (no generation: no delta follows it) still reads.
+    let mut v2 = bytes[..24].to_vec();
+    v2[7] = 2;
+    v2.extend_from_slice(&bytes[32..bytes.len() - 8]);
+    let sum = xxhash_rust::xxh3::xxh3_64(&v2);
+    v2.extend_from_slice(&sum.to_le_bytes());
+    assert_eq!(
+        codec::decode_base(&v2, bits, index),
+        Ok(codec::Base {
+            entries: entries.clone(),
+            generation: None
+        })
     );
     // A version-1 shard (no id columns) still reads, its entries without ids.
     let mut v1 = bytes[..24].to_vec();
@@ -214,7 +233,7 @@ fn shard_bytes_round_trip_and_damage_is_detected() {
     );
     // Id ends that point past the id bytes are damage.
     let mut bad_ends = bytes[..bytes.len() - 8].to_vec();
-    let last_end = 24 + 16 * keys.len() + 4 * (keys.len() - 1);
+    let last_end = 32 + 16 * keys.len() + 4 * (keys.len() - 1);
     bad_ends[last_end..last_end + 4].copy_from_slice(&u32::MAX.to_le_bytes());
     let sum = xxhash_rust::xxh3::xxh3_64(&bad_ends);
     bad_ends.extend_from_slice(&sum.to_le_bytes());
@@ -397,7 +416,7 @@ fn interpolated_lookup_finds_exactly_what_binary_search_finds() {
         keys.sort_unstable();
         keys.dedup();
         let entries = Entries::unnamed(keys.clone(), vec![1; keys.len()]);
-        let shard = Shard::new(entries, None, false);
+        let shard = Shard::new(entries, Default::default(), false);
         for (i, k) in keys.iter().enumerate() {
             assert_eq!(shard.position(*k), Some(i), "n={n}");
         }

@@ -230,7 +230,17 @@ fn a_prepared_state_holds_only_what_the_part_may_send() {
     let mut touched: Vec<usize> = sent.iter().map(|&i| shard_of(rows[i].key, 4)).collect();
     touched.sort_unstable();
     touched.dedup();
-    assert_eq!(saved.shards_written, touched.len() as u64);
+    // Each touched shard gets a delta of its changed entries; no shard is rewritten.
+    assert_eq!(
+        (saved.shards_written, saved.deltas_written),
+        (0, touched.len() as u64)
+    );
+    assert!(
+        saved.bytes_written
+            <= (touched.len() * codec::DELTA_FRAME_BYTES + sent.len() * (codec::ENTRY_BYTES + 8))
+                as u64,
+        "{saved:?}"
+    );
     let stored = h.stored(4);
     assert_eq!(stored.len(), 5_000);
     assert!(sent

@@ -206,7 +206,14 @@ pub struct Delta {
     pub last: bool,
 }
 
-fn frame(magic: &[u8; 7], version: u8, bits: u8, index: usize, extra: &[u64], entries: &Entries) -> Vec<u8> {
+fn frame(
+    magic: &[u8; 7],
+    version: u8,
+    bits: u8,
+    index: usize,
+    extra: &[u64],
+    entries: &Entries,
+) -> Vec<u8> {
     let Entries { keys, fps, ids } = entries;
     debug_assert_eq!(keys.len(), fps.len());
     debug_assert_eq!(keys.len(), ids.len());
@@ -215,7 +222,11 @@ fn frame(magic: &[u8; 7], version: u8, bits: u8, index: usize, extra: &[u64], en
         "keys must be strictly ascending"
     );
     let mut out = Vec::with_capacity(
-        COMMON_HEADER_BYTES + 8 * extra.len() + TRAILER_BYTES + ENTRY_BYTES * keys.len() + ids.bytes.len(),
+        COMMON_HEADER_BYTES
+            + 8 * extra.len()
+            + TRAILER_BYTES
+            + ENTRY_BYTES * keys.len()
+            + ids.bytes.len(),
     );
     out.extend_from_slice(magic);
     out.push(version);
@@ -296,7 +307,10 @@ pub fn decode_delta(
         )));
     }
     if extra[2] & !LAST != 0 {
-        return Err(DecodeError::Corrupt(format!("unknown flags {:x}", extra[2])));
+        return Err(DecodeError::Corrupt(format!(
+            "unknown flags {:x}",
+            extra[2]
+        )));
     }
     Ok(Delta {
         entries,

@@ -214,7 +214,13 @@ impl SyncState {
     ) -> Result<Self, SyncStateError> {
         let manifest = store::read_manifest(store.as_ref(), &location).await?;
         let shard_bits = manifest.map_or(options.shard_bits.min(MAX_SHARD_BITS), |m| m.shard_bits);
-        let empty = || Shard::new(Entries::default(), store::Version::default(), options.full_resync);
+        let empty = || {
+            Shard::new(
+                Entries::default(),
+                store::Version::default(),
+                options.full_resync,
+            )
+        };
         let shards = (0..1usize << shard_bits)
             .map(|_| Mutex::new(manifest.is_none().then(empty)))
             .collect();
@@ -411,7 +417,11 @@ impl SyncState {
     }
 
     fn empty_shard(&self) -> Shard {
-        Shard::new(Entries::default(), store::Version::default(), self.options.full_resync)
+        Shard::new(
+            Entries::default(),
+            store::Version::default(),
+            self.options.full_resync,
+        )
     }
 
     /// Records that MoEngage accepted the rows behind `prints` (one accepted request body's rows, in

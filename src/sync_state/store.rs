@@ -346,7 +346,11 @@ pub(crate) async fn load_shard(state: &SyncState, index: usize) -> Result<Shard,
     if v.damaged {
         c.shards_discarded.fetch_add(1, Ordering::Relaxed);
     }
-    Ok(Shard::new(view.entries, view.version, state.options.full_resync))
+    Ok(Shard::new(
+        view.entries,
+        view.version,
+        state.options.full_resync,
+    ))
 }
 
 pub(crate) async fn save_all(state: &SyncState) -> Result<SaveReport, SyncStateError> {
@@ -475,7 +479,12 @@ async fn save_shard(state: &SyncState, index: usize) -> Result<SaveReport, SyncS
         None => {
             let view = read_view(state.store.as_ref(), at, bits, index).await?;
             (
-                merge_into(&view.entries.keys, &view.entries.fps, &view.entries.ids, &changes),
+                merge_into(
+                    &view.entries.keys,
+                    &view.entries.fps,
+                    &view.entries.ids,
+                    &changes,
+                ),
                 view.version,
                 true,
             )
@@ -499,7 +508,12 @@ async fn save_shard(state: &SyncState, index: usize) -> Result<SaveReport, SyncS
             report.cas_retries += 1;
         }
         let view = read_view(state.store.as_ref(), at, bits, index).await?;
-        merged = merge_into(&view.entries.keys, &view.entries.fps, &view.entries.ids, &changes);
+        merged = merge_into(
+            &view.entries.keys,
+            &view.entries.fps,
+            &view.entries.ids,
+            &changes,
+        );
         (version, fresh) = (view.version, true);
     }
     Err(SyncStateError::Contended {

@@ -449,6 +449,168 @@ async fn concurrent_writers_merge_through_s3_compare_and_swap_without_false_deli
     );
 }
 
+/// Saves as deltas against moto's real conditional writes: two writers race for one delta
+/// number, the loser merges and takes the next; later saves write a delta each, and the 16th
+/// compacts (a new base, the folded deltas deleted). A fresh reader sees exactly what was
+/// delivered, and nothing contested.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn deltas_race_merge_and_compact_through_s3_conditional_writes() {
+    use moengage_sync::model::ElementKind;
+    use moengage_sync::model::{ObjectType, SyncMode};
+    use moengage_sync::state::StateStore;
+    use moengage_sync::sync_state::{
+        self, Fingerprinter, RowPrint, SyncLocation, SyncOptions, SyncState, Verdict,
+    };
+    use std::sync::Arc;
+
+    let stack = Stack::start().await;
+    let store: Arc<dyn StateStore> = Arc::new(stack.s3.clone());
+    let location = || {
+        SyncLocation::new(
+            stack.bucket.clone(),
+            "moengage-sync/",
+            &sync_state::scope("WS", ObjectType::UserAttributes),
+        )
+    };
+    let options = SyncOptions {
+        shard_bits: 0,
+        ..SyncOptions::new(SyncMode::Upsert, false)
+    };
+    let fp = Fingerprinter::with_mapping_fingerprint(7);
+    let print = move |key: &str, payload: &str| {
+        fp.print(ElementKind::Customer, key.as_bytes(), payload.as_bytes())
+    };
+    let open = || SyncState::open(store.clone(), location(), options);
+    let deliver = |s: SyncState, rows: Vec<(String, String)>| {
+        tokio::task::spawn_blocking(move || {
+            let prints: Vec<RowPrint> = rows.iter().map(|(k, p)| print(k, p)).collect();
+            for p in &prints {
+                assert!(s.classify(ElementKind::Customer, *p).unwrap().send);
+            }
+            s.record_delivered(&prints);
+            s
+        })
+    };
+    let rows = |keys: &[&str], payload: &str| -> Vec<(String, String)> {
+        keys.iter()
+            .map(|k| (k.to_string(), payload.to_string()))
+            .collect()
+    };
+    let deltas_in_s3 = || async {
+        stack
+            .s3
+            .list_objects_v2()
+            .bucket(&stack.bucket)
+            .prefix("moengage-sync/sync/")
+            .send()
+            .await
+            .unwrap()
+            .contents
+            .unwrap_or_default()
+            .into_iter()
+            .filter(|o| o.key.as_deref().is_some_and(|k| k.contains("/deltas/")))
+            .count()
+    };
+    let mut expected: Vec<(String, String)> =
+        (0..500).map(|i| (format!("u{i}"), "0".into())).collect();
+    let first = deliver(open().await.unwrap(), expected.clone())
+        .await
+        .unwrap();
+    let saved = first.save().await.unwrap();
+    assert_eq!((saved.shards_written, saved.deltas_written), (1, 0));
+
+    // A and B read the same version; B saves delta 0 first, A's delta 0 loses (412), A merges
+    // with B's and writes delta 1; k3 went both ways, so it is dropped.
+    let (a, b) = (open().await.unwrap(), open().await.unwrap());
+    let a = deliver(a, [rows(&["k1", "k3"], "A"), rows(&["u1"], "A")].concat())
+        .await
+        .unwrap();
+    let b = deliver(
+        b,
+        [rows(&["k2", "k3", "k4"], "B"), rows(&["u2"], "B")].concat(),
+    )
+    .await
+    .unwrap();
+    let saved = b.save().await.unwrap();
+    assert_eq!(
+        (
+            saved.shards_written,
+            saved.deltas_written,
+            saved.cas_retries
+        ),
+        (0, 1, 0)
+    );
+    let saved = a.save().await.unwrap();
+    assert_eq!(
+        (
+            saved.shards_written,
+            saved.deltas_written,
+            saved.cas_retries,
+            saved.conflicts_dropped
+        ),
+        (0, 1, 1, 1),
+        "{saved:?}"
+    );
+    assert!(saved.bytes_written < 300, "a delta of 3 entries: {saved:?}");
+    assert_eq!(deltas_in_s3().await, 2);
+    expected.retain(|(k, _)| k != "u1" && k != "u2");
+    expected.extend([rows(&["k1", "u1"], "A"), rows(&["k2", "k4", "u2"], "B")].concat());
+
+    // Saves 3..=15 write deltas; the 16th closes the generation and rewrites the base.
+    for run in 3..=16 {
+        let key = format!("u{}", 100 + run);
+        let s = deliver(open().await.unwrap(), rows(&[&key], &format!("r{run}")))
+            .await
+            .unwrap();
+        let saved = s.save().await.unwrap();
+        expected.retain(|(k, _)| *k != key);
+        expected.push((key, format!("r{run}")));
+        let compacted = run == 16;
+        assert_eq!(
+            (saved.shards_written, saved.deltas_written),
+            (u64::from(compacted), 1),
+            "save {run}: {saved:?}"
+        );
+        assert_eq!(
+            deltas_in_s3().await,
+            if compacted { 0 } else { run },
+            "save {run}"
+        );
+    }
+
+    let c = open().await.unwrap();
+    let verdicts = tokio::task::spawn_blocking(move || {
+        let mut out: Vec<(String, Verdict)> = expected
+            .iter()
+            .map(|(k, p)| {
+                (
+                    k.clone(),
+                    c.classify(ElementKind::Customer, print(k, p))
+                        .unwrap()
+                        .verdict,
+                )
+            })
+            .collect();
+        out.push((
+            "k3".into(),
+            c.classify(ElementKind::Customer, print("k3", "A"))
+                .unwrap()
+                .verdict,
+        ));
+        out
+    })
+    .await
+    .unwrap();
+    let (k3, rest) = verdicts.split_last().unwrap();
+    assert_eq!(k3.1, Verdict::New, "k3 was contested");
+    assert!(
+        rest.iter().all(|(_, v)| *v == Verdict::Unchanged),
+        "{:?}",
+        rest.iter().find(|(_, v)| *v != Verdict::Unchanged)
+    );
+    assert_eq!(rest.len(), 503);
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_warm_instance_reads_each_shard_from_s3_once_and_again_only_when_another_writer_changed_it(
 ) {

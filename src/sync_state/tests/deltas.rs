@@ -57,7 +57,11 @@ fn deliver(
 }
 
 fn deltas_stored(store: &MemStore) -> usize {
-    store.keys().iter().filter(|k| k.contains("/deltas/")).count()
+    store
+        .keys()
+        .iter()
+        .filter(|k| k.contains("/deltas/"))
+        .count()
 }
 
 #[test]
@@ -88,13 +92,20 @@ fn saves_write_only_what_changed_and_compact_now_and_then() {
         let stored = h.stored(0);
         assert_eq!(stored.len(), 2_000);
         for (k, v) in &expected {
-            assert_eq!(stored[&print(k, v).key], print(k, v).fingerprint, "run {run}: {k}");
+            assert_eq!(
+                stored[&print(k, v).key],
+                print(k, v).fingerprint,
+                "run {run}: {k}"
+            );
         }
     }
     // Every 16th save compacts: runs 16 and 32.
     assert_eq!(compactions, 2);
     assert_eq!(deltas_stored(&h.store), 8);
-    assert!(delta_bytes < base_bytes, "{delta_bytes} vs a {base_bytes}-byte shard");
+    assert!(
+        delta_bytes < base_bytes,
+        "{delta_bytes} vs a {base_bytes}-byte shard"
+    );
 
     // A new run reads base + deltas: everything unchanged, nothing sent.
     let state = h.open(opts(SyncMode::Upsert, false, 0));
@@ -192,12 +203,20 @@ fn interleaved_writers_lose_nothing_across_compactions() {
                 let writer = &writers[w];
                 let r = round.fetch_add(1, Ordering::SeqCst);
                 let rows: Vec<(String, String)> = if all {
-                    writer.users.iter().map(|u| (u.clone(), "0".into())).collect()
+                    writer
+                        .users
+                        .iter()
+                        .map(|u| (u.clone(), "0".into()))
+                        .collect()
                 } else {
                     let mut rng = rng.lock().unwrap();
                     // Now and then a large change, whose delta alone may call for a compaction
                     // while a small one beside it does not.
-                    let n = if rng.u8(..4) == 0 { rng.usize(50..300) } else { rng.usize(1..12) };
+                    let n = if rng.u8(..4) == 0 {
+                        rng.usize(50..300)
+                    } else {
+                        rng.usize(1..12)
+                    };
                     (0..n)
                         .map(|_| (writer.users[rng.usize(..300)].clone(), format!("r{r}")))
                         .collect()
@@ -208,7 +227,8 @@ fn interleaved_writers_lose_nothing_across_compactions() {
         };
         let nested = Arc::new(AtomicUsize::new(0));
         let hook: Hook = {
-            let (writers, rng, run, nested) = (writers.clone(), rng.clone(), run.clone(), nested.clone());
+            let (writers, rng, run, nested) =
+                (writers.clone(), rng.clone(), run.clone(), nested.clone());
             Arc::new(move |op: &str, key: &str| {
                 if !key.contains("/shards/") && !key.contains("/deltas/") {
                     return;
@@ -220,7 +240,9 @@ fn interleaved_writers_lose_nothing_across_compactions() {
                     (rng.u8(..odds) == 0).then(|| rng.usize(..writers.len()))
                 };
                 let Some(w) = pick else { return };
-                if nested.load(Ordering::SeqCst) >= 2 || writers[w].busy.swap(true, Ordering::SeqCst) {
+                if nested.load(Ordering::SeqCst) >= 2
+                    || writers[w].busy.swap(true, Ordering::SeqCst)
+                {
                     return;
                 }
                 nested.fetch_add(1, Ordering::SeqCst);
@@ -251,11 +273,18 @@ fn interleaved_writers_lose_nothing_across_compactions() {
         for writer in writers.iter() {
             for (k, v) in writer.last.lock().unwrap().iter() {
                 let p = print(k, v);
-                assert_eq!(stored.get(&p.key), Some(&p.fingerprint), "seed {seed}: {k} = {v}");
+                assert_eq!(
+                    stored.get(&p.key),
+                    Some(&p.fingerprint),
+                    "seed {seed}: {k} = {v}"
+                );
                 users += 1;
             }
         }
         assert_eq!((stored.len(), users), (900, 900), "seed {seed}");
-        assert!(round.load(Ordering::SeqCst) > 63, "seed {seed}: nested runs happened");
+        assert!(
+            round.load(Ordering::SeqCst) > 63,
+            "seed {seed}: nested runs happened"
+        );
     }
 }

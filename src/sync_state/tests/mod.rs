@@ -233,7 +233,12 @@ impl Harness {
     fn view(&self, bits: u8, i: usize) -> codec::Entries {
         let view = self
             .rt
-            .block_on(store::read_view(self.store.as_ref(), &self.location, bits, i))
+            .block_on(store::read_view(
+                self.store.as_ref(),
+                &self.location,
+                bits,
+                i,
+            ))
             .unwrap();
         assert!(!view.version.damaged, "shard {i} is damaged");
         view.entries

@@ -259,7 +259,7 @@ fn codec_speed() {
         let t = Instant::now();
         let mut bytes = Vec::new();
         for _ in 0..rounds {
-            bytes = black_box(codec::encode(8, 7, black_box(&entries)));
+            bytes = black_box(codec::encode(8, 7, 1, black_box(&entries)));
         }
         let encode = t.elapsed();
         let t = Instant::now();

@@ -7,6 +7,9 @@
 //! 2. The same users, split into `BENCH_PARTS` parts (default 100), are re-synced in the same
 //!    warm process (`STATE_CACHE_MB` on), then again in a cold one for each part
 //!    (`STATE_CACHE_MB=0`, the first `BENCH_COLD_PARTS` parts, default 3, extrapolated).
+//! 3. The parts again with 1 % of users changed (every 100th user's email), in one warm process:
+//!    exactly those rows are sent, and what the saves write (deltas, and a compaction now and
+//!    then) is set against what rewriting every touched shard would have written.
 //!
 //! Exports are generated into `BENCH_DIR` (default `target/bench-data`) and kept.
 
@@ -26,19 +29,27 @@ use std::path::{Path, PathBuf};
 use std::sync::Arc;
 use std::time::Instant;
 
-/// Users `from..=to` as a CSV.gz export at `path` (generated once, then kept).
-fn export(path: &Path, from: u64, to: u64) {
+/// Users `from..=to` as a CSV.gz export at `path` (generated once, then kept); with `changed`,
+/// every 100th user has another email.
+fn export(path: &Path, from: u64, to: u64, changed: bool) {
     if path.exists() {
         return;
     }
     let tmp = path.with_extension("partial");
     let file = BufWriter::with_capacity(1 << 20, File::create(&tmp).expect("create"));
     let mut gz = flate2::write::GzEncoder::new(file, flate2::Compression::fast());
-    let mut at = from;
-    while at <= to {
-        let end = (at + 99_999).min(to);
-        users::write_csv(&mut gz, at, end, b',', at == from).expect("write");
-        at = end + 1;
+    users::write_csv(&mut gz, 1, 0, b',', true).expect("header");
+    let mut row = Vec::new();
+    for i in from..=to {
+        row.clear();
+        users::write_csv(&mut row, i, i, b',', false).expect("write");
+        if changed && i.is_multiple_of(100) {
+            // The email is the row's only `@` (a name may hold a newline: rows are not lines).
+            let text = String::from_utf8_lossy(&row).replacen('@', "+changed@", 1);
+            gz.write_all(text.as_bytes()).expect("write");
+        } else {
+            gz.write_all(&row).expect("write");
+        }
     }
     gz.finish().expect("gzip").flush().expect("flush");
     std::fs::rename(&tmp, path).expect("rename");
@@ -47,7 +58,12 @@ fn export(path: &Path, from: u64, to: u64) {
 fn main() {
     let args: Vec<String> = std::env::args().collect();
     if args.get(1).map(String::as_str) == Some("--child") {
-        return child(&args[2], args[3].parse().expect("parts"), &args[4]);
+        return child(
+            &args[2],
+            args[3].parse().expect("parts"),
+            &args[4],
+            &args[5],
+        );
     }
     if std::env::var("MOTO_SERVER").is_err() {
         println!("\nwarm state: skipped (set MOTO_SERVER to moto_server, as `make bench` does)");
@@ -60,15 +76,22 @@ fn main() {
         PathBuf::from(std::env::var("BENCH_DIR").unwrap_or_else(|_| "target/bench-data".into()));
     std::fs::create_dir_all(&dir).expect("create BENCH_DIR");
     let whole = dir.join(format!("state_users_{keys}.csv.gz"));
-    export(&whole, 1, keys);
+    export(&whole, 1, keys, false);
     let per = keys.div_ceil(parts);
-    let part_paths: Vec<PathBuf> = (0..parts)
-        .map(|p| {
-            let path = dir.join(format!("state_users_{keys}_part{p:03}of{parts}.csv.gz"));
-            export(&path, p * per + 1, ((p + 1) * per).min(keys));
-            path
-        })
-        .collect();
+    let parts_of = |changed: bool| -> Vec<PathBuf> {
+        (0..parts)
+            .map(|p| {
+                let tag = if changed { "_changed" } else { "" };
+                let path = dir.join(format!(
+                    "state_users_{keys}_part{p:03}of{parts}{tag}.csv.gz"
+                ));
+                export(&path, p * per + 1, ((p + 1) * per).min(keys), changed);
+                path
+            })
+            .collect()
+    };
+    let part_paths = parts_of(false);
+    let changed_paths = parts_of(true);
 
     let runtime = shared::runtime();
     runtime.block_on(async {
@@ -100,11 +123,11 @@ fn main() {
         let mut env = stack.env();
         env.insert("FIELD_MAPPING".into(), users::MAPPING.into());
         let nums = shared::run_child(
-            &[&stack.moto.endpoint, &parts.to_string(), &keys.to_string()],
+            &[&stack.moto.endpoint, &parts.to_string(), &keys.to_string(), "day2"],
             &env,
         )
         .await;
-        let [warm_s, warm_read, warm_written, warm_rss] = nums[..] else {
+        let [warm_s, warm_read, warm_written, warm_rss, _] = nums[..] else {
             panic!("child printed {nums:?}");
         };
         let (warm_read, warm_written) = (warm_read as u64, warm_written as u64);
@@ -118,6 +141,7 @@ fn main() {
             let counting = Arc::new(CountingStore {
                 inner: cold.state.clone(),
                 read: Default::default(),
+                writes: Default::default(),
             });
             cold.state = counting.clone();
             // A new key: day2's parts have completed runs, which the handler does not repeat.
@@ -130,6 +154,23 @@ fn main() {
             cold_read += counting.read.load(std::sync::atomic::Ordering::Relaxed);
         }
         let cold_s = t.elapsed().as_secs_f64() / cold_parts.max(1) as f64;
+
+        // 4. The parts with 1 % changed, in one warm process: exactly the changed rows are sent,
+        //    and each part's save writes what it changed.
+        for (p, path) in changed_paths.iter().enumerate() {
+            stack
+                .put(&format!("day4/part{p:03}.csv.gz"), std::fs::read(path).expect("read"))
+                .await;
+        }
+        let nums = shared::run_child(
+            &[&stack.moto.endpoint, &parts.to_string(), &keys.to_string(), "day4"],
+            &env,
+        )
+        .await;
+        let [changed_s, changed_read, changed_written, changed_rss, changed_puts] = nums[..] else {
+            panic!("child printed {nums:?}");
+        };
+        let state_after = state_size(&stack).await;
 
         let mib = |b: u64| b as f64 / (1u64 << 20) as f64;
         println!("\n## warm state: {parts}-part snapshot of {keys} users re-synced through the handler (moto S3, sync state), MoEngage accepting at once\n");
@@ -156,6 +197,19 @@ fn main() {
             cold_s,
             cold_total / (1u64 << 20) as f64,
             cold_total / state_bytes.max(1) as f64,
+        );
+        println!(
+            "| re-sync, {parts} parts, 1 % changed ({} rows sent), one warm process | {changed_s:.1} | {:.0} | {:.1} | {:.2} × | **{:.1}** ({changed_puts:.0} writes) | {changed_rss:.0} (that process) |",
+            keys / 100,
+            keys as f64 / changed_s,
+            mib(changed_read as u64),
+            changed_read / state_bytes.max(1) as f64,
+            mib(changed_written as u64),
+        );
+        println!(
+            "\nRewriting every shard a part touched (each part's changed users fall in every shard) would write {parts} × the state: {:.1} MiB. The state after step 4: {:.1} MiB.",
+            mib(parts * state_bytes),
+            mib(state_after),
         );
     });
 }
@@ -187,10 +241,12 @@ async fn state_size(stack: &support::Stack) -> u64 {
     }
 }
 
-/// Counts shard bytes read through a store (the cold runs have no cache to count them).
+/// Counts shard bytes read through a store (the cold runs have no cache to count them), and
+/// shard writes (bases and deltas).
 struct CountingStore {
     inner: Arc<dyn moengage_sync::state::StateStore>,
     read: std::sync::atomic::AtomicU64,
+    writes: std::sync::atomic::AtomicU64,
 }
 
 #[async_trait::async_trait]
@@ -232,6 +288,10 @@ impl moengage_sync::state::StateStore for CountingStore {
         body: Vec<u8>,
         expect: moengage_sync::state::Expect,
     ) -> Result<Option<String>, moengage_sync::state::StateError> {
+        if key.ends_with(".bin") {
+            self.writes
+                .fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+        }
         self.inner.put_if(bucket, key, body, expect).await
     }
     async fn delete(
@@ -241,39 +301,80 @@ impl moengage_sync::state::StateStore for CountingStore {
     ) -> Result<(), moengage_sync::state::StateError> {
         self.inner.delete(bucket, key).await
     }
+    async fn list(
+        &self,
+        bucket: &str,
+        prefix: &str,
+    ) -> Result<Option<Vec<moengage_sync::state::Listed>>, moengage_sync::state::StateError> {
+        self.inner.list(bucket, prefix).await
+    }
+    async fn get_listed(
+        &self,
+        bucket: &str,
+        key: &str,
+        etag: &str,
+    ) -> Result<Option<moengage_sync::state::Versioned>, moengage_sync::state::StateError> {
+        // Counted as read only when it came from the store: the cache's copy is not a read.
+        let v = self.inner.get_listed(bucket, key, etag).await?;
+        Ok(v)
+    }
+    async fn get_if_changed(
+        &self,
+        bucket: &str,
+        key: &str,
+        known: Option<&str>,
+        max_bytes: usize,
+    ) -> Result<moengage_sync::state::Fetched, moengage_sync::state::StateError> {
+        let got = self
+            .inner
+            .get_if_changed(bucket, key, known, max_bytes)
+            .await?;
+        if let (true, moengage_sync::state::Fetched::Changed(v)) = (key.ends_with(".bin"), &got) {
+            self.read
+                .fetch_add(v.body.len() as u64, std::sync::atomic::Ordering::Relaxed);
+        }
+        Ok(got)
+    }
 }
 
-/// The warm re-sync, in a process of its own: every part through the handler with one `Deps`,
-/// as one warm Lambda instance would. Prints wall seconds, shard bytes downloaded, shard bytes
-/// written and peak RSS (MiB).
-fn child(moto_endpoint: &str, parts: u64, keys: &str) {
+/// A warm re-sync, in a process of its own: every part under `folder` through the handler with
+/// one `Deps`, as one warm Lambda instance would. Every 100th user is sent in `day4`, none in
+/// `day2`. Prints wall seconds, shard bytes downloaded, shard bytes written, peak RSS (MiB) and
+/// the number of shard writes (bases and deltas).
+fn child(moto_endpoint: &str, parts: u64, keys: &str, folder: &str) {
     let keys: u64 = keys.parse().expect("keys");
+    let changed = folder == "day4";
     let runtime = shared::runtime();
     runtime.block_on(async {
-        let (deps, bucket) = shared::child_deps(moto_endpoint).await;
+        let (mut deps, bucket) = shared::child_deps(moto_endpoint).await;
         let cache = deps.shard_cache.clone().expect("cache on by default");
+        let counting = Arc::new(CountingStore {
+            inner: deps.state.clone(),
+            read: Default::default(),
+            writes: Default::default(),
+        });
+        deps.state = counting.clone();
         let t = Instant::now();
-        let mut unchanged = 0;
+        let (mut unchanged, mut delivered) = (0, 0);
         for p in 0..parts {
             let s = moengage_sync::app::handler::handle(
                 &deps,
-                support::s3_event(&bucket, &format!("day2/part{p:03}.csv.gz")),
+                support::s3_event(&bucket, &format!("{folder}/part{p:03}.csv.gz")),
                 &moengage_sync::app::Invocation::unbounded(),
             )
             .await
             .expect("handler");
             let o = &s.objects[0];
-            assert_eq!(
-                (o.rows_delivered, o.rows_read),
-                (0, o.rows_unchanged),
-                "{o:?}"
-            );
+            assert_eq!(o.rows_read, o.rows_unchanged + o.rows_delivered, "{o:?}");
             unchanged += o.rows_unchanged;
+            delivered += o.rows_delivered;
         }
-        assert_eq!(unchanged, keys);
+        let expect = if changed { keys / 100 } else { 0 };
+        assert_eq!((delivered, unchanged), (expect, keys - expect));
         let stats = cache.stats();
+        let writes = counting.writes.load(std::sync::atomic::Ordering::Relaxed);
         println!(
-            "{} {} {} {}",
+            "{} {} {} {} {writes}",
             t.elapsed().as_secs_f64(),
             stats.bytes_downloaded,
             stats.bytes_written,

@@ -30,6 +30,17 @@ pub struct Versioned {
     pub etag: String,
 }
 
+/// An object a listing found, with the ETag it had then.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Listed {
+    pub key: String,
+    pub etag: String,
+}
+
+/// A listing longer than this is refused: the sync state never holds that many objects under one
+/// prefix, so it is damage or hostile, and must not exhaust memory.
+pub const MAX_LISTED: usize = 1_000_000;
+
 /// The condition of a compare-and-swap write.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum Expect {
@@ -72,6 +83,23 @@ pub trait StateStore: Send + Sync {
         expect: Expect,
     ) -> Result<Option<String>, StateError>;
     async fn delete(&self, bucket: &str, key: &str) -> Result<(), StateError>;
+
+    /// Every object under `prefix`, in key order; `None` when this store cannot list (the caller
+    /// then finds objects by reading them one after another).
+    async fn list(&self, _bucket: &str, _prefix: &str) -> Result<Option<Vec<Listed>>, StateError> {
+        Ok(None)
+    }
+
+    /// Reads `key`, which a listing just gave with `etag`: a cache that holds that version serves
+    /// it without a request. `None` when it is gone.
+    async fn get_listed(
+        &self,
+        bucket: &str,
+        key: &str,
+        _etag: &str,
+    ) -> Result<Option<Versioned>, StateError> {
+        self.get_versioned(bucket, key).await
+    }
 
     /// Reads `key` unless its ETag is still `known` (`If-None-Match`: nothing is downloaded
     /// then). A body over `max_bytes` is an error, not a download. Fakes get this for free.
@@ -229,6 +257,42 @@ impl StateStore for aws_sdk_s3::Client {
                 Ok(Fetched::Missing)
             }
             Err(e) => Err(err(aws_error_text(&e))),
+        }
+    }
+
+    async fn list(&self, bucket: &str, prefix: &str) -> Result<Option<Vec<Listed>>, StateError> {
+        let mut out = Vec::new();
+        let mut token = None;
+        loop {
+            let page = self
+                .list_objects_v2()
+                .bucket(bucket)
+                .prefix(prefix)
+                .set_continuation_token(token)
+                .send()
+                .await
+                .map_err(|e| StateError {
+                    bucket: bucket.into(),
+                    key: prefix.into(),
+                    reason: aws_error_text(&e),
+                })?;
+            out.extend(page.contents().iter().filter_map(|o| {
+                Some(Listed {
+                    key: o.key()?.to_string(),
+                    etag: o.e_tag().unwrap_or_default().to_string(),
+                })
+            }));
+            if out.len() > MAX_LISTED {
+                return Err(StateError {
+                    bucket: bucket.into(),
+                    key: prefix.into(),
+                    reason: format!("more than {MAX_LISTED} objects under this prefix"),
+                });
+            }
+            token = page.next_continuation_token().map(str::to_string);
+            if token.is_none() {
+                return Ok(Some(out));
+            }
         }
     }
 

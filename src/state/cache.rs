@@ -19,7 +19,7 @@ use std::sync::{Arc, Mutex, PoisonError};
 
 use async_trait::async_trait;
 
-use super::{Expect, Fetched, PutOutcome, StateError, StateStore, Versioned};
+use super::{Expect, Fetched, Listed, PutOutcome, StateError, StateStore, Versioned};
 
 /// Counters for the run report and the benchmarks.
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
@@ -301,6 +301,31 @@ impl StateStore for ShardCache {
             self.forget(&Self::id(bucket, key));
         }
         self.inner.delete(bucket, key).await
+    }
+
+    async fn list(&self, bucket: &str, prefix: &str) -> Result<Option<Vec<Listed>>, StateError> {
+        self.inner.list(bucket, prefix).await
+    }
+
+    /// The local copy when it is the version listed: no request at all.
+    async fn get_listed(
+        &self,
+        bucket: &str,
+        key: &str,
+        etag: &str,
+    ) -> Result<Option<Versioned>, StateError> {
+        if Self::cacheable(key) {
+            let id = Self::id(bucket, key);
+            if self.known(&id).as_deref() == Some(etag) {
+                if let Ok(body) = std::fs::read(self.path(&id)) {
+                    self.bytes_from_cache
+                        .fetch_add(body.len() as u64, Ordering::Relaxed);
+                    let etag = etag.to_string();
+                    return Ok(Some(Versioned { body, etag }));
+                }
+            }
+        }
+        self.get_versioned(bucket, key).await
     }
 
     async fn get_if_changed(

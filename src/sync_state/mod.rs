@@ -307,6 +307,16 @@ impl SyncState {
             key: self.location.root.clone(),
             reason: format!("the part's spooled prints could not be read back from /tmp: {e}"),
         };
+        // Every shard's deltas in one listing (a few requests), so that each shard's read is its
+        // base, and only the deltas the warm cache lacks.
+        let listing = self
+            .store
+            .list(
+                &self.location.bucket,
+                &self.location.deltas_root(self.shard_bits),
+            )
+            .await?;
+        let listing = listing.as_deref();
         // Shards in order, `concurrency` reads ahead; each is joined and dropped before the next.
         let mut joined = stream::iter(0..self.shards.len())
             .map(|i| async move {
@@ -315,7 +325,7 @@ impl SyncState {
                 let shard = match resident {
                     Some(resident) => resident,
                     None if entries.is_empty() => self.empty_shard(),
-                    None => self.load(i).await?,
+                    None => store::load_shard(self, i, listing).await?,
                 };
                 Ok::<_, SyncStateError>((i, shard, entries))
             })
@@ -594,7 +604,7 @@ impl SyncState {
     }
 
     async fn load(&self, index: usize) -> Result<Shard, SyncStateError> {
-        store::load_shard(self, index).await
+        store::load_shard(self, index, None).await
     }
 }
 

@@ -10,7 +10,7 @@ use serde::{Deserialize, Serialize};
 use super::codec::{self, DecodeError, Entries};
 use super::shard::{merge_into, Merged, Shard};
 use super::{SyncState, SyncStateError, MAX_SHARD_BITS};
-use crate::state::{Expect, Fetched, StateStore};
+use crate::state::{Expect, Fetched, Listed, StateStore};
 
 /// Rounds of read-merge-write per shard before `save` gives up on it.
 const CAS_ATTEMPTS: u32 = 8;
@@ -48,11 +48,21 @@ impl SyncLocation {
     /// `deltas/{bits}/{index in hex}/{generation}/{seq}.bin`: save number `seq` after the base
     /// of `generation`.
     pub fn delta_key(&self, bits: u8, index: usize, generation: u64, seq: u64) -> String {
-        let width = usize::from(bits).div_ceil(4).max(1);
         format!(
-            "{}deltas/{bits}/{index:0width$x}/{generation:016x}/{seq:06}.bin",
-            self.root
+            "{}{generation:016x}/{seq:06}.bin",
+            self.delta_prefix(bits, index)
         )
+    }
+
+    /// Where shard `index`'s deltas are, of every generation.
+    pub fn delta_prefix(&self, bits: u8, index: usize) -> String {
+        let width = usize::from(bits).div_ceil(4).max(1);
+        format!("{}{index:0width$x}/", self.deltas_root(bits))
+    }
+
+    /// Where every shard's deltas are.
+    pub fn deltas_root(&self, bits: u8) -> String {
+        format!("{}deltas/{bits}/", self.root)
     }
 }
 
@@ -99,34 +109,52 @@ pub(crate) struct View {
     pub version: Version,
 }
 
-/// Reads shard `index`: its base, then its deltas in order until the first missing one. A
-/// missing base is an empty shard; a corrupt base or delta gives an empty, damaged view (its rows
-/// are sent again, and the next save replaces exactly that base); another format version is an
-/// error, and is never overwritten.
+/// Reads shard `index`: its base, then its deltas in order. A missing base is an empty shard; a
+/// corrupt base or delta gives an empty, damaged view (its rows are sent again, and the next save
+/// replaces exactly that base); another format version is an error, and is never overwritten.
 ///
-/// Bases are replaced only by compaction, which deletes the deltas it folded in afterwards: a
-/// read that raced one may find its deltas gone part way. So a read that ended at a missing delta
-/// checks that the base is still the one it read (a conditional read: 304, no body) and reads
-/// again otherwise. A read that ended at a generation's last delta needs no check: nothing can
-/// follow that one.
+/// The deltas are found by listing the shard's delta prefix **before** reading the base (or in
+/// `listing`, a listing of every shard's deltas taken before, as the join does): the base then
+/// comes with the deltas of its generation that existed at the listing, which is the shard as it
+/// was at some moment (a delta written later follows them; a base written later has none
+/// listed). A delta served from the warm cache costs no request. A listed delta that is gone was
+/// folded by a compaction since: the shard is listed and read again.
+///
+/// A store that cannot list is probed: deltas are read one after another until one is missing.
+/// A compaction deletes the deltas it folded in, so such a read may end early: it then checks the
+/// base is still the one it read (a conditional read, 304 without a body) and reads again
+/// otherwise. A read that ended at a generation's last delta needs neither: nothing follows it.
 pub(crate) async fn read_view(
     store: &dyn StateStore,
     at: &SyncLocation,
     bits: u8,
     index: usize,
+    listing: Option<&[Listed]>,
 ) -> Result<View, SyncStateError> {
     let key = at.shard_key(bits, index);
-    for _ in 0..CAS_ATTEMPTS {
-        let (view, recheck) = read_once(store, at, bits, index).await?;
-        let Some(etag) = recheck else {
-            return Ok(view);
+    for attempt in 0..CAS_ATTEMPTS {
+        let listed_now;
+        let listed = match listing.filter(|_| attempt == 0) {
+            Some(listed) => Some(listed),
+            None => {
+                listed_now = store
+                    .list(&at.bucket, &at.delta_prefix(bits, index))
+                    .await?;
+                listed_now.as_deref()
+            }
         };
-        if store
-            .get_if_changed(&at.bucket, &key, Some(&etag), usize::MAX)
-            .await?
-            == Fetched::Unchanged
-        {
-            return Ok(view);
+        match read_once(store, at, bits, index, listed).await? {
+            Read::Done(view) => return Ok(view),
+            Read::Recheck(view, etag) => {
+                if store
+                    .get_if_changed(&at.bucket, &key, Some(&etag), usize::MAX)
+                    .await?
+                    == Fetched::Unchanged
+                {
+                    return Ok(view);
+                }
+            }
+            Read::Gone => {}
         }
     }
     Err(SyncStateError::Contended {
@@ -136,17 +164,42 @@ pub(crate) async fn read_view(
     })
 }
 
-/// One read of base and deltas; with the base's ETag when the read ended at a missing delta
-/// (which a concurrent compaction may have deleted).
+/// The listed deltas of shard `index` within a listing of every shard's (sorted by key).
+pub(crate) fn listed_for<'a>(
+    listing: &'a [Listed],
+    at: &SyncLocation,
+    bits: u8,
+    index: usize,
+) -> &'a [Listed] {
+    let prefix = at.delta_prefix(bits, index);
+    let start = listing.partition_point(|l| l.key.as_str() < prefix.as_str());
+    let len = listing[start..]
+        .iter()
+        .take_while(|l| l.key.starts_with(&prefix))
+        .count();
+    &listing[start..start + len]
+}
+
+/// What one read of base and deltas found.
+enum Read {
+    Done(View),
+    /// Probed (no listing), and ended at a missing delta, which a compaction may have deleted:
+    /// good if the base still has this ETag.
+    Recheck(View, String),
+    /// A listed delta is gone.
+    Gone,
+}
+
 async fn read_once(
     store: &dyn StateStore,
     at: &SyncLocation,
     bits: u8,
     index: usize,
-) -> Result<(View, Option<String>), SyncStateError> {
+    listed: Option<&[Listed]>,
+) -> Result<Read, SyncStateError> {
     let key = at.shard_key(bits, index);
     let Some(v) = store.get_versioned(&at.bucket, &key).await? else {
-        return Ok((View::default(), None));
+        return Ok(Read::Done(View::default()));
     };
     let mut version = Version {
         base: Some(v.etag),
@@ -162,11 +215,10 @@ async fn read_once(
         tracing::warn!(bucket = %at.bucket, %key, %reason, "sync-state shard is corrupt: its rows are treated as new, and the next save replaces it");
         version.damaged = true;
         version.generation = None;
-        let view = View {
+        Read::Done(View {
             entries: Entries::default(),
             version,
-        };
-        (view, None)
+        })
     };
     let base = match codec::decode_base(&v.body, bits, index) {
         Ok(base) => base,
@@ -176,11 +228,10 @@ async fn read_once(
     drop(v.body);
     version.generation = base.generation;
     let Some(generation) = base.generation else {
-        let view = View {
+        return Ok(Read::Done(View {
             entries: base.entries,
             version,
-        };
-        return Ok((view, None));
+        }));
     };
     let mut changed: Option<Entries> = None;
     loop {
@@ -193,7 +244,17 @@ async fn read_once(
                 "more deltas than this release ever writes",
             ));
         }
-        let Some(d) = store.get_versioned(&at.bucket, &dkey).await? else {
+        let found = match listed {
+            Some(listed) => match listed.binary_search_by(|l| l.key.as_str().cmp(&dkey)) {
+                Ok(i) => match store.get_listed(&at.bucket, &dkey, &listed[i].etag).await? {
+                    Some(d) => Some(d),
+                    None => return Ok(Read::Gone),
+                },
+                Err(_) => None,
+            },
+            None => store.get_versioned(&at.bucket, &dkey).await?,
+        };
+        let Some(d) = found else {
             break;
         };
         version.deltas += 1;
@@ -217,8 +278,14 @@ async fn read_once(
         Some(changed) => overlay(&base.entries, &changed, false),
         None => base.entries,
     };
-    let recheck = (!version.closed).then(|| version.base.clone()).flatten();
-    Ok((View { entries, version }, recheck))
+    let probed = listed.is_none() && !version.closed;
+    let etag = version.base.clone().unwrap_or_default();
+    let view = View { entries, version };
+    Ok(if probed {
+        Read::Recheck(view, etag)
+    } else {
+        Read::Done(view)
+    })
 }
 
 /// `lower` with `upper`'s entries over it (both sorted). A fingerprint 0 in `upper` removes the
@@ -286,7 +353,8 @@ pub struct SaveReport {
     pub deltas_written: u64,
     /// Bytes of bases and deltas written.
     pub bytes_written: u64,
-    /// Keys stored (across the shards written to) after the save.
+    /// Keys stored after the save, across the shards it read whole (a prepared run's delta does
+    /// not read the shard whole, and is not counted).
     pub keys_stored: u64,
     /// Compare-and-swap rounds lost to another writer (each followed by a re-read and merge).
     pub cas_retries: u64,
@@ -325,15 +393,16 @@ pub(crate) async fn read_manifest(
     Ok(Some(m))
 }
 
-/// Reads shard `index` for this run (see [`read_view`]), counting what was read.
-pub(crate) async fn load_shard(state: &SyncState, index: usize) -> Result<Shard, SyncStateError> {
-    let view = read_view(
-        state.store.as_ref(),
-        &state.location,
-        state.shard_bits,
-        index,
-    )
-    .await?;
+/// Reads shard `index` for this run (see [`read_view`]; `listing`, when given, lists every
+/// shard's deltas), counting what was read.
+pub(crate) async fn load_shard(
+    state: &SyncState,
+    index: usize,
+    listing: Option<&[Listed]>,
+) -> Result<Shard, SyncStateError> {
+    let (at, bits) = (&state.location, state.shard_bits);
+    let listed = listing.map(|l| listed_for(l, at, bits, index));
+    let view = read_view(state.store.as_ref(), at, bits, index, listed).await?;
     let c = &state.counters;
     let v = &view.version;
     if v.base.is_some() {
@@ -451,45 +520,31 @@ async fn ensure_manifest(state: &SyncState) -> Result<(), SyncStateError> {
 /// base is still the one the delta follows (a conditional read, 304 without a body), and
 /// otherwise reads the shard again and merges again (a no-op if its delta was folded in).
 ///
-/// A shard as loaded is merged into directly. A prepared shard holds only some of the stored
-/// entries (those of keys the part may send), so the stored shard is read first (from the warm
-/// cache when unchanged): with the entries kept as `loaded`, the merge rules are the same either
-/// way.
+/// The first attempt merges into the shard as this run holds it, at the version it was read or
+/// last saved at. A prepared shard holds only the stored entries of the keys the part may send:
+/// enough for a delta (which only concerns those keys), so a prepared run's save reads nothing
+/// unless it loses a race or must compact; then it reads the whole shard (from the warm cache
+/// when unchanged) and merges into that. With the entries kept as `loaded`, the merge rules are
+/// the same either way.
 async fn save_shard(state: &SyncState, index: usize) -> Result<SaveReport, SyncStateError> {
     let (at, bits) = (&state.location, state.shard_bits);
     let base_key = at.shard_key(bits, index);
     let mut report = SaveReport::default();
-    let partial = state.is_prepared();
-    // Snapshot under the lock; the classify thread may go on while we write.
-    let (changes, loaded) = {
+    // Snapshot under the lock; the classify thread may go on while we write. A prepared shard
+    // holds the stored entries of the keys this part may send, as of the join: enough to say
+    // what a delta must hold (it only concerns those keys), not to rewrite the whole shard.
+    let (changes, mut merged, mut version) = {
         let slot = state.lock(index);
         let Some(shard) = slot.as_ref() else {
             return Ok(report);
         };
         let changes = shard.changes();
-        let loaded = (!partial).then(|| {
-            let merged = merge_into(&shard.keys, &shard.fps, &shard.ids, &changes);
-            (merged, shard.version.clone())
-        });
-        (changes, loaded)
+        let merged = merge_into(&shard.keys, &shard.fps, &shard.ids, &changes);
+        (changes, merged, shard.version.clone())
     };
     // `fresh`: the merge is against the shard as just read, not as loaded earlier in the run.
-    let (mut merged, mut version, mut fresh) = match loaded {
-        Some((merged, version)) => (merged, version, false),
-        None => {
-            let view = read_view(state.store.as_ref(), at, bits, index).await?;
-            (
-                merge_into(
-                    &view.entries.keys,
-                    &view.entries.fps,
-                    &view.entries.ids,
-                    &changes,
-                ),
-                view.version,
-                true,
-            )
-        }
-    };
+    // `whole`: the merge holds every stored entry (a compaction may write it as the base).
+    let (mut fresh, mut whole) = (false, !state.is_prepared());
     for _ in 0..CAS_ATTEMPTS {
         report.conflicts_dropped = merged.conflicts;
         if merged.delta.is_empty() {
@@ -501,20 +556,24 @@ async fn save_shard(state: &SyncState, index: usize) -> Result<SaveReport, SyncS
             // Nothing to write against what was loaded (the run delivered what was stored):
             // still checked against what is stored now, since another writer may have replaced
             // those entries meanwhile and the merge rules then drop them.
-        } else if let Some(stored) = store(state, index, &merged, &version, &mut report).await? {
-            commit(state, index, merged.entries, stored, &changes);
-            return Ok(report);
         } else {
-            report.cas_retries += 1;
+            match store(state, index, &merged, &version, whole, &mut report).await? {
+                Stored::At(stored) => {
+                    commit(state, index, merged.entries, stored, &changes);
+                    return Ok(report);
+                }
+                Stored::Lost => report.cas_retries += 1,
+                Stored::NeedsWhole => {}
+            }
         }
-        let view = read_view(state.store.as_ref(), at, bits, index).await?;
+        let view = read_view(state.store.as_ref(), at, bits, index, None).await?;
         merged = merge_into(
             &view.entries.keys,
             &view.entries.fps,
             &view.entries.ids,
             &changes,
         );
-        (version, fresh) = (view.version, true);
+        (version, fresh, whole) = (view.version, true, true);
     }
     Err(SyncStateError::Contended {
         bucket: at.bucket.clone(),
@@ -523,15 +582,27 @@ async fn save_shard(state: &SyncState, index: usize) -> Result<SaveReport, SyncS
     })
 }
 
-/// One attempt at storing `merged` over the shard at `version`: a delta, or a new base. `None`
-/// when another writer got there first (the caller reads again and merges again).
+/// What one attempt at storing a merge did.
+enum Stored {
+    /// Stored: the shard is now at this version.
+    At(Version),
+    /// Another writer got there first: read again, merge again.
+    Lost,
+    /// The shard needs a new base, which a merge over part of the entries cannot give: read the
+    /// whole shard and merge again.
+    NeedsWhole,
+}
+
+/// One attempt at storing `merged` over the shard at `version`: a delta, or (with `whole`, the
+/// merge holding every stored entry) a new base.
 async fn store(
     state: &SyncState,
     index: usize,
     merged: &Merged,
     version: &Version,
+    whole: bool,
     report: &mut SaveReport,
-) -> Result<Option<Version>, SyncStateError> {
+) -> Result<Stored, SyncStateError> {
     let (at, bits, store) = (&state.location, state.shard_bits, state.store.as_ref());
     let base_key = at.shard_key(bits, index);
     // A generation still open: the next delta number can be raced for.
@@ -539,12 +610,18 @@ async fn store(
         .generation
         .filter(|_| !version.damaged && !version.closed);
     let mut folded = version.deltas;
+    if open.is_none() && !whole {
+        return Ok(Stored::NeedsWhole);
+    }
     if let Some(generation) = open {
         let seq = version.deltas;
         let delta = |last| codec::encode_delta(bits, index, generation, seq, last, &merged.delta);
         let body = delta(false);
         let outweighs = 2 * (version.delta_bytes + body.len() as u64) > version.base_bytes;
         let last = seq + 1 >= MAX_DELTAS || outweighs;
+        if last && !whole {
+            return Ok(Stored::NeedsWhole);
+        }
         let body = if last { delta(true) } else { body };
         let len = body.len() as u64;
         let key = at.delta_key(bits, index, generation, seq);
@@ -553,7 +630,7 @@ async fn store(
             .await?
             .is_none()
         {
-            return Ok(None);
+            return Ok(Stored::Lost);
         }
         report.deltas_written += 1;
         report.bytes_written += len;
@@ -566,10 +643,12 @@ async fn store(
                 .await?
                 == Fetched::Unchanged;
             if !unchanged {
-                return Ok(None);
+                return Ok(Stored::Lost);
             }
-            report.keys_stored = merged.entries.len() as u64;
-            return Ok(Some(Version {
+            if whole {
+                report.keys_stored = merged.entries.len() as u64;
+            }
+            return Ok(Stored::At(Version {
                 deltas: seq + 1,
                 delta_bytes: version.delta_bytes + len,
                 ..version.clone()
@@ -586,7 +665,7 @@ async fn store(
         .await?
     else {
         // Another writer finished the compaction first (with our last delta, if we wrote one).
-        return Ok(None);
+        return Ok(Stored::Lost);
     };
     report.shards_written += 1;
     report.bytes_written += len;
@@ -604,7 +683,7 @@ async fn store(
         });
         futures_util::future::join_all(deletes).await;
     }
-    Ok(Some(Version {
+    Ok(Stored::At(Version {
         base: Some(etag),
         generation: Some(generation),
         base_bytes: len,

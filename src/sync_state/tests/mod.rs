@@ -36,6 +36,8 @@ struct MemStore {
     shard_reads: AtomicU64,
     /// Every conditional write to a key containing `/shards/` fails, as under endless contention.
     always_conflict: bool,
+    /// `list` answers "cannot list", as a store without listings: deltas are probed.
+    no_listing: std::sync::atomic::AtomicBool,
     /// Writes of a shard's base fail (S3 errors), while deltas go through.
     fail_base_writes: std::sync::atomic::AtomicBool,
     /// Called with the operation and key before every read, write and delete: lets a test run
@@ -141,6 +143,27 @@ impl StateStore for MemStore {
         };
         Ok(holds.then(|| self.write(key, body)))
     }
+    async fn list(
+        &self,
+        _: &str,
+        prefix: &str,
+    ) -> Result<Option<Vec<crate::state::Listed>>, StateError> {
+        self.before("list", prefix);
+        if self.no_listing.load(Ordering::SeqCst) {
+            return Ok(None);
+        }
+        let objects = self.objects.lock().unwrap();
+        let mut out: Vec<crate::state::Listed> = objects
+            .iter()
+            .filter(|(k, _)| k.starts_with(prefix))
+            .map(|(k, (_, etag))| crate::state::Listed {
+                key: k.clone(),
+                etag: etag.clone(),
+            })
+            .collect();
+        out.sort_by(|a, b| a.key.cmp(&b.key));
+        Ok(Some(out))
+    }
     /// A conditional read (`If-None-Match`), not counted as a shard read: a 304 has no body.
     async fn get_if_changed(
         &self,
@@ -238,6 +261,7 @@ impl Harness {
                 &self.location,
                 bits,
                 i,
+                None,
             ))
             .unwrap();
         assert!(!view.version.damaged, "shard {i} is damaged");

@@ -89,6 +89,9 @@ impl StateStore for DirStore {
         _bucket: &str,
         key: &str,
     ) -> Result<Option<Versioned>, StateError> {
+        // Yield as a network read would, so that concurrent reads (and the memory they hold)
+        // overlap as they do against S3, instead of each running to completion when polled.
+        tokio::task::yield_now().await;
         let path = self.path(key);
         let (Ok(body), Some(etag)) = (std::fs::read(&path), Self::etag(&path)) else {
             return Ok(None);
@@ -102,6 +105,7 @@ impl StateStore for DirStore {
         body: Vec<u8>,
         expect: Expect,
     ) -> Result<Option<String>, StateError> {
+        tokio::task::yield_now().await;
         let current = Self::etag(&self.path(key));
         let holds = match (&expect, &current) {
             (Expect::Absent, None) => true,

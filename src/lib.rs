@@ -22,8 +22,8 @@
 //!   the `CSV_*` dialect, NDJSON, Parquet by range requests), each a typed `RowSource`.
 //! - [`map`]: `FIELD_MAPPING` → elements (customer / event objects) with per-row validation;
 //!   [`map::convert`] turns one cell into the JSON value MoEngage gets, by declared type.
-//! - [`sync_state`]: the diff stage: per-key fingerprints in S3 shards, what changed since MoEngage
-//!   last accepted it; [`sync_state::verdicts`] classifies a whole part in bounded memory (prints
+//! - [`sync_state`]: the diff stage: per-key fingerprints in S3 shards (a base, and the deltas
+//!   saved since, compacted now and then), what changed since MoEngage last accepted it; [`sync_state::verdicts`] classifies a whole part in bounded memory (prints
 //!   spooled to `/tmp`, joined with the state shard by shard).
 //! - [`batch`]: elements → request bodies, sized on the exact bytes sent.
 //! - [`deliver`]: one body, paced ([`deliver::rate`]: one adaptive budget per MoEngage API) and

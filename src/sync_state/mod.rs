@@ -12,8 +12,9 @@
 //! Per key the state keeps a 64-bit key hash and a 64-bit fingerprint of the mapped payload (seeded
 //! with the mapping, so a mapping change makes every row "changed" once): with the user's `customer_id` (so mirror mode can name it), ~32 bytes at rest, in
 //! `2^shard_bits` shards addressed by the key hash's top bits, under
-//! `{STATE_PREFIX}sync/{workspace}/{object_type}/`. Shards load on first use and are written back
-//! with compare-and-swap; see `docs/sync-state.md` for the layout and the guarantees.
+//! `{STATE_PREFIX}sync/{workspace}/{object_type}/`. Shards load on first use; a save writes only
+//! what it changed, as a delta beside the shard's base, with compare-and-swap, and rewrites the base
+//! every 16 deltas; see `docs/sync-state.md` for the layout and the guarantees.
 //!
 //! The one promise everything here keeps: **an entry says "MoEngage accepted this payload for this
 //! key" only if it did.** Entries change only through `record_delivered`; anything uncertain (a
@@ -166,6 +167,10 @@ pub struct SyncState {
     /// hold only what a save needs (the stored entries of keys this part may send).
     prepared: OnceLock<Decisions>,
     counters: Counters,
+    /// Saves holding a whole shard beyond what the run holds (read to compact, or after a lost
+    /// race): a few at a time, so that a large state's shards (12 MB each at 100M keys, three
+    /// copies while merged and encoded) cannot pile up in memory, 16 saves at once.
+    whole_reads: tokio::sync::Semaphore,
 }
 
 /// One shard's users that a snapshot no longer holds ([`SyncState::absent_users`]).
@@ -234,6 +239,7 @@ impl SyncState {
             manifest_stored: AtomicBool::new(manifest.is_some()),
             prepared: OnceLock::new(),
             counters: Counters::default(),
+            whole_reads: tokio::sync::Semaphore::new(store::WHOLE_READS),
         })
     }
 

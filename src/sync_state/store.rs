@@ -16,6 +16,8 @@ use crate::state::{Expect, Fetched, Listed, StateStore};
 const CAS_ATTEMPTS: u32 = 8;
 /// Shards written at once; S3 takes far more, this bounds the bodies held in memory.
 const SAVE_CONCURRENCY: usize = 16;
+/// Of those, how many may hold a whole stored shard at once (see `SyncState::whole_reads`).
+pub(crate) const WHOLE_READS: usize = 2;
 
 /// The S3 location of one scope's state.
 #[derive(Clone, Debug, PartialEq, Eq)]
@@ -67,13 +69,15 @@ impl SyncLocation {
 }
 
 /// A save writes a delta while the shard has fewer than this many; the one that would reach it
-/// rewrites the base instead (and so does one whose deltas would outweigh half the base). Each
-/// delta costs a read one request.
-pub(crate) const MAX_DELTAS: u64 = 16;
+/// rewrites the base instead (and so does one whose deltas would outweigh half the base). A cold
+/// read costs a request per delta (8 at a time); a warm one serves them from `/tmp` unasked.
+pub(crate) const MAX_DELTAS: u64 = 64;
 /// A shard with more deltas than this was not written by this release's rules (which compact
 /// at [`MAX_DELTAS`], give or take concurrent writers): it is treated as damaged, so a hostile
 /// state cannot make a read take unbounded requests.
-const MAX_DELTAS_READ: u64 = 64;
+const MAX_DELTAS_READ: u64 = 256;
+/// Listed deltas of one shard read at once (a cold read; a warm one serves them from `/tmp`).
+const DELTA_READS: usize = 8;
 
 /// Which stored version of a shard a view is: its base and the deltas applied on top.
 #[derive(Clone, Debug, Default, PartialEq, Eq)]
@@ -233,6 +237,27 @@ async fn read_once(
             version,
         }));
     };
+    // Listed: the generation's deltas are known, and read a few at a time, in order.
+    let mut prefetched = match listed {
+        Some(listed) => {
+            use futures_util::stream::{self, StreamExt, TryStreamExt};
+            let wanted: Vec<(String, String)> = (0..=MAX_DELTAS_READ)
+                .map_while(|seq| {
+                    let key = at.delta_key(bits, index, generation, seq);
+                    let i = listed.binary_search_by(|l| l.key.as_str().cmp(&key)).ok()?;
+                    Some((key, listed[i].etag.clone()))
+                })
+                .collect();
+            let bucket = at.bucket.as_str();
+            let bodies: Vec<_> = stream::iter(wanted)
+                .map(|(key, etag)| async move { store.get_listed(bucket, &key, &etag).await })
+                .buffered(DELTA_READS)
+                .try_collect()
+                .await?;
+            Some(bodies.into_iter())
+        }
+        None => None,
+    };
     let mut changed: Option<Entries> = None;
     loop {
         let seq = version.deltas;
@@ -244,13 +269,12 @@ async fn read_once(
                 "more deltas than this release ever writes",
             ));
         }
-        let found = match listed {
-            Some(listed) => match listed.binary_search_by(|l| l.key.as_str().cmp(&dkey)) {
-                Ok(i) => match store.get_listed(&at.bucket, &dkey, &listed[i].etag).await? {
-                    Some(d) => Some(d),
-                    None => return Ok(Read::Gone),
-                },
-                Err(_) => None,
+        let found = match prefetched.as_mut() {
+            Some(bodies) => match bodies.next() {
+                Some(Some(d)) => Some(d),
+                // Listed, and gone since: a compaction folded it.
+                Some(None) => return Ok(Read::Gone),
+                None => None,
             },
             None => store.get_versioned(&at.bucket, &dkey).await?,
         };
@@ -545,6 +569,7 @@ async fn save_shard(state: &SyncState, index: usize) -> Result<SaveReport, SyncS
     // `fresh`: the merge is against the shard as just read, not as loaded earlier in the run.
     // `whole`: the merge holds every stored entry (a compaction may write it as the base).
     let (mut fresh, mut whole) = (false, !state.is_prepared());
+    let mut permit = None;
     for _ in 0..CAS_ATTEMPTS {
         report.conflicts_dropped = merged.conflicts;
         if merged.delta.is_empty() {
@@ -565,6 +590,10 @@ async fn save_shard(state: &SyncState, index: usize) -> Result<SaveReport, SyncS
                 Stored::Lost => report.cas_retries += 1,
                 Stored::NeedsWhole => {}
             }
+        }
+        if permit.is_none() {
+            // Closed only when the state is dropped, which cannot happen during its own save.
+            permit = state.whole_reads.acquire().await.ok();
         }
         let view = read_view(state.store.as_ref(), at, bits, index, None).await?;
         merged = merge_into(

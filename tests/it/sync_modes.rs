@@ -450,7 +450,7 @@ async fn concurrent_writers_merge_through_s3_compare_and_swap_without_false_deli
 }
 
 /// Saves as deltas against moto's real conditional writes: two writers race for one delta
-/// number, the loser merges and takes the next; later saves write a delta each, and the 16th
+/// number, the loser merges and takes the next; later saves write a delta each, and the 64th
 /// compacts (a new base, the folded deltas deleted). A fresh reader sees exactly what was
 /// delivered, and nothing contested.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -556,8 +556,8 @@ async fn deltas_race_merge_and_compact_through_s3_conditional_writes() {
     expected.retain(|(k, _)| k != "u1" && k != "u2");
     expected.extend([rows(&["k1", "u1"], "A"), rows(&["k2", "k4", "u2"], "B")].concat());
 
-    // Saves 3..=15 write deltas; the 16th closes the generation and rewrites the base.
-    for run in 3..=16 {
+    // Saves 3..=63 write deltas; the 64th closes the generation and rewrites the base.
+    for run in 3..=64 {
         let key = format!("u{}", 100 + run);
         let s = deliver(open().await.unwrap(), rows(&[&key], &format!("r{run}")))
             .await
@@ -565,17 +565,16 @@ async fn deltas_race_merge_and_compact_through_s3_conditional_writes() {
         let saved = s.save().await.unwrap();
         expected.retain(|(k, _)| *k != key);
         expected.push((key, format!("r{run}")));
-        let compacted = run == 16;
+        let compacted = run == 64;
         assert_eq!(
             (saved.shards_written, saved.deltas_written),
             (u64::from(compacted), 1),
             "save {run}: {saved:?}"
         );
-        assert_eq!(
-            deltas_in_s3().await,
-            if compacted { 0 } else { run },
-            "save {run}"
-        );
+        if [3, 63, 64].contains(&run) {
+            let want = if compacted { 0 } else { run };
+            assert_eq!(deltas_in_s3().await, want as usize, "save {run}");
+        }
     }
 
     let c = open().await.unwrap();

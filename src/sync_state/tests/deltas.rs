@@ -3,6 +3,7 @@
 
 use std::sync::atomic::{AtomicBool, AtomicUsize};
 
+use super::super::store::MAX_DELTAS;
 use super::*;
 
 /// One shard holding `n` users `u0..`, each delivered once with payload "0"; returns each
@@ -71,7 +72,8 @@ fn saves_write_only_what_changed_and_compact_now_and_then() {
     let base_bytes = h.store.body(&h.location.shard_key(0, 0)).unwrap().len() as u64;
     let mut rng = fastrand::Rng::with_seed(14);
     let (mut compactions, mut delta_bytes) = (0, 0);
-    for run in 1..=40 {
+    let runs = 2 * MAX_DELTAS + 8;
+    for run in 1..=runs {
         let rows: Vec<(String, String)> = (0..5)
             .map(|_| (format!("u{}", rng.usize(..2_000)), format!("r{run}")))
             .collect();
@@ -122,7 +124,7 @@ fn saves_write_only_what_changed_and_compact_now_and_then() {
 fn a_compaction_stopped_half_way_is_finished_by_the_next_writer() {
     let h = Harness::new();
     let mut expected = stored_users(&h, 500);
-    for run in 0..15 {
+    for run in 0..MAX_DELTAS - 1 {
         let rows = vec![(format!("u{run}"), format!("r{run}"))];
         assert_eq!(
             deliver(&h.rt, &h.store, &h.location, &rows).shards_written,
@@ -131,7 +133,7 @@ fn a_compaction_stopped_half_way_is_finished_by_the_next_writer() {
         expected.extend(rows);
     }
     let base = h.store.body(&h.location.shard_key(0, 0)).unwrap();
-    // The 16th save closes the generation, then cannot write the base (S3 fails).
+    // The 64th save closes the generation, then cannot write the base (S3 fails).
     h.store.fail_base_writes.store(true, Ordering::SeqCst);
     let state = h.open(opts(SyncMode::Upsert, false, 0));
     let p = print("u400", "A");
@@ -141,7 +143,7 @@ fn a_compaction_stopped_half_way_is_finished_by_the_next_writer() {
     expected.insert("u400".into(), "A".into());
     h.store.fail_base_writes.store(false, Ordering::SeqCst);
     assert_eq!(h.store.body(&h.location.shard_key(0, 0)).unwrap(), base);
-    assert_eq!(deltas_stored(&h.store), 16);
+    assert_eq!(deltas_stored(&h.store), MAX_DELTAS as usize);
     // Its delta is stored all the same: a reader sees it.
     assert_eq!(h.stored(0)[&p.key], p.fingerprint);
 

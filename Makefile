@@ -91,10 +91,11 @@ bench-delivery: $(STAMP)
 	MOTO_SERVER=$(abspath $(VENV))/bin/moto_server cargo bench --bench delivery | tee target/bench-delivery.md
 
 # cargo-fuzz (nightly Rust, libFuzzer): the CSV, NDJSON and Parquet decoders, the cell conversions,
+# the sync state's bases and deltas as read from S3,
 # the invocation payloads and the dead-letter parser, FUZZ_SECS each. Not part of `make test`.
 # A crash lands in fuzz/artifacts/<target>/; turn it into a regression test before fixing it.
 FUZZ_SECS ?= 60
-FUZZ_TARGETS := csv ndjson parquet cells invocation dead_letter
+FUZZ_TARGETS := csv ndjson parquet cells invocation dead_letter shard
 fuzz:
 	command -v cargo-fuzz >/dev/null || cargo install cargo-fuzz --locked
 	cd fuzz && cargo +nightly fuzz build -O

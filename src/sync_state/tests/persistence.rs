@@ -463,3 +463,50 @@ fn a_scope_without_a_manifest_reads_no_shard_and_a_stored_one_loads_only_what_ro
     );
     assert!(state.has_stored_state());
 }
+
+/// The seeds of the `shard` fuzz target (`fuzz/seeds/shard`) are valid bases and deltas, so that
+/// the fuzzer starts past the checksum. `WRITE_FUZZ_SEEDS=1` writes them again.
+#[test]
+fn the_shard_fuzz_seeds_decode() {
+    let dir = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("fuzz/seeds/shard");
+    let (bits, index) = (4, 5);
+    let key = |i: u64| ((index as u64) << 60) + i * 7919;
+    let mut entries = Entries::default();
+    for i in 0..6 {
+        let id = format!("user-{i}");
+        entries.push(key(i), i * 31 + 1, (i % 2 == 0).then_some(id.as_bytes()));
+    }
+    let mut delta = Entries::default();
+    delta.push(key(1), 0, None);
+    delta.push(key(7), 99, Some(b"user-7"));
+    let seeds = [
+        ("base-v3.bin", codec::encode(bits, index, 0x5eed, &entries)),
+        (
+            "base-empty.bin",
+            codec::encode(0, 0, 1, &Entries::default()),
+        ),
+        (
+            "delta.bin",
+            codec::encode_delta(bits, index, 0x5eed, 3, false, &delta),
+        ),
+        (
+            "delta-last.bin",
+            codec::encode_delta(bits, index, 0x5eed, 4, true, &delta),
+        ),
+    ];
+    if std::env::var_os("WRITE_FUZZ_SEEDS").is_some() {
+        std::fs::create_dir_all(&dir).unwrap();
+        for (name, bytes) in &seeds {
+            std::fs::write(dir.join(name), bytes).unwrap();
+        }
+    }
+    for (name, bytes) in &seeds {
+        let stored = std::fs::read(dir.join(name)).unwrap();
+        assert_eq!(
+            &stored, bytes,
+            "{name} is stale: WRITE_FUZZ_SEEDS=1 writes it again"
+        );
+    }
+    assert!(codec::decode_base(&seeds[0].1, bits, index).is_ok());
+    assert!(codec::decode_delta(&seeds[3].1, bits, index, 0x5eed, 4).is_ok_and(|d| d.last));
+}

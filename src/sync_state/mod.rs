@@ -222,7 +222,7 @@ impl SyncState {
         let empty = || {
             Shard::new(
                 Entries::default(),
-                store::Version::default(),
+                shard::Version::default(),
                 options.full_resync,
             )
         };
@@ -435,7 +435,7 @@ impl SyncState {
     fn empty_shard(&self) -> Shard {
         Shard::new(
             Entries::default(),
-            store::Version::default(),
+            shard::Version::default(),
             self.options.full_resync,
         )
     }

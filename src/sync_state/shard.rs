@@ -7,7 +7,7 @@ use std::collections::HashMap;
 use std::hash::{BuildHasherDefault, Hasher};
 
 use super::codec::{Entries, Ids};
-use super::store::Version;
+use crate::state::Expect;
 
 /// Whether a row differs from what MoEngage last accepted for its key.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
@@ -509,4 +509,31 @@ struct Columns<'a> {
     keys: &'a [u64],
     fps: &'a [u64],
     ids: &'a Ids,
+}
+
+/// Which stored version of a shard a view is: its base and the deltas applied on top.
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
+pub(crate) struct Version {
+    /// The base's ETag; `None` when the shard has no base.
+    pub base: Option<String>,
+    /// The generation whose deltas follow the base; `None` for a base of format 1 or 2 (which
+    /// no delta follows), no base, or a damaged one.
+    pub generation: Option<u64>,
+    /// Deltas applied: numbers `0..deltas`. The next save writes number `deltas`.
+    pub deltas: u64,
+    pub base_bytes: u64,
+    pub delta_bytes: u64,
+    /// The last delta read closes the generation: a compaction started (and may have stopped
+    /// half way). The next save finishes it: it writes the base.
+    pub closed: bool,
+    /// The base or a delta could not be verified: the view is empty (its rows are sent again)
+    /// and the next save rewrites the base, under a new generation.
+    pub damaged: bool,
+}
+
+impl Version {
+    /// The condition that replaces exactly this base.
+    pub fn expect(&self) -> Expect {
+        self.base.clone().map_or(Expect::Absent, Expect::Etag)
+    }
 }

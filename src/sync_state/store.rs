@@ -8,7 +8,7 @@ use futures_util::stream::{self, StreamExt};
 use serde::{Deserialize, Serialize};
 
 use super::codec::{self, DecodeError, Entries};
-use super::shard::{merge_into, Merged, Shard};
+use super::shard::{merge_into, Merged, Shard, Version};
 use super::{SyncState, SyncStateError, MAX_SHARD_BITS};
 use crate::state::{Expect, Fetched, Listed, StateStore};
 
@@ -78,33 +78,6 @@ pub(crate) const MAX_DELTAS: u64 = 64;
 const MAX_DELTAS_READ: u64 = 256;
 /// Listed deltas of one shard read at once (a cold read; a warm one serves them from `/tmp`).
 const DELTA_READS: usize = 8;
-
-/// Which stored version of a shard a view is: its base and the deltas applied on top.
-#[derive(Clone, Debug, Default, PartialEq, Eq)]
-pub(crate) struct Version {
-    /// The base's ETag; `None` when the shard has no base.
-    pub base: Option<String>,
-    /// The generation whose deltas follow the base; `None` for a base of format 1 or 2 (which
-    /// no delta follows), no base, or a damaged one.
-    pub generation: Option<u64>,
-    /// Deltas applied: numbers `0..deltas`. The next save writes number `deltas`.
-    pub deltas: u64,
-    pub base_bytes: u64,
-    pub delta_bytes: u64,
-    /// The last delta read closes the generation: a compaction started (and may have stopped
-    /// half way). The next save finishes it: it writes the base.
-    pub closed: bool,
-    /// The base or a delta could not be verified: the view is empty (its rows are sent again)
-    /// and the next save rewrites the base, under a new generation.
-    pub damaged: bool,
-}
-
-impl Version {
-    /// The condition that replaces exactly this base.
-    fn expect(&self) -> Expect {
-        self.base.clone().map_or(Expect::Absent, Expect::Etag)
-    }
-}
 
 /// A shard as stored now: base plus deltas.
 #[derive(Debug, Default)]

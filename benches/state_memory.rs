@@ -26,8 +26,6 @@ mod support;
 mod shared;
 use shared::{env_u64, peak_rss_mib};
 
-use std::fs::File;
-use std::io::{BufWriter, Write};
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
 use std::time::Instant;
@@ -172,27 +170,7 @@ impl StateStore for DirStore {
 /// Users `1..=n` as a CSV.gz export at `path` (generated once, then kept); with `changed`, every
 /// 100th user has another email.
 fn export(path: &Path, n: u64, changed: bool) {
-    if path.exists() {
-        return;
-    }
-    let tmp = path.with_extension("partial");
-    let file = BufWriter::with_capacity(1 << 20, File::create(&tmp).expect("create"));
-    let mut gz = flate2::write::GzEncoder::new(file, flate2::Compression::fast());
-    users::write_csv(&mut gz, 1, 0, b',', true).expect("header");
-    let mut row = Vec::new();
-    for i in 1..=n {
-        row.clear();
-        users::write_csv(&mut row, i, i, b',', false).expect("write");
-        if changed && i.is_multiple_of(100) {
-            // The email is the row's only `@` (a name may hold a newline: rows are not lines).
-            let text = String::from_utf8_lossy(&row).replacen('@', "+changed@", 1);
-            gz.write_all(text.as_bytes()).expect("write");
-        } else {
-            gz.write_all(&row).expect("write");
-        }
-    }
-    gz.finish().expect("gzip").flush().expect("flush");
-    std::fs::rename(&tmp, path).expect("rename");
+    shared::export_users(path, 1, n, changed);
 }
 
 /// One run of the handler on `key`, in a child process. Returns (seconds, delivered, unchanged,

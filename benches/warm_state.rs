@@ -23,37 +23,9 @@ mod support;
 mod shared;
 use shared::{env_u64, peak_rss_mib};
 
-use std::fs::File;
-use std::io::{BufWriter, Write};
-use std::path::{Path, PathBuf};
+use std::path::PathBuf;
 use std::sync::Arc;
 use std::time::Instant;
-
-/// Users `from..=to` as a CSV.gz export at `path` (generated once, then kept); with `changed`,
-/// every 100th user has another email.
-fn export(path: &Path, from: u64, to: u64, changed: bool) {
-    if path.exists() {
-        return;
-    }
-    let tmp = path.with_extension("partial");
-    let file = BufWriter::with_capacity(1 << 20, File::create(&tmp).expect("create"));
-    let mut gz = flate2::write::GzEncoder::new(file, flate2::Compression::fast());
-    users::write_csv(&mut gz, 1, 0, b',', true).expect("header");
-    let mut row = Vec::new();
-    for i in from..=to {
-        row.clear();
-        users::write_csv(&mut row, i, i, b',', false).expect("write");
-        if changed && i.is_multiple_of(100) {
-            // The email is the row's only `@` (a name may hold a newline: rows are not lines).
-            let text = String::from_utf8_lossy(&row).replacen('@', "+changed@", 1);
-            gz.write_all(text.as_bytes()).expect("write");
-        } else {
-            gz.write_all(&row).expect("write");
-        }
-    }
-    gz.finish().expect("gzip").flush().expect("flush");
-    std::fs::rename(&tmp, path).expect("rename");
-}
 
 fn main() {
     let args: Vec<String> = std::env::args().collect();
@@ -76,7 +48,7 @@ fn main() {
         PathBuf::from(std::env::var("BENCH_DIR").unwrap_or_else(|_| "target/bench-data".into()));
     std::fs::create_dir_all(&dir).expect("create BENCH_DIR");
     let whole = dir.join(format!("state_users_{keys}.csv.gz"));
-    export(&whole, 1, keys, false);
+    shared::export_users(&whole, 1, keys, false);
     let per = keys.div_ceil(parts);
     let parts_of = |changed: bool| -> Vec<PathBuf> {
         (0..parts)
@@ -85,7 +57,7 @@ fn main() {
                 let path = dir.join(format!(
                     "state_users_{keys}_part{p:03}of{parts}{tag}.csv.gz"
                 ));
-                export(&path, p * per + 1, ((p + 1) * per).min(keys), changed);
+                shared::export_users(&path, p * per + 1, ((p + 1) * per).min(keys), changed);
                 path
             })
             .collect()

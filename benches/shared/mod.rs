@@ -120,3 +120,31 @@ pub async fn child_deps(moto_endpoint: &str) -> (moengage_sync::app::Deps, Strin
     deps.deliver = accept_all();
     (deps, bucket)
 }
+
+/// Users `from..=to` of `tests/fixtures/users.rs` as a CSV.gz export at `path` (generated once,
+/// then kept); with `changed`, every 100th user has another email.
+pub fn export_users(path: &std::path::Path, from: u64, to: u64, changed: bool) {
+    use std::io::Write;
+    if path.exists() {
+        return;
+    }
+    let tmp = path.with_extension("partial");
+    let file =
+        std::io::BufWriter::with_capacity(1 << 20, std::fs::File::create(&tmp).expect("create"));
+    let mut gz = flate2::write::GzEncoder::new(file, flate2::Compression::fast());
+    crate::users::write_csv(&mut gz, 1, 0, b',', true).expect("header");
+    let mut row = Vec::new();
+    for i in from..=to {
+        row.clear();
+        crate::users::write_csv(&mut row, i, i, b',', false).expect("write");
+        if changed && i.is_multiple_of(100) {
+            // The email is the row's only `@` (a name may hold a newline: rows are not lines).
+            let text = String::from_utf8_lossy(&row).replacen('@', "+changed@", 1);
+            gz.write_all(text.as_bytes()).expect("write");
+        } else {
+            gz.write_all(&row).expect("write");
+        }
+    }
+    gz.finish().expect("gzip").flush().expect("flush");
+    std::fs::rename(&tmp, path).expect("rename");
+}

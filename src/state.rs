@@ -37,9 +37,10 @@ pub struct Listed {
     pub etag: String,
 }
 
-/// A listing longer than this is refused: the sync state never holds that many objects under one
-/// prefix, so it is damage or hostile, and must not exhaust memory.
-pub const MAX_LISTED: usize = 1_000_000;
+/// A listing longer than this is refused (~15 MB of keys and ETags): a shard's deltas are at most
+/// a few hundred, and a scope's at most 64 per shard, so more is damage or hostile, and must not
+/// exhaust memory.
+pub const MAX_LISTED: usize = 100_000;
 
 /// The condition of a compare-and-swap write.
 #[derive(Debug, Clone, PartialEq, Eq)]

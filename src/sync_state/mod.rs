@@ -314,14 +314,18 @@ impl SyncState {
             reason: format!("the part's spooled prints could not be read back from /tmp: {e}"),
         };
         // Every shard's deltas in one listing (a few requests), so that each shard's read is its
-        // base, and only the deltas the warm cache lacks.
+        // base, and only the deltas the warm cache lacks. Should it fail (over `MAX_LISTED`: a
+        // state of 2^11 shards or more), each shard read lists its own; a real S3 error then
+        // shows there, with its key.
         let listing = self
             .store
             .list(
                 &self.location.bucket,
                 &self.location.deltas_root(self.shard_bits),
             )
-            .await?;
+            .await
+            .ok()
+            .flatten();
         let listing = listing.as_deref();
         // Shards in order, `concurrency` reads ahead; each is joined and dropped before the next.
         let mut joined = stream::iter(0..self.shards.len())

@@ -286,9 +286,8 @@ impl moengage_sync::state::StateStore for CountingStore {
         key: &str,
         etag: &str,
     ) -> Result<Option<moengage_sync::state::Versioned>, moengage_sync::state::StateError> {
-        // Counted as read only when it came from the store: the cache's copy is not a read.
-        let v = self.inner.get_listed(bucket, key, etag).await?;
-        Ok(v)
+        // Not counted: the child's cache counts what it downloads; its local copy is no read.
+        self.inner.get_listed(bucket, key, etag).await
     }
     async fn get_if_changed(
         &self,

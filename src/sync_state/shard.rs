@@ -533,7 +533,7 @@ pub(crate) struct Version {
 
 impl Version {
     /// The condition that replaces exactly this base.
-    pub fn expect(&self) -> Expect {
+    pub fn condition(&self) -> Expect {
         self.base.clone().map_or(Expect::Absent, Expect::Etag)
     }
 }

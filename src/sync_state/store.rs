@@ -122,12 +122,8 @@ pub(crate) async fn read_view(
         };
         match read_once(store, at, bits, index, listed).await? {
             Read::Done(view) => return Ok(view),
-            Read::Recheck(view, etag) => {
-                if store
-                    .get_if_changed(&at.bucket, &key, Some(&etag), usize::MAX)
-                    .await?
-                    == Fetched::Unchanged
-                {
+            Read::Recheck(view) => {
+                if base_still(store, at, &key, view.version.base.as_deref()).await? {
                     return Ok(view);
                 }
             }
@@ -161,8 +157,8 @@ pub(crate) fn listed_for<'a>(
 enum Read {
     Done(View),
     /// Probed (no listing), and ended at a missing delta, which a compaction may have deleted:
-    /// good if the base still has this ETag.
-    Recheck(View, String),
+    /// good if the base still has the ETag the view was read at.
+    Recheck(View),
     /// A listed delta is gone.
     Gone,
 }
@@ -276,13 +272,25 @@ async fn read_once(
         None => base.entries,
     };
     let probed = listed.is_none() && !version.closed;
-    let etag = version.base.clone().unwrap_or_default();
     let view = View { entries, version };
     Ok(if probed {
-        Read::Recheck(view, etag)
+        Read::Recheck(view)
     } else {
         Read::Done(view)
     })
+}
+
+/// Whether the base at `key` still has ETag `etag`: a conditional read, a 304 without a body.
+async fn base_still(
+    store: &dyn StateStore,
+    at: &SyncLocation,
+    key: &str,
+    etag: Option<&str>,
+) -> Result<bool, SyncStateError> {
+    let now = store
+        .get_if_changed(&at.bucket, key, etag, usize::MAX)
+        .await?;
+    Ok(etag.is_some() && now == Fetched::Unchanged)
 }
 
 /// `lower` with `upper`'s entries over it (both sorted). A fingerprint 0 in `upper` removes the
@@ -639,12 +647,7 @@ async fn store(
         if !last {
             // Written; but if the base was replaced meanwhile, the compaction that replaced it
             // may not have folded this delta in, and nobody reads it now.
-            let base = version.base.as_deref();
-            let unchanged = store
-                .get_if_changed(&at.bucket, &base_key, base, usize::MAX)
-                .await?
-                == Fetched::Unchanged;
-            if !unchanged {
+            if !base_still(store, at, &base_key, version.base.as_deref()).await? {
                 return Ok(Stored::Lost);
             }
             if whole {
@@ -663,7 +666,7 @@ async fn store(
     let body = codec::encode(bits, index, generation, &merged.entries);
     let len = body.len() as u64;
     let Some(etag) = store
-        .put_if(&at.bucket, &base_key, body, version.expect())
+        .put_if(&at.bucket, &base_key, body, version.condition())
         .await?
     else {
         // Another writer finished the compaction first (with our last delta, if we wrote one).

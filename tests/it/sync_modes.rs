@@ -369,26 +369,23 @@ async fn full_resync_ignores_the_state_once_and_a_repeated_key_is_reported() {
     assert_eq!(stack.state().users["user-0900"]["plan"], "pro");
 }
 
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn concurrent_writers_merge_through_s3_compare_and_swap_without_false_deliveries() {
-    use moengage_sync::model::ElementKind;
-    use moengage_sync::model::{ObjectType, SyncMode};
-    use moengage_sync::state::StateStore;
-    use moengage_sync::sync_state::{
-        self, Fingerprinter, SyncLocation, SyncOptions, SyncState, Verdict,
-    };
-    use std::sync::Arc;
-
-    let stack = Stack::start().await;
-    let store: Arc<dyn StateStore> = Arc::new(stack.s3.clone());
-    let location = || {
-        SyncLocation::new(
-            stack.bucket.clone(),
-            "moengage-sync/",
-            &sync_state::scope("WS", ObjectType::UserAttributes),
-        )
-    };
-    // One shard, so both writers contend for the same S3 object.
+/// A one-shard sync state straight on moto's S3, for tests of its writers: the store, where the
+/// state lives, its options, and a user row's print (key, payload).
+fn one_shard_state(
+    stack: &Stack,
+) -> (
+    std::sync::Arc<dyn moengage_sync::state::StateStore>,
+    moengage_sync::sync_state::SyncLocation,
+    moengage_sync::sync_state::SyncOptions,
+    impl Fn(&str, &str) -> moengage_sync::sync_state::RowPrint + Copy + Send + 'static,
+) {
+    use moengage_sync::model::{ElementKind, ObjectType, SyncMode};
+    use moengage_sync::sync_state::{self, Fingerprinter, SyncLocation, SyncOptions};
+    let location = SyncLocation::new(
+        stack.bucket.clone(),
+        "moengage-sync/",
+        &sync_state::scope("WS", ObjectType::UserAttributes),
+    );
     let options = SyncOptions {
         shard_bits: 0,
         ..SyncOptions::new(SyncMode::Upsert, false)
@@ -397,11 +394,27 @@ async fn concurrent_writers_merge_through_s3_compare_and_swap_without_false_deli
     let print = move |key: &str, payload: &str| {
         fp.print(ElementKind::Customer, key.as_bytes(), payload.as_bytes())
     };
+    (
+        std::sync::Arc::new(stack.s3.clone()),
+        location,
+        options,
+        print,
+    )
+}
 
-    let a = SyncState::open(store.clone(), location(), options)
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn concurrent_writers_merge_through_s3_compare_and_swap_without_false_deliveries() {
+    use moengage_sync::model::ElementKind;
+    use moengage_sync::sync_state::{SyncState, Verdict};
+
+    let stack = Stack::start().await;
+    // One shard, so the writers contend for the same S3 objects.
+    let (store, location, options, print) = one_shard_state(&stack);
+
+    let a = SyncState::open(store.clone(), location.clone(), options)
         .await
         .unwrap();
-    let b = SyncState::open(store.clone(), location(), options)
+    let b = SyncState::open(store.clone(), location.clone(), options)
         .await
         .unwrap();
     // A delivers k1=A, k3=A; B delivers k2=B, k3=B (a different payload for k3), k4=B.
@@ -428,7 +441,7 @@ async fn concurrent_writers_merge_through_s3_compare_and_swap_without_false_deli
     );
 
     // What MoEngage holds for k3 is uncertain (both were sent): the state must not claim either.
-    let c = SyncState::open(store, location(), options).await.unwrap();
+    let c = SyncState::open(store, location, options).await.unwrap();
     let verdicts = tokio::task::spawn_blocking(move || {
         [("k1", "A"), ("k2", "B"), ("k4", "B"), ("k3", "A")].map(|(k, p)| {
             c.classify(ElementKind::Customer, print(k, p))
@@ -456,31 +469,12 @@ async fn concurrent_writers_merge_through_s3_compare_and_swap_without_false_deli
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn deltas_race_merge_and_compact_through_s3_conditional_writes() {
     use moengage_sync::model::ElementKind;
-    use moengage_sync::model::{ObjectType, SyncMode};
-    use moengage_sync::state::StateStore;
-    use moengage_sync::sync_state::{
-        self, Fingerprinter, RowPrint, SyncLocation, SyncOptions, SyncState, Verdict,
-    };
-    use std::sync::Arc;
+    use moengage_sync::sync_state::{RowPrint, SyncState, Verdict};
 
     let stack = Stack::start().await;
-    let store: Arc<dyn StateStore> = Arc::new(stack.s3.clone());
-    let location = || {
-        SyncLocation::new(
-            stack.bucket.clone(),
-            "moengage-sync/",
-            &sync_state::scope("WS", ObjectType::UserAttributes),
-        )
-    };
-    let options = SyncOptions {
-        shard_bits: 0,
-        ..SyncOptions::new(SyncMode::Upsert, false)
-    };
-    let fp = Fingerprinter::with_mapping_fingerprint(7);
-    let print = move |key: &str, payload: &str| {
-        fp.print(ElementKind::Customer, key.as_bytes(), payload.as_bytes())
-    };
-    let open = || SyncState::open(store.clone(), location(), options);
+    // One shard, so the writers contend for the same S3 objects.
+    let (store, location, options, print) = one_shard_state(&stack);
+    let open = || SyncState::open(store.clone(), location.clone(), options);
     let deliver = |s: SyncState, rows: Vec<(String, String)>| {
         tokio::task::spawn_blocking(move || {
             let prints: Vec<RowPrint> = rows.iter().map(|(k, p)| print(k, p)).collect();

@@ -393,6 +393,19 @@ pub struct ResolvedMapping {
 pub trait Row {
     /// The cell at header position `index`; `Err` carries why it cannot be read (e.g. invalid UTF-8).
     fn cell(&self, index: usize) -> Result<Cell<'_>, String>;
+
+    /// Appends the cell at `index` in [canonical form](Cell::write_canonical); `false` when it
+    /// cannot be read. A decoder may write it straight from its buffer, byte for byte as
+    /// `cell(index)?.write_canonical(out)` would.
+    fn write_canonical(&self, index: usize, out: &mut Vec<u8>) -> bool {
+        match self.cell(index) {
+            Ok(cell) => {
+                cell.write_canonical(out);
+                true
+            }
+            Err(_) => false,
+        }
+    }
 }
 
 /// The outcome of encoding one row.
@@ -443,6 +456,49 @@ impl ResolvedMapping {
             out.remove(0);
         }
         true
+    }
+
+    /// What the sync state knows `row` by, without encoding it: the kind of element
+    /// [`ResolvedMapping::encode`] would make, with its key written into `key` (a user's
+    /// `customer_id` as `encode` writes it, JSON-escaped; an event's id) and every mapped cell,
+    /// in [canonical form](Cell::write_canonical), into `cells`. Both are cleared first. `None`
+    /// when the row would have no key: no usable `customer_id`, an event without a name or
+    /// without an event id, or a cell that cannot be read.
+    ///
+    /// A row keyed here may still be rejected by `encode` (a bad value in another column). Rows
+    /// with the same cells encode alike, so one whose cells match a row MoEngage accepted is
+    /// valid now too; any other row is mapped (and rejected, if it must be) before it is sent.
+    pub fn identify<R: Row + ?Sized>(
+        &self,
+        row: &R,
+        key: &mut Vec<u8>,
+        cells: &mut Vec<u8>,
+    ) -> Option<ElementKind> {
+        cells.clear();
+        for b in self.columns() {
+            if !row.write_canonical(b.index, cells) {
+                return None;
+            }
+        }
+        let named = match &self.action {
+            Some(b) => row
+                .cell(b.index)
+                .ok()?
+                .as_text()
+                .is_some_and(|t| !t.trim().is_empty()),
+            None => false,
+        };
+        match (self.object_type, named) {
+            (ObjectType::Events, false) => None,
+            (ObjectType::UserAttributes, _) | (ObjectType::BulkImport, false) => self
+                .customer_id_json(row, key)
+                .then_some(ElementKind::Customer),
+            (_, true) => {
+                key.clear();
+                key.extend_from_slice(self.event_key(row)?.as_bytes());
+                Some(ElementKind::Event)
+            }
+        }
     }
 
     /// Encodes `row` as one element into `out` (cleared first). On `Err`, the row is rejected and

@@ -403,3 +403,251 @@ fn the_customer_id_mirror_mode_reads_is_the_one_the_element_carries() {
         assert!(!m.customer_id_json(&row, &mut member));
     }
 }
+
+/// A mapping typing every column a way encode converts, on a bulk_import (users and events).
+fn every_type() -> ResolvedMapping {
+    mapping(
+        Some(
+            r#"{"customer_id":"uid","action":"ev","event_id":"eid","platform":"p","user_time":"ts",
+            "name":"name","amount":{"column":"amount","type":"number"},"n":{"column":"n","type":"integer"},
+            "ok":{"column":"ok","type":"boolean"},"seen":{"column":"seen","type":"datetime"},
+            "born":{"column":"born","type":"date"},"tags":{"column":"tags","type":"array"},
+            "meta":{"column":"meta","type":"json"}}"#,
+        ),
+        Some("eid"),
+        ObjectType::BulkImport,
+        &[
+            "uid", "ev", "eid", "p", "ts", "name", "amount", "n", "ok", "seen", "born", "tags",
+            "meta",
+        ],
+    )
+}
+
+/// Rows for [`every_type`]: users and events, values in every spelling encode normalises.
+const EVERY_TYPE_ROWS: [[&str; 13]; 8] = [
+    [
+        "u1",
+        "",
+        "",
+        "",
+        "",
+        "Ana \"A\" \\ é\t",
+        "29.990",
+        "7",
+        "yes",
+        "2026-11-01 10:00:00 +0200",
+        "2026-02-28",
+        "vip|beta",
+        r#"{"b":1,"a":[2]}"#,
+    ],
+    [
+        " u2 ",
+        "",
+        "",
+        "",
+        "",
+        "",
+        "1e3",
+        " -3 ",
+        "F",
+        "1767225600",
+        "2026-11-01T10:00:00Z",
+        r#"["x","y"]"#,
+        "[]",
+    ],
+    [
+        "u3",
+        "",
+        "",
+        "",
+        "",
+        "  ",
+        "-0.5",
+        "0",
+        "1",
+        "2026-11-01T10:00:00.250+05:30",
+        "2026-01-01T05:00:00Z",
+        "",
+        "null",
+    ],
+    [
+        "u4\u{7}",
+        "",
+        "",
+        "",
+        "",
+        "x",
+        "",
+        "",
+        "",
+        "1767225600123",
+        "",
+        "a, b ,c",
+        "\"s\"",
+    ],
+    [
+        "u1",
+        "purchase",
+        "e-1",
+        "web",
+        "2026-11-01T10:00:00Z",
+        "n",
+        "1",
+        "2",
+        "true",
+        "",
+        "",
+        "",
+        "",
+    ],
+    [
+        "u2",
+        "sign.up",
+        "e-2",
+        "android",
+        "1767225600",
+        "",
+        "",
+        "",
+        "",
+        "",
+        "",
+        "",
+        "",
+    ],
+    [
+        "u3",
+        "ev",
+        "",
+        "TV",
+        "2026-11-01 10:00:00",
+        "",
+        "",
+        "",
+        "",
+        "",
+        "",
+        "",
+        "",
+    ],
+    [
+        "u5", " ", " e-3 ", "", "", "only", "", "", "", "", "", "", "",
+    ],
+];
+
+#[test]
+fn identify_keys_a_row_as_encode_would_without_encoding_it() {
+    let m = every_type();
+    let (mut key, mut cells, mut element) = (Vec::new(), Vec::new(), Vec::new());
+    for row in EVERY_TYPE_ROWS {
+        let row = Cells(row.to_vec());
+        let (kind, _) = m
+            .encode(&row, &mut element, now())
+            .expect("every row encodes");
+        let identified = m.identify(&row, &mut key, &mut cells);
+        let want_key = match kind {
+            ElementKind::Customer => {
+                crate::sync_state::customer_id_of(&element).map(<[u8]>::to_vec)
+            }
+            ElementKind::Event => m.event_key(&row).map(String::into_bytes),
+        };
+        assert_eq!(
+            identified.map(|k| (k, key.clone())),
+            want_key.map(|k| (kind, k)),
+            "{:?}",
+            row.0
+        );
+    }
+    // No key, no print: what encode rejects for its id, an event without a name, or an event
+    // without its event id (sent every time, never recorded).
+    for row in [vec![""], vec!["   "]] {
+        assert_eq!(
+            m.identify(&Cells(row.clone()), &mut key, &mut cells),
+            None,
+            "{row:?}"
+        );
+    }
+    let events = mapping(
+        Some(r#"{"customer_id":"uid","action":"ev"}"#),
+        None,
+        ObjectType::Events,
+        &["uid", "ev"],
+    );
+    assert_eq!(
+        events.identify(&Cells(vec!["u1", " "]), &mut key, &mut cells),
+        None
+    );
+    assert_eq!(
+        events.identify(&Cells(vec!["u1", "ev"]), &mut key, &mut cells),
+        None
+    );
+}
+
+#[test]
+fn canonical_cells_tell_apart_what_encodes_apart() {
+    use crate::map::convert::Cell as C;
+    let canon = |cells: &[C<'_>]| {
+        let mut out = Vec::new();
+        for c in cells {
+            c.write_canonical(&mut out);
+        }
+        out
+    };
+    let n = serde_json::json!(1);
+    let groups: Vec<Vec<C<'_>>> = vec![
+        vec![C::Str("ab"), C::Str("c")],
+        vec![C::Str("a"), C::Str("bc")],
+        vec![C::Str("1"), C::Null],
+        vec![C::Str("1"), C::Str("")],
+        vec![C::Int(1), C::Null],
+        vec![C::Number("1"), C::Null],
+        vec![C::Json(&n), C::Null],
+        vec![C::Float(1.0), C::Null],
+        vec![C::Bool(true), C::Null],
+        vec![
+            C::Decimal {
+                unscaled: 1,
+                scale: 0,
+            },
+            C::Null,
+        ],
+        vec![
+            C::Decimal {
+                unscaled: 10,
+                scale: 1,
+            },
+            C::Null,
+        ],
+    ];
+    for (i, a) in groups.iter().enumerate() {
+        for b in &groups[i + 1..] {
+            assert_ne!(canon(a), canon(b), "{a:?} and {b:?}");
+        }
+        assert_eq!(canon(a), canon(&a.clone()));
+    }
+}
+
+/// The cell fingerprint says "unchanged" for a row whose cells are what they were, trusting that
+/// they encode as they did. This pins what they encode to: if it changes, MoEngage should receive
+/// the new encoding, which only a new `CELLS_DOMAIN` (in `sync_state::fingerprint`) makes happen.
+#[test]
+fn encoding_is_pinned() {
+    let m = every_type();
+    let mut all = Vec::new();
+    let mut element = Vec::new();
+    for row in EVERY_TYPE_ROWS {
+        m.encode(&Cells(row.to_vec()), &mut element, now())
+            .expect("encodes");
+        all.extend_from_slice(&element);
+        all.push(b'\n');
+    }
+    let got = xxhash_rust::xxh3::xxh3_64(&all);
+    assert_eq!(
+        got,
+        0x3f25_19bd_0e79_e626,
+        "ResolvedMapping::encode now writes other bytes for the same cells:\n{}\n\
+         If that is meant, change CELLS_DOMAIN in src/sync_state/fingerprint.rs (every row is \
+         then sent once more, so that MoEngage gets the new encoding) and pin {got:#x} here.",
+        String::from_utf8_lossy(&all)
+    );
+}

@@ -535,15 +535,7 @@ async fn first_pass(
             now: Some(now),
             ..Limits::default()
         };
-        spool_prints(
-            input,
-            &decode_config,
-            &decode_spec,
-            limits,
-            spool,
-            max_rows,
-            until,
-        )
+        spool_prints(input, &decode_spec, limits, spool, max_rows, until)
     });
     // A thread inside one long step (reading past an oversized record) is not waited on past
     // the run's stop time; it ends on its own.

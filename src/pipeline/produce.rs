@@ -2,7 +2,6 @@
 //! here with its fate — in a body to send, rejected (with row, column and reason), or unchanged —
 //! sent down a bounded channel, so memory stays flat whatever the object's size.
 
-use std::borrow::Cow;
 use std::cell::Cell;
 
 use tokio::sync::mpsc;
@@ -15,7 +14,7 @@ use crate::decode::{self, DecodeInput, Opened, RowSource};
 use crate::map::ResolvedMapping;
 use crate::model::{ElementKind, ObjectType};
 use crate::sync_state::verdicts::PrintSpool;
-use crate::sync_state::{customer_id_of, Fingerprinter, SyncState};
+use crate::sync_state::{Fingerprinter, SyncState};
 
 /// What the decode thread hands to the delivery loop.
 pub(super) enum Decoded {
@@ -88,20 +87,6 @@ pub(super) fn decode_object(
     }
 }
 
-/// The key the sync state knows a row by: users by `customer_id`, events by their event id
-/// (`PRIMARY_KEY`); `None` for events without one (always sent, never recorded).
-fn row_key<'e, R: RowSource>(
-    mapping: &ResolvedMapping,
-    rows: &R,
-    kind: ElementKind,
-    element: &'e [u8],
-) -> Option<Cow<'e, [u8]>> {
-    match kind {
-        ElementKind::Customer => customer_id_of(element).map(Cow::Borrowed),
-        ElementKind::Event => mapping.event_key(rows).map(|k| Cow::Owned(k.into_bytes())),
-    }
-}
-
 /// The bodies of `spec`'s API: Bulk Import up to `BATCH_MAX_RECORDS`, the others one record each.
 fn batcher_for(config: &Config, spec: &SyncSpec) -> Batcher {
     let max_records = match spec.object_type {
@@ -123,25 +108,25 @@ pub(super) struct Coverage {
     /// The last row read when the pass stopped early (its time or row allowance ran out); the
     /// second pass stops after it. `None`: it read to the end (or to an error).
     pub(super) stopped_after: Option<u64>,
-    /// Read to the end, every row keyed, valid and without a warning: the last row read. If the
-    /// state then finds every one of them unchanged, the second pass has nothing to do.
+    /// Read to the end, every row keyed (and the mapping without a name warning): the last row
+    /// read. If the state then finds every one of them unchanged, the second pass has nothing to
+    /// do: rows whose cells MoEngage accepted before are valid, and sent nothing.
     pub(super) clean_through: Option<u64>,
 }
 
-/// The first pass over an object with sync state: every keyed row's print (key, fingerprint,
-/// row, kind), computed as the second pass will, into `spool`; nothing is sent or reported
-/// (the second pass reports rejections). Stops reading after `max_rows` keyed rows or at
-/// `until`. Blocking.
+/// The first pass over an object with sync state: every keyed row's print (key, cell
+/// fingerprint, row, kind), computed as the second pass will but without mapping the row, into
+/// `spool`; nothing is sent or reported (the second pass maps what is not unchanged, and
+/// reports rejections). Stops reading after `max_rows` keyed rows or at `until`. Blocking.
 pub(super) fn spool_prints(
     input: DecodeInput<'_>,
-    config: &Config,
     spec: &SyncSpec,
     limits: Limits,
     mut spool: PrintSpool,
     max_rows: u64,
     until: Option<std::time::Instant>,
 ) -> std::io::Result<FirstPass> {
-    let args = (config, spec, limits, max_rows, until);
+    let args = (spec, limits, max_rows, until);
     let coverage = match decode::open(input) {
         Ok(Opened::Csv(mut rows)) => spool_rows(&mut *rows, args, &mut spool)?,
         Ok(Opened::Ndjson(mut rows)) => spool_rows(&mut rows, args, &mut spool)?,
@@ -159,17 +144,11 @@ const UNCHANGED_RUN: u64 = 4096;
 /// Rows the first pass may always classify, whatever `STATE_MEMORY_MB` says.
 pub(super) const MIN_FIRST_PASS_ROWS: u64 = 10_000;
 
-type SpoolArgs<'a> = (
-    &'a Config,
-    &'a SyncSpec,
-    Limits,
-    u64,
-    Option<std::time::Instant>,
-);
+type SpoolArgs<'a> = (&'a SyncSpec, Limits, u64, Option<std::time::Instant>);
 
 fn spool_rows<R: RowSource>(
     rows: &mut R,
-    (config, spec, limits, max_rows, until): SpoolArgs<'_>,
+    (spec, limits, max_rows, until): SpoolArgs<'_>,
     spool: &mut PrintSpool,
 ) -> std::io::Result<Coverage> {
     let mut coverage = Coverage::default();
@@ -179,18 +158,16 @@ fn spool_rows<R: RowSource>(
     // A row the second pass would report (a warning, a rejection, a row without a key) makes it
     // needed even when every keyed row turns out unchanged.
     let mut clean = mapping.name_warnings().is_empty();
-    // Only to refuse what the second pass refuses before diffing (an element too large alone).
-    let batcher = batcher_for(config, spec);
     let fingerprinter = Fingerprinter::new(spec.object_type, &mapping);
-    let now = limits.now.unwrap_or_else(chrono::Utc::now);
-    let mut element = Vec::with_capacity(4096);
+    let (mut key, mut cells) = (Vec::with_capacity(256), Vec::with_capacity(4096));
     let mut last_read = limits.skip_through;
     loop {
         // The verdicts cost half a byte per row of the range read, keyed or not. The clock is
-        // checked once a row is covered, so that every run makes progress.
+        // checked once a row is covered (so that every run makes progress), then every 256 rows.
         let covered = last_read - limits.skip_through;
         if covered >= max_rows
-            || covered > 0 && until.is_some_and(|t| std::time::Instant::now() >= t)
+            || (covered == 1 || covered % 256 == 0)
+                && until.is_some_and(|t| std::time::Instant::now() >= t)
         {
             coverage.stopped_after = Some(last_read);
             return Ok(coverage);
@@ -213,17 +190,13 @@ fn spool_rows<R: RowSource>(
             continue;
         }
         last_read = row_no;
-        let Ok((kind, encoded)) = mapping.encode(&*rows, &mut element, now) else {
-            clean = false;
-            continue;
-        };
-        clean &= encoded.warnings.is_empty();
-        if batcher.check_alone(&element).is_err() {
-            clean = false;
-            continue;
-        }
-        match row_key(&mapping, &*rows, kind, &element) {
-            Some(key) => spool.push(row_no, kind, fingerprinter.print(kind, &key, &element))?,
+        // Keyed and fingerprinted by its cells, not mapped: a row whose cells match what MoEngage
+        // accepted before encodes as it did then. Any other row is mapped by the second pass,
+        // which rejects or warns about it there.
+        match mapping.identify(&*rows, &mut key, &mut cells) {
+            Some(kind) => {
+                spool.push(row_no, kind, fingerprinter.print_cells(kind, &key, &cells))?
+            }
             None => clean = false,
         }
     }
@@ -289,6 +262,7 @@ fn decode_rows<R: RowSource>(
     let fingerprinter = Fingerprinter::new(spec.object_type, &mapping);
     let now = limits.now.unwrap_or_else(chrono::Utc::now);
     let mut element = Vec::with_capacity(4096);
+    let (mut key, mut cells) = (Vec::with_capacity(256), Vec::with_capacity(4096));
     let mut seen = 0u64;
     loop {
         if max_rows.is_some_and(|max| seen >= max) {
@@ -376,11 +350,28 @@ fn decode_rows<R: RowSource>(
                 // Diff against the sync state: users by customer_id, events by their event id.
                 let mut print = None;
                 if let Some(state) = sync {
-                    if let Some(key) = row_key(&mapping, &rows, kind, &element) {
-                        let p = fingerprinter.print(kind, &key, &element);
+                    let keyed = mapping.identify(&rows, &mut key, &mut cells) == Some(kind);
+                    if keyed {
+                        let p = fingerprinter.print_cells(kind, &key, &cells);
                         let id = (kind == ElementKind::Customer).then_some(&key[..]);
-                        match state.classify_row(kind, row_no, p, id) {
-                            Ok(decision) => {
+                        // A state from before cell fingerprints: MoEngage may hold this very
+                        // element, under its element fingerprint.
+                        let legacy = fingerprinter.fingerprint(&element);
+                        let decided =
+                            state.carry_over(row_no, p, legacy, id).and_then(
+                                |carried| match carried {
+                                    true => Ok(None),
+                                    false => state.classify_row(kind, row_no, p, id).map(Some),
+                                },
+                            );
+                        match decided {
+                            Ok(None) => {
+                                if !unchanged(row_no) {
+                                    return;
+                                }
+                                continue;
+                            }
+                            Ok(Some(decision)) => {
                                 if decision.duplicate {
                                     let what = if kind == ElementKind::Event {
                                         "event id"

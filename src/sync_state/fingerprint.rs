@@ -1,5 +1,13 @@
 //! What a row *is* for change detection: a 64-bit key hash and a 64-bit fingerprint of its mapped
-//! payload, both XXH3-64 (a frozen algorithm: values stored in S3 stay comparable across releases).
+//! cells, both XXH3-64 (a frozen algorithm: values stored in S3 stay comparable across releases).
+//!
+//! The fingerprint covers the cells the mapping reads, as the decoder gave them, not the element
+//! they encode to: an unchanged row is then recognised without converting a single value, which
+//! is most of a re-sync's work. Rows with the same cells encode to the same element (encoding
+//! reads nothing else but the mapping, which seeds the fingerprint, and the clock, which only
+//! ever lets a rejected event in later). States written before this (fingerprints of the
+//! encoded element, [`Fingerprinter::fingerprint`]) are carried over row by row: see
+//! [`super::SyncState::classify_row`].
 
 use xxhash_rust::xxh3::{xxh3_64, xxh3_64_with_seed};
 
@@ -20,6 +28,12 @@ const EVENT_KEY_SEED: u64 = 0x6576_656e_745f_6964; // "event_id"
 /// Versions the mapping fingerprint's input layout; changing it resends everything once.
 const MAPPING_DOMAIN: &[u8] = b"moengage-sync/mapping-fingerprint/v1";
 
+/// Versions the cell fingerprint, and with it how cells encode: a release that changes what
+/// `ResolvedMapping::encode` writes for the same cells must change this, or rows it would now
+/// send differently count as unchanged (the test `encoding_is_pinned` fails to remind you).
+/// Changing it resends everything once.
+const CELLS_DOMAIN: &[u8] = b"moengage-sync/cells/v1";
+
 const CUSTOMER_ID_AFTER: [&[u8]; 2] = [
     b"{\"type\":\"customer\",\"customer_id\":\"",
     b"{\"type\":\"event\",\"customer_id\":\"",
@@ -37,8 +51,10 @@ pub struct RowPrint {
 /// Turns encoded elements into [`RowPrint`]s; cheap to copy into the decode thread.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub struct Fingerprinter {
-    /// Seeds every row fingerprint, so a mapping change makes every row "changed" exactly once.
+    /// Seeds every element fingerprint, so a mapping change makes every row "changed" exactly once.
     mapping: u64,
+    /// Seeds every cell fingerprint: the mapping fingerprint under [`CELLS_DOMAIN`].
+    cells: u64,
 }
 
 impl Fingerprinter {
@@ -49,7 +65,13 @@ impl Fingerprinter {
 
     /// From a precomputed [`mapping_fingerprint`] (tests, benchmarks).
     pub fn with_mapping_fingerprint(mapping: u64) -> Self {
-        Fingerprinter { mapping }
+        let mut seed = Vec::with_capacity(CELLS_DOMAIN.len() + 8);
+        seed.extend_from_slice(CELLS_DOMAIN);
+        seed.extend_from_slice(&mapping.to_le_bytes());
+        Fingerprinter {
+            mapping,
+            cells: xxh3_64(&seed),
+        }
     }
 
     pub fn mapping_fingerprint(&self) -> u64 {
@@ -67,8 +89,23 @@ impl Fingerprinter {
         xxh3_64_with_seed(key, seed)
     }
 
+    /// The fingerprint of a row's mapped cells as `ResolvedMapping::identify` writes them, seeded
+    /// with the mapping: what the state stores.
+    pub fn fingerprint_cells(&self, cells: &[u8]) -> u64 {
+        nonzero(xxh3_64_with_seed(cells, self.cells))
+    }
+
+    /// Key and cell fingerprint of one row, from `ResolvedMapping::identify`'s output.
+    pub fn print_cells(&self, kind: ElementKind, key: &[u8], cells: &[u8]) -> RowPrint {
+        RowPrint {
+            key: Self::key(kind, key),
+            fingerprint: self.fingerprint_cells(cells),
+        }
+    }
+
     /// The fingerprint of an encoded element (`ResolvedMapping::encode` output): its bytes without
-    /// the `update_existing_only` flag, seeded with the mapping.
+    /// the `update_existing_only` flag, seeded with the mapping. What states written before cell
+    /// fingerprints hold; a row whose element matches it is carried over, not resent.
     pub fn fingerprint(&self, element: &[u8]) -> u64 {
         // Both spellings of the same payload reduce to the same bytes: `…}` loses its last brace,
         // `…,"update_existing_only":true}` loses the whole suffix. A customer element without the
@@ -80,7 +117,7 @@ impl Fingerprinter {
         nonzero(xxh3_64_with_seed(canonical, self.mapping))
     }
 
-    /// Key and fingerprint of one element.
+    /// Key and element fingerprint of one element (the fingerprint states once stored).
     pub fn print(&self, kind: ElementKind, key: &[u8], element: &[u8]) -> RowPrint {
         RowPrint {
             key: Self::key(kind, key),

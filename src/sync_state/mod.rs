@@ -136,6 +136,9 @@ pub struct SyncStats {
     pub shards_discarded: u64,
     /// Prints passed to `record_delivered` for keys this state never classified as sent (ignored).
     pub prints_ignored: u64,
+    /// Rows found unchanged by their element fingerprint, stored by a release before cell
+    /// fingerprints, and recorded again under their cell fingerprint ([`SyncState::carry_over`]).
+    pub carried_over: u64,
 }
 
 #[derive(Default)]
@@ -145,6 +148,7 @@ struct Counters {
     keys_loaded: AtomicU64,
     shards_discarded: AtomicU64,
     prints_ignored: AtomicU64,
+    carried_over: AtomicU64,
 }
 
 /// The sync state of one scope for one object's run. Share it as `Arc<SyncState>`: the decode
@@ -345,23 +349,27 @@ impl SyncState {
             if !entries.is_empty() {
                 stats.shards_read += 1;
             }
-            let mut kept_keys = Vec::new();
-            let mut kept_fps = Vec::new();
+            // In row order, as the in-memory path meets them: a key's first occurrence first.
+            let mut kept = Vec::new();
             for e in &entries {
                 let kind = e.kind();
                 let policy = |verdict, duplicate| should_send(mode, kind, verdict, duplicate);
                 let (verdict, duplicate, send) = shard.classify(e.key, e.fingerprint, None, policy);
                 decisions.set(e.row(), verdict, duplicate);
                 stats.rows += 1;
-                if send && kept_keys.last() != Some(&e.key) {
+                if send {
                     if let Some(p) = shard.position(e.key) {
-                        kept_keys.push(e.key);
-                        kept_fps.push(shard.fps[p]);
+                        kept.push((e.key, shard.fps[p]));
                     }
                 }
             }
-            stats.entries_kept += kept_keys.len() as u64;
-            let kept = Entries::unnamed(kept_keys, kept_fps);
+            kept.sort_unstable_by_key(|&(key, _)| key);
+            kept.dedup_by_key(|&mut (key, _)| key);
+            stats.entries_kept += kept.len() as u64;
+            let kept = Entries::unnamed(
+                kept.iter().map(|&(key, _)| key).collect(),
+                kept.iter().map(|&(_, fp)| fp).collect(),
+            );
             *self.lock(i) = Some(Shard::new(kept, std::mem::take(&mut shard.version), full));
         }
         let _ = self.prepared.set(decisions);
@@ -407,6 +415,32 @@ impl SyncState {
                 send,
             }
         })
+    }
+
+    /// For a row [`SyncState::classify_row`] would call changed or new: `true` when the state was
+    /// written before cell fingerprints and holds `legacy`, the element fingerprint of the row
+    /// now read, for its key. MoEngage then already has exactly this element: the row is not
+    /// sent, and its cell fingerprint `print` is recorded in place of the old one (written at the
+    /// next save), so that the next run recognises it in its first pass. Call it before
+    /// `classify_row`, from the decode thread (it may load a shard); `id` as there.
+    pub fn carry_over(
+        &self,
+        row: u64,
+        print: RowPrint,
+        legacy: u64,
+        id: Option<&[u8]>,
+    ) -> Result<bool, SyncStateError> {
+        let decided = self.prepared.get().and_then(|d| d.get(row));
+        if self.options.full_resync || !matches!(decided, None | Some((Verdict::Changed, false))) {
+            return Ok(false);
+        }
+        let carried = self.with_shard(shard_of(print.key, self.shard_bits), |shard| {
+            shard.carry_over(print.key, print.fingerprint, legacy, id)
+        })?;
+        if carried {
+            self.counters.carried_over.fetch_add(1, Ordering::Relaxed);
+        }
+        Ok(carried)
     }
 
     /// Whether [`SyncState::prepare`] found row `row` unchanged, and not a repeat of a key: such
@@ -576,6 +610,7 @@ impl SyncState {
             keys_loaded: c.keys_loaded.load(Ordering::Relaxed),
             shards_discarded: c.shards_discarded.load(Ordering::Relaxed),
             prints_ignored: c.prints_ignored.load(Ordering::Relaxed),
+            carried_over: c.carried_over.load(Ordering::Relaxed),
         }
     }
 

@@ -310,6 +310,26 @@ impl Shard {
         }
     }
 
+    /// Carries a state written with element fingerprints over to cell fingerprints: when `key`'s
+    /// stored entry is `legacy`, the element fingerprint of the row now read, MoEngage already
+    /// holds exactly that element. The row is then recorded under `fp`, its cell fingerprint, as if
+    /// delivered now, and `true` says it need not be sent. Only for a key's first occurrence in
+    /// the run, and never in a `FULL_RESYNC` (which trusts no stored entry).
+    pub fn carry_over(&mut self, key: u64, fp: u64, legacy: u64, id: Option<&[u8]>) -> bool {
+        if self.full_resync || fp == legacy || self.run.contains_key(&key) {
+            return false;
+        }
+        let Some(i) = self.position(key) else {
+            return false;
+        };
+        if self.seen.get(i) || self.stale.get(i) || self.fps[i] != legacy {
+            return false;
+        }
+        self.seen.test_and_set(i);
+        self.accept(key, fp, id);
+        true
+    }
+
     /// MoEngage accepted `fp` for `key` outside a run's classification (a redriven dead letter):
     /// recorded as if this run had sent and delivered it.
     pub fn accept(&mut self, key: u64, fp: u64, id: Option<&[u8]>) {

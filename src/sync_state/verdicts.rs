@@ -3,8 +3,8 @@
 //! classified without the state ever being in memory whole.
 //!
 //! ```text
-//! first pass:  row → (key, fingerprint, row, kind) → PrintSpool   (sorted runs, spilled past the budget)
-//! prepare:     for each shard in order: load it, its slice of the spool sorted by (key, row),
+//! first pass:  row → (key, fingerprint, row, kind) → PrintSpool   (by shard, spilled past the budget)
+//! prepare:     for each shard in order: load it, its slice of the spool in row order,
 //!              Shard::classify each in turn → Decisions (4 bits a row), keep only what a save needs
 //! second pass: the row's decision from Decisions; nothing is looked up
 //! ```
@@ -75,13 +75,17 @@ impl Entry {
     }
 }
 
-/// The prints of one part's keyed rows, in row order as they are pushed, kept in memory up to a
-/// budget and spilled to a directory of their own as sorted runs beyond it.
+/// The prints of one part's keyed rows, grouped by shard and in row order within each (rows
+/// are pushed in order, so nothing is ever sorted), kept in memory up to a budget and spilled
+/// to a directory of their own as runs beyond it.
 pub struct PrintSpool {
     shard_bits: u8,
-    /// Entries kept in memory before a run is spilled.
+    /// Entries (of capacity) kept in memory before a run is spilled.
     max_in_memory: usize,
-    buffer: Vec<Entry>,
+    /// Shard `s`'s entries since the last spill.
+    buffer: Vec<Vec<Entry>>,
+    /// The capacity of `buffer`'s vectors, in entries: what they hold in memory.
+    capacity: usize,
     dir: Option<SpoolDir>,
     runs: Vec<Run>,
     parent: PathBuf,
@@ -90,7 +94,7 @@ pub struct PrintSpool {
     rows: u64,
 }
 
-/// A spilled run: entries sorted by key (then row), and where each shard's entries start.
+/// A spilled run: entries by shard, in row order within each, and where each shard's start.
 struct Run {
     path: PathBuf,
     /// `starts[s]..starts[s + 1]`: shard `s`'s entries, in entries.
@@ -113,7 +117,8 @@ impl PrintSpool {
         PrintSpool {
             shard_bits,
             max_in_memory: (budget_bytes / ENTRY_BYTES).max(1024),
-            buffer: Vec::new(),
+            buffer: (0..1usize << shard_bits).map(|_| Vec::new()).collect(),
+            capacity: 0,
             dir: None,
             runs: Vec::new(),
             parent: parent.to_path_buf(),
@@ -133,12 +138,17 @@ impl PrintSpool {
         self.first_row.get_or_insert(row);
         self.last_row = self.last_row.max(row);
         self.rows += 1;
-        self.buffer.push(Entry {
+        let Some(shard) = self.buffer.get_mut(shard_of(print.key, self.shard_bits)) else {
+            return Ok(());
+        };
+        let before = shard.capacity();
+        shard.push(Entry {
             key: print.key,
             fingerprint: print.fingerprint,
             row_kind: (row & !EVENT_BIT) | kind_bit,
         });
-        if self.buffer.len() >= self.max_in_memory {
+        self.capacity += shard.capacity() - before;
+        if self.capacity >= self.max_in_memory {
             self.spill()?;
         }
         Ok(())
@@ -162,10 +172,6 @@ impl PrintSpool {
             .sum()
     }
 
-    fn sort(entries: &mut [Entry]) {
-        entries.sort_unstable_by_key(|e| (e.key, e.row()));
-    }
-
     fn spill(&mut self) -> std::io::Result<()> {
         static NEXT: AtomicU64 = AtomicU64::new(0);
         if self.dir.is_none() {
@@ -181,34 +187,28 @@ impl PrintSpool {
         let Some(dir) = &self.dir else {
             return Ok(());
         };
-        Self::sort(&mut self.buffer);
         let path = dir.0.join(format!("run-{}", self.runs.len()));
         let mut out = BufWriter::with_capacity(1 << 16, File::create(&path)?);
-        let shards = 1usize << self.shard_bits;
-        let mut starts = Vec::with_capacity(shards + 1);
-        let mut next = 0usize;
-        for (i, e) in self.buffer.iter().enumerate() {
-            let s = shard_of(e.key, self.shard_bits);
-            while next <= s {
-                starts.push(i as u64);
-                next += 1;
+        let mut starts = Vec::with_capacity(self.buffer.len() + 1);
+        let mut at = 0u64;
+        for shard in &mut self.buffer {
+            starts.push(at);
+            for e in shard.iter() {
+                out.write_all(&e.to_bytes())?;
             }
-            out.write_all(&e.to_bytes())?;
+            at += shard.len() as u64;
+            // Emptied, not kept: the next run's shards grow back to what they need.
+            *shard = Vec::new();
         }
-        while next <= shards {
-            starts.push(self.buffer.len() as u64);
-            next += 1;
-        }
+        starts.push(at);
         out.flush()?;
         self.runs.push(Run { path, starts });
-        self.buffer.clear();
+        self.capacity = 0;
         Ok(())
     }
 
-    /// Ends the first pass: what is still in memory is sorted and kept there.
-    pub fn finish(mut self) -> Spooled {
-        Self::sort(&mut self.buffer);
-        self.buffer.shrink_to_fit();
+    /// Ends the first pass: what is still in memory stays there.
+    pub fn finish(self) -> Spooled {
         Spooled { spool: self }
     }
 }
@@ -231,29 +231,39 @@ impl Spooled {
         self.spool.spilled_bytes()
     }
 
-    /// Shard `index`'s entries, sorted by key then row.
+    /// Shard `index`'s entries, in row order: the spilled runs' (in the order they were
+    /// spilled), then what is still in memory.
     pub(crate) fn shard(&self, index: usize) -> std::io::Result<Vec<Entry>> {
-        let bits = self.spool.shard_bits;
-        let memory = &self.spool.buffer;
-        let from = memory.partition_point(|e| shard_of(e.key, bits) < index);
-        let to = memory.partition_point(|e| shard_of(e.key, bits) <= index);
-        let mut out: Vec<Entry> = memory[from..to].to_vec();
+        let memory = self.spool.buffer.get(index).map_or(&[][..], Vec::as_slice);
+        let spilled: u64 = self.spool.runs.iter().map(|r| r.len(index)).sum();
+        let mut out = Vec::with_capacity(spilled as usize + memory.len());
         let mut bytes = Vec::new();
         for run in &self.spool.runs {
-            let (a, b) = (run.starts[index], run.starts[index + 1]);
-            if a == b {
+            let (a, n) = (run.start(index), run.len(index));
+            if n == 0 {
                 continue;
             }
             let mut f = File::open(&run.path)?;
             f.seek(SeekFrom::Start(a * ENTRY_BYTES as u64))?;
-            bytes.resize((b - a) as usize * ENTRY_BYTES, 0);
+            bytes.resize(n as usize * ENTRY_BYTES, 0);
             f.read_exact(&mut bytes)?;
             out.extend(bytes.chunks_exact(ENTRY_BYTES).map(Entry::from_bytes));
         }
-        if !self.spool.runs.is_empty() {
-            PrintSpool::sort(&mut out);
-        }
+        out.extend_from_slice(memory);
         Ok(out)
+    }
+}
+
+impl Run {
+    fn start(&self, shard: usize) -> u64 {
+        self.starts.get(shard).copied().unwrap_or(0)
+    }
+    /// Shard `shard`'s entries in this run (0 for a shard the spool does not have).
+    fn len(&self, shard: usize) -> u64 {
+        match (self.starts.get(shard), self.starts.get(shard + 1)) {
+            (Some(a), Some(b)) => b.saturating_sub(*a),
+            _ => 0,
+        }
     }
 }
 
@@ -318,7 +328,7 @@ mod tests {
     use super::*;
 
     #[test]
-    fn a_spilled_spool_gives_back_every_shard_sorted() {
+    fn a_spilled_spool_gives_back_every_shard_in_row_order() {
         let dir = std::env::temp_dir();
         // 1,024 entries in memory at most: 5,000 rows make four runs and a remainder.
         let mut spool = PrintSpool::new(4, 0, &dir);
@@ -344,9 +354,7 @@ mod tests {
         for s in 0..16 {
             let entries = spooled.shard(s).unwrap();
             assert!(entries.iter().all(|e| shard_of(e.key, 4) == s));
-            assert!(entries
-                .windows(2)
-                .all(|w| (w[0].key, w[0].row()) < (w[1].key, w[1].row())));
+            assert!(entries.windows(2).all(|w| w[0].row() < w[1].row()));
             back.extend(entries.iter().map(|e| (e.key, e.row(), e.kind())));
             assert!(entries.iter().all(|e| e.fingerprint == e.row()));
         }

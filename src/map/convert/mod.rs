@@ -163,6 +163,54 @@ impl Cell<'_> {
         }
     }
 
+    /// The cell as the decoder gave it, in an unambiguous byte form appended to `out`: a tag, then
+    /// the content, length-prefixed where it varies. Two cells write the same bytes only if they
+    /// hold the same value of the same kind, so hashing a row's mapped cells tells a changed row
+    /// from an unchanged one without converting anything (see `sync_state::fingerprint`).
+    pub fn write_canonical(&self, out: &mut Vec<u8>) {
+        let bytes = canonical_bytes;
+        match self {
+            Cell::Null => out.push(0),
+            Cell::Str(s) => write_canonical_text(s.as_bytes(), out),
+            // serde_json's maps are sorted (no `preserve_order`), so a value writes one way.
+            Cell::Json(v) => bytes(2, v.to_string().as_bytes(), out),
+            Cell::Number(s) => bytes(3, s.as_bytes(), out),
+            Cell::Int(i) => {
+                out.push(4);
+                out.extend_from_slice(&i.to_le_bytes());
+            }
+            Cell::Float(f) => {
+                out.push(5);
+                out.extend_from_slice(&f.to_bits().to_le_bytes());
+            }
+            Cell::Bool(b) => out.extend_from_slice(&[6, u8::from(*b)]),
+            Cell::Decimal { unscaled, scale } => {
+                out.push(7);
+                out.extend_from_slice(&unscaled.to_le_bytes());
+                out.extend_from_slice(&scale.to_le_bytes());
+            }
+            Cell::Timestamp(dt) => {
+                out.push(8);
+                out.extend_from_slice(&dt.timestamp().to_le_bytes());
+                out.extend_from_slice(&dt.timestamp_subsec_nanos().to_le_bytes());
+            }
+            Cell::Date(d) => {
+                out.push(9);
+                out.extend_from_slice(&d.to_epoch_days().to_le_bytes());
+            }
+            Cell::StrList(list) => {
+                out.push(10);
+                out.extend_from_slice(&((list.end - list.start) as u64).to_le_bytes());
+                for s in list.iter() {
+                    match s {
+                        Some(s) => bytes(1, s.as_bytes(), out),
+                        None => out.push(0),
+                    }
+                }
+            }
+        }
+    }
+
     /// A number this cell holds as a number (not as text), for epoch conversions.
     fn as_epoch_number(&self) -> Option<f64> {
         match self {
@@ -176,6 +224,20 @@ impl Cell<'_> {
             _ => None,
         }
     }
+}
+
+/// [`Cell::write_canonical`] of `Cell::Str(s)`, given the bytes of `s`: for decoders that hold
+/// the text themselves.
+pub fn write_canonical_text(s: &[u8], out: &mut Vec<u8>) {
+    canonical_bytes(1, s, out);
+}
+
+/// A tag, the length, the bytes.
+fn canonical_bytes(tag: u8, b: &[u8], out: &mut Vec<u8>) {
+    out.reserve(9 + b.len());
+    out.push(tag);
+    out.extend_from_slice(&(b.len() as u64).to_le_bytes());
+    out.extend_from_slice(b);
 }
 
 /// The types a `FIELD_MAPPING` entry may declare.

@@ -295,3 +295,78 @@ fn fingerprints_cover_the_payload_but_not_update_existing_only() {
     );
     assert_eq!(customer_id_of(b"{}"), None);
 }
+
+/// A state written before cell fingerprints holds element fingerprints. A row whose element
+/// matches its stored one is MoEngage's already: not sent, and stored again under its cell
+/// fingerprint. Anything else is sent as before.
+#[test]
+fn element_fingerprints_are_carried_over_to_cell_fingerprints_without_a_resend() {
+    let h = Harness::new();
+    // The old release: element fingerprints.
+    h.run(
+        upsert(),
+        MAPPING,
+        &[("a", "1"), ("b", "1"), ("c", "1")],
+        ALL,
+    );
+    let fp = Fingerprinter::with_mapping_fingerprint(MAPPING);
+    let cells =
+        |k: &str, v: &str| fp.print_cells(ElementKind::Customer, k.as_bytes(), v.as_bytes());
+    let legacy = |k: &str, v: &str| fp.fingerprint(&customer(k, v));
+
+    // FULL_RESYNC trusts no stored entry, old or new.
+    let state = h.open(SyncOptions::new(SyncMode::Upsert, true));
+    assert!(!state
+        .carry_over(1, cells("a", "1"), legacy("a", "1"), Some(b"a"))
+        .unwrap());
+
+    let state = h.open(upsert());
+    // Same element as stored: carried over.
+    assert!(state
+        .carry_over(1, cells("a", "1"), legacy("a", "1"), Some(b"a"))
+        .unwrap());
+    // A changed element: sent.
+    assert!(!state
+        .carry_over(2, cells("b", "2"), legacy("b", "2"), Some(b"b"))
+        .unwrap());
+    let d = state
+        .classify_row(ElementKind::Customer, 2, cells("b", "2"), Some(b"b"))
+        .unwrap();
+    assert_eq!((d.verdict, d.send), (Verdict::Changed, true));
+    state.record_delivered(&[cells("b", "2")]);
+    // c changes, then goes back to what MoEngage held: the second occurrence must still be sent,
+    // since the first one (sent) would otherwise be MoEngage's last word.
+    assert!(!state
+        .carry_over(3, cells("c", "9"), legacy("c", "9"), Some(b"c"))
+        .unwrap());
+    let c = |row, v| state.classify_row(ElementKind::Customer, row, cells("c", v), Some(b"c"));
+    assert!(c(3, "9").unwrap().send);
+    assert!(!state
+        .carry_over(4, cells("c", "1"), legacy("c", "1"), Some(b"c"))
+        .unwrap());
+    let d = c(4, "1").unwrap();
+    assert!(d.duplicate && d.send);
+    state.record_delivered(&[cells("c", "9"), cells("c", "1")]);
+    // A key the old release never delivered: new.
+    assert!(!state
+        .carry_over(5, cells("d", "1"), legacy("d", "1"), Some(b"d"))
+        .unwrap());
+    assert_eq!(state.stats().carried_over, 1);
+    h.rt.block_on(state.save()).unwrap();
+
+    // Stored under cell fingerprints now, the carried-over row included.
+    let stored = h.stored_named(DEFAULT_SHARD_BITS);
+    for (k, v) in [("a", "1"), ("b", "2"), ("c", "1")] {
+        let p = cells(k, v);
+        assert_eq!(
+            stored.get(&p.key),
+            Some(&(p.fingerprint, Some(k.to_string()))),
+            "{k}"
+        );
+    }
+    let state = h.open(upsert());
+    for (k, v) in [("a", "1"), ("b", "2"), ("c", "1")] {
+        let d = state.classify(ElementKind::Customer, cells(k, v)).unwrap();
+        assert_eq!((d.verdict, d.send), (Verdict::Unchanged, false), "{k}");
+    }
+}

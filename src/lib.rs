@@ -20,7 +20,8 @@
 //!   local files for the terminal `sync` ([`source::local`]).
 //! - [`decode`]: format and compression detection, decompression, and the row decoders (CSV/TSV in
 //!   the `CSV_*` dialect, NDJSON, Parquet by range requests), each a typed `RowSource`.
-//! - [`map`]: `FIELD_MAPPING` → elements (customer / event objects) with per-row validation;
+//! - [`map`]: `FIELD_MAPPING` → elements (customer / event objects) with per-row validation, and
+//!   a row's key and mapped cells without encoding it (what the sync state fingerprints);
 //!   [`map::convert`] turns one cell into the JSON value MoEngage gets, by declared type.
 //! - [`sync_state`]: the diff stage: per-key fingerprints in S3 shards (a base, and the deltas
 //!   saved since, compacted now and then), what changed since MoEngage last accepted it; [`sync_state::verdicts`] classifies a whole part in bounded memory (prints

@@ -1,20 +1,23 @@
 //! Sync state: which payload MoEngage last accepted for each key, so a re-exported snapshot sends
 //! only what changed (`SYNC_MODE` upsert / insert / update, `FULL_RESYNC`).
 //!
-//! Takes each encoded element's key and fingerprint; gives a verdict (send, or unchanged) and,
-//! once MoEngage accepted a body, records its rows.
+//! Takes each keyed row's key and fingerprint; gives a verdict (send, or unchanged) and, once
+//! MoEngage accepted a body, records its rows.
 //!
 //! ```text
-//! decode thread:  encode row → Fingerprinter::print → SyncState::classify → send or count unchanged
+//! first pass:     ResolvedMapping::identify → Fingerprinter::print_cells → PrintSpool → SyncState::prepare
+//! decode thread:  encode row → carry_over, else classify_row → send or count unchanged
 //! async loop:     batch accepted → SyncState::record_delivered(its prints) … end → SyncState::save
 //! ```
 //!
-//! Per key the state keeps a 64-bit key hash and a 64-bit fingerprint of the mapped payload (seeded
-//! with the mapping, so a mapping change makes every row "changed" once): with the user's `customer_id` (so mirror mode can name it), ~32 bytes at rest, in
-//! `2^shard_bits` shards addressed by the key hash's top bits, under
-//! `{STATE_PREFIX}sync/{workspace}/{object_type}/`. Shards load on first use; a save writes only
-//! what it changed, as a delta beside the shard's base, with compare-and-swap, and rewrites the base
-//! every 16 deltas; see `docs/sync-state.md` for the layout and the guarantees.
+//! Per key the state keeps a 64-bit key hash and a 64-bit fingerprint of the row's mapped cells
+//! (seeded with the mapping, so a mapping change makes every row "changed" once; states that hold
+//! the encoded element's fingerprint instead are carried over, [`SyncState::carry_over`]): with the
+//! user's `customer_id` (so mirror mode can name it), ~32 bytes at rest, in `2^shard_bits` shards
+//! addressed by the key hash's top bits, under `{STATE_PREFIX}sync/{workspace}/{object_type}/`.
+//! Shards load on first use; a save writes only what it changed, as a delta beside the shard's
+//! base, with compare-and-swap, and rewrites the base every 64 deltas; see `docs/sync-state.md` for
+//! the layout and the guarantees.
 //!
 //! The one promise everything here keeps: **an entry says "MoEngage accepted this payload for this
 //! key" only if it did.** Entries change only through `record_delivered`; anything uncertain (a

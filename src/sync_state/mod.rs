@@ -400,6 +400,13 @@ impl SyncState {
             let policy = |verdict, duplicate| should_send(mode, kind, verdict, duplicate);
             let (verdict, duplicate, send) = match decided {
                 Some((verdict, duplicate)) => {
+                    // The first pass keys rows without mapping them, so an event id's earlier
+                    // occurrence may be a row the sending pass rejected. None of them sent: this
+                    // one is the first, and is sent (events are sent once, the first valid time).
+                    let duplicate = duplicate
+                        && !(kind == ElementKind::Event
+                            && verdict == Verdict::New
+                            && !shard.sent_in_run(print.key));
                     let send = policy(verdict, duplicate);
                     shard.note(print.key, print.fingerprint, id, send);
                     (verdict, duplicate, send)

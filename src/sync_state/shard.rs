@@ -310,6 +310,11 @@ impl Shard {
         }
     }
 
+    /// Whether a row of `key` was sent in this run.
+    pub fn sent_in_run(&self, key: u64) -> bool {
+        self.run.get(&key).is_some_and(|e| e.sent != 0)
+    }
+
     /// Carries a state written with element fingerprints over to cell fingerprints: when `key`'s
     /// stored entry is `legacy`, the element fingerprint of the row now read, MoEngage already
     /// holds exactly that element. The row is then recorded under `fp`, its cell fingerprint, as if

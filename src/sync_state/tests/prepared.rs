@@ -247,3 +247,42 @@ fn a_prepared_state_holds_only_what_the_part_may_send() {
         .iter()
         .all(|&i| stored[&rows[i].key] == rows[i].fingerprint));
 }
+
+/// The first pass keys rows without mapping them, so it counts a row the sending pass then
+/// rejects as an occurrence of its key. An event id whose first row is rejected must still be
+/// sent once, from its next valid row, as the in-memory path does (it never classifies a
+/// rejected row).
+#[test]
+fn an_event_whose_first_row_is_rejected_is_sent_from_the_next() {
+    let fp = Fingerprinter::with_mapping_fingerprint(MAPPING);
+    let e = |v: &str| fp.print(ElementKind::Event, b"evt-1", v.as_bytes());
+    for first_rejected in [true, false] {
+        let h = Harness::new();
+        let state = h.open(upsert());
+        let mut spool = PrintSpool::new(state.shard_bits(), 0, &std::env::temp_dir());
+        spool.push(1, ElementKind::Event, e("future")).unwrap();
+        spool.push(2, ElementKind::Event, e("valid")).unwrap();
+        spool.push(3, ElementKind::Event, e("again")).unwrap();
+        h.rt.block_on(state.prepare(&spool.finish(), 1)).unwrap();
+        if !first_rejected {
+            assert!(
+                state
+                    .classify_row(ElementKind::Event, 1, e("future"), None)
+                    .unwrap()
+                    .send
+            );
+        }
+        let second = state
+            .classify_row(ElementKind::Event, 2, e("valid"), None)
+            .unwrap();
+        assert_eq!(
+            (second.send, second.duplicate),
+            (first_rejected, !first_rejected),
+            "first row rejected: {first_rejected}"
+        );
+        let third = state
+            .classify_row(ElementKind::Event, 3, e("again"), None)
+            .unwrap();
+        assert!(!third.send && third.duplicate, "an event id is sent once");
+    }
+}

@@ -187,8 +187,8 @@ pub async fn process_object(
             Err(reason) => return failed_before_sending(report, reason),
         };
         stop_after_row = coverage.stopped_after;
-        // Every row read, valid, keyed and unchanged: the sending pass would only count them, so
-        // it does not read the object again.
+        // Every row read, keyed and unchanged (so valid: MoEngage accepted the same cells): the
+        // sending pass would only count them, so it does not read the object again.
         unchanged_through = coverage
             .clean_through
             .filter(|&last| sync.prepared_all_unchanged(plan.resume_after_row + 1, last));

@@ -48,7 +48,8 @@ pub(super) struct Limits {
     pub(super) max_rows: Option<u64>,
     /// Stop before any row after this one ([`Decoded::Paused`]): the first pass covered no more.
     pub(super) stop_after_row: Option<u64>,
-    /// The time future-dated events are checked against; one for both passes over an object.
+    /// The time future-dated events are checked against (by the sending pass; the first pass
+    /// maps nothing).
     pub(super) now: Option<chrono::DateTime<chrono::Utc>>,
 }
 

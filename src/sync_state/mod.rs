@@ -440,6 +440,10 @@ impl SyncState {
         legacy: u64,
         id: Option<&[u8]>,
     ) -> Result<bool, SyncStateError> {
+        // A scope with nothing stored (a first run) has nothing to carry: no lookup per row.
+        if !self.has_stored_state() {
+            return Ok(false);
+        }
         let decided = self.prepared.get().and_then(|d| d.get(row));
         if self.options.full_resync || !matches!(decided, None | Some((Verdict::Changed, false))) {
             return Ok(false);
